@@ -1,0 +1,262 @@
+/**
+ * The one registry of error codes. Every error the API answers with has its code here, with its HTTP status, a
+ * default message and hint, and a section in `protocol/docs/errors.md` (a test keeps the two in step).
+ */
+
+/** One entry of the registry. */
+export interface ErrorSpec {
+  /** HTTP status the code is always answered with. */
+  readonly status: number;
+  /** Default human-readable message; a route may replace it with a more precise one. */
+  readonly message: string;
+  /** What the caller should do next, phrased as the next request to make where there is one. */
+  readonly hint: string;
+}
+
+const define = <T extends Record<string, ErrorSpec>>(registry: T): Readonly<T> => Object.freeze(registry);
+
+/** Every error code, grouped by area. Codes are UPPER_SNAKE_CASE and never change meaning once published. */
+export const ERRORS = define({
+  // --- request shape ---------------------------------------------------------------------------------------------
+  VALIDATION_FAILED: {
+    status: 400,
+    message: 'The request does not match the schema of this route.',
+    hint: 'Fix the field named in the message; GET /api/openapi.json describes every route.',
+  },
+  INVALID_JSON: {
+    status: 400,
+    message: 'The request body is not valid JSON.',
+    hint: 'Send a JSON document with Content-Type: application/json.',
+  },
+  UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    message: 'This route accepts only application/json bodies.',
+    hint: 'Send the body as JSON with Content-Type: application/json.',
+  },
+  PAYLOAD_TOO_LARGE: {
+    status: 413,
+    message: 'The request body is larger than this route accepts.',
+    hint: 'Send a smaller body; the limit is stated in the message.',
+  },
+  ROUTE_NOT_FOUND: {
+    status: 404,
+    message: 'No route matches this method and path.',
+    hint: 'GET /llms.txt lists every route.',
+  },
+  // --- authentication ----------------------------------------------------------------------------------------------
+  AUTH_REQUIRED: {
+    status: 401,
+    message: 'This route needs an API key.',
+    hint: 'Send Authorization: Bearer am_k_…; register with POST /api/v1/auth/challenge then POST /api/v1/register.',
+  },
+  API_KEY_MALFORMED: {
+    status: 401,
+    message: 'The API key is not a well-formed Crochet key.',
+    hint: 'Use the api_key exactly as returned by register or recover (it starts with am_k_).',
+  },
+  API_KEY_INVALID: {
+    status: 401,
+    message: 'The API key is not known.',
+    hint: 'Check the key, or recover a key for your wallet with POST /api/v1/auth/recover/challenge.',
+  },
+  API_KEY_REVOKED: {
+    status: 401,
+    message: 'The API key has been revoked.',
+    hint: 'Use another active key, or recover one with POST /api/v1/auth/recover/challenge.',
+  },
+  // --- proof-of-work challenges -------------------------------------------------------------------------------------
+  CHALLENGE_NOT_FOUND: {
+    status: 400,
+    message: 'The challenge does not exist or was issued for another purpose.',
+    hint: 'Request a fresh challenge and solve it.',
+  },
+  CHALLENGE_EXPIRED: {
+    status: 400,
+    message: 'The challenge has expired.',
+    hint: 'Request a fresh challenge and solve it before expires_at.',
+  },
+  CHALLENGE_ALREADY_USED: {
+    status: 409,
+    message: 'The challenge has already been used.',
+    hint: 'Each challenge is single-use: request a fresh one.',
+  },
+  POW_INVALID: {
+    status: 400,
+    message: 'The nonce does not solve the challenge.',
+    hint: 'Find a decimal nonce such that sha256(salt + nonce) has at least `difficulty` leading zero bits.',
+  },
+  // --- accounts, wallets and keys --------------------------------------------------------------------------------
+  WALLET_ADDRESS_INVALID: {
+    status: 400,
+    message: 'The wallet address is not valid for its chain.',
+    hint: 'EVM addresses are 0x followed by 40 hex digits; Solana addresses are base58 ed25519 public keys.',
+  },
+  WALLET_ALREADY_REGISTERED: {
+    status: 409,
+    message: 'This wallet is already registered to an agent.',
+    hint: 'Recover that agent with POST /api/v1/auth/recover/challenge instead of registering again.',
+  },
+  WALLET_NOT_FOUND: {
+    status: 404,
+    message: 'No agent has this wallet.',
+    hint: 'Register with this wallet first: POST /api/v1/auth/challenge then POST /api/v1/register.',
+  },
+  RECOVERY_MESSAGE_INVALID: {
+    status: 400,
+    message: 'The recovery message is not one this server issued, or it has expired or been used.',
+    hint: 'Request a fresh message with POST /api/v1/auth/recover/challenge and sign it unchanged.',
+  },
+  RECOVERY_SIGNATURE_INVALID: {
+    status: 401,
+    message: 'The signature does not verify for this wallet and message.',
+    hint: 'Sign the exact message with the wallet: personal_sign (EIP-191) on EVM, ed25519 signMessage on Solana.',
+  },
+  KEY_NOT_FOUND: {
+    status: 404,
+    message: 'No key with this id belongs to you.',
+    hint: 'GET /api/v1/me lists your keys.',
+  },
+  KEY_LIMIT_REACHED: {
+    status: 409,
+    message: 'You have the maximum number of active keys.',
+    hint: 'Revoke a key you no longer use with DELETE /api/v1/keys/:id, then create a new one.',
+  },
+  LAST_ACTIVE_KEY: {
+    status: 409,
+    message: 'This is your only active key; revoking it would lock you out.',
+    hint: 'Create another key with POST /api/v1/keys first, then revoke this one.',
+  },
+  // --- listings and seller endpoints -----------------------------------------------------------------------------
+  LISTING_NOT_FOUND: {
+    status: 404,
+    message: 'No listing with this id.',
+    hint: 'GET /api/v1/listings to browse listings.',
+  },
+  LISTING_ARCHIVED: {
+    status: 409,
+    message: 'The listing is archived and can no longer change.',
+    hint: 'Create a new listing with POST /api/v1/listings/challenge then POST /api/v1/listings.',
+  },
+  PRICE_INVALID: {
+    status: 400,
+    message: 'The price is not valid for this pricing model.',
+    hint: 'per_call listings need price.amount as a decimal string > 0 with at most 6 decimals, e.g. "0.01"; free listings take no price.',
+  },
+  CURRENCY_UNSUPPORTED: {
+    status: 400,
+    message: 'The currency is not supported.',
+    hint: 'Use "USDC".',
+  },
+  ENDPOINT_URL_INVALID: {
+    status: 400,
+    message: 'The private endpoint URL is not an acceptable absolute URL.',
+    hint: 'Use an https:// URL without credentials, e.g. https://api.example.com/crochet.',
+  },
+  ENDPOINT_URL_FORBIDDEN: {
+    status: 400,
+    message: 'The private endpoint URL resolves to an address Crochet does not call.',
+    hint: 'Use a public address: loopback, private, link-local and metadata addresses are refused.',
+  },
+  ENDPOINT_UNRESOLVABLE: {
+    status: 400,
+    message: 'The private endpoint host name does not resolve.',
+    hint: 'Check the host name and its DNS records, then save the URL again.',
+  },
+  // --- infrastructure -------------------------------------------------------------------------------------------
+  RATE_LIMITED: {
+    status: 429,
+    message: 'Too many requests.',
+    hint: 'Wait for the number of seconds in Retry-After, then retry.',
+  },
+  STATE_UNAVAILABLE: {
+    status: 503,
+    message: 'A backing store is unavailable; nothing was charged.',
+    hint: 'Retry after the number of seconds in Retry-After.',
+  },
+  CONTROL_PLANE_UNAVAILABLE: {
+    status: 503,
+    message: 'The Crochet API is temporarily unavailable.',
+    hint: 'Retry after the number of seconds in Retry-After; gateway calls keep working.',
+  },
+  INTERNAL_ERROR: {
+    status: 500,
+    message: 'An unexpected error occurred.',
+    hint: 'Retry later; quote the request_id if you report it.',
+  },
+});
+
+/** A code of the registry. */
+export type ErrorCode = keyof typeof ERRORS;
+
+/** Every code, in registry order. */
+export const ERROR_CODES = Object.keys(ERRORS) as ErrorCode[];
+
+/** The docs anchor of a code, relative to the public base URL. */
+export const errorDocsPath = (code: ErrorCode): string => `/docs/errors#${code}`;
+
+/** True when `value` is a code of the registry. */
+export const isErrorCode = (value: string): value is ErrorCode => Object.hasOwn(ERRORS, value);
+
+/** The body of an error response. */
+export interface ErrorBody {
+  error: {
+    code: ErrorCode;
+    message: string;
+    request_id: string;
+    hint: string;
+    docs: string;
+    [extra: string]: unknown;
+  };
+}
+
+/** Options that refine a registry entry for one occurrence. */
+export interface ApiErrorOptions {
+  message?: string;
+  hint?: string;
+  /** Extra fields placed beside `code` in the error object (e.g. `limit_bytes`). */
+  details?: Record<string, unknown>;
+  /** Response headers to send with the error (e.g. `Retry-After`). */
+  headers?: Record<string, string>;
+}
+
+/**
+ * An expected, client-facing failure. Routes throw it; each plane's error handler renders it with `errorBody`.
+ * Anything else that is thrown is a bug or an infrastructure failure and is answered as INTERNAL_ERROR.
+ */
+export class ApiError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly hint: string;
+  readonly details: Record<string, unknown> | undefined;
+  readonly headers: Record<string, string> | undefined;
+
+  constructor(code: ErrorCode, options: ApiErrorOptions = {}) {
+    const spec = ERRORS[code];
+    super(options.message ?? spec.message);
+    this.name = 'ApiError';
+    this.code = code;
+    this.status = spec.status;
+    this.hint = options.hint ?? spec.hint;
+    this.details = options.details;
+    this.headers = options.headers;
+  }
+}
+
+/** Renders the error envelope for a code (with optional refinements) and a request id. */
+export const errorBody = (
+  code: ErrorCode,
+  requestId: string,
+  options: Pick<ApiErrorOptions, 'message' | 'hint' | 'details'> = {},
+): ErrorBody => {
+  const spec = ERRORS[code];
+  return {
+    error: {
+      code,
+      message: options.message ?? spec.message,
+      request_id: requestId,
+      hint: options.hint ?? spec.hint,
+      docs: errorDocsPath(code),
+      ...options.details,
+    },
+  };
+};

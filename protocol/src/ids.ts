@@ -1,0 +1,68 @@
+import { randomBytes } from 'node:crypto';
+
+/** Prefixes of every kind of id. An id is `<prefix>_<26 chars>`: a ULID (time-sortable, Crockford base32). */
+export const ID_PREFIX = Object.freeze({
+  agent: 'agt',
+  key: 'key',
+  listing: 'lst',
+  challenge: 'chl',
+  gatewayRequest: 'gr',
+  payment: 'pay',
+  review: 'rev',
+  operator: 'op',
+  signingKey: 'sk',
+  request: 'req',
+} as const);
+
+export type IdKind = keyof typeof ID_PREFIX;
+export type IdPrefix = (typeof ID_PREFIX)[IdKind];
+
+/** A prefixed id such as `lst_01JD…`; the template type keeps kinds apart at compile time. */
+export type Id<P extends IdPrefix> = `${P}_${string}`;
+export type AgentId = Id<'agt'>;
+export type KeyId = Id<'key'>;
+export type ListingId = Id<'lst'>;
+export type ChallengeId = Id<'chl'>;
+export type GatewayRequestId = Id<'gr'>;
+export type PaymentRequestId = Id<'pay'>;
+
+const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+const ULID_PATTERN = '[0-9A-HJKMNP-TV-Z]{26}';
+
+/** Encodes a 48-bit millisecond time and 80 random bits as a 26-character ULID. */
+export const ulid = (timeMs: number = Date.now()): string => {
+  let out = '';
+  let time = timeMs;
+  for (let i = 0; i < 10; i++) {
+    out = CROCKFORD[time % 32] + out;
+    time = Math.floor(time / 32);
+  }
+  const random = randomBytes(10);
+  // 80 bits → 16 base32 characters, 5 bits at a time.
+  let bits = 0;
+  let value = 0;
+  for (const byte of random) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      out += CROCKFORD[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  return out;
+};
+
+/** A new id of the given kind. */
+export const newId = <K extends IdKind>(kind: K): Id<(typeof ID_PREFIX)[K]> =>
+  `${ID_PREFIX[kind]}_${ulid()}` as Id<(typeof ID_PREFIX)[K]>;
+
+/** A JSON-schema pattern that matches ids of one kind. */
+export const idPattern = (kind: IdKind): string => `^${ID_PREFIX[kind]}_${ULID_PATTERN}$`;
+
+const ID_REGEX = new Map(
+  (Object.keys(ID_PREFIX) as IdKind[]).map((kind) => [kind, new RegExp(idPattern(kind))] as const),
+);
+
+/** True when `value` is a well-formed id of the given kind. */
+export const isId = <K extends IdKind>(kind: K, value: string): value is Id<(typeof ID_PREFIX)[K]> =>
+  ID_REGEX.get(kind)!.test(value);

@@ -1,0 +1,6 @@
+export * from './api-key.js';
+export * from './envelope.js';
+export * from './errors.js';
+export * from './ids.js';
+export * from './money.js';
+export * from './signature.js';

@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import { apiKeyDisplayPrefix, bearerToken, generateApiKey, hashApiKey, isWellFormedApiKey } from './api-key.js';
+import { decodeCursor, encodeCursor } from './envelope.js';
+import { isId, newId } from './ids.js';
+import { fromAtomic, toAtomic } from './money.js';
+import { canonicalString, signatureEntry, signatureHeader } from './signature.js';
+
+describe('api keys', () => {
+  it('generates well-formed keys whose checksum catches any single-character change', () => {
+    const key = generateApiKey();
+    expect(key).toMatch(/^am_k_[0-9A-Za-z]{38}$/);
+    expect(isWellFormedApiKey(key)).toBe(true);
+    for (let i = 5; i < key.length; i++) {
+      const swapped = key[i] === 'a' ? 'b' : 'a';
+      expect(isWellFormedApiKey(key.slice(0, i) + swapped + key.slice(i + 1))).toBe(false);
+    }
+    expect(isWellFormedApiKey(key.slice(0, -1))).toBe(false);
+    expect(isWellFormedApiKey(`${key}x`)).toBe(false);
+  });
+
+  it('hashes to lowercase sha256 hex and shows only a short prefix', () => {
+    const key = generateApiKey();
+    expect(hashApiKey(key)).toMatch(/^[0-9a-f]{64}$/);
+    expect(apiKeyDisplayPrefix(key)).toBe(key.slice(0, 13));
+  });
+
+  it('reads bearer tokens', () => {
+    expect(bearerToken('Bearer am_k_x')).toBe('am_k_x');
+    expect(bearerToken('bearer  am_k_x ')).toBe('am_k_x');
+    expect(bearerToken('Basic abc')).toBeUndefined();
+    expect(bearerToken(undefined)).toBeUndefined();
+  });
+});
+
+describe('ids', () => {
+  it('are prefixed, well-formed and time-sortable', () => {
+    const first = newId('listing');
+    const later = newId('listing');
+    expect(isId('listing', first)).toBe(true);
+    expect(isId('agent', first)).toBe(false);
+    expect(first.slice(0, 14) <= later.slice(0, 14)).toBe(true);
+  });
+});
+
+describe('money', () => {
+  it.each([
+    ['0.01', 10_000n],
+    ['1', 1_000_000n],
+    ['0', 0n],
+    ['12.345678', 12_345_678n],
+    ['0.000001', 1n],
+  ])('parses %s', (amount, atomic) => {
+    expect(toAtomic(amount, 'USDC')).toBe(atomic);
+    expect(fromAtomic(atomic, 'USDC')).toBe(amount);
+  });
+
+  it.each(['-1', '1e3', '0.0000001', '', ' 1', '01', '1.', '.5', 'NaN'])('rejects %j', (amount) => {
+    expect(toAtomic(amount, 'USDC')).toBeNull();
+  });
+});
+
+describe('cursors', () => {
+  it('round-trip and reject garbage', () => {
+    expect(decodeCursor(encodeCursor(['2026-01-01', 'lst_1', 5]))).toEqual(['2026-01-01', 'lst_1', 5]);
+    expect(decodeCursor('not-a-cursor')).toBeNull();
+    expect(decodeCursor(Buffer.from('{"a":1}').toString('base64url'))).toBeNull();
+  });
+});
+
+describe('signature', () => {
+  it('matches an independently computed HMAC over the canonical string', () => {
+    const canonical = canonicalString(1700000000, 'gr_1', 'lst_1', 'ab'.repeat(32));
+    expect(canonical).toBe(`1700000000.gr_1.lst_1.${'ab'.repeat(32)}`);
+    // Known answer: HMAC-SHA256(key="crs_test", msg=canonical), computed with openssl.
+    expect(signatureEntry('crs_test', canonical)).toBe(
+      'v1=b03b50d76ed46310e7a89afa72814866541015797263a94ae0207c0d8e89ad76',
+    );
+    expect(signatureHeader(['a', 'b'], canonical).split(',')).toHaveLength(2);
+  });
+});
