@@ -1,4 +1,5 @@
 export * from './api-key.js';
+export * from './env.js';
 export * from './envelope.js';
 export * from './errors.js';
 export * from './ids.js';

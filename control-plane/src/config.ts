@@ -1,0 +1,68 @@
+import { EnvReader } from '@crochet/protocol';
+import { CryptoBox } from './crypto-box.js';
+
+/** Everything the control plane reads from its environment, validated at start. */
+export interface ControlPlaneConfig {
+  host: string;
+  port: number;
+  publicBaseUrl: string;
+  databaseUrl: string;
+  redisUrl: string;
+  logLevel: string;
+  powDifficulty: number;
+  powTtlSeconds: number;
+  recoveryTtlSeconds: number;
+  allowPrivateEndpoints: boolean;
+  encryptionKey: Buffer;
+  encryptionKeysPrevious: Buffer[];
+  secretOverlapSeconds: number;
+  evmChainId: number;
+  solanaChainId: string;
+  maxActiveKeys: number;
+  bodyLimitBytes: number;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Reads and validates the configuration; throws a ConfigError with one line per bad variable. */
+export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): ControlPlaneConfig => {
+  const r = new EnvReader(env);
+  const port = r.int('CONTROL_PLANE_PORT', 8081, { min: 0, max: 65535 });
+  const publicBaseUrl = r.url('PUBLIC_BASE_URL', 'http://localhost:8080', ['http:', 'https:']).replace(/\/+$/, '');
+  const databaseUrl = r.url('DATABASE_URL', undefined, ['postgres:', 'postgresql:']);
+  if (databaseUrl === undefined) r.problem('DATABASE_URL', 'is required (PostgreSQL connection URL)');
+  const logLevel = r.string('LOG_LEVEL', 'info');
+  if (!LOG_LEVELS.includes(logLevel)) r.problem('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
+
+  const keyText = r.required('CROCHET_ENCRYPTION_KEY', 'base64 of 32 random bytes: openssl rand -base64 32');
+  const encryptionKey = keyText ? CryptoBox.parseKey(keyText) : null;
+  if (keyText && !encryptionKey) r.problem('CROCHET_ENCRYPTION_KEY', 'must be base64 of exactly 32 bytes');
+  const encryptionKeysPrevious: Buffer[] = [];
+  for (const text of (r.string('CROCHET_ENCRYPTION_KEYS_PREVIOUS') ?? '').split(',').filter(Boolean)) {
+    const key = CryptoBox.parseKey(text.trim());
+    if (key) encryptionKeysPrevious.push(key);
+    else r.problem('CROCHET_ENCRYPTION_KEYS_PREVIOUS', 'must be comma-separated base64 keys of 32 bytes');
+  }
+
+  const config: ControlPlaneConfig = {
+    host: r.string('CONTROL_PLANE_HOST', '127.0.0.1'),
+    port,
+    publicBaseUrl,
+    databaseUrl: databaseUrl ?? '',
+    redisUrl: r.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    logLevel,
+    powDifficulty: r.int('CROCHET_POW_DIFFICULTY', 20, { min: 0, max: 32 }),
+    powTtlSeconds: r.int('CROCHET_POW_TTL_SECONDS', 300, { min: 10, max: 86_400 }),
+    recoveryTtlSeconds: r.int('CROCHET_RECOVERY_TTL_SECONDS', 600, { min: 10, max: 86_400 }),
+    allowPrivateEndpoints: r.flag('CROCHET_ALLOW_PRIVATE_ENDPOINTS'),
+    encryptionKey: encryptionKey ?? Buffer.alloc(32),
+    encryptionKeysPrevious,
+    secretOverlapSeconds: r.int('CROCHET_SECRET_OVERLAP_SECONDS', 86_400, { min: 0, max: 30 * 86_400 }),
+    evmChainId: r.int('CROCHET_SIWE_CHAIN_ID', 1, { min: 1, max: 2 ** 31 }),
+    solanaChainId: r.string('CROCHET_SIWS_CHAIN_ID', 'mainnet'),
+    maxActiveKeys: r.int('CROCHET_MAX_ACTIVE_KEYS', 10, { min: 1, max: 100 }),
+    bodyLimitBytes: r.int('CONTROL_PLANE_BODY_LIMIT_BYTES', 256 * 1024, { min: 1024, max: 16 * 1024 * 1024 }),
+  };
+  r.done();
+  return config;
+};

@@ -1,0 +1,321 @@
+import { ERRORS, type ErrorCode, errorDocsPath } from '@crochet/protocol';
+import type { RouteDoc } from '../app.js';
+import { ErrorSchema } from '../schemas.js';
+
+/**
+ * Every public API document is rendered here from the route catalog, which Fastify fills from the very schemas it
+ * validates requests with. A route added or changed shows up in openapi.json, llms.txt, the API reference and the
+ * skill texts at once; nothing is written twice.
+ */
+
+type JsonSchema = Record<string, unknown>;
+
+/** Codes any route may answer, whatever it documents itself. */
+const COMMON_ERRORS: ErrorCode[] = ['VALIDATION_FAILED', 'INVALID_JSON', 'PAYLOAD_TOO_LARGE', 'INTERNAL_ERROR'];
+const AUTH_ERRORS: ErrorCode[] = ['AUTH_REQUIRED', 'API_KEY_MALFORMED', 'API_KEY_INVALID', 'API_KEY_REVOKED'];
+
+export const routeErrors = (route: RouteDoc): ErrorCode[] => [
+  ...new Set([...(route.auth === 'api_key' ? AUTH_ERRORS : []), ...route.errors, ...COMMON_ERRORS]),
+];
+
+const openApiPath = (url: string): string => url.replace(/:([A-Za-z_]+)/g, '{$1}');
+const successStatus = (route: RouteDoc): string =>
+  Object.keys((route.schema.response as JsonSchema | undefined) ?? { 200: null })[0] ?? '200';
+
+/** A JSON-serializable copy of a TypeBox schema (drops symbol keys and undefined). */
+const plain = (schema: unknown): JsonSchema => JSON.parse(JSON.stringify(schema ?? {}));
+
+const parameters = (schema: unknown, where: 'path' | 'query') => {
+  const s = plain(schema);
+  const properties = (s['properties'] ?? {}) as Record<string, JsonSchema>;
+  const required = new Set((s['required'] as string[] | undefined) ?? []);
+  return Object.entries(properties).map(([name, p]) => ({
+    name,
+    in: where,
+    required: where === 'path' || required.has(name),
+    ...(p['description'] ? { description: p['description'] } : {}),
+    schema: p,
+  }));
+};
+
+export interface SiteInfo {
+  baseUrl: string;
+  version: string;
+}
+
+export const renderOpenApi = (catalog: readonly RouteDoc[], site: SiteInfo) => {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const route of catalog) {
+    const schema = route.schema;
+    const errors = routeErrors(route);
+    const byStatus = new Map<number, ErrorCode[]>();
+    for (const code of errors) byStatus.set(ERRORS[code].status, [...(byStatus.get(ERRORS[code].status) ?? []), code]);
+    const responses: Record<string, unknown> = {};
+    for (const [status, body] of Object.entries((schema.response as JsonSchema | undefined) ?? {})) {
+      responses[status] = { description: 'Success', content: { 'application/json': { schema: plain(body) } } };
+    }
+    for (const [status, codes] of [...byStatus].sort((a, b) => a[0] - b[0])) {
+      responses[String(status)] = {
+        description: `Error: ${codes.join(', ')}`,
+        content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+      };
+    }
+    const operation: Record<string, unknown> = {
+      operationId: schema['operationId'],
+      summary: schema['summary'],
+      ...(schema['description'] ? { description: schema['description'] } : {}),
+      tags: schema['tags'],
+      security: route.auth === 'api_key' ? [{ apiKey: [] }] : route.auth === 'optional' ? [{}, { apiKey: [] }] : [],
+      parameters: [...parameters(schema.params, 'path'), ...parameters(schema.querystring, 'query')],
+      ...(schema.body
+        ? { requestBody: { required: true, content: { 'application/json': { schema: plain(schema.body) } } } }
+        : {}),
+      responses,
+      'x-crochet-errors': errors,
+    };
+    const path = openApiPath(route.url);
+    paths[path] = { ...paths[path], [route.method.toLowerCase()]: operation };
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Crochet API',
+      version: site.version,
+      description:
+        'API-first marketplace and gateway where AI agents buy and sell capabilities per call. ' +
+        'Success: {"data": …}; lists: {"data": [...], "next_cursor": …}; errors: {"error": {code, message, ' +
+        'request_id, hint, docs}} with codes from /docs/errors.',
+    },
+    servers: [{ url: site.baseUrl }],
+    components: {
+      securitySchemes: {
+        apiKey: { type: 'http', scheme: 'bearer', description: 'Authorization: Bearer am_k_… (from register)' },
+      },
+      schemas: { Error: plain(ErrorSchema) },
+    },
+    paths,
+  };
+};
+
+/** One line of a schema's type, for the text documents. */
+const typeOf = (s: JsonSchema): string => {
+  const anyOf = s['anyOf'] as JsonSchema[] | undefined;
+  if (anyOf) {
+    if (anyOf.every((a) => a['const'] !== undefined)) return anyOf.map((a) => JSON.stringify(a['const'])).join(' | ');
+    return anyOf.map(typeOf).join(' | ');
+  }
+  if (s['const'] !== undefined) return JSON.stringify(s['const']);
+  if (s['type'] === 'array') return `${typeOf((s['items'] ?? {}) as JsonSchema)}[]`;
+  if (s['type'] === 'object') return 'object';
+  return String(s['type'] ?? 'any');
+};
+
+const fields = (schema: unknown, indent: string): string[] => {
+  const s = plain(schema);
+  const properties = (s['properties'] ?? {}) as Record<string, JsonSchema>;
+  const required = new Set((s['required'] as string[] | undefined) ?? []);
+  return Object.entries(properties).map(([name, p]) => {
+    const constraints = ['minLength', 'maxLength', 'minimum', 'maximum', 'pattern', 'format', 'default']
+      .filter((k) => p[k] !== undefined)
+      .map((k) => `${k} ${JSON.stringify(p[k])}`);
+    const notes = [required.has(name) ? 'required' : 'optional', ...constraints].join(', ');
+    return `${indent}${name}: ${typeOf(p)} (${notes})${p['description'] ? ` — ${p['description']}` : ''}`;
+  });
+};
+
+const authLabel = (route: RouteDoc): string =>
+  route.auth === 'api_key' ? 'API key' : route.auth === 'optional' ? 'optional API key' : 'none';
+
+export const renderApiReference = (catalog: readonly RouteDoc[], site: SiteInfo): string => {
+  const out = [
+    'Crochet API reference',
+    '=====================',
+    '',
+    `Base URL: ${site.baseUrl}    Version: ${site.version}`,
+    'Auth: Authorization: Bearer am_k_… (from POST /api/v1/register or POST /api/v1/auth/recover).',
+    'Success: {"data": …}; lists: {"data": [...], "next_cursor": "…" | null} (pass ?cursor= to continue).',
+    'Errors: {"error": {"code", "message", "request_id", "hint", "docs"}}; every code is explained at /docs/errors.',
+    'Money: decimal strings at the edge ("0.01"), with amount_atomic integers (USDC has 6 decimals).',
+    '',
+  ];
+  for (const route of catalog) {
+    const s = route.schema;
+    out.push(`${route.method} ${route.url}`, `  ${String(s['summary'])}`, `  auth: ${authLabel(route)}`);
+    if (s['description']) out.push(`  ${String(s['description'])}`);
+    const path = fields(s.params, '    ');
+    if (path.length) out.push('  path:', ...path);
+    const query = fields(s.querystring, '    ');
+    if (query.length) out.push('  query:', ...query);
+    const body = fields(s.body, '    ');
+    if (body.length) out.push('  body (JSON):', ...body);
+    out.push(`  success: HTTP ${successStatus(route)}`);
+    out.push(
+      `  errors: ${routeErrors(route)
+        .map((c) => `${c} (${ERRORS[c].status})`)
+        .join(', ')}`,
+      '',
+    );
+  }
+  return out.join('\n');
+};
+
+const routeLine = (route: RouteDoc): string =>
+  `- ${route.method} ${route.url} — ${String(route.schema['summary'])} (auth: ${authLabel(route)})`;
+
+export const POW_TEXT = [
+  'Proof of work (registration and listing creation):',
+  '1. POST the challenge route; you get {challenge_id, algorithm: "sha256", salt, difficulty, expires_at}.',
+  '2. Find a decimal string nonce ("0", "1", "2", …) such that sha256(utf8(salt + nonce)) has at least `difficulty`',
+  '   leading zero bits (difficulty 20 ≈ one million hashes, about a second).',
+  '3. Send {challenge_id, nonce, …} to the route that needs it before expires_at. Each challenge works once.',
+  '',
+  'JavaScript:',
+  '  for (let n = 0; ; n++) { const h = createHash("sha256").update(salt + n).digest();',
+  '    if (leadingZeroBits(h) >= difficulty) return String(n); }',
+];
+
+export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): string =>
+  [
+    '# Crochet',
+    '',
+    '> API-first marketplace and gateway where AI agents buy and sell capabilities per call. Buyers call a public',
+    '> gateway URL; Crochet authenticates, takes payment per call (USDC, Solana preferred), signs the request and',
+    '> streams it to the seller’s private endpoint.',
+    '',
+    `Base URL: ${site.baseUrl}`,
+    'Auth: Authorization: Bearer am_k_… — get a key: POST /api/v1/auth/challenge, solve the proof of work, POST /api/v1/register.',
+    '',
+    ...POW_TEXT,
+    '',
+    '## Documents',
+    `- [OpenAPI 3.1](${site.baseUrl}/api/openapi.json): every route with its request and response schemas`,
+    `- [API reference](${site.baseUrl}/docs/api-reference.txt): the same, as plain text`,
+    `- [Agent skill](${site.baseUrl}/agent-skill): how an agent buys and sells on Crochet (also at /SKILL.md)`,
+    `- [Seller onboarding](${site.baseUrl}/seller-onboarding): publishing a listing and verifying signed requests`,
+    `- [Error codes](${site.baseUrl}/docs/errors): every error code with its status and what to do`,
+    `- [Agent protocol](${site.baseUrl}/.well-known/agent-protocol.json): discovery metadata`,
+    '',
+    '## Routes',
+    ...catalog.map(routeLine),
+    '',
+  ].join('\n');
+
+const BUYER_STEPS = [
+  '1. POST /api/v1/auth/challenge, solve the proof of work, POST /api/v1/register {challenge_id, nonce, name}.',
+  '2. Store data.api_key (shown once); send data.authorization_header exactly as your Authorization header.',
+  '3. GET /api/v1/me to check the key works.',
+  '4. Browse GET /api/v1/listings (?q=, ?tag=, ?pricing_model=, ?sort=score|newest|price) and GET /api/v1/listings/:id.',
+  '5. Call the listing’s gateway_url (POST /api/v1/gateway/:listingId) with your JSON body.',
+  '6. A per_call listing answers 402 with payment requirements; pay (Solana USDC preferred) and retry the same call',
+  '   with the payment proof header. Never pay twice for one call: a pending payment is retried with the same proof.',
+  '7. Use GET /api/v1/gateway-requests and GET /api/v1/ledger to recover state after a dropped connection.',
+];
+
+const SELLER_STEPS = [
+  '1. Register as an agent (as a buyer does), then POST /api/v1/listings/challenge and solve it.',
+  '2. POST /api/v1/listings {challenge_id, nonce, name, description, pricing_model: "per_call" | "free",',
+  '   price: {amount: "0.01", currency: "USDC"}, private_endpoint_url: "https://…"}.',
+  '3. Store data.gateway_endpoint.signing_secret (crs_…): it is shown only once (and on rotation).',
+  '4. Buyers never see your private endpoint; they call data.listing.gateway_url.',
+  '5. On every request verify X-Crochet-Signature: v1=hex(HMAC-SHA256(secret, timestamp + "." + request_id + "." +',
+  '   listing_id + "." + body_sha256)) using X-Crochet-Timestamp, X-Crochet-Request-Id, X-Crochet-Listing-Id and',
+  '   X-Crochet-Body-SHA256 (hex SHA-256 of the exact body bytes). Reject timestamps more than 300 s from your clock;',
+  '   compare in constant time; during a rotation the header carries several comma-separated v1= entries.',
+  '6. Manage the endpoint: GET/PUT /api/v1/listings/:id/endpoint, POST /api/v1/listings/:id/endpoint/rotate-secret.',
+];
+
+export const renderSkill = (catalog: readonly RouteDoc[], site: SiteInfo): string =>
+  [
+    '---',
+    'name: crochet',
+    'description: Buy and sell agent capabilities per call through the Crochet marketplace and gateway.',
+    `base_url: ${site.baseUrl}`,
+    `version: ${site.version}`,
+    '---',
+    '',
+    '# Crochet agent skill',
+    '',
+    'Crochet is an API-first marketplace and gateway: buyers call a public gateway URL, Crochet authenticates them,',
+    'takes payment per call, signs the request and streams it to the seller’s private endpoint.',
+    '',
+    '## Rules',
+    '- All routes live under /api/v1; JSON in, JSON out. Auth: Authorization: Bearer am_k_….',
+    '- Errors are {"error": {code, message, request_id, hint, docs}}. Branch on code; follow hint.',
+    '- Money is a decimal string ("0.01") with amount_atomic integers beside it. USDC has 6 decimals.',
+    '- Secrets (api_key, signing_secret) are shown once. Store them; they cannot be shown again.',
+    '',
+    '## Buy a capability',
+    ...BUYER_STEPS,
+    '',
+    '## Sell a capability',
+    ...SELLER_STEPS,
+    '',
+    '## Proof of work',
+    ...POW_TEXT,
+    '',
+    '## Routes',
+    ...catalog.map(routeLine),
+    '',
+    `Full schemas: ${site.baseUrl}/api/openapi.json — error codes: ${site.baseUrl}/docs/errors`,
+    '',
+  ].join('\n');
+
+export const renderSellerOnboarding = (catalog: readonly RouteDoc[], site: SiteInfo): string =>
+  [
+    'Crochet seller onboarding',
+    '=========================',
+    '',
+    ...SELLER_STEPS,
+    '',
+    ...POW_TEXT,
+    '',
+    'Seller routes:',
+    ...catalog.filter((r) => (r.schema['tags'] as string[] | undefined)?.includes('seller')).map(routeLine),
+    '',
+    `Every route: ${site.baseUrl}/docs/api-reference.txt`,
+    '',
+  ].join('\n');
+
+export const renderAgentProtocol = (catalog: readonly RouteDoc[], site: SiteInfo) => ({
+  name: 'Crochet',
+  description: 'API-first marketplace and gateway where AI agents buy and sell capabilities per call.',
+  version: site.version,
+  base_url: site.baseUrl,
+  auth: {
+    type: 'bearer',
+    header: 'Authorization',
+    format: 'Bearer am_k_…',
+    obtain: {
+      challenge: 'POST /api/v1/auth/challenge',
+      register: 'POST /api/v1/register',
+      recover: 'POST /api/v1/auth/recover',
+      proof_of_work: { algorithm: 'sha256', input: 'utf8(salt + nonce)', target: 'difficulty leading zero bits' },
+    },
+  },
+  gateway: {
+    url_template: `${site.baseUrl}/api/v1/gateway/{listing_id}`,
+    payment: { status: 402, header: 'PAYMENT-REQUIRED', protocols: ['x402'], preferred_network: 'solana' },
+  },
+  documents: {
+    openapi: `${site.baseUrl}/api/openapi.json`,
+    llms_txt: `${site.baseUrl}/llms.txt`,
+    skill: `${site.baseUrl}/agent-skill`,
+    skill_md: `${site.baseUrl}/SKILL.md`,
+    seller_onboarding: `${site.baseUrl}/seller-onboarding`,
+    api_reference: `${site.baseUrl}/docs/api-reference.txt`,
+    errors: `${site.baseUrl}/docs/errors`,
+  },
+  endpoints: catalog.map((route) => ({
+    method: route.method,
+    path: route.url,
+    operation_id: route.schema['operationId'],
+    summary: route.schema['summary'],
+    auth: route.auth,
+  })),
+  errors: Object.fromEntries(
+    Object.entries(ERRORS).map(([code, spec]) => [
+      code,
+      { status: spec.status, docs: errorDocsPath(code as ErrorCode) },
+    ]),
+  ),
+});

@@ -1,0 +1,33 @@
+import { ConfigError } from '@crochet/protocol';
+import { loadControlPlaneConfig } from './config.js';
+import { startControlPlane } from './server.js';
+
+/** Entry point of a control-plane process (containers, `npm run start -w control-plane`). */
+const main = async (): Promise<void> => {
+  let config: ReturnType<typeof loadControlPlaneConfig>;
+  try {
+    config = loadControlPlaneConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`control plane: ${error.message}`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const plane = await startControlPlane(config);
+  plane.app.log.info({ url: plane.url }, 'control plane listening');
+  let closing = false;
+  const shutdown = (signal: string) => {
+    if (closing) return;
+    closing = true;
+    plane.app.log.info({ signal }, 'shutting down');
+    plane.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+};
+
+await main();

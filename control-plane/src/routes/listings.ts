@@ -1,0 +1,544 @@
+import { ApiError, decodeCursor, encodeCursor, newId, PAGE_LIMIT_DEFAULT } from '@crochet/protocol';
+import { Type } from 'typebox';
+import type { App, Deps } from '../app.js';
+import { transaction } from '../db.js';
+import {
+  acceptEndpointUrl,
+  endpointUrlContext,
+  LISTING_COLUMNS,
+  type ListingRow,
+  listingView,
+  newSigningSecret,
+  resolvePrice,
+  signingKeyContext,
+} from '../listings.js';
+import { consumeChallenge, issueChallenge } from '../pow.js';
+import {
+  AgentIdSchema,
+  Data,
+  EndpointUrlInput,
+  List,
+  Listing,
+  ListingIdSchema,
+  PageQuery,
+  PowChallenge,
+  PowSolution,
+  PriceInput,
+  PricingModel,
+  SigningKey,
+  Timestamp,
+} from '../schemas.js';
+
+const Tags = Type.Array(Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,31}$' }), {
+  maxItems: 10,
+  uniqueItems: true,
+  description: 'lowercase words or kebab-case, at most 10',
+});
+const Name = Type.String({ minLength: 1, maxLength: 120 });
+const Description = Type.String({ minLength: 1, maxLength: 4000 });
+const JsonDocument = Type.Unknown({ description: 'any JSON document' });
+const ListingParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
+
+type Sort = 'newest' | 'price' | 'score';
+
+/** Keyset pagination per sort: the ORDER BY, and the row position after which the next page starts. */
+const SORTS: Record<Sort, { order: string; after: string; position: (row: ListingRow) => (string | number)[] }> = {
+  newest: { order: 'id DESC', after: 'id < $X1', position: (r) => [r.id] },
+  price: {
+    order: 'price_atomic ASC, id ASC',
+    after: '(price_atomic, id) > ($X1::bigint, $X2)',
+    position: (r) => [r.price_atomic, r.id],
+  },
+  score: {
+    order: 'coalesce(crochet_score, -1) DESC, id DESC',
+    after: '(coalesce(crochet_score, -1), id) < ($X1::int, $X2)',
+    position: (r) => [r.crochet_score ?? -1, r.id],
+  },
+};
+
+/** §3.2: listings. Only the owner may change a listing; to anyone else a listing they may not see does not exist. */
+export const listingRoutes = (app: App, deps: Deps): void => {
+  const { config, pool, box } = deps;
+  const view = (row: ListingRow) => listingView(row, config.publicBaseUrl);
+
+  /** The caller's own listing, or LISTING_NOT_FOUND (never a hint that someone else's exists). */
+  const ownListing = async (id: string, agentId: string): Promise<ListingRow> => {
+    const { rows } = await pool.query<ListingRow>(
+      `SELECT ${LISTING_COLUMNS} FROM listings WHERE id = $1 AND seller_id = $2`,
+      [id, agentId],
+    );
+    if (!rows[0]) throw new ApiError('LISTING_NOT_FOUND');
+    return rows[0];
+  };
+
+  app.post(
+    '/api/v1/listings/challenge',
+    {
+      schema: {
+        operationId: 'createListingChallenge',
+        summary: 'Get a proof-of-work challenge for creating a listing (same algorithm as registration)',
+        tags: ['listings', 'seller'],
+        response: { 201: Data(PowChallenge) },
+      },
+      config: { auth: 'api_key' },
+    },
+    async (request, reply) => {
+      const challenge = await issueChallenge(
+        pool,
+        'listing',
+        request.agent!.agentId,
+        config.powDifficulty,
+        config.powTtlSeconds,
+      );
+      return reply.code(201).send({ data: challenge });
+    },
+  );
+
+  app.post(
+    '/api/v1/listings',
+    {
+      schema: {
+        operationId: 'createListing',
+        summary: 'Publish a listing; returns the signing secret once',
+        description:
+          'The private endpoint URL is stored encrypted and never shown again; buyers call gateway_url. ' +
+          'Store gateway_endpoint.signing_secret: it verifies X-Crochet-Signature on every forwarded request.',
+        tags: ['listings', 'seller'],
+        body: Type.Object(
+          {
+            ...PowSolution,
+            name: Name,
+            description: Description,
+            pricing_model: PricingModel,
+            price: Type.Optional(PriceInput),
+            private_endpoint_url: EndpointUrlInput,
+            tags: Type.Optional(Tags),
+            input_schema: Type.Optional(JsonDocument),
+            output_example: Type.Optional(JsonDocument),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 201: Data(Type.Object({ listing: Listing, gateway_endpoint: SigningKey })) },
+      },
+      config: {
+        auth: 'api_key',
+        errors: [
+          'CHALLENGE_NOT_FOUND',
+          'CHALLENGE_EXPIRED',
+          'CHALLENGE_ALREADY_USED',
+          'POW_INVALID',
+          'PRICE_INVALID',
+          'CURRENCY_UNSUPPORTED',
+          'ENDPOINT_URL_INVALID',
+          'ENDPOINT_URL_FORBIDDEN',
+          'ENDPOINT_UNRESOLVABLE',
+        ],
+      },
+    },
+    async (request, reply) => {
+      const body = request.body;
+      const { agentId } = request.agent!;
+      const price = resolvePrice(body.pricing_model, body.price);
+      const endpoint = await acceptEndpointUrl(body.private_endpoint_url, deps);
+      const listingId = newId('listing');
+      const keyId = newId('signingKey');
+      const secret = newSigningSecret();
+      const row = await transaction(pool, async (client) => {
+        await consumeChallenge(client, body, 'listing', agentId);
+        const { rows } = await client.query<ListingRow>(
+          `INSERT INTO listings (id, seller_id, name, description, pricing_model, price_atomic, currency, tags,
+                                 input_schema, output_example, endpoint_url_enc, endpoint_scheme, endpoint_host)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING ${LISTING_COLUMNS}`,
+          [
+            listingId,
+            agentId,
+            body.name.trim(),
+            body.description.trim(),
+            body.pricing_model,
+            price.atomic.toString(),
+            price.currency,
+            body.tags ?? [],
+            body.input_schema === undefined ? null : JSON.stringify(body.input_schema),
+            body.output_example === undefined ? null : JSON.stringify(body.output_example),
+            box.seal(endpoint.url, endpointUrlContext(listingId)),
+            endpoint.scheme,
+            endpoint.port === (endpoint.scheme === 'https' ? 443 : 80)
+              ? endpoint.host
+              : `${endpoint.host}:${endpoint.port}`,
+          ],
+        );
+        await client.query('INSERT INTO listing_signing_keys (id, listing_id, secret_enc) VALUES ($1, $2, $3)', [
+          keyId,
+          listingId,
+          box.seal(secret, signingKeyContext(listingId, keyId)),
+        ]);
+        return rows[0]!;
+      });
+      return reply
+        .code(201)
+        .send({ data: { listing: view(row), gateway_endpoint: { signing_secret: secret, key_id: keyId } } });
+    },
+  );
+
+  app.get(
+    '/api/v1/listings',
+    {
+      schema: {
+        operationId: 'listListings',
+        summary: 'Browse listings: search, filter, sort, paginate',
+        tags: ['listings'],
+        querystring: Type.Object(
+          {
+            q: Type.Optional(
+              Type.String({ maxLength: 200, description: 'words to search in name, description, tags' }),
+            ),
+            tag: Type.Optional(Type.String({ maxLength: 32 })),
+            pricing_model: Type.Optional(PricingModel),
+            seller_id: Type.Optional(AgentIdSchema),
+            status: Type.Optional(
+              Type.Union([Type.Literal('active'), Type.Literal('paused'), Type.Literal('archived')], {
+                description: 'only with your own seller_id; others see active listings',
+              }),
+            ),
+            sort: Type.Optional(
+              Type.Union([Type.Literal('score'), Type.Literal('newest'), Type.Literal('price')], { default: 'score' }),
+            ),
+            ...PageQuery,
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: List(Listing) },
+      },
+      config: { auth: 'optional', errors: ['VALIDATION_FAILED'] },
+    },
+    async (request) => {
+      const query = request.query;
+      const sort: Sort = query.sort ?? 'score';
+      const limit = query.limit ?? PAGE_LIMIT_DEFAULT;
+      const own = query.seller_id !== undefined && query.seller_id === request.agent?.agentId;
+      const where: string[] = [];
+      const params: unknown[] = [];
+      const bind = (value: unknown): string => {
+        params.push(value);
+        return `$${params.length}`;
+      };
+      if (own && query.status) where.push(`status = ${bind(query.status)}`);
+      else if (own) where.push(`status <> 'archived'`);
+      else where.push(`status = 'active'`);
+      if (query.q?.trim()) where.push(`search @@ websearch_to_tsquery('simple', ${bind(query.q)})`);
+      if (query.tag) where.push(`${bind(query.tag)} = ANY (tags)`);
+      if (query.pricing_model) where.push(`pricing_model = ${bind(query.pricing_model)}`);
+      if (query.seller_id) where.push(`seller_id = ${bind(query.seller_id)}`);
+      if (query.cursor !== undefined) {
+        const position = decodeCursor(query.cursor);
+        const spec = SORTS[sort];
+        const arity = spec.after.includes('$X2') ? 3 : 2;
+        if (!position || position[0] !== sort || position.length !== arity) {
+          throw new ApiError('VALIDATION_FAILED', {
+            message: 'cursor is not a next_cursor of this sort',
+            details: { field: 'querystring.cursor' },
+          });
+        }
+        where.push(spec.after.replace('$X1', bind(position[1])).replace('$X2', () => bind(position[2])));
+      }
+      const { rows } = await pool.query<ListingRow>(
+        `SELECT ${LISTING_COLUMNS} FROM listings WHERE ${where.join(' AND ')}
+          ORDER BY ${SORTS[sort].order} LIMIT ${limit + 1}`,
+        params,
+      );
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      const next = rows.length > limit && last ? encodeCursor([sort, ...SORTS[sort].position(last)]) : null;
+      return { data: page.map(view), next_cursor: next };
+    },
+  );
+
+  app.get(
+    '/api/v1/listings/:id',
+    {
+      schema: {
+        operationId: 'getListing',
+        summary: 'One listing with its gateway_url',
+        tags: ['listings'],
+        params: ListingParams,
+        response: { 200: Data(Listing) },
+      },
+      config: { auth: 'optional', errors: ['LISTING_NOT_FOUND'] },
+    },
+    async (request) => {
+      const { rows } = await pool.query<ListingRow>(`SELECT ${LISTING_COLUMNS} FROM listings WHERE id = $1`, [
+        request.params.id,
+      ]);
+      const row = rows[0];
+      if (!row || (row.status === 'archived' && row.seller_id !== request.agent?.agentId)) {
+        throw new ApiError('LISTING_NOT_FOUND');
+      }
+      return { data: view(row) };
+    },
+  );
+
+  app.patch(
+    '/api/v1/listings/:id',
+    {
+      schema: {
+        operationId: 'updateListing',
+        summary: 'Change your listing: name, description, price, tags, status active|paused',
+        tags: ['listings', 'seller'],
+        params: ListingParams,
+        body: Type.Object(
+          {
+            name: Type.Optional(Name),
+            description: Type.Optional(Description),
+            pricing_model: Type.Optional(PricingModel),
+            price: Type.Optional(PriceInput),
+            status: Type.Optional(Type.Union([Type.Literal('active'), Type.Literal('paused')])),
+            tags: Type.Optional(Tags),
+            input_schema: Type.Optional(JsonDocument),
+            output_example: Type.Optional(JsonDocument),
+          },
+          { additionalProperties: false, minProperties: 1 },
+        ),
+        response: { 200: Data(Listing) },
+      },
+      config: {
+        auth: 'api_key',
+        errors: ['LISTING_NOT_FOUND', 'LISTING_ARCHIVED', 'PRICE_INVALID', 'CURRENCY_UNSUPPORTED'],
+      },
+    },
+    async (request) => {
+      const body = request.body;
+      const current = await ownListing(request.params.id, request.agent!.agentId);
+      if (current.status === 'archived') throw new ApiError('LISTING_ARCHIVED');
+      const sets: string[] = [];
+      const params: unknown[] = [current.id];
+      const set = (column: string, value: unknown): void => {
+        params.push(value);
+        sets.push(`${column} = $${params.length}`);
+      };
+      if (body.name !== undefined) set('name', body.name.trim());
+      if (body.description !== undefined) set('description', body.description.trim());
+      if (body.status !== undefined) set('status', body.status);
+      if (body.tags !== undefined) set('tags', body.tags);
+      if (body.input_schema !== undefined) set('input_schema', JSON.stringify(body.input_schema));
+      if (body.output_example !== undefined) set('output_example', JSON.stringify(body.output_example));
+      if (body.pricing_model !== undefined || body.price !== undefined) {
+        const model = body.pricing_model ?? current.pricing_model;
+        const keepsPrice = body.price === undefined && model === 'per_call' && current.pricing_model === 'per_call';
+        const price = keepsPrice
+          ? { atomic: BigInt(current.price_atomic), currency: current.currency }
+          : resolvePrice(model, body.price);
+        set('pricing_model', model);
+        set('price_atomic', price.atomic.toString());
+        set('currency', price.currency);
+      }
+      const { rows } = await pool.query<ListingRow>(
+        `UPDATE listings SET ${sets.join(', ')}, updated_at = now() WHERE id = $1 AND status <> 'archived'
+         RETURNING ${LISTING_COLUMNS}`,
+        params,
+      );
+      if (!rows[0]) throw new ApiError('LISTING_ARCHIVED');
+      return { data: view(rows[0]) };
+    },
+  );
+
+  app.delete(
+    '/api/v1/listings/:id',
+    {
+      schema: {
+        operationId: 'archiveListing',
+        summary: 'Archive your listing: it stops answering and leaves the marketplace (history is kept)',
+        tags: ['listings', 'seller'],
+        params: ListingParams,
+        response: { 200: Data(Listing) },
+      },
+      config: { auth: 'api_key', errors: ['LISTING_NOT_FOUND'] },
+    },
+    async (request) => {
+      const current = await ownListing(request.params.id, request.agent!.agentId);
+      const { rows } = await pool.query<ListingRow>(
+        `UPDATE listings SET status = 'archived', updated_at = CASE WHEN status = 'archived' THEN updated_at ELSE now() END
+          WHERE id = $1 RETURNING ${LISTING_COLUMNS}`,
+        [current.id],
+      );
+      return { data: view(rows[0]!) };
+    },
+  );
+
+  endpointRoutes(app, deps, ownListing);
+};
+
+const KeyStatus = Type.Union([Type.Literal('current'), Type.Literal('previous'), Type.Literal('expired')]);
+const EndpointMetadata = Type.Object({
+  scheme: Type.String(),
+  host: Type.String({ description: 'host[:port]; the path and query are never shown' }),
+  updated_at: Timestamp,
+  keys: Type.Array(
+    Type.Object({
+      key_id: Type.String(),
+      status: KeyStatus,
+      created_at: Timestamp,
+      age_seconds: Type.Integer(),
+      expires_at: Type.Union([Timestamp, Type.Null()]),
+    }),
+  ),
+  last_test: Type.Union([
+    Type.Object({
+      ok: Type.Boolean(),
+      status: Type.Union([Type.Integer(), Type.Null()]),
+      latency_ms: Type.Integer(),
+      error: Type.Union([Type.String(), Type.Null()]),
+      tested_at: Timestamp,
+    }),
+    Type.Null(),
+  ]),
+});
+
+/** §3.2 endpoint management: safe metadata, URL update, secret rotation. Owner only. */
+const endpointRoutes = (app: App, deps: Deps, ownListing: (id: string, agentId: string) => Promise<ListingRow>) => {
+  const { config, pool, box } = deps;
+  const metadata = async (listingId: string) => {
+    const [listing, keys] = await Promise.all([
+      pool.query<{ endpoint_scheme: string; endpoint_host: string; endpoint_updated_at: Date }>(
+        'SELECT endpoint_scheme, endpoint_host, endpoint_updated_at FROM listings WHERE id = $1',
+        [listingId],
+      ),
+      pool.query<{ id: string; created_at: Date; expires_at: Date | null; expired: boolean; age: number }>(
+        `SELECT id, created_at, expires_at, coalesce(expires_at <= now(), false) AS expired,
+                extract(epoch FROM now() - created_at)::int AS age
+           FROM listing_signing_keys WHERE listing_id = $1 ORDER BY created_at DESC, id DESC LIMIT 10`,
+        [listingId],
+      ),
+    ]);
+    const row = listing.rows[0]!;
+    return {
+      scheme: row.endpoint_scheme,
+      host: row.endpoint_host,
+      updated_at: row.endpoint_updated_at,
+      keys: keys.rows.map((k) => ({
+        key_id: k.id,
+        status: k.expires_at === null ? ('current' as const) : k.expired ? ('expired' as const) : ('previous' as const),
+        created_at: k.created_at,
+        age_seconds: k.age,
+        expires_at: k.expires_at,
+      })),
+      last_test: null,
+    };
+  };
+  const params = Type.Object({ id: Type.String({ maxLength: 64 }) });
+
+  app.get(
+    '/api/v1/listings/:id/endpoint',
+    {
+      schema: {
+        operationId: 'getListingEndpoint',
+        summary: 'Safe metadata of your private endpoint: scheme, host, signing key ids and ages',
+        tags: ['seller'],
+        params,
+        response: { 200: Data(EndpointMetadata) },
+      },
+      config: { auth: 'api_key', errors: ['LISTING_NOT_FOUND'] },
+    },
+    async (request) => {
+      const listing = await ownListing(request.params.id, request.agent!.agentId);
+      return { data: await metadata(listing.id) };
+    },
+  );
+
+  app.put(
+    '/api/v1/listings/:id/endpoint',
+    {
+      schema: {
+        operationId: 'updateListingEndpoint',
+        summary: 'Point your listing at a new private endpoint URL',
+        tags: ['seller'],
+        params,
+        body: Type.Object({ private_endpoint_url: EndpointUrlInput }, { additionalProperties: false }),
+        response: { 200: Data(EndpointMetadata) },
+      },
+      config: {
+        auth: 'api_key',
+        errors: [
+          'LISTING_NOT_FOUND',
+          'LISTING_ARCHIVED',
+          'ENDPOINT_URL_INVALID',
+          'ENDPOINT_URL_FORBIDDEN',
+          'ENDPOINT_UNRESOLVABLE',
+        ],
+      },
+    },
+    async (request) => {
+      const listing = await ownListing(request.params.id, request.agent!.agentId);
+      if (listing.status === 'archived') throw new ApiError('LISTING_ARCHIVED');
+      const endpoint = await acceptEndpointUrl(request.body.private_endpoint_url, deps);
+      const defaultPort = endpoint.scheme === 'https' ? 443 : 80;
+      await pool.query(
+        `UPDATE listings SET endpoint_url_enc = $2, endpoint_scheme = $3, endpoint_host = $4,
+                endpoint_updated_at = now(), updated_at = now() WHERE id = $1`,
+        [
+          listing.id,
+          box.seal(endpoint.url, endpointUrlContext(listing.id)),
+          endpoint.scheme,
+          endpoint.port === defaultPort ? endpoint.host : `${endpoint.host}:${endpoint.port}`,
+        ],
+      );
+      return { data: await metadata(listing.id) };
+    },
+  );
+
+  app.post(
+    '/api/v1/listings/:id/endpoint/rotate-secret',
+    {
+      schema: {
+        operationId: 'rotateListingSecret',
+        summary: 'Issue a new signing secret; the previous one stays valid for the overlap window',
+        tags: ['seller'],
+        params,
+        response: {
+          200: Data(
+            Type.Object({
+              signing_secret: Type.String({ description: 'crs_…; returned only here: store it' }),
+              key_id: Type.String(),
+              previous_key_id: Type.Union([Type.String(), Type.Null()]),
+              previous_expires_at: Type.Union([Timestamp, Type.Null()]),
+            }),
+          ),
+        },
+      },
+      config: { auth: 'api_key', errors: ['LISTING_NOT_FOUND', 'LISTING_ARCHIVED'] },
+    },
+    async (request) => {
+      const listing = await ownListing(request.params.id, request.agent!.agentId);
+      if (listing.status === 'archived') throw new ApiError('LISTING_ARCHIVED');
+      const keyId = newId('signingKey');
+      const secret = newSigningSecret();
+      const previous = await transaction(pool, async (client) => {
+        await client.query('SELECT 1 FROM listings WHERE id = $1 FOR UPDATE', [listing.id]);
+        // Only the key being replaced overlaps with the new one; any older key still in its window ends now.
+        await client.query(
+          `UPDATE listing_signing_keys SET expires_at = now()
+            WHERE listing_id = $1 AND expires_at IS NOT NULL AND expires_at > now()`,
+          [listing.id],
+        );
+        const { rows } = await client.query<{ id: string; expires_at: Date }>(
+          `UPDATE listing_signing_keys SET expires_at = now() + make_interval(secs => $2)
+            WHERE listing_id = $1 AND expires_at IS NULL RETURNING id, expires_at`,
+          [listing.id, config.secretOverlapSeconds],
+        );
+        await client.query('INSERT INTO listing_signing_keys (id, listing_id, secret_enc) VALUES ($1, $2, $3)', [
+          keyId,
+          listing.id,
+          box.seal(secret, signingKeyContext(listing.id, keyId)),
+        ]);
+        return rows[0];
+      });
+      return {
+        data: {
+          signing_secret: secret,
+          key_id: keyId,
+          previous_key_id: previous?.id ?? null,
+          previous_expires_at: previous?.expires_at ?? null,
+        },
+      };
+    },
+  );
+};

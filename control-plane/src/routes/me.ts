@@ -1,0 +1,136 @@
+import { ApiError } from '@crochet/protocol';
+import { Type } from 'typebox';
+import { agentView, createKey, getAgent, keyView, listKeys, type WalletRow, walletView } from '../accounts.js';
+import type { App, Deps } from '../app.js';
+import { transaction } from '../db.js';
+import { Agent, Data, KeyIdSchema, KeyView, WalletView } from '../schemas.js';
+
+/** §3.1: the calling agent and its keys. */
+export const meRoutes = (app: App, { config, pool }: Deps): void => {
+  app.get(
+    '/api/v1/me',
+    {
+      schema: {
+        operationId: 'getMe',
+        summary: 'The calling agent, its keys (prefixes only), wallets and operator claim',
+        tags: ['accounts'],
+        response: {
+          200: Data(
+            Type.Object({
+              agent: Agent,
+              current_key_id: KeyIdSchema,
+              keys: Type.Array(KeyView),
+              wallets: Type.Array(WalletView),
+              operator_claim: Type.Union([Type.Object({ operator_id: Type.String() }), Type.Null()]),
+            }),
+          ),
+        },
+      },
+      config: { auth: 'api_key' },
+    },
+    async (request) => {
+      const { agentId, keyId } = request.agent!;
+      const [agent, keys, wallets] = await Promise.all([
+        getAgent(pool, agentId),
+        listKeys(pool, agentId),
+        pool.query<WalletRow>(
+          'SELECT chain, address, verified_at, created_at FROM wallets WHERE agent_id = $1 ORDER BY created_at',
+          [agentId],
+        ),
+      ]);
+      return {
+        data: {
+          agent: agentView(agent!),
+          current_key_id: keyId,
+          keys: keys.map(keyView),
+          wallets: wallets.rows.map(walletView),
+          operator_claim: null,
+        },
+      };
+    },
+  );
+
+  app.get(
+    '/api/v1/keys',
+    {
+      schema: {
+        operationId: 'listKeys',
+        summary: 'Your API keys (prefixes only; keys are shown once, at creation)',
+        tags: ['accounts'],
+        response: { 200: Data(Type.Array(KeyView)) },
+      },
+      config: { auth: 'api_key' },
+    },
+    async (request) => ({ data: (await listKeys(pool, request.agent!.agentId)).map(keyView) }),
+  );
+
+  app.post(
+    '/api/v1/keys',
+    {
+      schema: {
+        operationId: 'createKey',
+        summary: 'Create another API key (shown once)',
+        tags: ['accounts'],
+        body: Type.Optional(
+          Type.Object({ name: Type.Optional(Type.String({ maxLength: 100 })) }, { additionalProperties: false }),
+        ),
+        response: {
+          201: Data(Type.Object({ key: KeyView, api_key: Type.String(), authorization_header: Type.String() })),
+        },
+      },
+      config: { auth: 'api_key', errors: ['KEY_LIMIT_REACHED'] },
+    },
+    async (request, reply) => {
+      const { agentId } = request.agent!;
+      const issued = await transaction(pool, async (client) => {
+        // Serialize key creation per agent so two concurrent calls cannot both pass the limit.
+        await client.query('SELECT 1 FROM agents WHERE id = $1 FOR UPDATE', [agentId]);
+        const { rows } = await client.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM api_keys WHERE agent_id = $1 AND revoked_at IS NULL',
+          [agentId],
+        );
+        if (rows[0]!.n >= config.maxActiveKeys) {
+          throw new ApiError('KEY_LIMIT_REACHED', {
+            message: `You have ${config.maxActiveKeys} active keys, the maximum.`,
+          });
+        }
+        return createKey(client, agentId, request.body?.name ?? '');
+      });
+      return reply.code(201).send({
+        data: { key: keyView(issued.key), api_key: issued.apiKey, authorization_header: `Bearer ${issued.apiKey}` },
+      });
+    },
+  );
+
+  app.delete(
+    '/api/v1/keys/:id',
+    {
+      schema: {
+        operationId: 'revokeKey',
+        summary: 'Revoke one of your keys; it stops working at once',
+        tags: ['accounts'],
+        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        response: { 200: Data(KeyView) },
+      },
+      config: { auth: 'api_key', errors: ['KEY_NOT_FOUND', 'LAST_ACTIVE_KEY'] },
+    },
+    async (request) => {
+      const { agentId } = request.agent!;
+      const revoked = await transaction(pool, async (client) => {
+        await client.query('SELECT 1 FROM agents WHERE id = $1 FOR UPDATE', [agentId]);
+        const keys = await listKeys(client, agentId);
+        const key = keys.find((k) => k.id === request.params.id);
+        if (!key) throw new ApiError('KEY_NOT_FOUND');
+        if (key.revoked_at) return key;
+        if (keys.filter((k) => !k.revoked_at).length === 1) throw new ApiError('LAST_ACTIVE_KEY');
+        const { rows } = await client.query<typeof key>(
+          `UPDATE api_keys SET revoked_at = now() WHERE id = $1
+           RETURNING id, prefix, name, created_at, last_used_at, revoked_at`,
+          [key.id],
+        );
+        return rows[0]!;
+      });
+      return { data: keyView(revoked) };
+    },
+  );
+};

@@ -1,0 +1,133 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { type ControlPlaneConfig, loadControlPlaneConfig } from '../src/config.js';
+import { solveChallenge } from '../src/pow.js';
+import { type ControlPlane, startControlPlane } from '../src/server.js';
+
+/** The server tests create their databases in (trust auth, as on the CI machine). */
+export const TEST_DATABASE_URL = process.env['TEST_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const TEST_REDIS_URL = process.env['TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+
+/** A fresh database for one test file, dropped by the returned function. */
+export const createTestDatabase = async (): Promise<{ url: string; drop: () => Promise<void> }> => {
+  const name = `crochet_t_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: TEST_DATABASE_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(TEST_DATABASE_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+      await client.connect();
+      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await client.end();
+    },
+  };
+};
+
+export interface TestPlane extends ControlPlane {
+  config: ControlPlaneConfig;
+  /** JSON request against the running control plane. */
+  call(
+    method: string,
+    path: string,
+    options?: { body?: unknown; key?: string; headers?: Record<string, string> },
+  ): Promise<{
+    status: number;
+    headers: Headers;
+    body: any;
+    text: string;
+  }>;
+  register(
+    name?: string,
+    wallet?: { chain: 'evm' | 'solana'; address: string },
+  ): Promise<{ apiKey: string; agentId: string }>;
+  createListing(
+    apiKey: string,
+    fields?: Record<string, unknown>,
+  ): Promise<{ listing: any; signingSecret: string; keyId: string }>;
+  stop(): Promise<void>;
+}
+
+/** Starts a control plane on a fresh database with a low proof-of-work difficulty. */
+export const startTestControlPlane = async (
+  env: Record<string, string> = {},
+  overrides: Parameters<typeof startControlPlane>[1] = {},
+): Promise<TestPlane> => {
+  const db = await createTestDatabase();
+  const config = loadControlPlaneConfig({
+    DATABASE_URL: db.url,
+    REDIS_URL: TEST_REDIS_URL,
+    CONTROL_PLANE_PORT: '0',
+    CROCHET_POW_DIFFICULTY: '4',
+    CROCHET_ALLOW_PRIVATE_ENDPOINTS: '1',
+    CROCHET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    LOG_LEVEL: 'silent',
+    PUBLIC_BASE_URL: 'http://crochet.test:8080',
+    ...env,
+  });
+  const plane = await startControlPlane(config, overrides);
+  const call: TestPlane['call'] = async (method, path, options = {}) => {
+    const headers: Record<string, string> = { ...options.headers };
+    if (options.key) headers['authorization'] = `Bearer ${options.key}`;
+    if (options.body !== undefined) headers['content-type'] ??= 'application/json';
+    const response = await fetch(`${plane.url}${path}`, {
+      method,
+      headers,
+      ...(options.body !== undefined
+        ? { body: typeof options.body === 'string' ? options.body : JSON.stringify(options.body) }
+        : {}),
+    });
+    const text = await response.text();
+    let body: unknown = null;
+    try {
+      body = JSON.parse(text);
+    } catch {}
+    return { status: response.status, headers: response.headers, body, text };
+  };
+  const solve = async (path: string, key?: string) => {
+    const { body } = await call('POST', path, key ? { key } : {});
+    return {
+      challenge_id: body.data.challenge_id as string,
+      nonce: solveChallenge(body.data.salt, body.data.difficulty),
+    };
+  };
+  return {
+    ...plane,
+    config,
+    call,
+    register: async (name = 'agent', wallet) => {
+      const res = await call('POST', '/api/v1/register', {
+        body: { ...(await solve('/api/v1/auth/challenge')), name, ...(wallet ? { wallet } : {}) },
+      });
+      if (res.status !== 201) throw new Error(`register failed: ${res.text}`);
+      return { apiKey: res.body.data.api_key, agentId: res.body.data.agent.id };
+    },
+    createListing: async (apiKey, fields = {}) => {
+      const res = await call('POST', '/api/v1/listings', {
+        key: apiKey,
+        body: {
+          ...(await solve('/api/v1/listings/challenge', apiKey)),
+          name: 'Echo',
+          description: 'Echoes its input',
+          pricing_model: 'free',
+          private_endpoint_url: 'http://127.0.0.1:9/echo',
+          ...fields,
+        },
+      });
+      if (res.status !== 201) throw new Error(`create listing failed: ${res.text}`);
+      return {
+        listing: res.body.data.listing,
+        signingSecret: res.body.data.gateway_endpoint.signing_secret,
+        keyId: res.body.data.gateway_endpoint.key_id,
+      };
+    },
+    stop: async () => {
+      await plane.close();
+      await db.drop();
+    },
+  };
+};

@@ -1,0 +1,1 @@
+export * from './ssrf/index.js';
