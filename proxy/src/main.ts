@@ -1,0 +1,33 @@
+import { ConfigError } from '@crochet/protocol';
+import { startProxy } from './app.js';
+import { loadProxyConfig } from './config.js';
+
+/** Entry point of a proxy process (containers, `npm run start -w proxy`). */
+const main = async (): Promise<void> => {
+  let config: ReturnType<typeof loadProxyConfig>;
+  try {
+    config = loadProxyConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`proxy: ${error.message}`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const proxy = await startProxy(config);
+  proxy.app.log.info({ url: proxy.url }, 'proxy listening');
+  let closing = false;
+  const shutdown = (signal: string) => {
+    if (closing) return;
+    closing = true;
+    proxy.app.log.info({ signal }, 'shutting down');
+    proxy.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+};
+
+await main();

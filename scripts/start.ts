@@ -1,0 +1,83 @@
+/**
+ * `npm start`: the whole stack on one machine. Uses DATABASE_URL / REDIS_URL when given; otherwise starts an
+ * embedded PostgreSQL and a local redis-server under .crochet/. Runs the control plane and a proxy, prints the
+ * public URL, and stops everything it started on Ctrl-C.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadControlPlaneConfig, startControlPlane } from '@crochet/control-plane';
+import { ConfigError } from '@crochet/protocol';
+import { loadProxyConfig, startProxy } from '@crochet/proxy';
+import { ensurePostgres, ensureRedis, type LocalService } from './local-services.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const say = (line: string) => process.stdout.write(`[crochet] ${line}\n`);
+
+/** A development encryption key kept under .crochet/, so listings created in one run still open in the next. */
+const devEncryptionKey = (): string => {
+  const file = join(root, '.crochet', 'dev-encryption-key');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  mkdirSync(dirname(file), { recursive: true });
+  const key = randomBytes(32).toString('base64');
+  writeFileSync(file, `${key}\n`, { mode: 0o600 });
+  say(
+    'generated a development encryption key in .crochet/dev-encryption-key (set CROCHET_ENCRYPTION_KEY in production)',
+  );
+  return key;
+};
+
+const main = async (): Promise<void> => {
+  const started: LocalService[] = [];
+  const closers: (() => Promise<void>)[] = [];
+  let stopping = false;
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    say('stopping…');
+    for (const close of closers.reverse()) await close().catch(() => {});
+    for (const service of started.reverse()) await service.stop().catch(() => {});
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stop(0));
+  process.on('SIGTERM', () => void stop(0));
+
+  try {
+    const port = process.env['PORT'] ?? '8080';
+    const publicBaseUrl = process.env['PUBLIC_BASE_URL'] ?? `http://localhost:${port}`;
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      PUBLIC_BASE_URL: publicBaseUrl,
+      CROCHET_ENCRYPTION_KEY: process.env['CROCHET_ENCRYPTION_KEY'] ?? devEncryptionKey(),
+      CROCHET_ALLOW_PRIVATE_ENDPOINTS: process.env['CROCHET_ALLOW_PRIVATE_ENDPOINTS'] ?? '1',
+      LOG_LEVEL: process.env['LOG_LEVEL'] ?? 'warn',
+    };
+    // Validate before starting anything, so a bad variable costs nothing to fix.
+    loadProxyConfig(env);
+    loadControlPlaneConfig({ ...env, DATABASE_URL: env['DATABASE_URL'] ?? 'postgres://check@localhost/check' });
+
+    const postgres = await ensurePostgres(root, say);
+    if (postgres.started) started.push(postgres);
+    const redis = await ensureRedis(root, say);
+    if (redis.started) started.push(redis);
+
+    const plane = await startControlPlane(
+      loadControlPlaneConfig({ ...env, DATABASE_URL: postgres.url, REDIS_URL: redis.url }),
+    );
+    closers.push(plane.close);
+    const proxy = await startProxy(loadProxyConfig({ ...env, REDIS_URL: redis.url, CONTROL_PLANE_URL: plane.url }));
+    closers.push(proxy.close);
+    if (env['CROCHET_ALLOW_PRIVATE_ENDPOINTS'] === '1') {
+      say('CROCHET_ALLOW_PRIVATE_ENDPOINTS=1: sellers may use http and local endpoints (development only)');
+    }
+    say(`control plane at ${plane.url}`);
+    say(`Crochet is running at ${publicBaseUrl}  (try ${publicBaseUrl}/llms.txt) — Ctrl-C stops everything`);
+  } catch (error) {
+    if (error instanceof ConfigError) say(error.message);
+    else say(`could not start: ${(error as Error).message}`);
+    await stop(1);
+  }
+};
+
+await main();
