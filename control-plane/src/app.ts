@@ -144,6 +144,14 @@ export const createApp = (deps: Deps): { app: App; catalog: RouteDoc[] } => {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : newId('request');
     },
     ajv: { customOptions: { removeAdditional: false } },
+    // Errors the router raises before any route runs (bad URL encoding, over-long parameters).
+    frameworkErrors: (error, _request, reply) => {
+      const code = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'URI_TOO_LONG' : 'VALIDATION_FAILED';
+      return sendError(
+        reply as FastifyReply,
+        new ApiError(code, code === 'URI_TOO_LONG' ? {} : { message: error.message }),
+      );
+    },
     routerOptions: { ignoreTrailingSlash: true },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -154,6 +162,8 @@ export const createApp = (deps: Deps): { app: App; catalog: RouteDoc[] } => {
   );
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
 
+  // JSON only: without this, text/plain bodies reach the schema and fail as a shape error instead of 415.
+  app.removeContentTypeParser('text/plain');
   // An empty JSON body is "no body" (so a bodiless POST works with or without a Content-Type), not a parse error.
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     const text = body as string;
@@ -163,6 +173,11 @@ export const createApp = (deps: Deps): { app: App; catalog: RouteDoc[] } => {
     } catch {
       done(new ApiError('INVALID_JSON'), undefined);
     }
+  });
+
+  // A bodiless request validates as an empty object, so the error names the missing field rather than the body.
+  app.addHook('preValidation', async (request) => {
+    if (request.body === undefined && request.routeOptions.schema?.body) request.body = {};
   });
 
   app.decorateRequest('agent', null);

@@ -90,12 +90,13 @@ export const resolvePrice = (
 export const acceptEndpointUrl = async (
   raw: string,
   deps: Pick<Deps, 'config' | 'lookup'>,
-): Promise<{ url: string; scheme: string; host: string; port: number }> => {
+): Promise<{ url: string; scheme: string; host: string }> => {
   const check = await checkEndpointUrl(raw, {
     allowPrivate: deps.config.allowPrivateEndpoints,
     ...(deps.lookup ? { lookup: deps.lookup } : {}),
   });
-  if (check.ok) return { url: check.url.href, scheme: check.scheme, host: check.host, port: check.port };
+  // URL.host keeps IPv6 brackets and drops a default port: "[2001:db8::1]:8443", "api.example.com".
+  if (check.ok) return { url: check.url.href, scheme: check.scheme, host: check.url.host };
   switch (check.reason) {
     case 'forbidden_address':
       throw new ApiError('ENDPOINT_URL_FORBIDDEN', { message: check.message });

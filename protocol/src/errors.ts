@@ -38,6 +38,11 @@ export const ERRORS = define({
     message: 'The request body is larger than this route accepts.',
     hint: 'Send a smaller body; the limit is stated in the message.',
   },
+  URI_TOO_LONG: {
+    status: 414,
+    message: 'The request path or one of its parameters is too long.',
+    hint: 'Check the path: ids are short strings such as lst_01J….',
+  },
   ROUTE_NOT_FOUND: {
     status: 404,
     message: 'No route matches this method and path.',

@@ -72,13 +72,13 @@ export const buildProxy = (config: ProxyConfig): FastifyInstance => {
   return app;
 };
 
-export interface Proxy {
+export interface ProxyServer {
   app: FastifyInstance;
   url: string;
   close(): Promise<void>;
 }
 
-export const startProxy = async (config: ProxyConfig): Promise<Proxy> => {
+export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
   const app = buildProxy(config);
   const url = await app.listen({ host: config.host, port: config.port });
   return { app, url, close: () => app.close() };

@@ -1,2 +1,2 @@
-export { buildProxy, type Proxy, startProxy } from './app.js';
+export { buildProxy, type ProxyServer, startProxy } from './app.js';
 export { loadProxyConfig, type ProxyConfig } from './config.js';

@@ -1,4 +1,4 @@
-import { ApiError, decodeCursor, encodeCursor, newId, PAGE_LIMIT_DEFAULT } from '@crochet/protocol';
+import { ApiError, decodeCursor, encodeCursor, isId, newId, PAGE_LIMIT_DEFAULT } from '@crochet/protocol';
 import { Type } from 'typebox';
 import type { App, Deps } from '../app.js';
 import { transaction } from '../db.js';
@@ -19,7 +19,6 @@ import {
   EndpointUrlInput,
   List,
   Listing,
-  ListingIdSchema,
   PageQuery,
   PowChallenge,
   PowSolution,
@@ -34,25 +33,41 @@ const Tags = Type.Array(Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,31}$' }), {
   uniqueItems: true,
   description: 'lowercase words or kebab-case, at most 10',
 });
-const Name = Type.String({ minLength: 1, maxLength: 120 });
-const Description = Type.String({ minLength: 1, maxLength: 4000 });
+// Both are stored trimmed, so they need a non-blank character (a blank name would be stored empty).
+const Name = Type.String({ minLength: 1, maxLength: 120, pattern: '\\S' });
+const Description = Type.String({ minLength: 1, maxLength: 4000, pattern: '\\S' });
 const JsonDocument = Type.Unknown({ description: 'any JSON document' });
 const ListingParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 
 type Sort = 'newest' | 'price' | 'score';
 
-/** Keyset pagination per sort: the ORDER BY, and the row position after which the next page starts. */
-const SORTS: Record<Sort, { order: string; after: string; position: (row: ListingRow) => (string | number)[] }> = {
-  newest: { order: 'id DESC', after: 'id < $X1', position: (r) => [r.id] },
+const isCursorId = (value: string | number | undefined): boolean => typeof value === 'string' && isId('listing', value);
+
+/**
+ * Keyset pagination per sort: the ORDER BY, the row position after which the next page starts, and a check that a
+ * decoded position has the types `position` produces (a forged cursor must not reach PostgreSQL as a bad cast).
+ */
+const SORTS: Record<
+  Sort,
+  {
+    order: string;
+    after: string;
+    position: (row: ListingRow) => (string | number)[];
+    valid: (position: (string | number)[]) => boolean;
+  }
+> = {
+  newest: { order: 'id DESC', after: 'id < $X1', position: (r) => [r.id], valid: ([id]) => isCursorId(id) },
   price: {
     order: 'price_atomic ASC, id ASC',
     after: '(price_atomic, id) > ($X1::bigint, $X2)',
     position: (r) => [r.price_atomic, r.id],
+    valid: ([price, id]) => typeof price === 'string' && /^[0-9]{1,18}$/.test(price) && isCursorId(id),
   },
   score: {
     order: 'coalesce(crochet_score, -1) DESC, id DESC',
     after: '(coalesce(crochet_score, -1), id) < ($X1::int, $X2)',
     position: (r) => [r.crochet_score ?? -1, r.id],
+    valid: ([score, id]) => Number.isInteger(score) && Number(score) >= -1 && Number(score) <= 1000 && isCursorId(id),
   },
 };
 
@@ -162,9 +177,7 @@ export const listingRoutes = (app: App, deps: Deps): void => {
             body.output_example === undefined ? null : JSON.stringify(body.output_example),
             box.seal(endpoint.url, endpointUrlContext(listingId)),
             endpoint.scheme,
-            endpoint.port === (endpoint.scheme === 'https' ? 443 : 80)
-              ? endpoint.host
-              : `${endpoint.host}:${endpoint.port}`,
+            endpoint.host,
           ],
         );
         await client.query('INSERT INTO listing_signing_keys (id, listing_id, secret_enc) VALUES ($1, $2, $3)', [
@@ -233,7 +246,7 @@ export const listingRoutes = (app: App, deps: Deps): void => {
         const position = decodeCursor(query.cursor);
         const spec = SORTS[sort];
         const arity = spec.after.includes('$X2') ? 3 : 2;
-        if (!position || position[0] !== sort || position.length !== arity) {
+        if (!position || position[0] !== sort || position.length !== arity || !spec.valid(position.slice(1))) {
           throw new ApiError('VALIDATION_FAILED', {
             message: 'cursor is not a next_cursor of this sort',
             details: { field: 'querystring.cursor' },
@@ -470,16 +483,10 @@ const endpointRoutes = (app: App, deps: Deps, ownListing: (id: string, agentId: 
       const listing = await ownListing(request.params.id, request.agent!.agentId);
       if (listing.status === 'archived') throw new ApiError('LISTING_ARCHIVED');
       const endpoint = await acceptEndpointUrl(request.body.private_endpoint_url, deps);
-      const defaultPort = endpoint.scheme === 'https' ? 443 : 80;
       await pool.query(
         `UPDATE listings SET endpoint_url_enc = $2, endpoint_scheme = $3, endpoint_host = $4,
                 endpoint_updated_at = now(), updated_at = now() WHERE id = $1`,
-        [
-          listing.id,
-          box.seal(endpoint.url, endpointUrlContext(listing.id)),
-          endpoint.scheme,
-          endpoint.port === defaultPort ? endpoint.host : `${endpoint.host}:${endpoint.port}`,
-        ],
+        [listing.id, box.seal(endpoint.url, endpointUrlContext(listing.id)), endpoint.scheme, endpoint.host],
       );
       return { data: await metadata(listing.id) };
     },

@@ -71,9 +71,7 @@ export const meRoutes = (app: App, { config, pool }: Deps): void => {
         operationId: 'createKey',
         summary: 'Create another API key (shown once)',
         tags: ['accounts'],
-        body: Type.Optional(
-          Type.Object({ name: Type.Optional(Type.String({ maxLength: 100 })) }, { additionalProperties: false }),
-        ),
+        body: Type.Object({ name: Type.Optional(Type.String({ maxLength: 100 })) }, { additionalProperties: false }),
         response: {
           201: Data(Type.Object({ key: KeyView, api_key: Type.String(), authorization_header: Type.String() })),
         },
@@ -94,7 +92,7 @@ export const meRoutes = (app: App, { config, pool }: Deps): void => {
             message: `You have ${config.maxActiveKeys} active keys, the maximum.`,
           });
         }
-        return createKey(client, agentId, request.body?.name ?? '');
+        return createKey(client, agentId, request.body.name ?? '');
       });
       return reply.code(201).send({
         data: { key: keyView(issued.key), api_key: issued.apiKey, authorization_header: `Bearer ${issued.apiKey}` },

@@ -1,0 +1,126 @@
+import { createHash } from 'node:crypto';
+import { ERROR_CODES } from '@crochet/protocol';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestControlPlane, type TestPlane } from './helpers.js';
+
+let plane: TestPlane;
+beforeAll(async () => {
+  plane = await startTestControlPlane();
+});
+afterAll(() => plane.stop());
+
+/** A client that knows only what /llms.txt and /api/openapi.json tell it. */
+const leadingZeroBits = (digest: Buffer): number => {
+  let bits = 0;
+  for (const byte of digest) {
+    if (byte === 0) {
+      bits += 8;
+      continue;
+    }
+    for (let mask = 0x80; mask > 0 && (byte & mask) === 0; mask >>= 1) bits++;
+    break;
+  }
+  return bits;
+};
+
+describe('machine-readable documents', () => {
+  it('are enough for a client to register, call /me, create a listing and read it back', async () => {
+    const llms = await plane.call('GET', '/llms.txt');
+    expect(llms.status).toBe(200);
+    expect(llms.headers.get('content-type')).toContain('text/plain');
+    expect(llms.text).toContain('sha256(utf8(salt + nonce))');
+    const openapi = (await plane.call('GET', '/api/openapi.json')).body;
+    expect(openapi.openapi).toBe('3.1.0');
+
+    const operations = new Map<string, { method: string; path: string; op: any }>();
+    for (const [path, methods] of Object.entries<any>(openapi.paths)) {
+      for (const [method, op] of Object.entries<any>(methods)) operations.set(op.operationId, { method, path, op });
+    }
+    const request = async (
+      operationId: string,
+      options: { body?: unknown; key?: string; params?: Record<string, string> } = {},
+    ) => {
+      const { method, path } = operations.get(operationId)!;
+      const url = path.replace(/\{(\w+)\}/g, (_, name) => options.params![name]!);
+      return plane.call(method.toUpperCase(), url, options);
+    };
+    const solve = (data: any): string => {
+      for (let n = 0; ; n++) {
+        if (leadingZeroBits(createHash('sha256').update(`${data.salt}${n}`).digest()) >= data.difficulty)
+          return String(n);
+      }
+    };
+
+    const challenge = (await request('createChallenge')).body.data;
+    const registerSchema = operations.get('register')!.op.requestBody.content['application/json'].schema;
+    expect(registerSchema.required).toEqual(expect.arrayContaining(['challenge_id', 'nonce', 'name']));
+    const registered = await request('register', {
+      body: { challenge_id: challenge.challenge_id, nonce: solve(challenge), name: 'doc-reader' },
+    });
+    expect(registered.status).toBe(201);
+    const key = registered.body.data.api_key;
+    expect((await request('getMe', { key })).body.data.agent.name).toBe('doc-reader');
+
+    const listingChallenge = (await request('createListingChallenge', { key })).body.data;
+    const created = await request('createListing', {
+      key,
+      body: {
+        challenge_id: listingChallenge.challenge_id,
+        nonce: solve(listingChallenge),
+        name: 'Summarize',
+        description: 'Summarizes text',
+        pricing_model: 'per_call',
+        price: { amount: '0.002', currency: 'USDC' },
+        private_endpoint_url: 'http://127.0.0.1:9/summarize',
+      },
+    });
+    expect(created.status).toBe(201);
+    const read = await request('getListing', { params: { id: created.body.data.listing.id } });
+    expect(read.body.data.gateway_url).toBe(`http://crochet.test:8080/api/v1/gateway/${created.body.data.listing.id}`);
+    expect(read.body.data.price).toEqual({ amount: '0.002', currency: 'USDC', amount_atomic: '2000' });
+  });
+
+  it('list every documented route in every document, from the same catalog', async () => {
+    const openapi = (await plane.call('GET', '/api/openapi.json')).body;
+    const routes = Object.entries<any>(openapi.paths).flatMap(([path, methods]) =>
+      Object.keys(methods).map((m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`),
+    );
+    expect(routes.length).toBeGreaterThanOrEqual(15);
+    const llms = (await plane.call('GET', '/llms.txt')).text;
+    const reference = (await plane.call('GET', '/docs/api-reference.txt')).text;
+    const skill = (await plane.call('GET', '/agent-skill')).text;
+    const skillMd = (await plane.call('GET', '/SKILL.md')).text;
+    const protocol = (await plane.call('GET', '/.well-known/agent-protocol.json')).body;
+    for (const route of routes) {
+      expect(llms).toContain(route);
+      expect(reference).toContain(route);
+      expect(skill).toContain(route);
+    }
+    expect(skillMd).toBe(skill);
+    expect(protocol.endpoints.map((e: any) => `${e.method} ${e.path}`).sort()).toEqual([...routes].sort());
+    const seller = (await plane.call('GET', '/seller-onboarding')).text;
+    expect(seller).toContain('POST /api/v1/listings/:id/endpoint/rotate-secret');
+    expect(seller).toContain('X-Crochet-Signature');
+  });
+
+  it('documents each operation with its errors, all of them registry codes', async () => {
+    const openapi = (await plane.call('GET', '/api/openapi.json')).body;
+    for (const methods of Object.values<any>(openapi.paths)) {
+      for (const op of Object.values<any>(methods)) {
+        expect(op.summary).toBeTruthy();
+        expect(op.operationId).toBeTruthy();
+        for (const code of op['x-crochet-errors']) expect(ERROR_CODES).toContain(code);
+      }
+    }
+    const errors = await plane.call('GET', '/docs/errors');
+    expect(errors.status).toBe(200);
+    for (const code of ERROR_CODES) expect(errors.text).toContain(`## ${code}`);
+  });
+
+  it('answers health and readiness', async () => {
+    expect((await plane.call('GET', '/healthz')).body.data.status).toBe('ok');
+    const ready = await plane.call('GET', '/readyz');
+    expect(ready.status).toBe(200);
+    expect(ready.body.data.checks).toEqual({ postgres: 'ok', redis: 'ok' });
+  });
+});

@@ -1,0 +1,32 @@
+/**
+ * Every Redis key and channel Crochet uses, in one place. All keys share a prefix so that several deployments (or
+ * test runs) can share one Redis: `CROCHET_REDIS_PREFIX`, default `crochet:`.
+ */
+export const DEFAULT_REDIS_PREFIX = 'crochet:';
+
+export const redisKeys = (prefix: string = DEFAULT_REDIS_PREFIX) =>
+  Object.freeze({
+    /** Integer: the version of the published config; bumped by every change. */
+    configVersion: `${prefix}config:version`,
+    /** Hash listing id → JSON ListingConfig (see config.ts). */
+    configListings: `${prefix}config:listings`,
+    /** Hash key hash → JSON KeyConfig. */
+    configKeys: `${prefix}config:keys`,
+    /** Hash agent id → JSON AgentConfig. */
+    configAgents: `${prefix}config:agents`,
+    /** Pub/sub channel of ConfigNotice JSON messages. */
+    configNotices: `${prefix}config:notices`,
+    /** Stream of gateway events (GatewayEvent) from the proxies to the control plane. */
+    events: `${prefix}events`,
+    /** Stream of events that failed processing too often. */
+    eventsDead: `${prefix}events:dead`,
+    /** Rate-limit state (GCRA theoretical arrival time) for one API key. */
+    rateKey: (keyId: string) => `${prefix}rl:k:${keyId}`,
+    /** Rate-limit state for one listing. */
+    rateListing: (listingId: string) => `${prefix}rl:l:${listingId}`,
+  });
+
+export type RedisKeys = ReturnType<typeof redisKeys>;
+
+/** The consumer group of the control plane on the events stream. */
+export const EVENTS_GROUP = 'control-plane';
