@@ -142,6 +142,11 @@ export const ERRORS = define({
     message: 'The listing is archived and can no longer change.',
     hint: 'Create a new listing with POST /api/v1/listings/challenge then POST /api/v1/listings.',
   },
+  LISTING_PAUSED: {
+    status: 409,
+    message: 'The seller has paused this listing.',
+    hint: 'Try again later, or find another listing with GET /api/v1/listings.',
+  },
   PRICE_INVALID: {
     status: 400,
     message: 'The price is not valid for this pricing model.',
@@ -166,6 +171,32 @@ export const ERRORS = define({
     status: 400,
     message: 'The private endpoint host name does not resolve.',
     hint: 'Check the host name and its DNS records, then save the URL again.',
+  },
+  // --- gateway -----------------------------------------------------------------------------------------------------
+  GATEWAY_REQUEST_NOT_FOUND: {
+    status: 404,
+    message: 'No gateway request with this id is yours.',
+    hint: 'GET /api/v1/gateway-requests lists your gateway requests as buyer (or ?role=seller).',
+  },
+  UPSTREAM_TIMEOUT: {
+    status: 504,
+    message: 'The seller did not answer in time.',
+    hint: 'Retry later; GET /api/v1/gateway-requests/:id shows what happened to this call.',
+  },
+  UPSTREAM_UNAVAILABLE: {
+    status: 502,
+    message: 'The seller could not be reached.',
+    hint: 'Retry later, or pick another listing; the seller has been failing this call.',
+  },
+  UPSTREAM_FORBIDDEN: {
+    status: 502,
+    message: "The seller's endpoint resolves to an address Crochet does not call.",
+    hint: 'Nothing was sent. The seller must fix its endpoint; pick another listing meanwhile.',
+  },
+  PAYMENT_RAILS_UNAVAILABLE: {
+    status: 503,
+    message: 'This listing is paid and no payment rail is configured on this gateway.',
+    hint: 'Nothing was charged. Retry later.',
   },
   // --- infrastructure -------------------------------------------------------------------------------------------
   RATE_LIMITED: {
