@@ -15,16 +15,14 @@ import { ensurePostgres, ensureRedis, type LocalService } from './local-services
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const say = (line: string) => process.stdout.write(`[crochet] ${line}\n`);
 
-/** A development encryption key kept under .crochet/, so listings created in one run still open in the next. */
-const devEncryptionKey = (): string => {
-  const file = join(root, '.crochet', 'dev-encryption-key');
+/** A development key kept under .crochet/, so what one run encrypted still opens in the next. */
+const devKey = (name: string, variable: string): string => {
+  const file = join(root, '.crochet', name);
   if (existsSync(file)) return readFileSync(file, 'utf8').trim();
   mkdirSync(dirname(file), { recursive: true });
   const key = randomBytes(32).toString('base64');
   writeFileSync(file, `${key}\n`, { mode: 0o600 });
-  say(
-    'generated a development encryption key in .crochet/dev-encryption-key (set CROCHET_ENCRYPTION_KEY in production)',
-  );
+  say(`generated a development key in .crochet/${name} (set ${variable} in production)`);
   return key;
 };
 
@@ -49,7 +47,10 @@ const main = async (): Promise<void> => {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       PUBLIC_BASE_URL: publicBaseUrl,
-      CROCHET_ENCRYPTION_KEY: process.env['CROCHET_ENCRYPTION_KEY'] ?? devEncryptionKey(),
+      CROCHET_ENCRYPTION_KEY:
+        process.env['CROCHET_ENCRYPTION_KEY'] ?? devKey('dev-encryption-key', 'CROCHET_ENCRYPTION_KEY'),
+      CROCHET_DATA_PLANE_KEY:
+        process.env['CROCHET_DATA_PLANE_KEY'] ?? devKey('dev-data-plane-key', 'CROCHET_DATA_PLANE_KEY'),
       CROCHET_ALLOW_PRIVATE_ENDPOINTS: process.env['CROCHET_ALLOW_PRIVATE_ENDPOINTS'] ?? '1',
       LOG_LEVEL: process.env['LOG_LEVEL'] ?? 'warn',
     };

@@ -1,3 +1,4 @@
+import type { CryptoBox } from '@crochet/protocol';
 import {
   ApiError,
   apiKeyDisplayPrefix,
@@ -23,7 +24,7 @@ import Fastify, {
 } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { ControlPlaneConfig } from './config.js';
-import type { CryptoBox } from './crypto-box.js';
+import type { ConfigPublisher } from './config-publisher.js';
 import type { Pool } from './db.js';
 
 /** The caller of a route that needs an API key. */
@@ -53,6 +54,8 @@ export interface Deps {
   pool: Pool;
   redis: Redis;
   box: CryptoBox;
+  /** Announces changes to the proxies; routes call it after their change committed. */
+  publisher: ConfigPublisher;
   /** Host name resolution for the SSRF check; tests inject one. */
   lookup?: (hostname: string) => Promise<string[]>;
 }

@@ -6,7 +6,11 @@ const KEY = Buffer.alloc(32, 7).toString('base64');
 
 describe('control-plane configuration', () => {
   it('reads defaults and given values', () => {
-    const config = loadControlPlaneConfig({ DATABASE_URL: 'postgres://x@h/db', CROCHET_ENCRYPTION_KEY: KEY });
+    const config = loadControlPlaneConfig({
+      DATABASE_URL: 'postgres://x@h/db',
+      CROCHET_ENCRYPTION_KEY: KEY,
+      CROCHET_DATA_PLANE_KEY: KEY,
+    });
     expect(config).toMatchObject({ port: 8081, powDifficulty: 20, allowPrivateEndpoints: false });
     expect(config.publicBaseUrl).toBe('http://localhost:8080');
   });
@@ -25,6 +29,7 @@ describe('control-plane configuration', () => {
       const problems = (error as ConfigError).problems;
       expect(problems.map((p) => p.split(':')[0]).sort()).toEqual([
         'CROCHET_ALLOW_PRIVATE_ENDPOINTS',
+        'CROCHET_DATA_PLANE_KEY',
         'CROCHET_ENCRYPTION_KEY',
         'CROCHET_POW_DIFFICULTY',
         'DATABASE_URL',

@@ -1,5 +1,4 @@
-import { EnvReader } from '@crochet/protocol';
-import { CryptoBox } from './crypto-box.js';
+import { CryptoBox, DEFAULT_REDIS_PREFIX, EnvReader } from '@crochet/protocol';
 
 /** Everything the control plane reads from its environment, validated at start. */
 export interface ControlPlaneConfig {
@@ -8,6 +7,10 @@ export interface ControlPlaneConfig {
   publicBaseUrl: string;
   databaseUrl: string;
   redisUrl: string;
+  /** Prefix of every Redis key (protocol redis-keys.ts); lets deployments and test runs share one Redis. */
+  redisPrefix: string;
+  /** How often the whole config is published again (repairs a publish lost while Redis was down). */
+  configResyncSeconds: number;
   logLevel: string;
   powDifficulty: number;
   powTtlSeconds: number;
@@ -15,6 +18,8 @@ export interface ControlPlaneConfig {
   allowPrivateEndpoints: boolean;
   encryptionKey: Buffer;
   encryptionKeysPrevious: Buffer[];
+  /** Seals what the proxies need (upstream URLs, signing secrets) in the published config; proxies hold it too. */
+  dataPlaneKey: Buffer;
   secretOverlapSeconds: number;
   evmChainId: number;
   solanaChainId: string;
@@ -31,6 +36,11 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
   const publicBaseUrl = r.url('PUBLIC_BASE_URL', 'http://localhost:8080', ['http:', 'https:']).replace(/\/+$/, '');
   const databaseUrl = r.url('DATABASE_URL', undefined, ['postgres:', 'postgresql:']);
   if (databaseUrl === undefined) r.problem('DATABASE_URL', 'is required (PostgreSQL connection URL)');
+  const redisPrefix = r.string('CROCHET_REDIS_PREFIX', DEFAULT_REDIS_PREFIX);
+  // Glob characters are refused because operators (and the tests) select a deployment's keys with SCAN MATCH prefix*.
+  if (!/^[A-Za-z0-9_.:-]{0,63}:$/.test(redisPrefix)) {
+    r.problem('CROCHET_REDIS_PREFIX', 'must be letters, digits, _ . - or : and end with ":" (e.g. crochet:)');
+  }
   const logLevel = r.string('LOG_LEVEL', 'info');
   if (!LOG_LEVELS.includes(logLevel)) r.problem('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
 
@@ -44,12 +54,18 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
     else r.problem('CROCHET_ENCRYPTION_KEYS_PREVIOUS', 'must be comma-separated base64 keys of 32 bytes');
   }
 
+  const dataPlaneText = r.required('CROCHET_DATA_PLANE_KEY', 'base64 of 32 random bytes, shared with the proxies');
+  const dataPlaneKey = dataPlaneText ? CryptoBox.parseKey(dataPlaneText) : null;
+  if (dataPlaneText && !dataPlaneKey) r.problem('CROCHET_DATA_PLANE_KEY', 'must be base64 of exactly 32 bytes');
+
   const config: ControlPlaneConfig = {
     host: r.string('CONTROL_PLANE_HOST', '127.0.0.1'),
     port,
     publicBaseUrl,
     databaseUrl: databaseUrl ?? '',
     redisUrl: r.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    redisPrefix,
+    configResyncSeconds: r.int('CROCHET_CONFIG_RESYNC_SECONDS', 300, { min: 5, max: 86_400 }),
     logLevel,
     powDifficulty: r.int('CROCHET_POW_DIFFICULTY', 20, { min: 0, max: 32 }),
     powTtlSeconds: r.int('CROCHET_POW_TTL_SECONDS', 300, { min: 10, max: 86_400 }),
@@ -57,6 +73,7 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
     allowPrivateEndpoints: r.flag('CROCHET_ALLOW_PRIVATE_ENDPOINTS'),
     encryptionKey: encryptionKey ?? Buffer.alloc(32),
     encryptionKeysPrevious,
+    dataPlaneKey: dataPlaneKey ?? Buffer.alloc(32),
     secretOverlapSeconds: r.int('CROCHET_SECRET_OVERLAP_SECONDS', 86_400, { min: 0, max: 30 * 86_400 }),
     evmChainId: r.int('CROCHET_SIWE_CHAIN_ID', 1, { min: 1, max: 2 ** 31 }),
     solanaChainId: r.string('CROCHET_SIWS_CHAIN_ID', 'mainnet'),

@@ -28,13 +28,17 @@ export interface ListingRow {
   crochet_score: number | null;
   verified: boolean;
   review_count: number;
+  rate_limit_per_minute: number | null;
+  body_limit_bytes: number;
+  timeout_ms: number;
   created_at: Date;
   updated_at: Date;
 }
 
 export const LISTING_COLUMNS =
   'id, seller_id, name, description, pricing_model, price_atomic, currency, status, tags, input_schema, ' +
-  'output_example, crochet_score, verified, review_count, created_at, updated_at';
+  'output_example, crochet_score, verified, review_count, rate_limit_per_minute, body_limit_bytes, timeout_ms, ' +
+  'created_at, updated_at';
 
 export const gatewayUrl = (publicBaseUrl: string, listingId: string): string =>
   `${publicBaseUrl}/api/v1/gateway/${listingId}`;
@@ -58,6 +62,11 @@ export const listingView = (row: ListingRow, publicBaseUrl: string) => ({
   crochet_score: row.crochet_score,
   verified: row.verified,
   review_count: row.review_count,
+  gateway: {
+    rate_limit_per_minute: row.rate_limit_per_minute,
+    body_limit_bytes: row.body_limit_bytes,
+    timeout_ms: row.timeout_ms,
+  },
   created_at: row.created_at,
   updated_at: row.updated_at,
 });

@@ -117,6 +117,11 @@ export const Listing = Type.Object({
   crochet_score: Type.Union([Type.Integer(), Type.Null()]),
   verified: Type.Boolean(),
   review_count: Type.Integer(),
+  gateway: Type.Object({
+    rate_limit_per_minute: Type.Union([Type.Integer(), Type.Null()]),
+    body_limit_bytes: Type.Integer(),
+    timeout_ms: Type.Integer(),
+  }),
   created_at: Timestamp,
   updated_at: Timestamp,
 });

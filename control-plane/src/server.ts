@@ -1,10 +1,14 @@
+import { CryptoBox, redisKeys } from '@crochet/protocol';
+import type { FastifyBaseLogger } from 'fastify';
 import { Redis } from 'ioredis';
 import { type App, createApp, type Deps } from './app.js';
 import type { ControlPlaneConfig } from './config.js';
-import { CryptoBox } from './crypto-box.js';
+import { ConfigPublisher } from './config-publisher.js';
 import { createPool, migrate } from './db.js';
+import { type EventsConsumer, startEventsConsumer } from './events-consumer.js';
 import { authRoutes } from './routes/auth.js';
 import { docsRoutes } from './routes/docs.js';
+import { gatewayRequestRoutes } from './routes/gateway-requests.js';
 import { healthRoutes } from './routes/health.js';
 import { listingRoutes } from './routes/listings.js';
 import { meRoutes } from './routes/me.js';
@@ -14,11 +18,13 @@ export interface ControlPlane {
   deps: Deps;
   /** The URL the control plane listens on. */
   url: string;
+  /** Records the proxies' gateway events into PostgreSQL (tests await `drain()`). */
+  eventsConsumer: EventsConsumer;
   close(): Promise<void>;
 }
 
 /** Route modules in the order they appear in the documents. */
-const ROUTES = [authRoutes, meRoutes, listingRoutes, healthRoutes];
+const ROUTES = [authRoutes, meRoutes, listingRoutes, gatewayRequestRoutes, healthRoutes];
 
 /** Builds the app over given dependencies (tests pass their own pool and Redis). */
 export const buildControlPlane = (deps: Deps): App => {
@@ -44,21 +50,38 @@ export const startControlPlane = async (
     redis.disconnect();
     throw error;
   }
-  const deps: Deps = {
-    config,
+  const box = new CryptoBox(config.encryptionKey, config.encryptionKeysPrevious);
+  let log: FastifyBaseLogger | undefined;
+  const publisher = new ConfigPublisher({
     pool,
     redis,
-    box: new CryptoBox(config.encryptionKey, config.encryptionKeysPrevious),
-    ...overrides,
-  };
+    box,
+    dataPlaneBox: new CryptoBox(config.dataPlaneKey),
+    keys: redisKeys(config.redisPrefix),
+    log: { warn: (details: object, message: string) => log?.warn(details, message) },
+  });
+  const deps: Deps = { config, pool, redis, box, publisher, ...overrides };
   const app = buildControlPlane(deps);
+  log = app.log;
+  // Proxies may have started before us, or Redis may have restarted empty: publish the whole state first.
+  await publisher.resync();
+  publisher.start(config.configResyncSeconds * 1000);
+  const eventsConsumer = await startEventsConsumer({
+    pool,
+    redis,
+    prefix: config.redisPrefix,
+    log: app.log.child({ component: 'events-consumer' }),
+  });
   const url = await app.listen({ host: config.host, port: config.port });
   return {
     app,
     deps,
     url,
+    eventsConsumer,
     close: async () => {
+      publisher.stop();
       await app.close();
+      await eventsConsumer.stop(); // commits and acknowledges its batch in hand: before the pool closes
       await pool.end();
       redis.disconnect();
     },

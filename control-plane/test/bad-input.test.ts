@@ -12,13 +12,16 @@ beforeAll(async () => {
   key = (await plane.register('fuzzer')).apiKey;
   listingId = (await plane.createListing(key)).listing.id;
   const openapi = (await plane.call('GET', '/api/openapi.json')).body;
+  // The gateway route is served by the proxies (proxy/test covers it); every other route is this app's.
   routes = Object.entries<any>(openapi.paths).flatMap(([path, methods]) =>
-    Object.entries<any>(methods).map(([method, op]) => ({
-      method: method.toUpperCase(),
-      path: path.replace('{id}', listingId),
-      hasBody: op.requestBody !== undefined,
-      auth: op.security.length === 1,
-    })),
+    Object.entries<any>(methods)
+      .filter(([, op]) => op.operationId !== 'callGateway')
+      .map(([method, op]) => ({
+        method: method.toUpperCase(),
+        path: path.replace('{id}', listingId),
+        hasBody: op.requestBody !== undefined,
+        auth: op.security.length === 1,
+      })),
   );
 });
 afterAll(() => plane.stop());

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { type ControlPlaneConfig, loadControlPlaneConfig } from '../src/config.js';
 import { solveChallenge } from '../src/pow.js';
@@ -6,7 +7,27 @@ import { type ControlPlane, startControlPlane } from '../src/server.js';
 
 /** The server tests create their databases in (trust auth, as on the CI machine). */
 export const TEST_DATABASE_URL = process.env['TEST_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+/** The data-plane key test control planes and test proxies share. */
+export const TEST_DATA_PLANE_KEY = randomBytes(32).toString('base64');
 export const TEST_REDIS_URL = process.env['TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+
+/** A Redis key prefix of its own, so that test files running at once never share keys. */
+export const testRedisPrefix = (): string => `t:${randomBytes(6).toString('hex')}:`;
+
+/** Deletes every key under a test prefix (SCAN, never KEYS: other test files share the server). */
+export const deleteRedisPrefix = async (prefix: string): Promise<void> => {
+  const redis = new Redis(TEST_REDIS_URL);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
+      if (keys.length > 0) await redis.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+};
 
 /** A fresh database for one test file, dropped by the returned function. */
 export const createTestDatabase = async (): Promise<{ url: string; drop: () => Promise<void> }> => {
@@ -65,6 +86,8 @@ export const startTestControlPlane = async (
     CROCHET_POW_DIFFICULTY: '4',
     CROCHET_ALLOW_PRIVATE_ENDPOINTS: '1',
     CROCHET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    CROCHET_DATA_PLANE_KEY: TEST_DATA_PLANE_KEY,
+    CROCHET_REDIS_PREFIX: testRedisPrefix(),
     LOG_LEVEL: 'silent',
     PUBLIC_BASE_URL: 'http://crochet.test:8080',
     ...env,
@@ -127,6 +150,7 @@ export const startTestControlPlane = async (
     },
     stop: async () => {
       await plane.close();
+      await deleteRedisPrefix(config.redisPrefix);
       await db.drop();
     },
   };

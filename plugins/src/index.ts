@@ -1,1 +1,4 @@
+export * from './admission/index.js';
+export * from './seller-verifier/index.js';
 export * from './ssrf/index.js';
+export * from './usage-events/index.js';

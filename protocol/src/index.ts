@@ -1,5 +1,6 @@
 export * from './api-key.js';
 export * from './config.js';
+export * from './crypto-box.js';
 export * from './env.js';
 export * from './envelope.js';
 export * from './errors.js';

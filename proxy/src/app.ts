@@ -1,7 +1,11 @@
-import { ApiError, errorBody, newId } from '@crochet/protocol';
+import { createAdmission, createGuardedAgent, EventWriter, LocalAdmission } from '@crochet/plugins';
+import { ApiError, CryptoBox, errorBody, newId, redisKeys } from '@crochet/protocol';
 import httpProxy from '@fastify/http-proxy';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import { Redis } from 'ioredis';
 import type { ProxyConfig } from './config.js';
+import { ConfigStore } from './config-store.js';
+import { type GatewayDeps, gatewayRoutes } from './gateway.js';
 
 const REQUEST_ID = /^req_[0-9A-HJKMNP-TV-Z]{26}$/;
 /** How long a client should wait before retrying when the control plane does not answer. */
@@ -18,10 +22,10 @@ export const sendError = (reply: FastifyReply, error: ApiError): FastifyReply =>
 };
 
 /**
- * The public entry point. `/api/v1/gateway/*` is the data plane's own pipeline; every other path is passed through
- * to the control plane, so one base URL serves the whole API.
+ * The public entry point. `/api/v1/gateway/*` is the data plane's own pipeline (when `gateway` deps are given);
+ * every other path is passed through to the control plane, so one base URL serves the whole API.
  */
-export const buildProxy = (config: ProxyConfig): FastifyInstance => {
+export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps): FastifyInstance => {
   const app = Fastify({
     logger: {
       level: config.logLevel,
@@ -50,6 +54,15 @@ export const buildProxy = (config: ProxyConfig): FastifyInstance => {
   });
 
   app.get('/healthz', async () => ({ data: { status: 'ok' } }));
+  if (gateway) {
+    app.get('/readyz', async (_request, reply) => {
+      const ready = gateway.store.loaded;
+      return reply
+        .code(ready ? 200 : 503)
+        .send({ data: { status: ready ? 'ready' : 'unavailable', config_version: gateway.store.version } });
+    });
+    app.register(gatewayRoutes, gateway);
+  }
 
   app.register(httpProxy, {
     upstream: config.controlPlaneUrl,
@@ -75,11 +88,76 @@ export const buildProxy = (config: ProxyConfig): FastifyInstance => {
 export interface ProxyServer {
   app: FastifyInstance;
   url: string;
+  store: ConfigStore;
+  events: EventWriter;
   close(): Promise<void>;
 }
 
+/**
+ * Connects to Redis (a command connection that fails fast, and a subscriber), loads the published config, and
+ * listens. After the first load the proxy keeps serving on its last config whatever happens to Redis or the
+ * control plane.
+ */
 export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
-  const app = buildProxy(config);
+  const keys = redisKeys(config.redisPrefix);
+  // The hot-path connection fails fast instead of queueing: a slow Redis must not hold requests.
+  const redis = new Redis(config.redisUrl, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: config.redisCommandTimeoutMs,
+    lazyConnect: true,
+  });
+  const subscriber = new Redis(config.redisUrl, { lazyConnect: true });
+  // Both reconnect by themselves; what a request needs is decided per call.
+  redis.on('error', () => {});
+  subscriber.on('error', () => {});
+  const events = new EventWriter({ redis, streamKey: keys.events });
+  const upstream = createGuardedAgent({
+    allowPrivate: config.allowPrivateEndpoints,
+    connectTimeoutMs: config.connectTimeoutMs,
+    keepAliveTimeoutMs: 30_000,
+    connections: 256,
+  });
+  let app: FastifyInstance | undefined;
+  const store = new ConfigStore({
+    redis,
+    subscriber,
+    keys,
+    box: new CryptoBox(config.dataPlaneKey),
+    log: {
+      warn: (d: object, m: string) => app?.log.warn(d, m),
+      error: (d: object | string, m?: string) => app?.log.error(d, m),
+    },
+    pollMs: config.configPollMs,
+  });
+  app = buildProxy(config, {
+    store,
+    keys,
+    admit: createAdmission(redis, keys.events),
+    localAdmission: new LocalAdmission(),
+    events,
+    upstream,
+    keyRateLimitPerMinute: config.keyRateLimitPerMinute,
+    listingRateLimitPerMinute: config.listingRateLimitPerMinute,
+  });
+  await Promise.all([redis.connect().catch(() => {}), subscriber.connect().catch(() => {})]);
+  await store.start();
   const url = await app.listen({ host: config.host, port: config.port });
-  return { app, url, close: () => app.close() };
+  const server = app;
+  let closing: Promise<void> | undefined;
+  return {
+    app: server,
+    url,
+    store,
+    events,
+    // Closing the app also destroys `upstream` (reply-from owns the dispatcher it is given).
+    close: () =>
+      (closing ??= (async () => {
+        await server.close();
+        store.stop();
+        await events.close();
+        redis.disconnect();
+        subscriber.disconnect();
+      })()),
+  };
 };

@@ -1,4 +1,4 @@
-import { EnvReader } from '@crochet/protocol';
+import { CryptoBox, DEFAULT_REDIS_PREFIX, EnvReader } from '@crochet/protocol';
 
 /** Everything a proxy reads from its environment, validated at start. */
 export interface ProxyConfig {
@@ -7,20 +7,48 @@ export interface ProxyConfig {
   publicBaseUrl: string;
   controlPlaneUrl: string;
   redisUrl: string;
+  redisPrefix: string;
   logLevel: string;
+  /** Limit of non-gateway request bodies passed to the control plane. */
   bodyLimitBytes: number;
+  /** Opens the upstream URLs and signing secrets the control plane publishes. */
+  dataPlaneKey: Buffer;
+  allowPrivateEndpoints: boolean;
+  /** Operator defaults: calls per minute per API key and per listing, where the published config sets none. */
+  keyRateLimitPerMinute: number;
+  listingRateLimitPerMinute: number;
+  /** How often the proxy checks the config version (catches a missed notice): the propagation bound. */
+  configPollMs: number;
+  connectTimeoutMs: number;
+  /** Redis commands on the hot path fail after this long (then the free-listing fallback applies). */
+  redisCommandTimeoutMs: number;
 }
 
 export const loadProxyConfig = (env: NodeJS.ProcessEnv = process.env): ProxyConfig => {
   const r = new EnvReader(env);
+  const dataPlaneText = r.required('CROCHET_DATA_PLANE_KEY', 'base64 of 32 bytes, the same as the control plane');
+  const dataPlaneKey = dataPlaneText ? CryptoBox.parseKey(dataPlaneText) : null;
+  if (dataPlaneText && !dataPlaneKey) r.problem('CROCHET_DATA_PLANE_KEY', 'must be base64 of exactly 32 bytes');
+  const redisPrefix = r.string('CROCHET_REDIS_PREFIX', DEFAULT_REDIS_PREFIX);
+  if (!/^[A-Za-z0-9_.:-]{0,63}:$/.test(redisPrefix)) {
+    r.problem('CROCHET_REDIS_PREFIX', 'must be at most 64 characters of letters, digits, _ . : - ending with ":"');
+  }
   const config: ProxyConfig = {
     host: r.string('HOST', '0.0.0.0'),
     port: r.int('PORT', 8080, { min: 0, max: 65535 }),
     publicBaseUrl: r.url('PUBLIC_BASE_URL', 'http://localhost:8080', ['http:', 'https:']).replace(/\/+$/, ''),
     controlPlaneUrl: r.url('CONTROL_PLANE_URL', 'http://127.0.0.1:8081', ['http:', 'https:']).replace(/\/+$/, ''),
     redisUrl: r.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    redisPrefix,
     logLevel: r.string('LOG_LEVEL', 'info'),
     bodyLimitBytes: r.int('PROXY_BODY_LIMIT_BYTES', 1024 * 1024, { min: 1024, max: 64 * 1024 * 1024 }),
+    dataPlaneKey: dataPlaneKey ?? Buffer.alloc(32),
+    allowPrivateEndpoints: r.flag('CROCHET_ALLOW_PRIVATE_ENDPOINTS'),
+    keyRateLimitPerMinute: r.int('CROCHET_KEY_RATE_LIMIT_PER_MINUTE', 600, { min: 1, max: 1_000_000 }),
+    listingRateLimitPerMinute: r.int('CROCHET_LISTING_RATE_LIMIT_PER_MINUTE', 6000, { min: 1, max: 10_000_000 }),
+    configPollMs: r.int('CROCHET_CONFIG_POLL_MS', 1000, { min: 50, max: 60_000 }),
+    connectTimeoutMs: r.int('CROCHET_UPSTREAM_CONNECT_TIMEOUT_MS', 5000, { min: 100, max: 60_000 }),
+    redisCommandTimeoutMs: r.int('CROCHET_REDIS_COMMAND_TIMEOUT_MS', 500, { min: 10, max: 10_000 }),
   };
   r.done();
   return config;

@@ -1,20 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestControlPlane, type TestPlane } from '../../control-plane/test/helpers.js';
-import { type ProxyServer, startProxy } from '../src/app.js';
-import { loadProxyConfig } from '../src/config.js';
+import type { TestPlane } from '../../control-plane/test/helpers.js';
+import type { ProxyServer } from '../src/app.js';
+import { startTestStack, type TestStack } from './stack.js';
 
+let stack: TestStack;
 let plane: TestPlane;
 let proxy: ProxyServer;
 beforeAll(async () => {
-  plane = await startTestControlPlane();
-  proxy = await startProxy(
-    loadProxyConfig({ HOST: '127.0.0.1', PORT: '0', CONTROL_PLANE_URL: plane.url, LOG_LEVEL: 'silent' }),
-  );
+  stack = await startTestStack();
+  plane = stack.plane;
+  proxy = stack.proxies[0]!;
 });
-afterAll(async () => {
-  await proxy.close();
-  await plane.stop();
-});
+afterAll(() => stack.stop());
 
 describe('the proxy as the public entry point', () => {
   it('serves the whole API from one base URL', async () => {
@@ -48,9 +45,7 @@ describe('the proxy as the public entry point', () => {
   });
 
   it('answers 503 CONTROL_PLANE_UNAVAILABLE with Retry-After when the control plane is down', async () => {
-    const orphan = await startProxy(
-      loadProxyConfig({ HOST: '127.0.0.1', PORT: '0', CONTROL_PLANE_URL: 'http://127.0.0.1:9', LOG_LEVEL: 'silent' }),
-    );
+    const orphan = await stack.addProxy({ CONTROL_PLANE_URL: 'http://127.0.0.1:9' });
     try {
       const res = await fetch(`${orphan.url}/api/v1/listings`);
       expect(res.status).toBe(503);

@@ -27,7 +27,7 @@ const normalizeOrThrow = (chain: WalletChain, address: string): string => {
 };
 
 /** §3.1: proof-of-work registration and wallet recovery. */
-export const authRoutes = (app: App, { config, pool }: Deps): void => {
+export const authRoutes = (app: App, { config, pool, publisher }: Deps): void => {
   app.post(
     '/api/v1/auth/challenge',
     {
@@ -104,6 +104,7 @@ export const authRoutes = (app: App, { config, pool }: Deps): void => {
         }
         return issuedKeyView(agent, await createKey(client, agent.id, 'default'));
       });
+      await publisher.changed({ agentId: result.agent.id });
       return reply.code(201).send({ data: result });
     },
   );
@@ -221,6 +222,7 @@ export const authRoutes = (app: App, { config, pool }: Deps): void => {
         );
         return issuedKeyView(agent.rows[0]!, await createKey(client, agentId, 'recovered'));
       });
+      await publisher.changed({ agentId: result.agent.id });
       return { data: result };
     },
   );

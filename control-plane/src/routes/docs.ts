@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { Type } from 'typebox';
 import type { App, Deps, RouteDoc } from '../app.js';
 import {
   renderAgentProtocol,
@@ -10,23 +11,56 @@ import {
   renderSkill,
   type SiteInfo,
 } from '../docs/render.js';
+import { ListingIdSchema } from '../schemas.js';
 
 const require = createRequire(import.meta.url);
+
+/** The data plane's route (proxy/src/gateway.ts), described in the catalog's terms. */
+const GATEWAY_ROUTE: RouteDoc = {
+  method: 'POST',
+  url: '/api/v1/gateway/:listingId',
+  auth: 'api_key',
+  schema: {
+    operationId: 'callGateway',
+    summary: "Call a listing: the body is forwarded, signed, to the seller and the seller's answer streams back",
+    description:
+      'Any method works; a sub-path after the listing id and the query string are passed on. The answer is the ' +
+      "seller's status, headers and body, plus X-Crochet-Request-Id and RateLimit-* headers. A per_call listing " +
+      'answers 402 with payment requirements until the call is paid.',
+    tags: ['gateway'],
+    params: Type.Object({ listingId: ListingIdSchema }),
+    body: Type.Unknown({ description: "whatever the listing's input_schema describes" }),
+    response: { 200: Type.Unknown({ description: "the seller's answer" }) },
+  },
+  errors: [
+    'LISTING_NOT_FOUND',
+    'LISTING_PAUSED',
+    'LISTING_ARCHIVED',
+    'RATE_LIMITED',
+    'PAYMENT_RAILS_UNAVAILABLE',
+    'UPSTREAM_TIMEOUT',
+    'UPSTREAM_UNAVAILABLE',
+    'UPSTREAM_FORBIDDEN',
+    'STATE_UNAVAILABLE',
+  ],
+};
 const ERRORS_MD = readFileSync(require.resolve('@crochet/protocol/docs/errors.md'), 'utf8');
 const VERSION = (require('../../package.json') as { version: string }).version;
 
 /** §3.8: the machine-readable surfaces, rendered once (after every route is registered) and served from memory. */
 export const docsRoutes = (app: App, { config }: Deps, catalog: readonly RouteDoc[]): void => {
   const site: SiteInfo = { baseUrl: config.publicBaseUrl, version: VERSION };
+  // The gateway route is served by the proxies, not by this app; it is documented beside the routes that are.
+  const all = [...catalog, GATEWAY_ROUTE];
   let rendered: Record<string, string> | undefined;
   const documents = (): Record<string, string> => {
     rendered ??= {
-      openapi: JSON.stringify(renderOpenApi(catalog, site)),
-      llms: renderLlmsTxt(catalog, site),
-      reference: renderApiReference(catalog, site),
-      skill: renderSkill(catalog, site),
-      seller: renderSellerOnboarding(catalog, site),
-      protocol: JSON.stringify(renderAgentProtocol(catalog, site)),
+      openapi: JSON.stringify(renderOpenApi(all, site)),
+      llms: renderLlmsTxt(all, site),
+      reference: renderApiReference(all, site),
+      skill: renderSkill(all, site),
+      seller: renderSellerOnboarding(all, site),
+      protocol: JSON.stringify(renderAgentProtocol(all, site)),
     };
     return rendered;
   };

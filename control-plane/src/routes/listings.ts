@@ -2,6 +2,7 @@ import { ApiError, decodeCursor, encodeCursor, isId, newId, PAGE_LIMIT_DEFAULT }
 import { Type } from 'typebox';
 import type { App, Deps } from '../app.js';
 import { transaction } from '../db.js';
+import { type EndpointTestResult, testEndpoint } from '../endpoint-test.js';
 import {
   acceptEndpointUrl,
   endpointUrlContext,
@@ -37,6 +38,20 @@ const Tags = Type.Array(Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,31}$' }), {
 const Name = Type.String({ minLength: 1, maxLength: 120, pattern: '\\S' });
 const Description = Type.String({ minLength: 1, maxLength: 4000, pattern: '\\S' });
 const JsonDocument = Type.Unknown({ description: 'any JSON document' });
+/** Gateway settings a seller controls; the proxies enforce them. */
+const GatewaySettingsInput = {
+  rate_limit_per_minute: Type.Optional(
+    Type.Union([Type.Integer({ minimum: 1, maximum: 1_000_000 }), Type.Null()], {
+      description: 'calls per minute across all buyers; null: the marketplace default',
+    }),
+  ),
+  body_limit_bytes: Type.Optional(
+    Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024, description: 'largest request body (default 1 MiB)' }),
+  ),
+  timeout_ms: Type.Optional(
+    Type.Integer({ minimum: 1000, maximum: 120_000, description: 'how long the gateway waits for you (default 30 s)' }),
+  ),
+};
 const ListingParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 
 type Sort = 'newest' | 'price' | 'score';
@@ -73,7 +88,7 @@ const SORTS: Record<
 
 /** §3.2: listings. Only the owner may change a listing; to anyone else a listing they may not see does not exist. */
 export const listingRoutes = (app: App, deps: Deps): void => {
-  const { config, pool, box } = deps;
+  const { config, pool, box, publisher } = deps;
   const view = (row: ListingRow) => listingView(row, config.publicBaseUrl);
 
   /** The caller's own listing, or LISTING_NOT_FOUND (never a hint that someone else's exists). */
@@ -130,6 +145,7 @@ export const listingRoutes = (app: App, deps: Deps): void => {
             tags: Type.Optional(Tags),
             input_schema: Type.Optional(JsonDocument),
             output_example: Type.Optional(JsonDocument),
+            ...GatewaySettingsInput,
           },
           { additionalProperties: false },
         ),
@@ -162,8 +178,10 @@ export const listingRoutes = (app: App, deps: Deps): void => {
         await consumeChallenge(client, body, 'listing', agentId);
         const { rows } = await client.query<ListingRow>(
           `INSERT INTO listings (id, seller_id, name, description, pricing_model, price_atomic, currency, tags,
-                                 input_schema, output_example, endpoint_url_enc, endpoint_scheme, endpoint_host)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING ${LISTING_COLUMNS}`,
+                                 input_schema, output_example, endpoint_url_enc, endpoint_scheme, endpoint_host,
+                                 rate_limit_per_minute, body_limit_bytes, timeout_ms)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                   coalesce($15, 1048576), coalesce($16, 30000)) RETURNING ${LISTING_COLUMNS}`,
           [
             listingId,
             agentId,
@@ -178,6 +196,9 @@ export const listingRoutes = (app: App, deps: Deps): void => {
             box.seal(endpoint.url, endpointUrlContext(listingId)),
             endpoint.scheme,
             endpoint.host,
+            body.rate_limit_per_minute ?? null,
+            body.body_limit_bytes ?? null,
+            body.timeout_ms ?? null,
           ],
         );
         await client.query('INSERT INTO listing_signing_keys (id, listing_id, secret_enc) VALUES ($1, $2, $3)', [
@@ -187,6 +208,7 @@ export const listingRoutes = (app: App, deps: Deps): void => {
         ]);
         return rows[0]!;
       });
+      await publisher.changed({ listingId });
       return reply
         .code(201)
         .send({ data: { listing: view(row), gateway_endpoint: { signing_secret: secret, key_id: keyId } } });
@@ -308,6 +330,7 @@ export const listingRoutes = (app: App, deps: Deps): void => {
             tags: Type.Optional(Tags),
             input_schema: Type.Optional(JsonDocument),
             output_example: Type.Optional(JsonDocument),
+            ...GatewaySettingsInput,
           },
           { additionalProperties: false, minProperties: 1 },
         ),
@@ -334,6 +357,9 @@ export const listingRoutes = (app: App, deps: Deps): void => {
       if (body.tags !== undefined) set('tags', body.tags);
       if (body.input_schema !== undefined) set('input_schema', JSON.stringify(body.input_schema));
       if (body.output_example !== undefined) set('output_example', JSON.stringify(body.output_example));
+      if (body.rate_limit_per_minute !== undefined) set('rate_limit_per_minute', body.rate_limit_per_minute);
+      if (body.body_limit_bytes !== undefined) set('body_limit_bytes', body.body_limit_bytes);
+      if (body.timeout_ms !== undefined) set('timeout_ms', body.timeout_ms);
       if (body.pricing_model !== undefined || body.price !== undefined) {
         const model = body.pricing_model ?? current.pricing_model;
         const keepsPrice = body.price === undefined && model === 'per_call' && current.pricing_model === 'per_call';
@@ -350,6 +376,7 @@ export const listingRoutes = (app: App, deps: Deps): void => {
         params,
       );
       if (!rows[0]) throw new ApiError('LISTING_ARCHIVED');
+      await publisher.changed({ listingId: current.id });
       return { data: view(rows[0]) };
     },
   );
@@ -373,12 +400,21 @@ export const listingRoutes = (app: App, deps: Deps): void => {
           WHERE id = $1 RETURNING ${LISTING_COLUMNS}`,
         [current.id],
       );
+      await publisher.changed({ listingId: current.id });
       return { data: view(rows[0]!) };
     },
   );
 
   endpointRoutes(app, deps, ownListing);
 };
+
+const EndpointTestSchema = Type.Object({
+  ok: Type.Boolean({ description: 'true when the endpoint answered 2xx' }),
+  status: Type.Union([Type.Integer(), Type.Null()]),
+  latency_ms: Type.Integer(),
+  error: Type.Union([Type.String(), Type.Null()], { description: 'timeout, unreachable or forbidden_address' }),
+  tested_at: Timestamp,
+});
 
 const KeyStatus = Type.Union([Type.Literal('current'), Type.Literal('previous'), Type.Literal('expired')]);
 const EndpointMetadata = Type.Object({
@@ -394,27 +430,22 @@ const EndpointMetadata = Type.Object({
       expires_at: Type.Union([Timestamp, Type.Null()]),
     }),
   ),
-  last_test: Type.Union([
-    Type.Object({
-      ok: Type.Boolean(),
-      status: Type.Union([Type.Integer(), Type.Null()]),
-      latency_ms: Type.Integer(),
-      error: Type.Union([Type.String(), Type.Null()]),
-      tested_at: Timestamp,
-    }),
-    Type.Null(),
-  ]),
+  last_test: Type.Union([EndpointTestSchema, Type.Null()]),
 });
 
 /** §3.2 endpoint management: safe metadata, URL update, secret rotation. Owner only. */
 const endpointRoutes = (app: App, deps: Deps, ownListing: (id: string, agentId: string) => Promise<ListingRow>) => {
-  const { config, pool, box } = deps;
+  const { config, pool, box, publisher } = deps;
   const metadata = async (listingId: string) => {
     const [listing, keys] = await Promise.all([
-      pool.query<{ endpoint_scheme: string; endpoint_host: string; endpoint_updated_at: Date }>(
-        'SELECT endpoint_scheme, endpoint_host, endpoint_updated_at FROM listings WHERE id = $1',
-        [listingId],
-      ),
+      pool.query<{
+        endpoint_scheme: string;
+        endpoint_host: string;
+        endpoint_updated_at: Date;
+        endpoint_last_test: EndpointTestResult | null;
+      }>('SELECT endpoint_scheme, endpoint_host, endpoint_updated_at, endpoint_last_test FROM listings WHERE id = $1', [
+        listingId,
+      ]),
       pool.query<{ id: string; created_at: Date; expires_at: Date | null; expired: boolean; age: number }>(
         `SELECT id, created_at, expires_at, coalesce(expires_at <= now(), false) AS expired,
                 extract(epoch FROM now() - created_at)::int AS age
@@ -434,7 +465,7 @@ const endpointRoutes = (app: App, deps: Deps, ownListing: (id: string, agentId: 
         age_seconds: k.age,
         expires_at: k.expires_at,
       })),
-      last_test: null,
+      last_test: row.endpoint_last_test,
     };
   };
   const params = Type.Object({ id: Type.String({ maxLength: 64 }) });
@@ -488,7 +519,32 @@ const endpointRoutes = (app: App, deps: Deps, ownListing: (id: string, agentId: 
                 endpoint_updated_at = now(), updated_at = now() WHERE id = $1`,
         [listing.id, box.seal(endpoint.url, endpointUrlContext(listing.id)), endpoint.scheme, endpoint.host],
       );
+      await publisher.changed({ listingId: listing.id });
       return { data: await metadata(listing.id) };
+    },
+  );
+
+  app.post(
+    '/api/v1/listings/:id/endpoint/test',
+    {
+      schema: {
+        operationId: 'testListingEndpoint',
+        summary: 'Send a signed test request (X-Crochet-Test: 1) to your private endpoint and report what came back',
+        tags: ['seller'],
+        params,
+        response: { 200: Data(EndpointTestSchema) },
+      },
+      config: { auth: 'api_key', errors: ['LISTING_NOT_FOUND', 'LISTING_ARCHIVED'] },
+    },
+    async (request) => {
+      const listing = await ownListing(request.params.id, request.agent!.agentId);
+      if (listing.status === 'archived') throw new ApiError('LISTING_ARCHIVED');
+      const result = await testEndpoint(deps, listing.id, listing.timeout_ms);
+      await pool.query('UPDATE listings SET endpoint_last_test = $2 WHERE id = $1', [
+        listing.id,
+        JSON.stringify(result),
+      ]);
+      return { data: result };
     },
   );
 
@@ -538,6 +594,7 @@ const endpointRoutes = (app: App, deps: Deps, ownListing: (id: string, agentId: 
         ]);
         return rows[0];
       });
+      await publisher.changed({ listingId: listing.id });
       return {
         data: {
           signing_secret: secret,

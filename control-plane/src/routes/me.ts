@@ -6,7 +6,7 @@ import { transaction } from '../db.js';
 import { Agent, Data, KeyIdSchema, KeyView, WalletView } from '../schemas.js';
 
 /** §3.1: the calling agent and its keys. */
-export const meRoutes = (app: App, { config, pool }: Deps): void => {
+export const meRoutes = (app: App, { config, pool, publisher }: Deps): void => {
   app.get(
     '/api/v1/me',
     {
@@ -94,6 +94,7 @@ export const meRoutes = (app: App, { config, pool }: Deps): void => {
         }
         return createKey(client, agentId, request.body.name ?? '');
       });
+      await publisher.changed({ agentId });
       return reply.code(201).send({
         data: { key: keyView(issued.key), api_key: issued.apiKey, authorization_header: `Bearer ${issued.apiKey}` },
       });
@@ -128,6 +129,7 @@ export const meRoutes = (app: App, { config, pool }: Deps): void => {
         );
         return rows[0]!;
       });
+      await publisher.changed({ agentId });
       return { data: keyView(revoked) };
     },
   );

@@ -1,0 +1,510 @@
+import { hostname } from 'node:os';
+import {
+  EVENT_FIELD,
+  EVENTS_GROUP,
+  type GatewayEndEvent,
+  type GatewayEvent,
+  type GatewayStartEvent,
+  type GatewayStatus,
+  isCurrency,
+  isId,
+  redisKeys,
+} from '@crochet/protocol';
+import type { Redis } from 'ioredis';
+import { type Pool, type PoolClient, transaction } from './db.js';
+
+/**
+ * §3.5: the proxies' event stream into `gateway_requests`. A consumer-group reader that acknowledges an entry only
+ * after the PostgreSQL transaction holding its effect committed, so a crash on either side loses nothing; every
+ * effect is idempotent and order-free, so what a crash delivers twice (or start after end) changes nothing.
+ *
+ * One loop, in order: claim entries other consumers left idle → this consumer's own pending entries (what a previous
+ * run under the same name read but did not acknowledge, and entries that failed) → new entries, blocking.
+ */
+
+export interface EventsConsumerLog {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface EventsConsumerOptions {
+  pool: Pool;
+  /** Used for everything but the blocking read, which gets its own connection (`redis.duplicate()`). */
+  redis: Redis;
+  /** `CROCHET_REDIS_PREFIX`. */
+  prefix: string;
+  /** Stable across restarts so that a restarted consumer finds its own pending entries at once; default hostname. */
+  consumerName?: string;
+  batchSize?: number;
+  blockMs?: number;
+  /** Entries another consumer read and has not acknowledged for this long are taken over. */
+  claimIdleMs?: number;
+  /** An entry that failed this many deliveries goes to the dead-letter stream. */
+  maxDeliveries?: number;
+  log: EventsConsumerLog;
+}
+
+export interface EventsConsumerStats {
+  /** Entries applied and acknowledged since start. */
+  processed: number;
+  /** Entries moved to the dead-letter stream since start. */
+  deadLettered: number;
+  lastError: string | null;
+}
+
+export interface EventsConsumer {
+  /** Finishes the batch in hand (commit and acknowledge), then stops reading. Call before closing the pool. */
+  stop(): Promise<void>;
+  /** Resolves once the group has nothing pending and nothing undelivered (tests); rejects after `timeoutMs`. */
+  drain(options?: { timeoutMs?: number }): Promise<void>;
+  stats(): EventsConsumerStats;
+}
+
+type StreamEntry = [id: string, fields: string[] | null];
+
+/** An event that can never be applied as it is: bad JSON, unknown type or version, a field of the wrong shape. */
+class EventError extends Error {}
+
+// The record makes the compiler check that this list and the protocol's GatewayStatus stay the same set.
+const STATUSES: Record<GatewayStatus, true> = {
+  payment_required: true,
+  payment_pending: true,
+  forwarded: true,
+  completed: true,
+  upstream_error: true,
+  refunded: true,
+  denied: true,
+};
+const INT32_MAX = 2 ** 31 - 1;
+const ATOMIC = /^(0|[1-9][0-9]{0,17})$/;
+
+const isCount = (value: unknown, max = Number.MAX_SAFE_INTEGER): value is number =>
+  Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) <= max;
+const isText = (value: unknown, max: number): value is string =>
+  typeof value === 'string' && value.length > 0 && value.length <= max;
+
+/** Parses and checks one entry's event; throws EventError with the first problem found. */
+export const parseEvent = (raw: string | null): GatewayEvent => {
+  if (raw === null) throw new EventError(`entry has no "${EVENT_FIELD}" field`);
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw new EventError('event is not JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new EventError('event is not an object');
+  const e = value as Record<string, unknown>;
+  const check = (ok: boolean, field: string): void => {
+    if (!ok) throw new EventError(`${String(e['type'])}: ${field} is missing or malformed`);
+  };
+  if (e['type'] !== 'gateway.start' && e['type'] !== 'gateway.end') {
+    throw new EventError(`unknown event type ${JSON.stringify(e['type'])}`);
+  }
+  if (e['v'] !== 1) throw new EventError(`${e['type']}: unsupported version ${JSON.stringify(e['v'])}`);
+  check(typeof e['id'] === 'string' && isId('gatewayRequest', e['id']), 'id');
+  check(typeof e['listing_id'] === 'string' && isId('listing', e['listing_id']), 'listing_id');
+  check(isCount(e['at']) && (e['at'] as number) > 0, 'at');
+  if (e['type'] === 'gateway.start') {
+    check(typeof e['seller_id'] === 'string' && isId('agent', e['seller_id']), 'seller_id');
+    check(typeof e['buyer_id'] === 'string' && isId('agent', e['buyer_id']), 'buyer_id');
+    check(typeof e['key_id'] === 'string' && isId('key', e['key_id']), 'key_id');
+    check(isText(e['method'], 16), 'method');
+    check(typeof e['path'] === 'string', 'path');
+    check(typeof e['price_atomic'] === 'string' && ATOMIC.test(e['price_atomic']), 'price_atomic');
+    check(typeof e['currency'] === 'string' && isCurrency(e['currency']), 'currency');
+    return e as unknown as GatewayStartEvent;
+  }
+  check(typeof e['status'] === 'string' && Object.hasOwn(STATUSES, e['status']), 'status');
+  check(isCount(e['http_status'], 999), 'http_status');
+  check(e['error_code'] === null || isText(e['error_code'], 64), 'error_code');
+  check(isCount(e['latency_ms'], INT32_MAX), 'latency_ms');
+  check(e['upstream_latency_ms'] === null || isCount(e['upstream_latency_ms'], INT32_MAX), 'upstream_latency_ms');
+  check(isCount(e['bytes_in']), 'bytes_in');
+  check(isCount(e['bytes_out']), 'bytes_out');
+  return e as unknown as GatewayEndEvent;
+};
+
+// A start fills only what is still NULL: when its end came first, the outcome is already there and stays. The one
+// exception is created_at, which belongs to the start (a row an end created carries an estimate until then).
+const START_SQL = `
+  INSERT INTO gateway_requests AS g
+         (id, listing_id, seller_id, buyer_id, key_id, method, path, status, price_atomic, currency, created_at)
+  SELECT s.id, s.listing_id, s.seller_id, s.buyer_id, s.key_id, s.method, s.path, 'forwarded', s.price_atomic,
+         s.currency, timestamptz 'epoch' + s.at * interval '1 ms'
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[],
+                $9::text[], $10::bigint[])
+         AS s (id, listing_id, seller_id, buyer_id, key_id, method, path, price_atomic, currency, at)
+  ON CONFLICT (id) DO UPDATE SET
+    seller_id    = coalesce(g.seller_id, EXCLUDED.seller_id),
+    buyer_id     = coalesce(g.buyer_id, EXCLUDED.buyer_id),
+    key_id       = coalesce(g.key_id, EXCLUDED.key_id),
+    method       = coalesce(g.method, EXCLUDED.method),
+    path         = coalesce(g.path, EXCLUDED.path),
+    price_atomic = coalesce(g.price_atomic, EXCLUDED.price_atomic),
+    currency     = coalesce(g.currency, EXCLUDED.currency),
+    created_at   = EXCLUDED.created_at`;
+
+// An end replaces the outcome unless a later end (by its own time) is already recorded: a duplicate or a delayed
+// retry of an older end cannot undo a newer one. A row an end creates takes its seller from the listing, so that
+// the seller sees it even before the start arrives.
+const END_SQL = `
+  INSERT INTO gateway_requests AS g
+         (id, listing_id, seller_id, status, http_status, error_code, latency_ms, upstream_latency_ms, bytes_in,
+          bytes_out, created_at, completed_at)
+  SELECT e.id, e.listing_id, l.seller_id, e.status, e.http_status, e.error_code, e.latency_ms, e.upstream_latency_ms,
+         e.bytes_in, e.bytes_out, timestamptz 'epoch' + (e.at - e.latency_ms) * interval '1 ms',
+         timestamptz 'epoch' + e.at * interval '1 ms'
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::int[], $8::bigint[],
+                $9::bigint[], $10::bigint[])
+         AS e (id, listing_id, status, http_status, error_code, latency_ms, upstream_latency_ms, bytes_in, bytes_out, at)
+    LEFT JOIN listings l ON l.id = e.listing_id
+  ON CONFLICT (id) DO UPDATE SET
+    seller_id           = coalesce(g.seller_id, EXCLUDED.seller_id),
+    status              = EXCLUDED.status,
+    http_status         = EXCLUDED.http_status,
+    error_code          = EXCLUDED.error_code,
+    latency_ms          = EXCLUDED.latency_ms,
+    upstream_latency_ms = EXCLUDED.upstream_latency_ms,
+    bytes_in            = EXCLUDED.bytes_in,
+    bytes_out           = EXCLUDED.bytes_out,
+    completed_at        = EXCLUDED.completed_at
+  WHERE g.completed_at IS NULL OR g.completed_at <= EXCLUDED.completed_at`;
+
+/**
+ * Applies events in two set-based statements. Within one statement a row may change only once, so events are
+ * folded per request first: duplicate starts are identical, and of several ends the latest wins.
+ */
+export const applyEvents = async (client: PoolClient, events: readonly GatewayEvent[]): Promise<void> => {
+  const starts = new Map<string, GatewayStartEvent>();
+  const ends = new Map<string, GatewayEndEvent>();
+  for (const event of events) {
+    if (event.type === 'gateway.start') {
+      if (!starts.has(event.id)) starts.set(event.id, event);
+    } else if ((ends.get(event.id)?.at ?? -1) <= event.at) {
+      ends.set(event.id, event);
+    }
+  }
+  const column = <T, K extends keyof T>(rows: Map<string, T>, key: K): T[K][] => [...rows.values()].map((r) => r[key]);
+  if (starts.size > 0) {
+    await client.query(
+      START_SQL,
+      (
+        [
+          'id',
+          'listing_id',
+          'seller_id',
+          'buyer_id',
+          'key_id',
+          'method',
+          'path',
+          'price_atomic',
+          'currency',
+          'at',
+        ] as const
+      ).map((key) => column(starts, key)),
+    );
+  }
+  if (ends.size > 0) {
+    await client.query(
+      END_SQL,
+      (
+        [
+          'id',
+          'listing_id',
+          'status',
+          'http_status',
+          'error_code',
+          'latency_ms',
+          'upstream_latency_ms',
+          'bytes_in',
+          'bytes_out',
+          'at',
+        ] as const
+      ).map((key) => column(ends, key)),
+    );
+  }
+};
+
+/**
+ * True when retrying cannot help the event itself: it is malformed, or PostgreSQL refused its data (SQLSTATE
+ * classes 22 data exception and 23 integrity violation). Anything else — PostgreSQL unreachable, a timeout, a bug in
+ * a statement — leaves the entries waiting in the stream instead of dead-lettering good events (§4: "PostgreSQL
+ * down: events wait in the stream").
+ */
+const isPoison = (error: unknown): boolean => {
+  if (error instanceof EventError) return true;
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code);
+};
+
+const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+
+/** Reads a flat `[name, value, …]` reply (XINFO) into an object. */
+const flat = (reply: unknown): Record<string, unknown> => {
+  const out: Record<string, unknown> = {};
+  const list = reply as unknown[];
+  for (let i = 0; i + 1 < list.length; i += 2) out[String(list[i])] = list[i + 1];
+  return out;
+};
+
+const fieldOf = (fields: string[], name: string): string | null => {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1]!;
+  return null;
+};
+
+/** Creates the group (from the start of the stream) and starts the loop; resolves once the group exists. */
+export const startEventsConsumer = async (options: EventsConsumerOptions): Promise<EventsConsumer> => {
+  const { pool, redis, log } = options;
+  const name = options.consumerName ?? hostname();
+  const batchSize = options.batchSize ?? 200;
+  const blockMs = options.blockMs ?? 1000;
+  const claimIdleMs = options.claimIdleMs ?? 30_000;
+  const maxDeliveries = options.maxDeliveries ?? 5;
+  const keys = redisKeys(options.prefix);
+  const stream = keys.events;
+  // Looking for idle entries twice per idle period bounds how long a dead consumer's entries wait.
+  const claimEveryMs = Math.max(10, Math.floor(claimIdleMs / 2));
+
+  const stats: EventsConsumerStats = { processed: 0, deadLettered: 0, lastError: null };
+  let stopped = false;
+  let reading = false;
+  let wake: (() => void) | null = null;
+
+  const ensureGroup = async (): Promise<void> => {
+    try {
+      // At 0, not $: entries the proxies wrote before the first control plane ever started are consumed too.
+      await redis.xgroup('CREATE', stream, EVENTS_GROUP, '0', 'MKSTREAM');
+    } catch (error) {
+      if (!messageOf(error).startsWith('BUSYGROUP')) throw error;
+    }
+  };
+  await ensureGroup();
+
+  const blocking = redis.duplicate();
+  blocking.on('error', () => {}); // reconnects by itself; failures surface as rejected reads
+
+  const sleep = (ms: number): Promise<void> =>
+    new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        wake = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      wake = done;
+    });
+
+  const read = async (from: string): Promise<StreamEntry[]> => {
+    reading = true;
+    try {
+      // Only new entries ('>') are worth waiting for; a read of the pending list answers at once.
+      const reply =
+        from === '>'
+          ? await blocking.xreadgroup(
+              'GROUP',
+              EVENTS_GROUP,
+              name,
+              'COUNT',
+              batchSize,
+              'BLOCK',
+              Math.min(blockMs, claimEveryMs),
+              'STREAMS',
+              stream,
+              from,
+            )
+          : await blocking.xreadgroup('GROUP', EVENTS_GROUP, name, 'COUNT', batchSize, 'STREAMS', stream, from);
+      return (reply as [string, StreamEntry[]][] | null)?.[0]?.[1] ?? [];
+    } finally {
+      reading = false;
+    }
+  };
+
+  const ack = async (ids: string[]): Promise<void> => {
+    if (ids.length > 0) await redis.xack(stream, EVENTS_GROUP, ...ids);
+  };
+
+  /**
+   * Entries that failed stay pending (to be read again) until their delivery count reaches maxDeliveries; then they
+   * go to the dead-letter stream with their error, in one MULTI with the XACK. Returns true when some stay pending.
+   */
+  const failed = async (failures: { id: string; raw: string | null; error: string }[]): Promise<boolean> => {
+    const pipeline = redis.pipeline();
+    for (const f of failures) pipeline.xpending(stream, EVENTS_GROUP, f.id, f.id, 1);
+    const replies = (await pipeline.exec()) ?? [];
+    let waiting = false;
+    for (const [i, f] of failures.entries()) {
+      const [error, reply] = replies[i] ?? [null, []];
+      if (error) throw error;
+      const entry = (reply as [string, string, number, number][])[0];
+      if (!entry) continue; // acknowledged or dead-lettered meanwhile by another consumer
+      const deliveries = Number(entry[3]);
+      stats.lastError = f.error;
+      if (deliveries < maxDeliveries) {
+        waiting = true;
+        continue;
+      }
+      const results = await redis
+        .multi()
+        .xadd(
+          keys.eventsDead,
+          '*',
+          EVENT_FIELD,
+          f.raw ?? '',
+          'id',
+          f.id,
+          'error',
+          f.error,
+          'deliveries',
+          String(deliveries),
+          'consumer',
+          name,
+        )
+        .xack(stream, EVENTS_GROUP, f.id)
+        .exec();
+      const refused = results?.find(([error]) => error)?.[0];
+      if (!results || refused) throw refused ?? new Error('dead-letter transaction aborted');
+      stats.deadLettered++;
+      // The event itself is not logged: its path may carry a buyer's query string.
+      log.warn({ entry: f.id, deliveries, error: f.error }, 'gateway event dead-lettered');
+    }
+    return waiting;
+  };
+
+  /** Applies a batch in one transaction; on a poison failure, entry by entry. Returns true when some stay pending. */
+  const handle = async (entries: StreamEntry[]): Promise<boolean> => {
+    const good: { id: string; raw: string; event: GatewayEvent }[] = [];
+    const bad: { id: string; raw: string | null; error: string }[] = [];
+    const gone: string[] = [];
+    for (const [id, fields] of entries) {
+      if (fields === null) {
+        gone.push(id); // deleted from the stream after it was read: nothing left to apply
+        continue;
+      }
+      const raw = fieldOf(fields, EVENT_FIELD);
+      try {
+        good.push({ id, raw: raw ?? '', event: parseEvent(raw) });
+      } catch (error) {
+        bad.push({ id, raw, error: messageOf(error) });
+      }
+    }
+    await ack(gone);
+    if (good.length > 0) {
+      try {
+        const events = good.map((g) => g.event);
+        await transaction(pool, (client) => applyEvents(client, events));
+        await ack(good.map((g) => g.id));
+        stats.processed += good.length;
+      } catch (error) {
+        if (!isPoison(error)) throw error;
+        for (const g of good) {
+          try {
+            await transaction(pool, (client) => applyEvents(client, [g.event]));
+            await ack([g.id]);
+            stats.processed++;
+          } catch (single) {
+            if (!isPoison(single)) throw single;
+            bad.push({ id: g.id, raw: g.raw, error: messageOf(single) });
+          }
+        }
+      }
+    }
+    return bad.length > 0 ? failed(bad) : false;
+  };
+
+  const claimIdle = async (): Promise<boolean> => {
+    let waiting = false;
+    let cursor = '0-0';
+    do {
+      const reply = (await redis.xautoclaim(stream, EVENTS_GROUP, name, claimIdleMs, cursor, 'COUNT', batchSize)) as [
+        string,
+        StreamEntry[],
+      ];
+      cursor = reply[0];
+      if (reply[1].length > 0 && (await handle(reply[1]))) waiting = true;
+    } while (cursor !== '0-0' && !stopped);
+    return waiting;
+  };
+
+  const run = async (): Promise<void> => {
+    // null: reading new entries; otherwise the position in this consumer's own pending entries.
+    let backlogFrom: string | null = '0';
+    let revisit = false;
+    let lastClaimAt = 0;
+    let backoffMs = 0;
+    while (!stopped) {
+      try {
+        if (Date.now() - lastClaimAt >= claimEveryMs) {
+          lastClaimAt = Date.now();
+          if (await claimIdle()) revisit = true;
+        }
+        if (backlogFrom !== null) {
+          const entries = await read(backlogFrom);
+          if (entries.length === 0) {
+            // End of the pending list: once more from its start when something failed in this pass.
+            backlogFrom = revisit ? '0' : null;
+            revisit = false;
+            continue;
+          }
+          backlogFrom = entries[entries.length - 1]![0];
+          if (await handle(entries)) revisit = true;
+        } else {
+          const entries = await read('>');
+          if ((await handle(entries)) || revisit) backlogFrom = '0';
+          revisit = false;
+        }
+        backoffMs = 0;
+      } catch (error) {
+        if (stopped) break;
+        stats.lastError = messageOf(error);
+        if (stats.lastError.startsWith('NOGROUP')) {
+          await ensureGroup().catch(() => {}); // the stream was deleted under us
+        } else {
+          log.error({ err: error }, 'events consumer: batch not applied; it stays in the stream and is retried');
+        }
+        backlogFrom = '0';
+        backoffMs = Math.min(backoffMs === 0 ? 100 : backoffMs * 2, 5_000);
+        await sleep(backoffMs);
+      }
+    }
+  };
+
+  const loop = run();
+  log.info({ consumer: name, stream }, 'events consumer started');
+
+  return {
+    stop: async () => {
+      stopped = true;
+      wake?.();
+      // A blocked read would hold stop() for up to blockMs; what it would have returned stays pending for next time.
+      if (reading) blocking.disconnect();
+      await loop;
+      blocking.disconnect();
+    },
+    drain: async ({ timeoutMs = 15_000 } = {}) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        if (stopped) throw new Error('events consumer is stopped');
+        const info = flat(await redis.xinfo('STREAM', stream));
+        const groups = ((await redis.xinfo('GROUPS', stream)) as unknown[]).map(flat);
+        const group = groups.find((g) => g['name'] === EVENTS_GROUP);
+        if (
+          group &&
+          Number(group['pending']) === 0 &&
+          String(group['last-delivered-id']) === String(info['last-generated-id'])
+        ) {
+          return;
+        }
+        if (Date.now() > deadline) {
+          throw new Error(
+            `events consumer did not drain within ${timeoutMs} ms (pending ${group?.['pending']}, delivered up to ` +
+              `${group?.['last-delivered-id']} of ${info['last-generated-id']}; last error: ${stats.lastError})`,
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
+    stats: () => ({ ...stats }),
+  };
+};

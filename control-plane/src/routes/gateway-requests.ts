@@ -1,0 +1,199 @@
+import {
+  ApiError,
+  type Currency,
+  decodeCursor,
+  encodeCursor,
+  fromAtomic,
+  type GatewayStatus,
+  isId,
+  PAGE_LIMIT_DEFAULT,
+} from '@crochet/protocol';
+import { type Static, type TSchema, Type } from 'typebox';
+import type { App, Deps } from '../app.js';
+import { AgentIdSchema, Data, List, ListingIdSchema, PageQuery, Price, Timestamp } from '../schemas.js';
+
+interface GatewayRequestRow {
+  id: string;
+  listing_id: string;
+  seller_id: string | null;
+  buyer_id: string | null;
+  method: string | null;
+  path: string | null;
+  status: GatewayStatus;
+  http_status: number | null;
+  error_code: string | null;
+  latency_ms: number | null;
+  upstream_latency_ms: number | null;
+  bytes_in: string | null; // bigint columns arrive as strings
+  bytes_out: string | null;
+  price_atomic: string | null;
+  currency: string | null;
+  payment: unknown;
+  created_at: Date;
+  completed_at: Date | null;
+}
+
+const COLUMNS =
+  'id, listing_id, seller_id, buyer_id, method, path, status, http_status, error_code, latency_ms, ' +
+  'upstream_latency_ms, bytes_in, bytes_out, price_atomic, currency, payment, created_at, completed_at';
+
+const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+
+const GatewayStatusSchema = Type.Union(
+  [
+    Type.Literal('payment_required'),
+    Type.Literal('payment_pending'),
+    Type.Literal('forwarded'),
+    Type.Literal('completed'),
+    Type.Literal('upstream_error'),
+    Type.Literal('refunded'),
+    Type.Literal('denied'),
+  ],
+  { description: 'forwarded until the request finished; then its outcome' },
+);
+// Fails to compile when the protocol's GatewayStatus gains or loses a value this schema does not.
+const _statusesMatch: [GatewayStatus, Static<typeof GatewayStatusSchema>] extends [
+  Static<typeof GatewayStatusSchema>,
+  GatewayStatus,
+]
+  ? true
+  : never = true;
+
+const GatewayRequest = Type.Object({
+  id: Type.String({ description: 'gr_… id of the gateway call' }),
+  listing_id: ListingIdSchema,
+  buyer_id: Nullable(AgentIdSchema),
+  seller_id: Nullable(AgentIdSchema),
+  method: Nullable(Type.String()),
+  path: Nullable(Type.String()),
+  status: GatewayStatusSchema,
+  http_status: Nullable(Type.Integer({ description: 'status the buyer received; null while forwarded' })),
+  error_code: Nullable(Type.String({ description: 'registry code when the gateway answered instead of the seller' })),
+  latency_ms: Nullable(Type.Integer()),
+  upstream_latency_ms: Nullable(Type.Integer({ description: 'time the seller took' })),
+  bytes_in: Nullable(Type.Integer()),
+  bytes_out: Nullable(Type.Integer()),
+  price: Nullable(Price),
+  payment: Nullable(Type.Unknown({ description: 'the payment that paid this request, when it was paid' })),
+  created_at: Timestamp,
+  completed_at: Nullable(Timestamp),
+});
+
+const view = (row: GatewayRequestRow) => ({
+  id: row.id,
+  listing_id: row.listing_id,
+  buyer_id: row.buyer_id,
+  seller_id: row.seller_id,
+  method: row.method,
+  path: row.path,
+  status: row.status,
+  http_status: row.http_status,
+  error_code: row.error_code,
+  latency_ms: row.latency_ms,
+  upstream_latency_ms: row.upstream_latency_ms,
+  bytes_in: row.bytes_in === null ? null : Number(row.bytes_in),
+  bytes_out: row.bytes_out === null ? null : Number(row.bytes_out),
+  // The consumer accepts only known currencies, so the cast holds for every row it wrote.
+  price:
+    row.price_atomic === null || row.currency === null
+      ? null
+      : {
+          amount: fromAtomic(BigInt(row.price_atomic), row.currency as Currency),
+          currency: row.currency,
+          amount_atomic: row.price_atomic,
+        },
+  payment: row.payment ?? null,
+  created_at: row.created_at,
+  completed_at: row.completed_at,
+});
+
+/**
+ * §3.5: the history of gateway calls, as the buyer who made them or the seller who served them — enough for a
+ * buyer to find out what happened to a call whose connection dropped. To anyone else a request does not exist.
+ */
+export const gatewayRequestRoutes = (app: App, { pool }: Deps): void => {
+  app.get(
+    '/api/v1/gateway-requests',
+    {
+      schema: {
+        operationId: 'listGatewayRequests',
+        summary: 'Your gateway requests, newest first: as buyer (default) or as seller',
+        tags: ['gateway'],
+        querystring: Type.Object(
+          {
+            role: Type.Optional(
+              Type.Union([Type.Literal('buyer'), Type.Literal('seller')], {
+                default: 'buyer',
+                description: 'buyer: calls you made; seller: calls to your listings',
+              }),
+            ),
+            listing_id: Type.Optional(ListingIdSchema),
+            status: Type.Optional(GatewayStatusSchema),
+            payment_proof: Type.Optional(
+              Type.String({ minLength: 1, maxLength: 2048, description: 'the proof a payment was made with' }),
+            ),
+            ...PageQuery,
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: List(GatewayRequest) },
+      },
+      config: { auth: 'api_key', errors: ['VALIDATION_FAILED'] },
+    },
+    async (request) => {
+      const query = request.query;
+      const limit = query.limit ?? PAGE_LIMIT_DEFAULT;
+      const params: unknown[] = [];
+      const bind = (value: unknown): string => {
+        params.push(value);
+        return `$${params.length}`;
+      };
+      // Each role has its own (agent, id DESC) index, which serves every filter below and the keyset.
+      const where = [`${query.role === 'seller' ? 'seller_id' : 'buyer_id'} = ${bind(request.agent!.agentId)}`];
+      if (query.listing_id) where.push(`listing_id = ${bind(query.listing_id)}`);
+      if (query.status) where.push(`status = ${bind(query.status)}`);
+      if (query.payment_proof) where.push(`payment ->> 'proof' = ${bind(query.payment_proof)}`);
+      if (query.cursor !== undefined) {
+        const position = decodeCursor(query.cursor);
+        const id = position?.[0];
+        if (position?.length !== 1 || typeof id !== 'string' || !isId('gatewayRequest', id)) {
+          throw new ApiError('VALIDATION_FAILED', {
+            message: 'cursor is not a next_cursor of this list',
+            details: { field: 'querystring.cursor' },
+          });
+        }
+        where.push(`id < ${bind(id)}`);
+      }
+      const { rows } = await pool.query<GatewayRequestRow>(
+        `SELECT ${COLUMNS} FROM gateway_requests WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ${limit + 1}`,
+        params,
+      );
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return { data: page.map(view), next_cursor: rows.length > limit && last ? encodeCursor([last.id]) : null };
+    },
+  );
+
+  app.get(
+    '/api/v1/gateway-requests/:id',
+    {
+      schema: {
+        operationId: 'getGatewayRequest',
+        summary: 'One of your gateway requests (as its buyer or its seller): status, timing, price, payment',
+        tags: ['gateway'],
+        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        response: { 200: Data(GatewayRequest) },
+      },
+      config: { auth: 'api_key', errors: ['GATEWAY_REQUEST_NOT_FOUND'] },
+    },
+    async (request) => {
+      const { agentId } = request.agent!;
+      const { rows } = await pool.query<GatewayRequestRow>(
+        `SELECT ${COLUMNS} FROM gateway_requests WHERE id = $1 AND (buyer_id = $2 OR seller_id = $2)`,
+        [request.params.id, agentId],
+      );
+      if (!rows[0]) throw new ApiError('GATEWAY_REQUEST_NOT_FOUND');
+      return { data: view(rows[0]) };
+    },
+  );
+};

@@ -1,0 +1,105 @@
+import { EVENT_FIELD, EVENTS_GROUP, newId, redisKeys } from '@crochet/protocol';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPool, migrate, type Pool } from '../src/db.js';
+import { type EventsConsumer, startEventsConsumer } from '../src/events-consumer.js';
+import { type Call, endEvent, expectedRow, publish, publishRaw, ROW_COLUMNS, startEvent } from './events-support.js';
+import { createTestDatabase, deleteRedisPrefix, TEST_REDIS_URL, testRedisPrefix } from './helpers.js';
+
+/**
+ * An entry that can never be applied must not block the stream behind it: after maxDeliveries failed deliveries it
+ * moves to the dead-letter stream with its error, and every good event around it is recorded.
+ */
+describe('events consumer with poison entries', () => {
+  const warnings: object[] = [];
+  const log = { info: () => {}, warn: (details: object) => void warnings.push(details), error: () => {} };
+  const call: Call = { listingId: newId('listing'), sellerId: newId('agent'), buyerId: newId('agent') };
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let pool: Pool;
+  let redis: Redis;
+  let prefix: string;
+  let consumer: EventsConsumer;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    pool = createPool(db.url);
+    await migrate(pool);
+    redis = new Redis(TEST_REDIS_URL);
+    prefix = testRedisPrefix();
+    consumer = await startEventsConsumer({
+      pool,
+      redis,
+      prefix,
+      consumerName: 'cp',
+      maxDeliveries: 3,
+      blockMs: 50,
+      log,
+    });
+  });
+  afterAll(async () => {
+    await consumer?.stop();
+    redis?.disconnect();
+    await pool?.end();
+    await deleteRedisPrefix(prefix);
+    await db?.drop();
+  });
+
+  it('dead-letters each poison entry after maxDeliveries and records the good ones around it', async () => {
+    const good = Array.from({ length: 6 }, (_, i) => startEvent(call, { path: `/good/${i}` }));
+    const ends = good.map((start) => endEvent(start));
+    // Passes the consumer's checks but PostgreSQL refuses it (text cannot hold NUL): it fails the whole batch,
+    // which is then retried entry by entry.
+    const refusedByDatabase = JSON.stringify(startEvent(call, { path: '/nul\u0000' }));
+    const poison = [
+      'not json {',
+      JSON.stringify({ type: 'gateway.teleport', v: 1, id: newId('gatewayRequest') }),
+      JSON.stringify({ ...startEvent(call), v: 2 }),
+      JSON.stringify({ ...startEvent(call), price_atomic: '-1' }),
+      refusedByDatabase,
+    ];
+    const ids = {
+      before: await publish(redis, prefix, ...good.slice(0, 3), ...ends.slice(0, 3)),
+      poison: await publishRaw(redis, prefix, ...poison),
+      after: await publish(redis, prefix, ...good.slice(3), ...ends.slice(3)),
+    };
+    // An entry without the event field at all.
+    const fieldless = (await redis.xadd(redisKeys(prefix).events, '*', 'other', 'x')) as string;
+
+    await consumer.drain();
+
+    const { rows } = await pool.query(`SELECT ${ROW_COLUMNS} FROM gateway_requests ORDER BY id`);
+    expect(rows).toEqual(good.map((start, i) => expectedRow(start, ends[i]!)).sort((a, b) => (a.id < b.id ? -1 : 1)));
+
+    // Keyed by the original entry id: their order in the dead-letter stream depends on how batches fell.
+    const dead = new Map<string, Record<string, string>>();
+    for (const [, fields] of await redis.xrange(redisKeys(prefix).eventsDead, '-', '+')) {
+      const entry: Record<string, string> = {};
+      for (let i = 0; i + 1 < fields.length; i += 2) entry[fields[i]!] = fields[i + 1]!;
+      dead.set(entry['id']!, entry);
+    }
+    const errors = [
+      'event is not JSON',
+      'unknown event type "gateway.teleport"',
+      'gateway.start: unsupported version 2',
+      'gateway.start: price_atomic is missing or malformed',
+      expect.stringMatching(/0x00|null character|invalid byte sequence/i),
+      `entry has no "${EVENT_FIELD}" field`,
+    ];
+    expect(Object.fromEntries(dead)).toEqual(
+      Object.fromEntries(
+        [...ids.poison, fieldless].map((id, i) => [
+          id,
+          { [EVENT_FIELD]: poison[i] ?? '', id, error: errors[i], deliveries: '3', consumer: 'cp' },
+        ]),
+      ),
+    );
+
+    // Nothing is left pending and the stream itself is untouched (never trimmed).
+    const pending = (await redis.xpending(redisKeys(prefix).events, EVENTS_GROUP)) as [number, ...unknown[]];
+    expect(pending[0]).toBe(0);
+    expect(await redis.xlen(redisKeys(prefix).events)).toBe(ids.before.length + poison.length + ids.after.length + 1);
+    expect(consumer.stats()).toMatchObject({ processed: 12, deadLettered: 6 });
+    expect(warnings).toHaveLength(6);
+    expect(JSON.stringify(warnings)).not.toContain('/nul');
+  });
+});

@@ -1,0 +1,269 @@
+/**
+ * `npm run bench`: the gateway's overhead, measured side by side in one run (DESIGN §4; never a test assertion).
+ *
+ *   direct      the seller reached directly
+ *   bare proxy  @fastify/http-proxy with no checks
+ *   crochet     the Crochet free route: key auth, rate limits + start record in Redis, signing, forwarding
+ *
+ * 1. Throughput: the same number of connections against each, requests/s and latency.
+ * 2. Added latency at a fixed moderate rate: p50/p99 against direct.
+ * 3. Config propagation: a listing change until two proxies have applied it.
+ *
+ * Uses DATABASE_URL's server (default: the local test server) for a scratch database and REDIS_URL (default local)
+ * under a scratch prefix; both are removed at the end. Writes load-tests/results/bench-<time>.json.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
+const args = new Map(
+  process.argv.slice(2).map((a) => {
+    const [k, v] = a.replace(/^--/, '').split('=');
+    return [k!, v ?? 'true'] as const;
+  }),
+);
+const DURATION_S = Number(args.get('duration') ?? 10);
+const CONNECTIONS = Number(args.get('connections') ?? 32);
+const FIXED_RATE = Number(args.get('rate') ?? 1000);
+const PROPAGATION_SAMPLES = Number(args.get('samples') ?? 100);
+const DATABASE_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+
+const children: ChildProcess[] = [];
+const start = (role: string, env: Record<string, string>): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'load-tests/src/bench-servers.ts'), role], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    children.push(child);
+    child.once('exit', (code) => reject(new Error(`${role} exited with ${code}`)));
+    createInterface({ input: child.stdout! }).once('line', (line) =>
+      resolve((JSON.parse(line) as { url: string }).url),
+    );
+  });
+
+const stopAll = () => {
+  for (const child of children) child.kill('SIGTERM');
+};
+process.on('exit', stopAll);
+
+interface Row {
+  name: string;
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  non2xx: number;
+}
+
+const load = async (name: string, url: string, headers: Record<string, string>, rate?: number): Promise<Row> => {
+  const result = await autocannon({
+    url,
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ input: 'hello' }),
+    connections: rate ? 16 : CONNECTIONS,
+    duration: DURATION_S,
+    ...(rate ? { overallRate: rate } : {}),
+  });
+  return {
+    name,
+    requestsPerSecond: Math.round(result.requests.average),
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+  };
+};
+
+const solve = (salt: string, difficulty: number): string => {
+  for (let n = 0; ; n++) {
+    const digest = createHash('sha256').update(`${salt}${n}`).digest();
+    let bits = 0;
+    for (const byte of digest) {
+      if (byte === 0) {
+        bits += 8;
+        continue;
+      }
+      bits += Math.clz32(byte) - 24;
+      break;
+    }
+    if (bits >= difficulty) return String(n);
+  }
+};
+
+const json = async (url: string, init: RequestInit = {}) => {
+  const res = await fetch(url, {
+    ...init,
+    headers: { 'content-type': 'application/json', ...(init.headers as Record<string, string>) },
+  });
+  const body = (await res.json()) as any;
+  if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${url}: ${res.status} ${JSON.stringify(body)}`);
+  return body.data;
+};
+
+const percentile = (values: number[], p: number): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+};
+
+const main = async () => {
+  const dbName = `crochet_bench_${randomBytes(4).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: DATABASE_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${dbName}`);
+  const dbUrl = new URL(DATABASE_URL);
+  dbUrl.pathname = `/${dbName}`;
+  const prefix = `bench:${randomBytes(4).toString('hex')}:`;
+  const shared = {
+    REDIS_URL,
+    CROCHET_REDIS_PREFIX: prefix,
+    CROCHET_DATA_PLANE_KEY: randomBytes(32).toString('base64'),
+    CROCHET_ALLOW_PRIVATE_ENDPOINTS: '1',
+    LOG_LEVEL: 'warn',
+  };
+  try {
+    const upstream = await start('upstream', {});
+    const bare = await start('bare-proxy', { UPSTREAM_URL: upstream });
+    const plane = await start('control-plane', {
+      ...shared,
+      DATABASE_URL: dbUrl.toString(),
+      CONTROL_PLANE_PORT: '0',
+      CROCHET_POW_DIFFICULTY: '8',
+      CROCHET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    });
+    const proxyEnv = {
+      ...shared,
+      HOST: '127.0.0.1',
+      PORT: '0',
+      CONTROL_PLANE_URL: plane,
+      CROCHET_KEY_RATE_LIMIT_PER_MINUTE: '1000000',
+      CROCHET_LISTING_RATE_LIMIT_PER_MINUTE: '10000000',
+    };
+    const [proxyA, proxyB] = await Promise.all([start('proxy', proxyEnv), start('proxy', proxyEnv)]);
+
+    const challenge = await json(`${plane}/api/v1/auth/challenge`, { method: 'POST', body: '{}' });
+    const registered = await json(`${plane}/api/v1/register`, {
+      method: 'POST',
+      body: JSON.stringify({
+        challenge_id: challenge.challenge_id,
+        nonce: solve(challenge.salt, challenge.difficulty),
+        name: 'bench',
+      }),
+    });
+    const auth = { authorization: registered.authorization_header };
+    const listingChallenge = await json(`${plane}/api/v1/listings/challenge`, {
+      method: 'POST',
+      headers: auth,
+      body: '{}',
+    });
+    const created = await json(`${plane}/api/v1/listings`, {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({
+        challenge_id: listingChallenge.challenge_id,
+        nonce: solve(listingChallenge.salt, listingChallenge.difficulty),
+        name: 'Bench echo',
+        description: 'Answers a small JSON',
+        pricing_model: 'free',
+        private_endpoint_url: `${upstream}/echo`,
+      }),
+    });
+    const gateway = `${proxyA}/api/v1/gateway/${created.listing.id}`;
+    // Warm-up: the key and listing reach the proxy's memory; connections open.
+    await load('warm-up', gateway, auth).catch(() => undefined);
+
+    process.stdout.write(`throughput: ${CONNECTIONS} connections, ${DURATION_S} s each\n`);
+    const throughput = [
+      await load('direct', `${upstream}/echo`, {}),
+      await load('bare proxy', `${bare}/echo`, {}),
+      await load('crochet free route', gateway, auth),
+    ];
+    process.stdout.write(`fixed rate: ${FIXED_RATE} req/s, ${DURATION_S} s each\n`);
+    const fixed = [
+      await load('direct', `${upstream}/echo`, {}, FIXED_RATE),
+      await load('crochet free route', gateway, auth, FIXED_RATE),
+    ];
+
+    // Propagation: a change through the API until both proxies report the new config version.
+    const redis = new Redis(REDIS_URL);
+    const propagation: number[] = [];
+    for (let i = 0; i < PROPAGATION_SAMPLES; i++) {
+      const before = Number(await redis.get(`${prefix}config:version`));
+      const t0 = performance.now();
+      await json(`${plane}/api/v1/listings/${created.listing.id}`, {
+        method: 'PATCH',
+        headers: auth,
+        body: JSON.stringify({ description: `Answers a small JSON (${i})` }),
+      });
+      const seen = new Set<string>();
+      while (seen.size < 2) {
+        for (const proxy of [proxyA, proxyB]) {
+          if (seen.has(proxy)) continue;
+          const ready = await json(`${proxy}/readyz`);
+          if (ready.config_version > before) seen.add(proxy);
+        }
+      }
+      propagation.push(performance.now() - t0);
+    }
+    redis.disconnect();
+
+    const bareRow = throughput[1]!;
+    const crochetRow = throughput[2]!;
+    const table = (rows: Row[]) =>
+      rows
+        .map(
+          (r) =>
+            `  ${r.name.padEnd(20)} ${String(r.requestsPerSecond).padStart(8)} req/s   p50 ${String(r.p50Ms).padStart(5)} ms   p99 ${String(r.p99Ms).padStart(5)} ms   errors ${r.errors}   non-2xx ${r.non2xx}`,
+        )
+        .join('\n');
+    const summary = {
+      ratio_crochet_to_bare_rps: Number((crochetRow.requestsPerSecond / bareRow.requestsPerSecond).toFixed(3)),
+      p99_added_over_direct_ms_at_fixed_rate: Number((fixed[1]!.p99Ms - fixed[0]!.p99Ms).toFixed(2)),
+      propagation_ms: {
+        p50: Number(percentile(propagation, 50).toFixed(2)),
+        p99: Number(percentile(propagation, 99).toFixed(2)),
+        max: Number(Math.max(...propagation).toFixed(2)),
+      },
+    };
+    process.stdout.write(`\nthroughput\n${table(throughput)}\n\nfixed rate ${FIXED_RATE} req/s\n${table(fixed)}\n\n`);
+    process.stdout.write(`crochet / bare proxy requests/s: ${summary.ratio_crochet_to_bare_rps} (target ≥ 0.90)\n`);
+    process.stdout.write(
+      `p99 added over direct at ${FIXED_RATE} req/s: ${summary.p99_added_over_direct_ms_at_fixed_rate} ms (target ≤ 1 ms)\n`,
+    );
+    process.stdout.write(
+      `config propagation to two proxies over ${PROPAGATION_SAMPLES} changes: p50 ${summary.propagation_ms.p50} ms, p99 ${summary.propagation_ms.p99} ms (target ≤ 100 ms)\n`,
+    );
+    const file = join(root, 'load-tests/results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(
+      file,
+      `${JSON.stringify({ at: new Date().toISOString(), duration_s: DURATION_S, connections: CONNECTIONS, fixed_rate: FIXED_RATE, throughput, fixed, summary }, null, 2)}\n`,
+    );
+    process.stdout.write(`wrote ${file}\n`);
+  } finally {
+    stopAll();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => {});
+    await admin.end();
+    const redis = new Redis(REDIS_URL);
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
+      if (keys.length) await redis.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+    redis.disconnect();
+  }
+};
+
+await main();
+process.exit(0);

@@ -1,0 +1,135 @@
+import type { Redis } from 'ioredis';
+
+/**
+ * Admission: the per-key and per-listing rate limits, checked in the same Redis round trip that records the
+ * request's start event (DESIGN §2 hot-path rule). Limits are GCRA (generic cell rate algorithm): one key per limit
+ * holding a theoretical arrival time, a burst of a whole minute's allowance, then the steady rate. Both limits are
+ * checked before either is charged, so a request refused by one limit costs nothing against the other.
+ *
+ * When Redis cannot be reached, `LocalAdmission` applies the same limits per process (an explicit, documented
+ * fallback for free listings only; the caller decides when to use it).
+ */
+
+// KEYS: key-limit state, listing-limit state, events stream. ARGV: key limit/min, listing limit/min, event JSON.
+// Returns {allowed, limit, remaining, reset_ms, retry_after_ms} for the tighter of the two limits.
+const ADMIT_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function gcra(key, limit)
+  local interval = 60000 / limit
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local allow_at = new_tat - 60000
+  if allow_at > now then return 0, new_tat, 0, allow_at - now end
+  return 1, new_tat, math.floor((now - allow_at) / interval), 0
+end
+local ka, ktat, krem, kretry = gcra(KEYS[1], tonumber(ARGV[1]))
+local la, ltat, lrem, lretry = gcra(KEYS[2], tonumber(ARGV[2]))
+local limit, remaining, tat = tonumber(ARGV[1]), krem, ktat
+if lrem < krem then limit, remaining, tat = tonumber(ARGV[2]), lrem, ltat end
+if ka == 0 or la == 0 then
+  local retry = math.max(kretry, lretry)
+  if ka == 0 then limit = tonumber(ARGV[1]) else limit = tonumber(ARGV[2]) end
+  return {0, limit, 0, math.ceil(retry), math.ceil(retry)}
+end
+redis.call('SET', KEYS[1], tostring(ktat), 'PX', math.ceil(ktat - now) + 1)
+redis.call('SET', KEYS[2], tostring(ltat), 'PX', math.ceil(ltat - now) + 1)
+redis.call('XADD', KEYS[3], '*', 'e', ARGV[3])
+return {1, limit, remaining, math.ceil(tat - now), 0}
+`;
+
+export interface AdmissionRequest {
+  keyStateKey: string;
+  listingStateKey: string;
+  keyLimitPerMinute: number;
+  listingLimitPerMinute: number;
+  /** JSON of the start event, appended only when admitted. */
+  startEvent: string;
+}
+
+/** The decision, with what the RateLimit-* headers report (the tighter limit). */
+export interface Admission {
+  allowed: boolean;
+  limit: number;
+  remaining: number;
+  resetMs: number;
+  retryAfterMs: number;
+}
+
+type AdmitCommand = (
+  keyState: string,
+  listingState: string,
+  events: string,
+  keyLimit: number,
+  listingLimit: number,
+  event: string,
+) => Promise<[number, number, number, number, number]>;
+
+/** Defines the script on a connection (EVALSHA with a transparent EVAL fallback). */
+export const createAdmission = (redis: Redis, eventsKey: string) => {
+  redis.defineCommand('crochetAdmit', { numberOfKeys: 3, lua: ADMIT_SCRIPT });
+  const admit = (redis as unknown as { crochetAdmit: AdmitCommand }).crochetAdmit.bind(redis);
+  return async (request: AdmissionRequest): Promise<Admission> => {
+    const [allowed, limit, remaining, resetMs, retryAfterMs] = await admit(
+      request.keyStateKey,
+      request.listingStateKey,
+      eventsKey,
+      request.keyLimitPerMinute,
+      request.listingLimitPerMinute,
+      request.startEvent,
+    );
+    return { allowed: allowed === 1, limit, remaining, resetMs, retryAfterMs };
+  };
+};
+
+/** The same GCRA in process memory, for when Redis cannot be reached. */
+export class LocalAdmission {
+  readonly #tat = new Map<string, number>();
+
+  #check(key: string, limit: number, now: number) {
+    const interval = 60_000 / limit;
+    const tat = Math.max(this.#tat.get(key) ?? 0, now);
+    const next = tat + interval;
+    const allowAt = next - 60_000;
+    if (allowAt > now) return { ok: false, next, remaining: 0, retry: allowAt - now };
+    return { ok: true, next, remaining: Math.floor((now - allowAt) / interval), retry: 0 };
+  }
+
+  admit(request: Omit<AdmissionRequest, 'startEvent'>, now = Date.now()): Admission {
+    if (this.#tat.size > 100_000) this.#sweep(now);
+    const k = this.#check(request.keyStateKey, request.keyLimitPerMinute, now);
+    const l = this.#check(request.listingStateKey, request.listingLimitPerMinute, now);
+    if (!k.ok || !l.ok) {
+      const retry = Math.ceil(Math.max(k.retry, l.retry));
+      const limit = k.ok ? request.listingLimitPerMinute : request.keyLimitPerMinute;
+      return { allowed: false, limit, remaining: 0, resetMs: retry, retryAfterMs: retry };
+    }
+    this.#tat.set(request.keyStateKey, k.next);
+    this.#tat.set(request.listingStateKey, l.next);
+    const tighter = l.remaining < k.remaining ? l : k;
+    const limit = tighter === l ? request.listingLimitPerMinute : request.keyLimitPerMinute;
+    return {
+      allowed: true,
+      limit,
+      remaining: tighter.remaining,
+      resetMs: Math.ceil(tighter.next - now),
+      retryAfterMs: 0,
+    };
+  }
+
+  #sweep(now: number): void {
+    for (const [key, tat] of this.#tat) if (tat < now) this.#tat.delete(key);
+  }
+}
+
+/** The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers) and Retry-After for a decision. */
+export const rateLimitHeaders = (admission: Admission): Record<string, string> => {
+  const headers: Record<string, string> = {
+    'ratelimit-limit': String(admission.limit),
+    'ratelimit-remaining': String(admission.remaining),
+    'ratelimit-reset': String(Math.ceil(admission.resetMs / 1000)),
+  };
+  if (!admission.allowed) headers['retry-after'] = String(Math.max(1, Math.ceil(admission.retryAfterMs / 1000)));
+  return headers;
+};

@@ -1,0 +1,358 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import {
+  type Admission,
+  type AdmissionRequest,
+  type EventWriter,
+  isSsrfBlockedError,
+  type LocalAdmission,
+  rateLimitHeaders,
+} from '@crochet/plugins';
+import {
+  ApiError,
+  bearerToken,
+  canonicalString,
+  type ErrorCode,
+  type GatewayEndEvent,
+  type GatewayStartEvent,
+  hashApiKey,
+  isWellFormedApiKey,
+  newId,
+  type RedisKeys,
+  SIGNATURE_HEADERS,
+  signatureHeader,
+} from '@crochet/protocol';
+import replyFrom from '@fastify/reply-from';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Dispatcher } from 'undici';
+import type { ConfigStore, GatewayListing } from './config-store.js';
+import { buyerResponseHeaders, sellerRequestHeaders } from './headers.js';
+
+/**
+ * The gateway call (DESIGN §3.3), from arrival to the last streamed byte, in pipeline order:
+ *
+ *   resolve listing → authenticate key → admit (limits + start record: one Redis round trip) → payment →
+ *   read body → sign → forward → stream back → record
+ *
+ * Each step returns a decision as a value; a denial is answered with its registry code. Each step's duration is
+ * kept on the request (`state.steps`) for the metrics. Only bugs throw.
+ */
+
+export interface GatewayDeps {
+  store: ConfigStore;
+  keys: RedisKeys;
+  /** Limits and start record in one Redis round trip. */
+  admit: (request: AdmissionRequest) => Promise<Admission>;
+  /** Per-process limits used when Redis cannot be reached (free listings only). */
+  localAdmission: LocalAdmission;
+  events: EventWriter;
+  /** Connections to sellers: SSRF-guarded at connect time, no redirects. */
+  upstream: Dispatcher;
+  keyRateLimitPerMinute: number;
+  listingRateLimitPerMinute: number;
+}
+
+/** What the gateway knows about one call; `record` turns it into the completion event. */
+interface CallState {
+  id: string;
+  listing: GatewayListing;
+  startedAt: number;
+  bytesIn: number;
+  upstreamStartedAt: number | null;
+  upstreamHeadersAt: number | null;
+  errorCode: ErrorCode | null;
+  steps: [string, number][];
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    gateway: CallState | null;
+  }
+}
+
+type Step<T> = { ok: true; value: T } | { ok: false; error: ApiError };
+const pass = <T>(value: T): Step<T> => ({ ok: true, value });
+const deny = (code: ErrorCode, options?: ConstructorParameters<typeof ApiError>[1]): Step<never> => ({
+  ok: false,
+  error: new ApiError(code, options),
+});
+
+/** A request body read once, with the listing's limit applied while reading. */
+const readBody = (stream: IncomingMessage, limitBytes: number): Promise<Step<Buffer>> =>
+  new Promise((resolve) => {
+    const declared = Number(stream.headers['content-length'] ?? -1);
+    const tooLarge = () =>
+      deny('PAYLOAD_TOO_LARGE', {
+        message: `The request body is larger than this listing accepts (${limitBytes} bytes).`,
+        details: { limit_bytes: limitBytes },
+      });
+    if (declared > limitBytes) return resolve(tooLarge());
+    const chunks: Buffer[] = [];
+    let size = 0;
+    stream.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limitBytes) {
+        stream.removeAllListeners('data');
+        stream.resume();
+        resolve(tooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    });
+    stream.once('end', () => resolve(pass(Buffer.concat(chunks, size))));
+    stream.once('error', () => resolve(deny('VALIDATION_FAILED', { message: 'The request body was cut short.' })));
+  });
+
+/**
+ * The sub-path exactly as the buyer sent it, still percent-encoded. Route params are decoded, and a decoded `%3F`,
+ * `%23` or `%2F` put back into a URL would start a query, cut the path, or add a segment the check never saw.
+ */
+const rawSubPath = (url: string): string | undefined => {
+  // '', 'api', 'v1', 'gateway', '<listing id>', then the sub-path's segments.
+  const segments = url.split('?', 1)[0]!.split('/');
+  return segments.length > 5 ? segments.slice(5).join('/') : undefined;
+};
+
+/** `/api/v1/gateway/:listingId/<sub-path>` → the seller's URL; dot segments may not climb out of its path. */
+const upstreamUrl = (listing: GatewayListing, subPath: string | undefined): Step<string> => {
+  const base = listing.upstream;
+  if (!subPath) return pass(base.href);
+  for (const segment of subPath.split('/')) {
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(segment);
+    } catch {
+      return deny('VALIDATION_FAILED', { message: 'The gateway sub-path is not valid percent-encoding.' });
+    }
+    if (decoded === '.' || decoded === '..' || decoded.includes('/') || decoded.includes('\\')) {
+      return deny('VALIDATION_FAILED', {
+        message: 'The gateway sub-path may not contain dot segments or encoded slashes.',
+      });
+    }
+  }
+  const path = `${base.pathname.replace(/\/+$/, '')}/${subPath}`;
+  return pass(`${base.origin}${path}${base.search}`);
+};
+
+const UPSTREAM_ERRORS: Record<string, ErrorCode> = {
+  FST_REPLY_FROM_GATEWAY_TIMEOUT: 'UPSTREAM_TIMEOUT',
+};
+
+/** Which registry code a failed forward gets; nothing of the seller's URL is in any of them. */
+const upstreamErrorCode = (error: Error & { code?: string }): ErrorCode => {
+  if (isSsrfBlockedError(error)) return 'UPSTREAM_FORBIDDEN';
+  return UPSTREAM_ERRORS[error.code ?? ''] ?? 'UPSTREAM_UNAVAILABLE';
+};
+
+const sha256Hex = (body: Buffer): string => createHash('sha256').update(body).digest('hex');
+
+export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Promise<void> => {
+  const { store, keys, events } = deps;
+
+  // The body is read by the pipeline itself, after the caller is authenticated and admitted.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+  app.decorateRequest('gateway', null);
+  await app.register(replyFrom, { undici: deps.upstream, disableRequestLogging: true });
+
+  const send = (reply: FastifyReply, error: ApiError, state?: CallState) => {
+    if (state) state.errorCode = error.code;
+    if (error.headers) reply.headers(error.headers);
+    return reply
+      .code(error.status)
+      .type('application/json; charset=utf-8')
+      .send({
+        error: {
+          code: error.code,
+          message: error.message,
+          request_id: state?.id ?? reply.request.id,
+          hint: error.hint,
+          docs: `/docs/errors#${error.code}`,
+          ...error.details,
+        },
+      });
+  };
+
+  const handler = async (
+    request: FastifyRequest<{ Params: { listingId: string; '*'?: string } }>,
+    reply: FastifyReply,
+  ) => {
+    const startedAt = performance.now();
+    const steps: [string, number][] = [];
+    let mark = startedAt;
+    const step = (name: string) => {
+      const now = performance.now();
+      steps.push([name, now - mark]);
+      mark = now;
+    };
+
+    // --- resolve listing ------------------------------------------------------------------------------------------
+    if (!store.loaded) return send(reply, new ApiError('STATE_UNAVAILABLE', { headers: { 'retry-after': '1' } }));
+    const listing = store.listing(request.params.listingId);
+    if (!listing) return send(reply, new ApiError('LISTING_NOT_FOUND'));
+    if (listing.status === 'archived') return send(reply, new ApiError('LISTING_ARCHIVED'));
+    if (listing.status === 'paused') return send(reply, new ApiError('LISTING_PAUSED'));
+    step('resolve');
+
+    // --- authenticate (memory; one Redis lookup only for a key not seen yet) --------------------------------------
+    const token = bearerToken(request.headers.authorization);
+    if (token === undefined) return send(reply, new ApiError('AUTH_REQUIRED'));
+    if (!isWellFormedApiKey(token)) return send(reply, new ApiError('API_KEY_MALFORMED'));
+    const hash = hashApiKey(token);
+    const key = store.key(hash) ?? (await store.fetchKey(hash));
+    if (!key) return send(reply, new ApiError('API_KEY_INVALID'));
+    if (key.status === 'revoked') return send(reply, new ApiError('API_KEY_REVOKED'));
+    const buyer = store.agent(key.agent_id);
+    step('authenticate');
+
+    // --- payment (the payments rail fills this step; free listings skip it) ---------------------------------------
+    if (listing.pricingModel !== 'free') return send(reply, new ApiError('PAYMENT_RAILS_UNAVAILABLE'));
+    step('payment');
+
+    // --- admit: rate limits and the start record, one Redis round trip ---------------------------------------------
+    const sub = upstreamUrl(listing, rawSubPath(request.url));
+    if (!sub.ok) return send(reply, sub.error);
+    const state: CallState = {
+      id: newId('gatewayRequest'),
+      listing,
+      startedAt,
+      bytesIn: 0,
+      upstreamStartedAt: null,
+      upstreamHeadersAt: null,
+      errorCode: null,
+      steps,
+    };
+    const admissionRequest: AdmissionRequest = {
+      keyStateKey: keys.rateKey(key.key_id),
+      listingStateKey: keys.rateListing(listing.id),
+      keyLimitPerMinute: buyer?.rate_limit_per_minute ?? deps.keyRateLimitPerMinute,
+      listingLimitPerMinute: listing.rateLimitPerMinute ?? deps.listingRateLimitPerMinute,
+      startEvent: JSON.stringify({
+        type: 'gateway.start',
+        v: 1,
+        id: state.id,
+        listing_id: listing.id,
+        seller_id: listing.sellerId,
+        buyer_id: key.agent_id,
+        key_id: key.key_id,
+        method: request.method,
+        path: `/${request.params['*'] ?? ''}`,
+        price_atomic: listing.priceAtomic.toString(),
+        currency: listing.currency,
+        at: Date.now(),
+      } satisfies GatewayStartEvent),
+    };
+    let admission: Admission;
+    try {
+      admission = await deps.admit(admissionRequest);
+    } catch {
+      // Redis unreachable: free listings fall back to this proxy's own limits; the start record waits in memory.
+      admission = deps.localAdmission.admit(admissionRequest);
+      if (admission.allowed) events.pushJson(admissionRequest.startEvent);
+    }
+    const limitHeaders = rateLimitHeaders(admission);
+    if (!admission.allowed) {
+      return send(
+        reply,
+        new ApiError('RATE_LIMITED', {
+          message: `Rate limit of ${admission.limit} calls per minute reached.`,
+          headers: limitHeaders,
+        }),
+      );
+    }
+    request.gateway = state;
+    reply.header('x-crochet-request-id', state.id);
+    step('admit');
+
+    // --- read body (once: it is hashed for the signature) ---------------------------------------------------------
+    const body = request.body
+      ? await readBody(request.body as IncomingMessage, listing.bodyLimitBytes)
+      : pass(Buffer.alloc(0));
+    if (!body.ok) {
+      reply.header('connection', 'close');
+      return send(reply, body.error, state);
+    }
+    state.bytesIn = body.value.length;
+    step('read_body');
+
+    // --- sign (§3.3: one v1= entry per secret valid now) ----------------------------------------------------------
+    const now = Date.now();
+    const secrets = listing.secrets.filter((s) => s.expiresAtMs === null || s.expiresAtMs > now).map((s) => s.secret);
+    const timestamp = Math.floor(now / 1000);
+    const bodySha256 = sha256Hex(body.value);
+    const signed: Record<string, string> = {
+      [SIGNATURE_HEADERS.requestId]: state.id,
+      [SIGNATURE_HEADERS.listingId]: listing.id,
+      [SIGNATURE_HEADERS.timestamp]: String(timestamp),
+      [SIGNATURE_HEADERS.bodySha256]: bodySha256,
+      [SIGNATURE_HEADERS.signature]: signatureHeader(
+        secrets,
+        canonicalString(timestamp, state.id, listing.id, bodySha256),
+      ),
+    };
+    step('sign');
+
+    // --- forward and stream back ----------------------------------------------------------------------------------
+    const hasBody = request.method !== 'GET' && request.method !== 'HEAD';
+    state.upstreamStartedAt = performance.now();
+    return reply.from(sub.value, {
+      ...(hasBody
+        ? { body: body.value, contentType: request.headers['content-type'] ?? 'application/octet-stream' }
+        : {}),
+      timeout: listing.timeoutMs,
+      rewriteRequestHeaders: (_req, headers) => sellerRequestHeaders(headers, signed),
+      rewriteHeaders: (headers) => {
+        state.upstreamHeadersAt = performance.now();
+        step('upstream_headers');
+        return buyerResponseHeaders(headers, { ...limitHeaders, 'x-crochet-request-id': state.id });
+      },
+      onError: (errorReply, { error }) => {
+        const code = upstreamErrorCode(error as Error & { code?: string });
+        errorReply.request.log.warn({ code, listing: listing.id, err: error.cause ?? error }, 'upstream failed');
+        send(errorReply as FastifyReply, new ApiError(code), state);
+      },
+    });
+  };
+
+  app.route({
+    method: ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'],
+    url: '/api/v1/gateway/:listingId',
+    handler,
+  });
+  app.route({
+    method: ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'],
+    url: '/api/v1/gateway/:listingId/*',
+    handler,
+  });
+
+  // --- record: the completion event, after the last byte (or the connection closed), batched ---------------------
+  app.addHook('onResponse', async (request, reply) => {
+    const state = request.gateway;
+    if (!state) return;
+    const endedAt = performance.now();
+    const status = reply.statusCode;
+    const event: GatewayEndEvent = {
+      type: 'gateway.end',
+      v: 1,
+      id: state.id,
+      listing_id: state.listing.id,
+      status:
+        state.errorCode && state.upstreamStartedAt !== null
+          ? 'upstream_error'
+          : state.errorCode
+            ? 'denied'
+            : 'completed',
+      http_status: status,
+      error_code: state.errorCode,
+      latency_ms: Math.round(endedAt - state.startedAt),
+      upstream_latency_ms:
+        state.upstreamStartedAt === null
+          ? null
+          : Math.round((state.upstreamHeadersAt ?? endedAt) - state.upstreamStartedAt),
+      bytes_in: state.bytesIn,
+      bytes_out: Number.parseInt(String(reply.getHeader('content-length') ?? '0'), 10) || 0,
+      at: Date.now(),
+    };
+    events.push(event);
+  });
+};

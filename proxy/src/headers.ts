@@ -1,0 +1,77 @@
+import type { IncomingHttpHeaders } from 'node:http';
+
+/**
+ * Header hygiene both ways (DESIGN §3.3). Hop-by-hop headers (RFC 9110 §7.6.1) never cross the gateway; the buyer's
+ * credentials, cookies and payment proofs never reach the seller; nothing a buyer sends as X-Crochet-* survives (the
+ * gateway sets its own); nothing the seller answers can set cookies on, or reveal, the gateway's or its own origin.
+ */
+const HOP_BY_HOP = [
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+];
+
+const REQUEST_DROP = new Set([
+  ...HOP_BY_HOP,
+  'host',
+  'content-length',
+  'expect',
+  'authorization',
+  'cookie',
+  'payment-signature',
+  'x-payment',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-real-ip',
+]);
+
+const RESPONSE_DROP = new Set([...HOP_BY_HOP, 'set-cookie', 'location', 'content-location', 'alt-svc']);
+
+const isCrochet = (name: string): boolean => name.startsWith('x-crochet-');
+
+/** The buyer's headers as the seller may see them (names are lowercase, as Node gives them). */
+export const sellerRequestHeaders = (
+  incoming: IncomingHttpHeaders,
+  own: Record<string, string>,
+): IncomingHttpHeaders => {
+  const listed = new Set(
+    (incoming.connection ?? '')
+      .toLowerCase()
+      .split(',')
+      .map((h) => h.trim()),
+  );
+  const out: IncomingHttpHeaders = {};
+  for (const name in incoming) {
+    if (REQUEST_DROP.has(name) || isCrochet(name) || listed.has(name)) continue;
+    out[name] = incoming[name];
+  }
+  return Object.assign(out, own);
+};
+
+/** The seller's headers as the buyer may see them, plus the gateway's own. */
+export const buyerResponseHeaders = (
+  upstream: IncomingHttpHeaders,
+  own: Record<string, string>,
+): Record<string, string | string[]> => {
+  const listed = new Set(
+    String(upstream.connection ?? '')
+      .toLowerCase()
+      .split(',')
+      .map((h) => h.trim()),
+  );
+  const out: Record<string, string | string[]> = {};
+  for (const name in upstream) {
+    const value = upstream[name];
+    if (value === undefined || RESPONSE_DROP.has(name) || isCrochet(name) || listed.has(name)) continue;
+    out[name] = value;
+  }
+  return Object.assign(out, own);
+};
