@@ -139,7 +139,7 @@ export const ERRORS = define({
   },
   LISTING_ARCHIVED: {
     status: 409,
-    message: 'The listing is archived and can no longer change.',
+    message: 'The listing is archived: it no longer changes or answers calls.',
     hint: 'Create a new listing with POST /api/v1/listings/challenge then POST /api/v1/listings.',
   },
   LISTING_PAUSED: {

@@ -31,7 +31,7 @@ import { buyerResponseHeaders, sellerRequestHeaders } from './headers.js';
 /**
  * The gateway call (DESIGN §3.3), from arrival to the last streamed byte, in pipeline order:
  *
- *   resolve listing → authenticate key → admit (limits + start record: one Redis round trip) → payment →
+ *   resolve listing → authenticate key → payment → admit (limits + start record: one Redis round trip) →
  *   read body → sign → forward → stream back → record
  *
  * Each step returns a decision as a value; a denial is answered with its registry code. Each step's duration is
@@ -58,6 +58,7 @@ interface CallState {
   listing: GatewayListing;
   startedAt: number;
   bytesIn: number;
+  bytesOut: number;
   upstreamStartedAt: number | null;
   upstreamHeadersAt: number | null;
   errorCode: ErrorCode | null;
@@ -217,6 +218,7 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
       listing,
       startedAt,
       bytesIn: 0,
+      bytesOut: 0,
       upstreamStartedAt: null,
       upstreamHeadersAt: null,
       errorCode: null,
@@ -306,6 +308,13 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
         step('upstream_headers');
         return buyerResponseHeaders(headers, { ...limitHeaders, 'x-crochet-request-id': state.id });
       },
+      // Counting chunks as they stream is the only way to know the size of a chunked or SSE answer.
+      onResponse: (_req, upstreamReply, res) => {
+        res.stream.on('data', (chunk: Buffer) => {
+          state.bytesOut += chunk.length;
+        });
+        upstreamReply.send(res.stream);
+      },
       onError: (errorReply, { error }) => {
         const code = upstreamErrorCode(error as Error & { code?: string });
         errorReply.request.log.warn({ code, listing: listing.id, err: error.cause ?? error }, 'upstream failed');
@@ -350,7 +359,7 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
           ? null
           : Math.round((state.upstreamHeadersAt ?? endedAt) - state.upstreamStartedAt),
       bytes_in: state.bytesIn,
-      bytes_out: Number.parseInt(String(reply.getHeader('content-length') ?? '0'), 10) || 0,
+      bytes_out: state.bytesOut,
       at: Date.now(),
     };
     events.push(event);
