@@ -7,7 +7,6 @@ import {
   type ListingConfig,
   type RedisKeys,
 } from '@crochet/protocol';
-import type { FastifyBaseLogger } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Pool } from './db.js';
 import { endpointUrlContext, signingKeyContext } from './listings.js';
