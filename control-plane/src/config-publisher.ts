@@ -61,12 +61,13 @@ interface ListingSource {
   rate_limit_per_minute: number | null;
   body_limit_bytes: number;
   timeout_ms: number;
+  settlement_policy: ListingConfig['settlement_policy'];
   keys: { id: string; secret_enc: string; expires_at: string | null }[];
 }
 
 const LISTINGS_SQL = `
   SELECT l.id, l.seller_id, l.status, l.pricing_model, l.price_atomic, l.currency, l.endpoint_url_enc,
-         l.rate_limit_per_minute, l.body_limit_bytes, l.timeout_ms,
+         l.rate_limit_per_minute, l.body_limit_bytes, l.timeout_ms, l.settlement_policy,
          coalesce(json_agg(json_build_object('id', k.id, 'secret_enc', k.secret_enc, 'expires_at', k.expires_at)
                   ORDER BY k.created_at DESC, k.id DESC) FILTER (WHERE k.id IS NOT NULL), '[]') AS keys
     FROM listings l
@@ -78,7 +79,13 @@ const KEYS_SQL = `
   SELECT id, agent_id, key_hash, revoked_at IS NOT NULL AS revoked FROM api_keys
    WHERE ($1::text IS NULL OR agent_id = $1)`;
 
-const AGENTS_SQL = `SELECT id, status, rate_limit_per_minute FROM agents WHERE ($1::text IS NULL OR id = $1)`;
+// evm_wallets: only wallets the agent proved control of (recovery signature), lowercase as the proxy compares them.
+const AGENTS_SQL = `
+  SELECT a.id, a.status, a.rate_limit_per_minute,
+         coalesce((SELECT array_agg(lower(w.address) ORDER BY w.address) FROM wallets w
+                    WHERE w.agent_id = a.id AND w.chain = 'evm' AND w.verified_at IS NOT NULL), '{}') AS evm_wallets
+    FROM agents a
+   WHERE ($1::text IS NULL OR a.id = $1)`;
 
 export interface ConfigPublisherDeps {
   pool: Pool;
@@ -124,6 +131,7 @@ export class ConfigPublisher {
       rate_limit_per_minute: row.rate_limit_per_minute,
       body_limit_bytes: row.body_limit_bytes,
       timeout_ms: row.timeout_ms,
+      settlement_policy: row.settlement_policy,
     };
   }
 
@@ -152,6 +160,7 @@ export class ConfigPublisher {
         id: string;
         status: AgentConfig['status'];
         rate_limit_per_minute: number | null;
+        evm_wallets: string[];
       }>(AGENTS_SQL, [agentId]);
       for (const a of agents.rows) {
         const value: AgentConfig = {
@@ -159,6 +168,7 @@ export class ConfigPublisher {
           id: a.id,
           status: a.status,
           rate_limit_per_minute: a.rate_limit_per_minute,
+          evm_wallets: a.evm_wallets,
         };
         changes.push({ kind: 'agent', id: a.id, value });
       }

@@ -130,13 +130,16 @@ export const parseEvent = (raw: string | null): GatewayEvent => {
 // exception is created_at, which belongs to the start (a row an end created carries an estimate until then).
 const START_SQL = `
   INSERT INTO gateway_requests AS g
-         (id, listing_id, seller_id, buyer_id, key_id, method, path, status, price_atomic, currency, created_at)
+         (id, listing_id, seller_id, buyer_id, key_id, method, path, status, price_atomic, currency, created_at,
+          payment)
   SELECT s.id, s.listing_id, s.seller_id, s.buyer_id, s.key_id, s.method, s.path, 'forwarded', s.price_atomic,
-         s.currency, timestamptz 'epoch' + s.at * interval '1 ms'
+         s.currency, timestamptz 'epoch' + s.at * interval '1 ms', s.payment
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[],
-                $9::text[], $10::bigint[])
-         AS s (id, listing_id, seller_id, buyer_id, key_id, method, path, price_atomic, currency, at)
+                $9::text[], $10::bigint[], $11::jsonb[])
+         AS s (id, listing_id, seller_id, buyer_id, key_id, method, path, price_atomic, currency, at, payment)
   ON CONFLICT (id) DO UPDATE SET
+    payment      = CASE WHEN EXCLUDED.payment IS NULL THEN g.payment
+                        ELSE EXCLUDED.payment || coalesce(g.payment, '{}'::jsonb) END,
     seller_id    = coalesce(g.seller_id, EXCLUDED.seller_id),
     buyer_id     = coalesce(g.buyer_id, EXCLUDED.buyer_id),
     key_id       = coalesce(g.key_id, EXCLUDED.key_id),
@@ -152,15 +155,19 @@ const START_SQL = `
 const END_SQL = `
   INSERT INTO gateway_requests AS g
          (id, listing_id, seller_id, status, http_status, error_code, latency_ms, upstream_latency_ms, bytes_in,
-          bytes_out, created_at, completed_at)
+          bytes_out, created_at, completed_at, payment)
   SELECT e.id, e.listing_id, l.seller_id, e.status, e.http_status, e.error_code, e.latency_ms, e.upstream_latency_ms,
          e.bytes_in, e.bytes_out, timestamptz 'epoch' + (e.at - e.latency_ms) * interval '1 ms',
-         timestamptz 'epoch' + e.at * interval '1 ms'
+         timestamptz 'epoch' + e.at * interval '1 ms',
+         CASE WHEN e.outcome IS NULL THEN NULL ELSE jsonb_build_object('outcome', e.outcome) END
     FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::int[], $8::bigint[],
-                $9::bigint[], $10::bigint[])
-         AS e (id, listing_id, status, http_status, error_code, latency_ms, upstream_latency_ms, bytes_in, bytes_out, at)
+                $9::bigint[], $10::bigint[], $11::jsonb[])
+         AS e (id, listing_id, status, http_status, error_code, latency_ms, upstream_latency_ms, bytes_in, bytes_out, at,
+               outcome)
     LEFT JOIN listings l ON l.id = e.listing_id
   ON CONFLICT (id) DO UPDATE SET
+    payment             = CASE WHEN EXCLUDED.payment IS NULL THEN g.payment
+                               ELSE coalesce(g.payment, '{}'::jsonb) || EXCLUDED.payment END,
     seller_id           = coalesce(g.seller_id, EXCLUDED.seller_id),
     status              = EXCLUDED.status,
     http_status         = EXCLUDED.http_status,
@@ -203,7 +210,9 @@ export const applyEvents = async (client: PoolClient, events: readonly GatewayEv
           'currency',
           'at',
         ] as const
-      ).map((key) => column(starts, key)),
+      )
+        .map((key): unknown[] => column(starts, key))
+        .concat([[...starts.values()].map((s) => (s.payment ? JSON.stringify(s.payment) : null))]),
     );
   }
   if (ends.size > 0) {
@@ -222,7 +231,9 @@ export const applyEvents = async (client: PoolClient, events: readonly GatewayEv
           'bytes_out',
           'at',
         ] as const
-      ).map((key) => column(ends, key)),
+      )
+        .map((key): unknown[] => column(ends, key))
+        .concat([[...ends.values()].map((e) => (e.payment_outcome ? JSON.stringify(e.payment_outcome) : null))]),
     );
   }
 };

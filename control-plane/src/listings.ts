@@ -31,6 +31,7 @@ export interface ListingRow {
   rate_limit_per_minute: number | null;
   body_limit_bytes: number;
   timeout_ms: number;
+  settlement_policy: 'before_forward' | 'after_response';
   created_at: Date;
   updated_at: Date;
 }
@@ -38,6 +39,7 @@ export interface ListingRow {
 export const LISTING_COLUMNS =
   'id, seller_id, name, description, pricing_model, price_atomic, currency, status, tags, input_schema, ' +
   'output_example, crochet_score, verified, review_count, rate_limit_per_minute, body_limit_bytes, timeout_ms, ' +
+  'settlement_policy, ' +
   'created_at, updated_at';
 
 export const gatewayUrl = (publicBaseUrl: string, listingId: string): string =>
@@ -66,6 +68,7 @@ export const listingView = (row: ListingRow, publicBaseUrl: string) => ({
     rate_limit_per_minute: row.rate_limit_per_minute,
     body_limit_bytes: row.body_limit_bytes,
     timeout_ms: row.timeout_ms,
+    settlement_policy: row.settlement_policy,
   },
   created_at: row.created_at,
   updated_at: row.updated_at,

@@ -121,6 +121,7 @@ export const Listing = Type.Object({
     rate_limit_per_minute: Type.Union([Type.Integer(), Type.Null()]),
     body_limit_bytes: Type.Integer(),
     timeout_ms: Type.Integer(),
+    settlement_policy: Type.Union([Type.Literal('before_forward'), Type.Literal('after_response')]),
   }),
   created_at: Timestamp,
   updated_at: Timestamp,

@@ -64,7 +64,7 @@ describe('gateway request history', () => {
     await plane.eventsConsumer.drain();
     // The payment column is the payments work's to fill; set it the way it will.
     await plane.deps.pool.query(
-      `UPDATE gateway_requests SET payment = jsonb_build_object('proof', 'proof-' || id, 'network', 'solana:devnet')
+      `UPDATE gateway_requests SET payment = jsonb_build_object('proof_ids', jsonb_build_array('proof-' || id), 'network', 'solana:devnet')
         WHERE listing_id = $1`,
       [paid],
     );
@@ -97,7 +97,7 @@ describe('gateway request history', () => {
       bytes_in: 42,
       bytes_out: 1234,
       price: { amount: '0.01', currency: 'USDC', amount_atomic: '10000' },
-      payment: { proof: `proof-${first.id}`, network: 'solana:devnet' },
+      payment: { proof_ids: [`proof-${first.id}`], network: 'solana:devnet' },
       created_at: new Date(first.at).toISOString(),
       completed_at: new Date(first.at + 120).toISOString(),
     });

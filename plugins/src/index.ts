@@ -1,4 +1,5 @@
 export * from './admission/index.js';
+export * from './payments/index.js';
 export * from './seller-verifier/index.js';
 export * from './ssrf/index.js';
 export * from './usage-events/index.js';

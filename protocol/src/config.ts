@@ -26,6 +26,8 @@ export interface ListingConfig {
   rate_limit_per_minute: number | null;
   body_limit_bytes: number;
   timeout_ms: number;
+  /** `before_forward`: settle, then forward. `after_response`: verify, forward, settle only if the seller answered 2xx. */
+  settlement_policy: 'before_forward' | 'after_response';
 }
 
 export interface KeyConfig {
@@ -41,6 +43,8 @@ export interface AgentConfig {
   status: 'active' | 'paused';
   /** Requests per minute for each of this agent's keys; null: the operator default. */
   rate_limit_per_minute: number | null;
+  /** EVM wallets the agent proved control of (lowercase): direct EVM payments must come from one of them. */
+  evm_wallets: string[];
 }
 
 /** One change in a notice: an entry set (value) or removed (null). */
@@ -77,7 +81,8 @@ export const isListingConfig = (v: unknown): v is ListingConfig =>
   v['secrets_sealed'].every((s) => isObject(s) && isString(s['key_id']) && isString(s['sealed'])) &&
   (v['rate_limit_per_minute'] === null || isPositiveInt(v['rate_limit_per_minute'])) &&
   isPositiveInt(v['body_limit_bytes']) &&
-  isPositiveInt(v['timeout_ms']);
+  isPositiveInt(v['timeout_ms']) &&
+  (v['settlement_policy'] === 'before_forward' || v['settlement_policy'] === 'after_response');
 
 export const isKeyConfig = (v: unknown): v is KeyConfig =>
   isObject(v) &&
@@ -91,4 +96,6 @@ export const isAgentConfig = (v: unknown): v is AgentConfig =>
   v['schema'] === CONFIG_SCHEMA_VERSION &&
   isPrefixed(v['id'], 'agt_') &&
   (v['status'] === 'active' || v['status'] === 'paused') &&
-  (v['rate_limit_per_minute'] === null || isPositiveInt(v['rate_limit_per_minute']));
+  (v['rate_limit_per_minute'] === null || isPositiveInt(v['rate_limit_per_minute'])) &&
+  Array.isArray(v['evm_wallets']) &&
+  v['evm_wallets'].every(isString);

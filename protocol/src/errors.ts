@@ -198,6 +198,87 @@ export const ERRORS = define({
     message: 'This listing is paid and no payment rail is configured on this gateway.',
     hint: 'Nothing was charged. Retry later.',
   },
+  // --- payments ------------------------------------------------------------------------------------------------
+  PAYMENT_REQUIRED: {
+    status: 402,
+    message: 'This listing is paid per call; the call was not paid.',
+    hint: 'Pay one of the options in payment.accepts (Solana USDC preferred) and retry the same call with the proof header.',
+  },
+  PAYMENT_PENDING: {
+    status: 402,
+    message: 'The payment is not final yet; nothing was charged twice and nothing is lost.',
+    hint: 'Retry the same call with the same proof after Retry-After seconds. Do not pay again.',
+  },
+  PAYMENT_ALREADY_USED: {
+    status: 409,
+    message: 'This payment proof already paid for another gateway request.',
+    hint: 'GET /api/v1/gateway-requests/:id with the gateway_request_id in this error; a new call needs a new payment.',
+  },
+  PAYMENT_ROUTE_MINIMUM_NOT_MET: {
+    status: 402,
+    message: 'The price of this listing is below the minimum of the EVM payment route.',
+    hint: 'Pay on Solana (the first entry of payment.accepts) or through Relay; nothing was forwarded.',
+  },
+  PAYMENT_INVALID: {
+    status: 402,
+    message: 'The payment proof is malformed or does not verify.',
+    hint: 'Build the proof exactly as the payment.accepts entry describes, then retry.',
+  },
+  PAYMENT_NETWORK_UNSUPPORTED: {
+    status: 402,
+    message: 'The payment is on a network this gateway does not accept.',
+    hint: 'Pay on one of the networks listed in payment.accepts.',
+  },
+  PAYMENT_UNCONFIRMED: {
+    status: 402,
+    message: 'The payment transaction is not confirmed yet.',
+    hint: 'Retry the same call with the same proof once the transaction is confirmed. Do not pay again.',
+  },
+  PAYMENT_TX_FAILED: {
+    status: 402,
+    message: 'The payment transaction failed on chain; no funds moved.',
+    hint: 'Send a new payment and retry with its proof.',
+  },
+  PAYMENT_UNDERPAID: {
+    status: 402,
+    message: 'The payment is smaller than the price.',
+    hint: 'Pay at least payment.amount_atomic of the asset and retry with the new proof.',
+  },
+  PAYMENT_WRONG_RECIPIENT: {
+    status: 402,
+    message: "The payment did not go to the marketplace's address.",
+    hint: 'Pay to the payTo address of a payment.accepts entry.',
+  },
+  PAYMENT_WRONG_ASSET: {
+    status: 402,
+    message: 'The payment is in another asset than the one required.',
+    hint: 'Pay in the asset of a payment.accepts entry (USDC).',
+  },
+  PAYMENT_MEMO_MISMATCH: {
+    status: 402,
+    message: 'The Solana transfer memo is not a payment_request_id issued for this call.',
+    hint: 'Put the payment_request_id of the 402 answer in the transfer memo.',
+  },
+  PAYMENT_SENDER_MISMATCH: {
+    status: 402,
+    message: 'The transfer was not sent from a verified wallet of the calling agent.',
+    hint: 'Send from a wallet registered to you and verified (POST /api/v1/auth/recover/challenge proves a wallet).',
+  },
+  PAYMENT_REQUEST_EXPIRED: {
+    status: 402,
+    message: 'The payment request expired before the payment was made.',
+    hint: 'Call again to get a fresh payment request, then pay it.',
+  },
+  PAYMENT_RELAY_FAILED: {
+    status: 402,
+    message: 'The Relay payment failed or was refunded.',
+    hint: 'Check the Relay request; make a new payment and retry with its proof.',
+  },
+  PAYMENT_SETTLEMENT_FAILED: {
+    status: 402,
+    message: 'The payment could not be settled on chain; nothing was charged.',
+    hint: 'Check the paying wallet balance and authorization, then retry with a new payment.',
+  },
   // --- infrastructure -------------------------------------------------------------------------------------------
   RATE_LIMITED: {
     status: 429,

@@ -28,6 +28,25 @@ export interface GatewayStartEvent {
   currency: string;
   /** Unix milliseconds. */
   at: number;
+  /** The verified payment of a paid call (added by the admission script from the verification record). */
+  payment?: PaymentRecord;
+}
+
+/** What the gateway verified about a paid call's payment. */
+export interface PaymentRecord {
+  rail: 'solana-transfer' | 'evm-transfer' | 'relay' | 'x402-exact';
+  network: string;
+  payer: string;
+  amount_atomic: string;
+  asset: string;
+  tx: string | null;
+  proof_ids: string[];
+}
+
+/** How a paid call's payment ended: settled on chain, still settling, released (never charged), or due a refund. */
+export interface PaymentOutcome {
+  status: 'settled' | 'pending' | 'released' | 'refund_due';
+  tx: string | null;
 }
 
 /** Written after the response finished (or failed), batched across requests. */
@@ -45,6 +64,8 @@ export interface GatewayEndEvent {
   bytes_in: number;
   bytes_out: number;
   at: number;
+  /** Paid calls only. */
+  payment_outcome?: PaymentOutcome;
 }
 
 export type GatewayEvent = GatewayStartEvent | GatewayEndEvent;

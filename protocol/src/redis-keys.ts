@@ -20,6 +20,12 @@ export const redisKeys = (prefix: string = DEFAULT_REDIS_PREFIX) =>
     events: `${prefix}events`,
     /** Stream of events that failed processing too often. */
     eventsDead: `${prefix}events:dead`,
+    /** The gateway request a payment proof paid for (no expiry: a proof pays once, ever). */
+    paymentUsed: (proofId: string) => `${prefix}pay:used:${proofId}`,
+    /** A proof verified on its rail and not yet consumed: hash {listing, buyer, payment, settlement}. */
+    paymentVerified: (proofId: string) => `${prefix}pay:verified:${proofId}`,
+    /** A payment request (402) the gateway issued: JSON PaymentRequestRecord. */
+    paymentRequest: (id: string) => `${prefix}pay:req:${id}`,
     /** Rate-limit state (GCRA theoretical arrival time) for one API key. */
     rateKey: (keyId: string) => `${prefix}rl:k:${keyId}`,
     /** Rate-limit state for one listing. */

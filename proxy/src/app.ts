@@ -1,4 +1,17 @@
-import { createAdmission, createGuardedAgent, EventWriter, LocalAdmission } from '@crochet/plugins';
+import {
+  createAdmission,
+  createGuardedAgent,
+  createPaidAdmission,
+  createX402Schemes,
+  EventWriter,
+  evmTransferRail,
+  LocalAdmission,
+  type PaymentRail,
+  registerSvmScheme,
+  relayRail,
+  solanaTransferRail,
+  x402Rail,
+} from '@crochet/plugins';
 import { ApiError, CryptoBox, errorBody, newId, redisKeys } from '@crochet/protocol';
 import httpProxy from '@fastify/http-proxy';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
@@ -93,6 +106,32 @@ export interface ProxyServer {
   close(): Promise<void>;
 }
 
+/** The payment rails the configuration turns on; undefined when none is (per_call listings then answer 503). */
+const buildPayments = async (config: ProxyConfig, redis: Redis, keys: ReturnType<typeof redisKeys>) => {
+  const p = config.payments;
+  const rails: PaymentRail[] = [];
+  if (p.solana) rails.push(solanaTransferRail(p.solana));
+  if (p.evm) rails.push(evmTransferRail(p.evm));
+  if (p.relay && p.evm) rails.push(relayRail(p.relay, p.evm, { timeoutMs: p.verifyTimeoutMs }));
+  const schemes = createX402Schemes(p);
+  const solanaFeePayer = p.solana ? await registerSvmScheme(schemes, p.solana, p.maxTimeoutSeconds) : undefined;
+  if (schemes.requirements.size > 0) {
+    rails.push(
+      x402Rail(schemes, { evmMinPriceAtomic: p.evm?.minPriceAtomic ?? null, verifyTimeoutMs: p.verifyTimeoutMs }),
+    );
+  }
+  if (rails.length === 0) return undefined;
+  return {
+    config: p,
+    rails,
+    redis,
+    keys,
+    paidAdmit: createPaidAdmission(redis, keys.events),
+    solanaFeePayer,
+    publicBaseUrl: config.publicBaseUrl,
+  };
+};
+
 /**
  * Connects to Redis (a command connection that fails fast, and a subscriber), loads the published config, and
  * listens. After the first load the proxy keeps serving on its last config whatever happens to Redis or the
@@ -130,7 +169,9 @@ export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
     },
     pollMs: config.configPollMs,
   });
+  const payments = await buildPayments(config, redis, keys);
   app = buildProxy(config, {
+    ...(payments ? { payments } : {}),
     store,
     keys,
     admit: createAdmission(redis, keys.events),

@@ -25,6 +25,7 @@ export interface GatewayListing {
   readonly rateLimitPerMinute: number | null;
   readonly bodyLimitBytes: number;
   readonly timeoutMs: number;
+  readonly settlementPolicy: ListingConfig['settlement_policy'];
 }
 
 /** Must match the control plane's data-plane sealing contexts. */
@@ -191,6 +192,7 @@ export class ConfigStore {
         rateLimitPerMinute: config.rate_limit_per_minute,
         bodyLimitBytes: config.body_limit_bytes,
         timeoutMs: config.timeout_ms,
+        settlementPolicy: config.settlement_policy,
       });
     } catch (error) {
       this.rejected++;

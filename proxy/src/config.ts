@@ -1,3 +1,4 @@
+import { loadPaymentsConfig, type PaymentsConfig } from '@crochet/plugins';
 import { CryptoBox, DEFAULT_REDIS_PREFIX, EnvReader } from '@crochet/protocol';
 
 /** Everything a proxy reads from its environment, validated at start. */
@@ -22,6 +23,7 @@ export interface ProxyConfig {
   connectTimeoutMs: number;
   /** Redis commands on the hot path fail after this long (then the free-listing fallback applies). */
   redisCommandTimeoutMs: number;
+  payments: PaymentsConfig;
 }
 
 export const loadProxyConfig = (env: NodeJS.ProcessEnv = process.env): ProxyConfig => {
@@ -49,6 +51,7 @@ export const loadProxyConfig = (env: NodeJS.ProcessEnv = process.env): ProxyConf
     configPollMs: r.int('CROCHET_CONFIG_POLL_MS', 1000, { min: 50, max: 60_000 }),
     connectTimeoutMs: r.int('CROCHET_UPSTREAM_CONNECT_TIMEOUT_MS', 5000, { min: 100, max: 60_000 }),
     redisCommandTimeoutMs: r.int('CROCHET_REDIS_COMMAND_TIMEOUT_MS', 500, { min: 10, max: 10_000 }),
+    payments: loadPaymentsConfig(r),
   };
   r.done();
   return config;

@@ -6,7 +6,9 @@ import {
   type EventWriter,
   isSsrfBlockedError,
   type LocalAdmission,
+  type PaymentRail,
   rateLimitHeaders,
+  type VerifiedPayment,
 } from '@crochet/plugins';
 import {
   ApiError,
@@ -18,15 +20,18 @@ import {
   hashApiKey,
   isWellFormedApiKey,
   newId,
+  type PaymentOutcome,
   type RedisKeys,
   SIGNATURE_HEADERS,
   signatureHeader,
 } from '@crochet/protocol';
 import replyFrom from '@fastify/reply-from';
+import { encodePaymentResponseHeader } from '@x402/core/http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import type { ConfigStore, GatewayListing } from './config-store.js';
 import { buyerResponseHeaders, sellerRequestHeaders } from './headers.js';
+import { type PaymentDecision, type PaymentDeps, payForCall, releaseProof } from './payment-step.js';
 
 /**
  * The gateway call (DESIGN §3.3), from arrival to the last streamed byte, in pipeline order:
@@ -50,6 +55,8 @@ export interface GatewayDeps {
   upstream: Dispatcher;
   keyRateLimitPerMinute: number;
   listingRateLimitPerMinute: number;
+  /** Absent when no payment rail is configured: per_call listings then answer PAYMENT_RAILS_UNAVAILABLE. */
+  payments?: PaymentDeps;
 }
 
 /** What the gateway knows about one call; `record` turns it into the completion event. */
@@ -63,6 +70,9 @@ interface CallState {
   upstreamHeadersAt: number | null;
   errorCode: ErrorCode | null;
   steps: [string, number][];
+  /** Paid calls: the verified payment and its rail. */
+  paid: { payment: VerifiedPayment; rail: PaymentRail } | null;
+  paymentOutcome: PaymentOutcome | null;
 }
 
 declare module 'fastify' {
@@ -159,6 +169,8 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
   const send = (reply: FastifyReply, error: ApiError, state?: CallState) => {
     if (state) state.errorCode = error.code;
     if (error.headers) reply.headers(error.headers);
+    // A 402 carries its payment requirements beside the error (DESIGN §3.4), not inside it.
+    const { payment, ...details } = error.details ?? {};
     return reply
       .code(error.status)
       .type('application/json; charset=utf-8')
@@ -169,8 +181,9 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
           request_id: state?.id ?? reply.request.id,
           hint: error.hint,
           docs: `/docs/errors#${error.code}`,
-          ...error.details,
+          ...details,
         },
+        ...(payment === undefined ? {} : { payment }),
       });
   };
 
@@ -206,11 +219,7 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
     const buyer = store.agent(key.agent_id);
     step('authenticate');
 
-    // --- payment (the payments rail fills this step; free listings skip it) ---------------------------------------
-    if (listing.pricingModel !== 'free') return send(reply, new ApiError('PAYMENT_RAILS_UNAVAILABLE'));
-    step('payment');
-
-    // --- admit: rate limits and the start record, one Redis round trip ---------------------------------------------
+    // --- admit (free) or pay and admit (per_call): limits, proof consumption and the start record, one script ------
     const sub = upstreamUrl(listing, rawSubPath(request.url));
     if (!sub.ok) return send(reply, sub.error);
     const state: CallState = {
@@ -223,6 +232,8 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
       upstreamHeadersAt: null,
       errorCode: null,
       steps,
+      paid: null,
+      paymentOutcome: null,
     };
     const admissionRequest: AdmissionRequest = {
       keyStateKey: keys.rateKey(key.key_id),
@@ -245,12 +256,34 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
       } satisfies GatewayStartEvent),
     };
     let admission: Admission;
-    try {
-      admission = await deps.admit(admissionRequest);
-    } catch {
-      // Redis unreachable: free listings fall back to this proxy's own limits; the start record waits in memory.
-      admission = deps.localAdmission.admit(admissionRequest);
-      if (admission.allowed) events.pushJson(admissionRequest.startEvent);
+    if (listing.pricingModel === 'free') {
+      try {
+        admission = await deps.admit(admissionRequest);
+      } catch {
+        // Redis unreachable: free listings fall back to this proxy's own limits; the start record waits in memory.
+        admission = deps.localAdmission.admit(admissionRequest);
+        if (admission.allowed) events.pushJson(admissionRequest.startEvent);
+      }
+    } else {
+      if (!deps.payments) return send(reply, new ApiError('PAYMENT_RAILS_UNAVAILABLE'));
+      let decision: PaymentDecision;
+      try {
+        decision = await payForCall(deps.payments, {
+          listing,
+          buyerId: key.agent_id,
+          buyerEvmWallets: buyer?.evm_wallets ?? [],
+          headers: request.headers,
+          gatewayRequestId: state.id,
+          admission: { ...admissionRequest, gatewayRequestId: state.id, listingId: listing.id, buyerId: key.agent_id },
+        });
+      } catch (error) {
+        // Paid calls fail closed: without Redis nothing is consumed, so nothing is forwarded unpaid.
+        request.log.warn({ err: error }, 'payment step could not reach its state');
+        return send(reply, new ApiError('STATE_UNAVAILABLE', { headers: { 'retry-after': '2' } }));
+      }
+      if (!decision.ok) return send(reply, decision.error);
+      admission = decision.admission;
+      state.paid = { payment: decision.payment, rail: decision.rail };
     }
     const limitHeaders = rateLimitHeaders(admission);
     if (!admission.allowed) {
@@ -265,6 +298,43 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
     request.gateway = state;
     reply.header('x-crochet-request-id', state.id);
     step('admit');
+
+    // --- settle before forwarding (the default policy; direct transfers and Relay are settled already) ----------
+    if (state.paid) {
+      const { payment, rail } = state.paid;
+      if (rail.settle && listing.settlementPolicy === 'before_forward') {
+        const settled = await rail.settle(payment);
+        if (settled.pending) {
+          state.paymentOutcome = { status: 'pending', tx: settled.tx };
+          return send(reply, new ApiError('PAYMENT_PENDING', { headers: { 'retry-after': '2' } }), state);
+        }
+        if (!settled.ok) {
+          await releaseProof(deps.payments!, payment, state.id);
+          state.paymentOutcome = { status: 'released', tx: null };
+          return send(
+            reply,
+            new ApiError(
+              'PAYMENT_SETTLEMENT_FAILED',
+              settled.message ? { message: `Settlement failed: ${settled.message}.` } : {},
+            ),
+            state,
+          );
+        }
+        state.paymentOutcome = { status: 'settled', tx: settled.tx };
+        reply.header(
+          'payment-response',
+          encodePaymentResponseHeader({
+            success: true,
+            transaction: settled.tx ?? '',
+            network: payment.network as never,
+            payer: payment.payer,
+          }),
+        );
+      } else if (!rail.settle) {
+        state.paymentOutcome = { status: 'settled', tx: payment.tx };
+      }
+      step('settle');
+    }
 
     // --- read body (once: it is hashed for the signature) ---------------------------------------------------------
     const body = request.body
@@ -362,6 +432,36 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
       bytes_out: state.bytesOut,
       at: Date.now(),
     };
+    if (state.paid) {
+      const outcome = await settleAfterResponse(state, status);
+      if (outcome) event.payment_outcome = outcome;
+    }
     events.push(event);
   });
+
+  /**
+   * What became of a paid call's payment once the answer is out. `after_response`: settle only when the seller
+   * answered 2xx, otherwise give the proof back (nothing was charged). `before_forward`: the payment settled before
+   * forwarding, so a seller failure marks it for refund (the ledger books the reversal).
+   */
+  const settleAfterResponse = async (state: CallState, status: number): Promise<PaymentOutcome | null> => {
+    const { payment, rail } = state.paid!;
+    const sellerOk = status >= 200 && status < 300 && state.errorCode === null;
+    if (state.paymentOutcome?.status === 'settled') {
+      return sellerOk ? state.paymentOutcome : { status: 'refund_due', tx: state.paymentOutcome.tx };
+    }
+    if (state.paymentOutcome) return state.paymentOutcome;
+    if (!rail.settle) return { status: 'settled', tx: payment.tx };
+    if (!sellerOk) {
+      await releaseProof(deps.payments!, payment, state.id).catch(() => {});
+      return { status: 'released', tx: null };
+    }
+    try {
+      const settled = await rail.settle(payment);
+      if (settled.ok) return { status: 'settled', tx: settled.tx };
+      return { status: settled.pending ? 'pending' : 'released', tx: settled.tx };
+    } catch {
+      return { status: 'pending', tx: null };
+    }
+  };
 };

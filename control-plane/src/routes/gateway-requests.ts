@@ -152,7 +152,14 @@ export const gatewayRequestRoutes = (app: App, { pool }: Deps): void => {
       const where = [`${query.role === 'seller' ? 'seller_id' : 'buyer_id'} = ${bind(request.agent!.agentId)}`];
       if (query.listing_id) where.push(`listing_id = ${bind(query.listing_id)}`);
       if (query.status) where.push(`status = ${bind(query.status)}`);
-      if (query.payment_proof) where.push(`payment ->> 'proof' = ${bind(query.payment_proof)}`);
+      if (query.payment_proof) {
+        // What a buyer holds: a transaction id, a Relay request id, or a proof id as the gateway names it.
+        const proof = bind(query.payment_proof);
+        where.push(
+          `(payment -> 'proof_ids' ? ${proof} OR payment ->> 'tx' = ${proof} OR payment ->> 'tx' = lower(${proof})` +
+            ` OR payment -> 'proof_ids' ? ('relay:' || lower(${proof})))`,
+        );
+      }
       if (query.cursor !== undefined) {
         const position = decodeCursor(query.cursor);
         const id = position?.[0];

@@ -51,6 +51,12 @@ const GatewaySettingsInput = {
   timeout_ms: Type.Optional(
     Type.Integer({ minimum: 1000, maximum: 120_000, description: 'how long the gateway waits for you (default 30 s)' }),
   ),
+  settlement_policy: Type.Optional(
+    Type.Union([Type.Literal('before_forward'), Type.Literal('after_response')], {
+      description:
+        'before_forward (default): payment settles before the call reaches you; after_response: only when you answer 2xx',
+    }),
+  ),
 };
 const ListingParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 
@@ -179,9 +185,10 @@ export const listingRoutes = (app: App, deps: Deps): void => {
         const { rows } = await client.query<ListingRow>(
           `INSERT INTO listings (id, seller_id, name, description, pricing_model, price_atomic, currency, tags,
                                  input_schema, output_example, endpoint_url_enc, endpoint_scheme, endpoint_host,
-                                 rate_limit_per_minute, body_limit_bytes, timeout_ms)
+                                 rate_limit_per_minute, body_limit_bytes, timeout_ms, settlement_policy)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                   coalesce($15, 1048576), coalesce($16, 30000)) RETURNING ${LISTING_COLUMNS}`,
+                   coalesce($15, 1048576), coalesce($16, 30000), coalesce($17, 'before_forward'))
+           RETURNING ${LISTING_COLUMNS}`,
           [
             listingId,
             agentId,
@@ -199,6 +206,7 @@ export const listingRoutes = (app: App, deps: Deps): void => {
             body.rate_limit_per_minute ?? null,
             body.body_limit_bytes ?? null,
             body.timeout_ms ?? null,
+            body.settlement_policy ?? null,
           ],
         );
         await client.query('INSERT INTO listing_signing_keys (id, listing_id, secret_enc) VALUES ($1, $2, $3)', [
@@ -360,6 +368,7 @@ export const listingRoutes = (app: App, deps: Deps): void => {
       if (body.rate_limit_per_minute !== undefined) set('rate_limit_per_minute', body.rate_limit_per_minute);
       if (body.body_limit_bytes !== undefined) set('body_limit_bytes', body.body_limit_bytes);
       if (body.timeout_ms !== undefined) set('timeout_ms', body.timeout_ms);
+      if (body.settlement_policy !== undefined) set('settlement_policy', body.settlement_policy);
       if (body.pricing_model !== undefined || body.price !== undefined) {
         const model = body.pricing_model ?? current.pricing_model;
         const keepsPrice = body.price === undefined && model === 'per_call' && current.pricing_model === 'per_call';

@@ -83,6 +83,100 @@ export const createAdmission = (redis: Redis, eventsKey: string) => {
   };
 };
 
+// Paid calls: the same limits, plus exactly-once use of the payment proof, in the same single round trip.
+// KEYS: key-limit, listing-limit, events, verified record, then one "used" key per proof id.
+// ARGV: key limit/min, listing limit/min, start event JSON (without its closing brace), gateway request id,
+//       listing id, buyer id.
+// Returns {outcome, limit, remaining, reset_ms, retry_after_ms, detail} where outcome is one of
+// admitted (detail: the verified payment JSON), used (detail: the gateway request it paid), unverified, mismatch,
+// rate_limited.
+const PAID_ADMIT_SCRIPT = `
+for i = 5, #KEYS do
+  local by = redis.call('GET', KEYS[i])
+  if by then return {'used', 0, 0, 0, 0, by} end
+end
+local verified = redis.call('HMGET', KEYS[4], 'listing', 'buyer', 'payment')
+if not verified[3] then return {'unverified', 0, 0, 0, 0, ''} end
+if verified[1] ~= ARGV[5] or verified[2] ~= ARGV[6] then return {'mismatch', 0, 0, 0, 0, verified[1]} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function gcra(key, limit)
+  local interval = 60000 / limit
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local allow_at = new_tat - 60000
+  if allow_at > now then return 0, new_tat, 0, allow_at - now end
+  return 1, new_tat, math.floor((now - allow_at) / interval), 0
+end
+local ka, ktat, krem, kretry = gcra(KEYS[1], tonumber(ARGV[1]))
+local la, ltat, lrem, lretry = gcra(KEYS[2], tonumber(ARGV[2]))
+if ka == 0 or la == 0 then
+  local limit = tonumber(ARGV[1])
+  if ka == 1 then limit = tonumber(ARGV[2]) end
+  local retry = math.ceil(math.max(kretry, lretry))
+  return {'rate_limited', limit, 0, retry, retry, ''}
+end
+local limit, remaining, tat = tonumber(ARGV[1]), krem, ktat
+if lrem < krem then limit, remaining, tat = tonumber(ARGV[2]), lrem, ltat end
+redis.call('SET', KEYS[1], tostring(ktat), 'PX', math.ceil(ktat - now) + 1)
+redis.call('SET', KEYS[2], tostring(ltat), 'PX', math.ceil(ltat - now) + 1)
+for i = 5, #KEYS do redis.call('SET', KEYS[i], ARGV[4]) end
+redis.call('XADD', KEYS[3], '*', 'e', ARGV[3] .. ',"payment":' .. verified[3] .. '}')
+return {'admitted', limit, remaining, math.ceil(tat - now), 0, verified[3]}
+`;
+
+export interface PaidAdmissionRequest extends Omit<AdmissionRequest, 'startEvent'> {
+  /** The start event's JSON; the script appends the verified payment to it. */
+  startEvent: string;
+  verifiedKey: string;
+  usedKeys: string[];
+  gatewayRequestId: string;
+  listingId: string;
+  buyerId: string;
+}
+
+export type PaidAdmission =
+  | ({ outcome: 'admitted'; payment: string } & Admission)
+  | ({ outcome: 'rate_limited' } & Admission)
+  | { outcome: 'used'; gatewayRequestId: string }
+  | { outcome: 'unverified' }
+  | { outcome: 'mismatch' };
+
+type PaidAdmitCommand = (...args: (string | number)[]) => Promise<[string, number, number, number, number, string]>;
+
+/** Defines the paid admission script; one EVALSHA per call. */
+export const createPaidAdmission = (redis: Redis, eventsKey: string) => {
+  redis.defineCommand('crochetPaidAdmit', { lua: PAID_ADMIT_SCRIPT });
+  const admit = (redis as unknown as { crochetPaidAdmit: PaidAdmitCommand }).crochetPaidAdmit.bind(redis);
+  return async (request: PaidAdmissionRequest): Promise<PaidAdmission> => {
+    const event = request.startEvent.trimEnd();
+    const keys = [request.keyStateKey, request.listingStateKey, eventsKey, request.verifiedKey, ...request.usedKeys];
+    const [outcome, limit, remaining, resetMs, retryAfterMs, detail] = await admit(
+      keys.length,
+      ...keys,
+      request.keyLimitPerMinute,
+      request.listingLimitPerMinute,
+      event.endsWith('}') ? event.slice(0, -1) : event,
+      request.gatewayRequestId,
+      request.listingId,
+      request.buyerId,
+    );
+    switch (outcome) {
+      case 'admitted':
+        return { outcome, allowed: true, limit, remaining, resetMs, retryAfterMs, payment: detail };
+      case 'rate_limited':
+        return { outcome, allowed: false, limit, remaining, resetMs, retryAfterMs };
+      case 'used':
+        return { outcome, gatewayRequestId: detail };
+      case 'mismatch':
+        return { outcome };
+      default:
+        return { outcome: 'unverified' };
+    }
+  };
+};
+
 /** The same GCRA in process memory, for when Redis cannot be reached. */
 export class LocalAdmission {
   readonly #tat = new Map<string, number>();

@@ -1,0 +1,111 @@
+import { type EnvReader, toAtomic } from '@crochet/protocol';
+
+/**
+ * Payment settings (DESIGN §4): the marketplace's receiving addresses, assets, networks, RPC URLs, route minimums.
+ * A rail is on when its RPC URL and receiving address are set.
+ */
+export interface SolanaRailConfig {
+  rpcUrl: string;
+  /** CAIP-2, e.g. solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp. */
+  network: string;
+  usdcMint: string;
+  /** The marketplace's owner address; USDC arrives in its associated token account. */
+  payTo: string;
+  /** Base58 64-byte secret key that pays fees when the gateway settles x402 payments itself. */
+  feePayerKey: string | undefined;
+}
+
+export interface EvmRailConfig {
+  rpcUrl: string;
+  /** CAIP-2, e.g. eip155:8453. */
+  network: string;
+  chainId: number;
+  usdcAddress: `0x${string}`;
+  /** EIP-712 domain name and version of the USDC contract (EIP-3009 signatures). */
+  usdcName: string;
+  usdcVersion: string;
+  payTo: `0x${string}`;
+  /** Hex private key that pays gas when the gateway settles x402 payments itself. */
+  settlerKey: `0x${string}` | undefined;
+  /** Prices below this (atomic USDC) are not offered on EVM, and EVM proofs for them are refused. */
+  minPriceAtomic: bigint;
+  confirmations: number;
+}
+
+export interface RelayRailConfig {
+  apiUrl: string;
+  apiKey: string | undefined;
+}
+
+export interface PaymentsConfig {
+  solana: SolanaRailConfig | undefined;
+  evm: EvmRailConfig | undefined;
+  relay: RelayRailConfig | undefined;
+  /** How long a payment request (402) stays payable. */
+  requestTtlSeconds: number;
+  /** How long the gateway waits on a chain or on Relay before answering PAYMENT_PENDING. */
+  verifyTimeoutMs: number;
+  /** x402 maxTimeoutSeconds offered to clients. */
+  maxTimeoutSeconds: number;
+}
+
+const HEX_ADDRESS = /^0x[0-9a-fA-F]{40}$/;
+
+export const loadPaymentsConfig = (r: EnvReader): PaymentsConfig => {
+  const solanaRpc = r.url('CROCHET_SOLANA_RPC_URL', undefined, ['http:', 'https:']);
+  let solana: SolanaRailConfig | undefined;
+  if (solanaRpc) {
+    solana = {
+      rpcUrl: solanaRpc,
+      network: r.required('CROCHET_SOLANA_NETWORK', 'CAIP-2 network of the Solana rail'),
+      usdcMint: r.required('CROCHET_SOLANA_USDC_MINT', 'USDC mint address'),
+      payTo: r.required('CROCHET_SOLANA_PAY_TO', "the marketplace's Solana owner address"),
+      feePayerKey: r.string('CROCHET_SOLANA_FEE_PAYER_KEY'),
+    };
+    if (solana.network && !solana.network.startsWith('solana:')) {
+      r.problem('CROCHET_SOLANA_NETWORK', 'must be a CAIP-2 id starting with solana:');
+    }
+  }
+  const evmRpc = r.url('CROCHET_EVM_RPC_URL', undefined, ['http:', 'https:']);
+  let evm: EvmRailConfig | undefined;
+  if (evmRpc) {
+    const network = r.required('CROCHET_EVM_NETWORK', 'CAIP-2 network of the EVM rail, e.g. eip155:8453');
+    const chainId = Number(/^eip155:([0-9]+)$/.exec(network)?.[1] ?? Number.NaN);
+    if (network && !Number.isSafeInteger(chainId)) r.problem('CROCHET_EVM_NETWORK', 'must look like eip155:<chain id>');
+    const usdc = r.required('CROCHET_EVM_USDC_ADDRESS', 'USDC contract address');
+    const payTo = r.required('CROCHET_EVM_PAY_TO', "the marketplace's EVM address");
+    for (const [name, value] of [
+      ['CROCHET_EVM_USDC_ADDRESS', usdc],
+      ['CROCHET_EVM_PAY_TO', payTo],
+    ] as const) {
+      if (value && !HEX_ADDRESS.test(value)) r.problem(name, 'must be a 0x-prefixed 20-byte hex address');
+    }
+    const settler = r.string('CROCHET_EVM_SETTLER_KEY');
+    if (settler && !/^0x[0-9a-fA-F]{64}$/.test(settler))
+      r.problem('CROCHET_EVM_SETTLER_KEY', 'must be a 0x 32-byte hex key');
+    const minPrice = r.string('CROCHET_EVM_MIN_PRICE', '0.10');
+    const minPriceAtomic = toAtomic(minPrice, 'USDC');
+    if (minPriceAtomic === null) r.problem('CROCHET_EVM_MIN_PRICE', 'must be a decimal USDC amount such as 0.10');
+    evm = {
+      rpcUrl: evmRpc,
+      network,
+      chainId,
+      usdcAddress: usdc as `0x${string}`,
+      usdcName: r.string('CROCHET_EVM_USDC_NAME', 'USD Coin'),
+      usdcVersion: r.string('CROCHET_EVM_USDC_VERSION', '2'),
+      payTo: payTo as `0x${string}`,
+      settlerKey: settler as `0x${string}` | undefined,
+      minPriceAtomic: minPriceAtomic ?? 0n,
+      confirmations: r.int('CROCHET_EVM_CONFIRMATIONS', 1, { min: 0, max: 1000 }),
+    };
+  }
+  const relayUrl = r.url('CROCHET_RELAY_API_URL', undefined, ['http:', 'https:']);
+  return {
+    solana,
+    evm,
+    relay: relayUrl ? { apiUrl: relayUrl.replace(/\/+$/, ''), apiKey: r.string('CROCHET_RELAY_API_KEY') } : undefined,
+    requestTtlSeconds: r.int('CROCHET_PAYMENT_REQUEST_TTL_SECONDS', 600, { min: 30, max: 86_400 }),
+    verifyTimeoutMs: r.int('CROCHET_PAYMENT_VERIFY_TIMEOUT_MS', 5_000, { min: 100, max: 120_000 }),
+    maxTimeoutSeconds: r.int('CROCHET_X402_MAX_TIMEOUT_SECONDS', 120, { min: 10, max: 3_600 }),
+  };
+};

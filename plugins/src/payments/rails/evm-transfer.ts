@@ -1,0 +1,104 @@
+import {
+  type Address,
+  createPublicClient,
+  type Hash,
+  http,
+  type PublicClient,
+  parseEventLogs,
+  type TransactionReceipt,
+} from 'viem';
+import type { EvmRailConfig } from '../config.js';
+import { type Proof, txProofId } from '../proof.js';
+import { type PaymentCall, type PaymentRail, pending, refuse, type Verdict } from './types.js';
+
+const TRANSFER_EVENT = [
+  {
+    type: 'event',
+    name: 'Transfer',
+    inputs: [
+      { indexed: true, name: 'from', type: 'address' },
+      { indexed: true, name: 'to', type: 'address' },
+      { indexed: false, name: 'value', type: 'uint256' },
+    ],
+  },
+] as const;
+
+export const evmClient = (config: EvmRailConfig): PublicClient =>
+  // cacheTime 0: the block number used for confirmations must be read, not remembered.
+  createPublicClient({ transport: http(config.rpcUrl, { retryCount: 0 }), cacheTime: 0 }) as PublicClient;
+
+/**
+ * What a confirmed EVM transaction paid the marketplace: USDC `Transfer` logs to `payTo`, summed. Shared by direct
+ * transfers and Relay fills.
+ */
+export const checkEvmPayment = async (
+  client: PublicClient,
+  config: EvmRailConfig,
+  hash: Hash,
+  priceAtomic: bigint,
+): Promise<
+  { ok: true; receipt: TransactionReceipt; paid: bigint; payers: string[] } | { ok: false; verdict: Verdict }
+> => {
+  let receipt: TransactionReceipt;
+  try {
+    receipt = await client.getTransactionReceipt({ hash });
+  } catch (error) {
+    if ((error as Error).name === 'TransactionReceiptNotFoundError') {
+      return { ok: false, verdict: pending('PAYMENT_UNCONFIRMED', 'The transaction is not mined yet.') };
+    }
+    throw error;
+  }
+  if (receipt.status !== 'success') return { ok: false, verdict: refuse('PAYMENT_TX_FAILED') };
+  const head = await client.getBlockNumber({ cacheTime: 0 });
+  const confirmations = head - receipt.blockNumber + 1n;
+  if (confirmations < BigInt(config.confirmations)) {
+    return {
+      ok: false,
+      verdict: pending(
+        'PAYMENT_UNCONFIRMED',
+        `The transaction has ${confirmations} of ${config.confirmations} confirmations.`,
+      ),
+    };
+  }
+  const transfers = parseEventLogs({ abi: TRANSFER_EVENT, logs: receipt.logs, eventName: 'Transfer' });
+  const toUs = transfers.filter((t) => t.args.to.toLowerCase() === config.payTo.toLowerCase());
+  if (toUs.length === 0) return { ok: false, verdict: refuse('PAYMENT_WRONG_RECIPIENT') };
+  const inUsdc = toUs.filter((t) => t.address.toLowerCase() === config.usdcAddress.toLowerCase());
+  if (inUsdc.length === 0) return { ok: false, verdict: refuse('PAYMENT_WRONG_ASSET') };
+  const paid = inUsdc.reduce((sum, t) => sum + t.args.value, 0n);
+  if (paid < priceAtomic) {
+    return {
+      ok: false,
+      verdict: refuse('PAYMENT_UNDERPAID', `The transaction paid ${paid} of ${priceAtomic} atomic USDC.`),
+    };
+  }
+  return { ok: true, receipt, paid, payers: [...new Set(inUsdc.map((t) => t.args.from.toLowerCase()))] };
+};
+
+/** `X-Crochet-Payment-Tx: eip155:<chain>:0x<hash>` — a USDC transfer to the marketplace from the caller's wallet. */
+export const evmTransferRail = (config: EvmRailConfig, client: PublicClient = evmClient(config)): PaymentRail => ({
+  name: 'evm-transfer',
+  accepts: (proof: Proof) => proof.kind === 'tx' && proof.network.startsWith('eip155:'),
+  async verify(proof: Proof, call: PaymentCall): Promise<Verdict> {
+    if (proof.kind !== 'tx') return refuse('PAYMENT_INVALID');
+    if (proof.network !== config.network) return refuse('PAYMENT_NETWORK_UNSUPPORTED');
+    if (call.priceAtomic < config.minPriceAtomic) return refuse('PAYMENT_ROUTE_MINIMUM_NOT_MET');
+    const checked = await checkEvmPayment(client, config, proof.tx as Hash, call.priceAtomic);
+    if (!checked.ok) return checked.verdict;
+    // The payer is whoever the USDC came from (the transaction may be sent by a relayer for an EIP-3009 transfer).
+    const payer = checked.payers.find((p) => call.buyerEvmWallets.includes(p));
+    if (!payer) return refuse('PAYMENT_SENDER_MISMATCH');
+    return {
+      ok: true,
+      payment: {
+        rail: 'evm-transfer',
+        network: config.network,
+        payer: payer as Address,
+        amountAtomic: checked.paid.toString(),
+        asset: config.usdcAddress,
+        tx: proof.tx.toLowerCase(),
+        proofIds: [txProofId(config.network, proof.tx)],
+      },
+    };
+  },
+});

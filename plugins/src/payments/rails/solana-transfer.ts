@@ -1,0 +1,104 @@
+import { createSolanaRpc, type Signature } from '@solana/kit';
+import type { SolanaRailConfig } from '../config.js';
+import { type Proof, txProofId } from '../proof.js';
+import { type PaymentCall, type PaymentRail, pending, refuse, type Verdict } from './types.js';
+
+type SolanaRpc = ReturnType<typeof createSolanaRpc>;
+
+interface TokenBalance {
+  accountIndex: number;
+  mint: string;
+  owner?: string;
+  uiTokenAmount: { amount: string };
+}
+
+interface ParsedInstruction {
+  program?: string;
+  programId?: string;
+  parsed?: unknown;
+}
+
+const MEMO_PROGRAMS = new Set([
+  'MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr',
+  'Memo1UhkJRfHyvLMcVucJwxXeuD728EqVTDhgvAS9Gm',
+]);
+
+/** The memo texts of a transaction: parsed memo instructions, top level and inner. */
+const memos = (instructions: ParsedInstruction[]): string[] =>
+  instructions
+    .filter((i) => i.program === 'spl-memo' || (i.programId !== undefined && MEMO_PROGRAMS.has(i.programId)))
+    .map((i) => (typeof i.parsed === 'string' ? i.parsed : ''));
+
+/**
+ * `X-Crochet-Payment-Tx: solana:<network>:<signature>` — a confirmed USDC transfer to the marketplace's token account
+ * whose memo is the payment_request_id issued for this call (DESIGN §3.4). What arrived is read from the pre/post
+ * token balances, so any way of moving the USDC (transfer, transferChecked, a program) counts the same.
+ */
+export const solanaTransferRail = (
+  config: SolanaRailConfig,
+  rpc: SolanaRpc = createSolanaRpc(config.rpcUrl),
+): PaymentRail => ({
+  name: 'solana-transfer',
+  accepts: (proof: Proof) => proof.kind === 'tx' && proof.network.startsWith('solana:'),
+  async verify(proof: Proof, call: PaymentCall): Promise<Verdict> {
+    if (proof.kind !== 'tx') return refuse('PAYMENT_INVALID');
+    if (proof.network !== config.network) return refuse('PAYMENT_NETWORK_UNSUPPORTED');
+    const tx = await rpc
+      .getTransaction(proof.tx as Signature, {
+        commitment: 'confirmed',
+        encoding: 'jsonParsed',
+        maxSupportedTransactionVersion: 0,
+      })
+      .send();
+    if (!tx) return pending('PAYMENT_UNCONFIRMED', 'The transaction is not confirmed yet.');
+    const meta = tx.meta as unknown as {
+      err: unknown;
+      preTokenBalances?: TokenBalance[];
+      postTokenBalances?: TokenBalance[];
+      innerInstructions?: { instructions: ParsedInstruction[] }[];
+    } | null;
+    if (!meta || meta.err) return refuse('PAYMENT_TX_FAILED');
+
+    const before = new Map((meta.preTokenBalances ?? []).map((b) => [b.accountIndex, b]));
+    const changes = (meta.postTokenBalances ?? []).map((after) => {
+      const was = before.get(after.accountIndex);
+      return {
+        mint: after.mint,
+        owner: after.owner ?? '',
+        delta: BigInt(after.uiTokenAmount.amount) - BigInt(was?.uiTokenAmount.amount ?? '0'),
+      };
+    });
+    const toUs = changes.filter((c) => c.owner === config.payTo && c.delta > 0n);
+    if (toUs.length === 0) return refuse('PAYMENT_WRONG_RECIPIENT');
+    const inUsdc = toUs.filter((c) => c.mint === config.usdcMint);
+    if (inUsdc.length === 0) return refuse('PAYMENT_WRONG_ASSET');
+    const paid = inUsdc.reduce((sum, c) => sum + c.delta, 0n);
+    if (paid < call.priceAtomic) {
+      return refuse('PAYMENT_UNDERPAID', `The transaction paid ${paid} of ${call.priceAtomic} atomic USDC.`);
+    }
+
+    const message = (tx.transaction as unknown as { message: { instructions: ParsedInstruction[] } }).message;
+    const inner = (meta.innerInstructions ?? []).flatMap((i) => i.instructions);
+    const requestIds = memos([...message.instructions, ...inner]).map((m) => m.trim());
+    const requestId = requestIds.find((m) => m.startsWith('pay_'));
+    const request = requestId ? await call.paymentRequest(requestId) : null;
+    if (!request || request.listing_id !== call.listingId || request.buyer_id !== call.buyerId) {
+      return refuse('PAYMENT_MEMO_MISMATCH');
+    }
+    if (tx.blockTime !== null && Number(tx.blockTime) * 1000 > request.expires_at)
+      return refuse('PAYMENT_REQUEST_EXPIRED');
+    const payer = changes.find((c) => c.mint === config.usdcMint && c.delta < 0n)?.owner ?? 'unknown';
+    return {
+      ok: true,
+      payment: {
+        rail: 'solana-transfer',
+        network: config.network,
+        payer,
+        amountAtomic: paid.toString(),
+        asset: config.usdcMint,
+        tx: proof.tx,
+        proofIds: [txProofId(config.network, proof.tx)],
+      },
+    };
+  },
+});

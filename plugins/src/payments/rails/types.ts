@@ -1,0 +1,66 @@
+import type { ErrorCode } from '@crochet/protocol';
+import type { Proof } from '../proof.js';
+import type { PaymentRequestRecord } from '../requirements.js';
+
+/**
+ * Every payment rail has the same contract, whatever the chain (x402's scheme-by-network shape): `verify` checks a
+ * proof against what this call costs and answers a verdict as a value; `settle` (where the rail has a step after
+ * verification, as x402 does) moves the funds. Only infrastructure failures and bugs throw.
+ */
+export interface PaymentCall {
+  listingId: string;
+  buyerId: string;
+  /** Verified EVM wallets of the buyer (lowercase): a direct EVM transfer must come from one of them. */
+  buyerEvmWallets: readonly string[];
+  priceAtomic: bigint;
+  /** Reads a payment request the gateway issued (Solana memos name one). */
+  paymentRequest: (id: string) => Promise<PaymentRequestRecord | null>;
+}
+
+/** A payment that verified: what it proves and which proof ids it consumes (all of them, atomically). */
+export interface VerifiedPayment {
+  rail: 'solana-transfer' | 'evm-transfer' | 'relay' | 'x402-exact';
+  network: string;
+  payer: string;
+  amountAtomic: string;
+  asset: string;
+  /** On-chain transaction that moved the funds, once known. */
+  tx: string | null;
+  /** Every id this payment consumes: e.g. a Relay request id and its fill transaction. */
+  proofIds: string[];
+  /** For rails that settle after verifying (x402): the payload to settle, kept with the verification. */
+  settlement?: unknown;
+}
+
+export type Verdict =
+  | { ok: true; payment: VerifiedPayment }
+  | { ok: false; code: ErrorCode; message?: string }
+  | { ok: 'pending'; code: 'PAYMENT_PENDING' | 'PAYMENT_UNCONFIRMED'; message?: string; retryAfterSeconds: number };
+
+export interface SettleResult {
+  ok: boolean;
+  /** The settling transaction (x402: the transferWithAuthorization / the Solana transfer). */
+  tx: string | null;
+  pending?: boolean;
+  message?: string;
+}
+
+export interface PaymentRail {
+  readonly name: VerifiedPayment['rail'];
+  /** True when this rail reads this proof. */
+  accepts(proof: Proof): boolean;
+  verify(proof: Proof, call: PaymentCall): Promise<Verdict>;
+  settle?(payment: VerifiedPayment): Promise<SettleResult>;
+}
+
+export const pending = (
+  code: 'PAYMENT_PENDING' | 'PAYMENT_UNCONFIRMED',
+  message?: string,
+  retryAfterSeconds = 2,
+): Verdict => ({ ok: 'pending', code, retryAfterSeconds, ...(message ? { message } : {}) });
+
+export const refuse = (code: ErrorCode, message?: string): Verdict => ({
+  ok: false,
+  code,
+  ...(message ? { message } : {}),
+});

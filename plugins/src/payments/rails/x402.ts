@@ -1,0 +1,196 @@
+import { x402Facilitator } from '@x402/core/facilitator';
+import { decodePaymentSignatureHeader } from '@x402/core/http';
+import type { PaymentPayload, PaymentRequirements } from '@x402/core/types';
+import { toFacilitatorEvmSigner } from '@x402/evm';
+import { ExactEvmScheme } from '@x402/evm/exact/facilitator';
+import { createWalletClient, type Hex, http, nonceManager, publicActions } from 'viem';
+import { privateKeyToAccount } from 'viem/accounts';
+import type { EvmRailConfig, PaymentsConfig } from '../config.js';
+import { type Proof, txProofId, x402ProofId } from '../proof.js';
+import type { Accept } from '../requirements.js';
+import { type PaymentCall, type PaymentRail, pending, refuse, type SettleResult, type Verdict } from './types.js';
+
+/**
+ * x402 `exact` (`PAYMENT-SIGNATURE`, or `X-PAYMENT` carrying the same payload): the gateway runs the facilitator
+ * itself with `@x402/core` and the scheme packages — verify before anything else happens, settle with its own gas or
+ * fee-payer key. The facilitator's own replay memory is per process; exactly-once across proxies comes from the
+ * gateway's proof consumption in Redis (the nonce is the proof id), and on chain from EIP-3009's used nonces.
+ */
+export interface X402Schemes {
+  facilitator: x402Facilitator;
+  /** Networks registered, with what the requirements for a price look like there. */
+  requirements: Map<string, (priceAtomic: bigint) => PaymentRequirements>;
+}
+
+const evmRequirements =
+  (evm: EvmRailConfig, maxTimeoutSeconds: number) =>
+  (priceAtomic: bigint): PaymentRequirements => ({
+    scheme: 'exact',
+    network: evm.network as PaymentRequirements['network'],
+    asset: evm.usdcAddress,
+    amount: priceAtomic.toString(),
+    payTo: evm.payTo,
+    maxTimeoutSeconds,
+    extra: { name: evm.usdcName, version: evm.usdcVersion, decimals: 6 },
+  });
+
+/** The EVM settler: a wallet client on the rail's RPC with a nonce manager (settlements run concurrently). */
+const evmSigner = (evm: EvmRailConfig, key: Hex, confirmationTimeoutMs: number) => {
+  const account = privateKeyToAccount(key, { nonceManager });
+  const client = createWalletClient({
+    account,
+    chain: {
+      id: evm.chainId,
+      name: evm.network,
+      nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
+      rpcUrls: { default: { http: [evm.rpcUrl] } },
+    },
+    transport: http(evm.rpcUrl),
+    pollingInterval: 100,
+  }).extend(publicActions);
+  return toFacilitatorEvmSigner(
+    {
+      address: account.address,
+      getCode: (args) => client.getCode(args),
+      readContract: (args) => client.readContract({ ...args, args: args.args ?? [] } as never),
+      verifyTypedData: (args) => client.verifyTypedData(args as never),
+      writeContract: (args) => client.writeContract({ ...args, args: args.args ?? [] } as never),
+      sendTransaction: (args) => client.sendTransaction(args),
+      waitForTransactionReceipt: (args) => client.waitForTransactionReceipt(args),
+    },
+    { confirmationTimeoutMs },
+  );
+};
+
+/** Builds the in-process facilitator for the rails that have settlement keys. */
+export const createX402Schemes = (config: PaymentsConfig, extra?: (schemes: X402Schemes) => void): X402Schemes => {
+  const schemes: X402Schemes = { facilitator: new x402Facilitator(), requirements: new Map() };
+  if (config.evm?.settlerKey) {
+    schemes.facilitator.register(
+      config.evm.network as PaymentRequirements['network'],
+      new ExactEvmScheme(evmSigner(config.evm, config.evm.settlerKey, config.verifyTimeoutMs)),
+    );
+    schemes.requirements.set(config.evm.network, evmRequirements(config.evm, config.maxTimeoutSeconds));
+  }
+  extra?.(schemes);
+  return schemes;
+};
+
+interface Settlement {
+  payload: PaymentPayload;
+  requirements: PaymentRequirements;
+}
+
+export const x402Rail = (
+  schemes: X402Schemes,
+  options: { evmMinPriceAtomic: bigint | null; verifyTimeoutMs: number },
+): PaymentRail => ({
+  name: 'x402-exact',
+  accepts: (proof: Proof) => proof.kind === 'x402',
+  async verify(proof: Proof, call: PaymentCall): Promise<Verdict> {
+    if (proof.kind !== 'x402') return refuse('PAYMENT_INVALID');
+    let payload: PaymentPayload;
+    try {
+      payload = decodePaymentSignatureHeader(proof.header);
+    } catch {
+      return refuse('PAYMENT_INVALID', 'The x402 payment header is not base64 JSON of a PaymentPayload.');
+    }
+    const network = payload.accepted?.network;
+    if (typeof network !== 'string') return refuse('PAYMENT_INVALID');
+    const requirementsFor = schemes.requirements.get(network);
+    if (!requirementsFor) return refuse('PAYMENT_NETWORK_UNSUPPORTED');
+    if (
+      network.startsWith('eip155:') &&
+      options.evmMinPriceAtomic !== null &&
+      call.priceAtomic < options.evmMinPriceAtomic
+    ) {
+      return refuse('PAYMENT_ROUTE_MINIMUM_NOT_MET');
+    }
+    const base = requirementsFor(call.priceAtomic);
+    // A memo the client copied from our 402 (the payment_request_id) is part of what it signed; keep it.
+    const memo = (payload.accepted.extra as Record<string, unknown> | undefined)?.['memo'];
+    const requirements = typeof memo === 'string' ? { ...base, extra: { ...base.extra, memo } } : base;
+    let result: Awaited<ReturnType<x402Facilitator['verify']>>;
+    try {
+      result = await withTimeout(schemes.facilitator.verify(payload, requirements), options.verifyTimeoutMs);
+    } catch (error) {
+      if (error instanceof TimeoutError) return pending('PAYMENT_PENDING', 'Verifying the payment took too long.');
+      throw error;
+    }
+    if (!result.isValid) {
+      const reason = result.invalidReason ?? 'invalid';
+      if (reason.includes('amount') || reason.includes('value')) return refuse('PAYMENT_UNDERPAID', reason);
+      if (reason.includes('recipient') || reason.includes('pay_to')) return refuse('PAYMENT_WRONG_RECIPIENT', reason);
+      if (reason.includes('asset')) return refuse('PAYMENT_WRONG_ASSET', reason);
+      return refuse('PAYMENT_INVALID', `The x402 payment does not verify: ${reason}.`);
+    }
+    return {
+      ok: true,
+      payment: {
+        rail: 'x402-exact',
+        network,
+        payer: result.payer ?? 'unknown',
+        amountAtomic: call.priceAtomic.toString(),
+        asset: requirements.asset,
+        tx: null,
+        proofIds: [x402ProofId(payload)],
+        settlement: { payload, requirements } satisfies Settlement,
+      },
+    };
+  },
+  async settle(payment): Promise<SettleResult> {
+    const { payload, requirements } = payment.settlement as Settlement;
+    const result = await schemes.facilitator.settle(payload, requirements);
+    if (result.success) return { ok: true, tx: result.transaction ?? null };
+    if (result.errorReason?.includes('pending')) return { ok: false, pending: true, tx: result.transaction ?? null };
+    return { ok: false, tx: result.transaction ?? null, message: result.errorReason ?? 'settlement failed' };
+  },
+});
+
+export class TimeoutError extends Error {}
+
+const withTimeout = <T>(promise: Promise<T>, ms: number): Promise<T> =>
+  new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new TimeoutError('timeout')), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+
+/** The x402 `accepts` entries this gateway can settle (a subset of all offered options). */
+export const x402Networks = (schemes: X402Schemes, accepts: Accept[]): Accept[] =>
+  accepts.filter((a) => schemes.requirements.has(a.network));
+
+/** Registers the Solana `exact` scheme with the gateway's fee payer (the gateway settles SVM payments itself). */
+export const registerSvmScheme = async (
+  schemes: X402Schemes,
+  solana: NonNullable<PaymentsConfig['solana']>,
+  maxTimeoutSeconds: number,
+): Promise<string | undefined> => {
+  if (!solana.feePayerKey) return undefined;
+  const { createKeyPairSignerFromBytes, getBase58Encoder } = await import('@solana/kit');
+  const { toFacilitatorSvmSigner } = await import('@x402/svm');
+  const { ExactSvmScheme } = await import('@x402/svm/exact/facilitator');
+  const signer = await createKeyPairSignerFromBytes(getBase58Encoder().encode(solana.feePayerKey));
+  schemes.facilitator.register(
+    solana.network as PaymentRequirements['network'],
+    new ExactSvmScheme(toFacilitatorSvmSigner(signer, { defaultRpcUrl: solana.rpcUrl })),
+  );
+  schemes.requirements.set(solana.network, (priceAtomic: bigint) => ({
+    scheme: 'exact',
+    network: solana.network as PaymentRequirements['network'],
+    asset: solana.usdcMint,
+    amount: priceAtomic.toString(),
+    payTo: solana.payTo,
+    maxTimeoutSeconds,
+    extra: { feePayer: signer.address, decimals: 6 },
+  }));
+  return signer.address;
+};

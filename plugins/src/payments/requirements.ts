@@ -1,0 +1,123 @@
+import { fromAtomic } from '@crochet/protocol';
+import type { PaymentsConfig } from './config.js';
+
+/** One x402 v2 `accepts` entry (x402 PaymentRequirements). */
+export interface Accept {
+  scheme: 'exact';
+  network: string;
+  amount: string;
+  asset: string;
+  payTo: string;
+  maxTimeoutSeconds: number;
+  extra: Record<string, unknown>;
+}
+
+/** What the gateway remembers about a 402 it issued, under `pay:req:<id>`. */
+export interface PaymentRequestRecord {
+  id: string;
+  listing_id: string;
+  buyer_id: string;
+  amount_atomic: string;
+  currency: string;
+  expires_at: number;
+}
+
+export interface PaymentRequiredInput {
+  paymentRequestId: string;
+  listingId: string;
+  listingName?: string;
+  priceAtomic: bigint;
+  currency: 'USDC';
+  resourceUrl: string;
+  expiresAtMs: number;
+  /** Public address of the gateway's Solana fee payer (x402 SVM needs it in `extra`). */
+  solanaFeePayer: string | undefined;
+}
+
+/** Solana first (DESIGN §3.4); EVM only when the price clears the EVM route minimum. */
+export const buildAccepts = (config: PaymentsConfig, input: PaymentRequiredInput): Accept[] => {
+  const accepts: Accept[] = [];
+  const amount = input.priceAtomic.toString();
+  if (config.solana && input.solanaFeePayer) {
+    accepts.push({
+      scheme: 'exact',
+      network: config.solana.network,
+      amount,
+      asset: config.solana.usdcMint,
+      payTo: config.solana.payTo,
+      maxTimeoutSeconds: config.maxTimeoutSeconds,
+      extra: { feePayer: input.solanaFeePayer, decimals: 6, memo: input.paymentRequestId },
+    });
+  }
+  if (config.evm && input.priceAtomic >= config.evm.minPriceAtomic) {
+    accepts.push({
+      scheme: 'exact',
+      network: config.evm.network,
+      amount,
+      asset: config.evm.usdcAddress,
+      payTo: config.evm.payTo,
+      maxTimeoutSeconds: config.maxTimeoutSeconds,
+      extra: { name: config.evm.usdcName, version: config.evm.usdcVersion, decimals: 6 },
+    });
+  }
+  return accepts;
+};
+
+/** The x402 v2 PaymentRequired object (the PAYMENT-REQUIRED header, base64 of its JSON). */
+export const buildPaymentRequired = (accepts: Accept[], input: PaymentRequiredInput, message: string) => ({
+  x402Version: 2 as const,
+  error: message,
+  resource: {
+    url: input.resourceUrl,
+    description: input.listingName ?? `Crochet listing ${input.listingId}`,
+    mimeType: 'application/json',
+  },
+  accepts,
+});
+
+/** The `payment` part of the 402 body: the same options, plus the direct-transfer and Relay instructions. */
+export const buildPaymentBody = (config: PaymentsConfig, accepts: Accept[], input: PaymentRequiredInput) => ({
+  payment_request_id: input.paymentRequestId,
+  listing_id: input.listingId,
+  amount: fromAtomic(input.priceAtomic, input.currency),
+  amount_atomic: input.priceAtomic.toString(),
+  currency: input.currency,
+  expires_at: new Date(input.expiresAtMs).toISOString(),
+  accepts,
+  direct: {
+    header: 'X-Crochet-Payment-Tx',
+    format: '<caip2-network>:<transaction id>',
+    networks: [
+      ...(config.solana
+        ? [
+            {
+              network: config.solana.network,
+              asset: config.solana.usdcMint,
+              pay_to: config.solana.payTo,
+              memo: input.paymentRequestId,
+            },
+          ]
+        : []),
+      ...(config.evm && input.priceAtomic >= config.evm.minPriceAtomic
+        ? [
+            {
+              network: config.evm.network,
+              asset: config.evm.usdcAddress,
+              pay_to: config.evm.payTo,
+              sender: 'a verified wallet of yours',
+            },
+          ]
+        : []),
+    ],
+  },
+  relay:
+    config.relay && config.evm
+      ? {
+          header: 'X-Crochet-Relay-Request-Id',
+          recipient: config.evm.payTo,
+          currency: { chain_id: config.evm.chainId, address: config.evm.usdcAddress, symbol: 'USDC', decimals: 6 },
+          amount: input.priceAtomic.toString(),
+          destination_chain_id: config.evm.chainId,
+        }
+      : null,
+});

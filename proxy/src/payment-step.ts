@@ -1,0 +1,234 @@
+import {
+  type Admission,
+  buildAccepts,
+  buildPaymentBody,
+  buildPaymentRequired,
+  type PaidAdmission,
+  type PaidAdmissionRequest,
+  type PaymentCall,
+  type PaymentRail,
+  type PaymentRequestRecord,
+  type PaymentsConfig,
+  parseProof,
+  proofKeyId,
+  type VerifiedPayment,
+} from '@crochet/plugins';
+import { ApiError, newId, type PaymentRecord, type RedisKeys } from '@crochet/protocol';
+import { encodePaymentRequiredHeader } from '@x402/core/http';
+import type { Redis } from 'ioredis';
+import type { GatewayListing } from './config-store.js';
+
+/**
+ * The payment step of the gateway (DESIGN §3.4) for `per_call` listings, as one function the pipeline calls:
+ * no proof → 402 with the payment requirements; a proof → admitted (limits, exactly-once consumption and the start
+ * record in one Redis script), or a precise denial. A proof this gateway has not verified yet is verified on its
+ * rail once, remembered in Redis, and admitted; a verification that is not final answers PAYMENT_PENDING.
+ */
+export interface PaymentDeps {
+  config: PaymentsConfig;
+  rails: PaymentRail[];
+  redis: Redis;
+  keys: RedisKeys;
+  paidAdmit: (request: PaidAdmissionRequest) => Promise<PaidAdmission>;
+  solanaFeePayer: string | undefined;
+  publicBaseUrl: string;
+}
+
+export type PaymentDecision =
+  | { ok: true; admission: Admission; payment: VerifiedPayment; rail: PaymentRail }
+  | { ok: false; error: ApiError };
+
+/** Verified-but-unconsumed proofs are remembered this long (a retry after a timeout does not hit the chain again). */
+const VERIFIED_TTL_SECONDS = 24 * 3600;
+
+const usedKey = (keys: RedisKeys, proofId: string) => keys.paymentUsed(proofId);
+const verifiedKey = (keys: RedisKeys, proofId: string) => keys.paymentVerified(proofId);
+const requestKey = (keys: RedisKeys, id: string) => keys.paymentRequest(id);
+
+const toRecord = (p: VerifiedPayment): PaymentRecord => ({
+  rail: p.rail,
+  network: p.network,
+  payer: p.payer,
+  amount_atomic: p.amountAtomic,
+  asset: p.asset,
+  tx: p.tx,
+  proof_ids: p.proofIds,
+});
+
+export const payForCall = async (
+  deps: PaymentDeps,
+  call: {
+    listing: GatewayListing;
+    buyerId: string;
+    buyerEvmWallets: readonly string[];
+    headers: Record<string, string | string[] | undefined>;
+    gatewayRequestId: string;
+    admission: Omit<PaidAdmissionRequest, 'verifiedKey' | 'usedKeys'>;
+  },
+): Promise<PaymentDecision> => {
+  const { config, keys, redis } = deps;
+  const parsed = parseProof(call.headers);
+  if (!parsed.ok) return { ok: false, error: new ApiError('PAYMENT_INVALID', { message: parsed.message }) };
+
+  // --- no proof: 402 with what to pay --------------------------------------------------------------------------
+  if (!parsed.proof) {
+    const id = newId('payment');
+    const expiresAtMs = Date.now() + config.requestTtlSeconds * 1000;
+    const record: PaymentRequestRecord = {
+      id,
+      listing_id: call.listing.id,
+      buyer_id: call.buyerId,
+      amount_atomic: call.listing.priceAtomic.toString(),
+      currency: call.listing.currency,
+      expires_at: expiresAtMs,
+    };
+    // Kept past its expiry: a transfer made in time and presented late must still find what it paid for.
+    await redis.set(requestKey(keys, id), JSON.stringify(record), 'EX', config.requestTtlSeconds + 24 * 3600);
+    const input = {
+      paymentRequestId: id,
+      listingId: call.listing.id,
+      priceAtomic: call.listing.priceAtomic,
+      currency: 'USDC' as const,
+      resourceUrl: `${deps.publicBaseUrl}/api/v1/gateway/${call.listing.id}`,
+      expiresAtMs,
+      solanaFeePayer: deps.solanaFeePayer,
+    };
+    const accepts = buildAccepts(config, input);
+    const message = 'This listing is paid per call; the call was not paid.';
+    return {
+      ok: false,
+      error: new ApiError('PAYMENT_REQUIRED', {
+        message,
+        headers: {
+          'payment-required': encodePaymentRequiredHeader(buildPaymentRequired(accepts, input, message) as never),
+        },
+        details: { payment: buildPaymentBody(config, accepts, input) },
+      }),
+    };
+  }
+
+  // --- a proof: which rail, which id ---------------------------------------------------------------------------
+  const proof = parsed.proof;
+  const rail = deps.rails.find((r) => r.accepts(proof));
+  if (!rail) return { ok: false, error: new ApiError('PAYMENT_NETWORK_UNSUPPORTED') };
+  const primaryId = proofKeyId(proof);
+  if (!primaryId) return { ok: false, error: new ApiError('PAYMENT_INVALID') };
+
+  const admit = (usedIds: string[]) =>
+    deps.paidAdmit({
+      ...call.admission,
+      verifiedKey: verifiedKey(keys, primaryId),
+      usedKeys: usedIds.map((id) => usedKey(keys, id)),
+    });
+
+  let outcome = await admit([primaryId]);
+  if (outcome.outcome === 'unverified') {
+    const paymentCall: PaymentCall = {
+      listingId: call.listing.id,
+      buyerId: call.buyerId,
+      buyerEvmWallets: call.buyerEvmWallets,
+      priceAtomic: call.listing.priceAtomic,
+      paymentRequest: async (id) => {
+        const json = await redis.get(requestKey(keys, id));
+        return json ? (JSON.parse(json) as PaymentRequestRecord) : null;
+      },
+    };
+    const verdict = await withDeadline(rail.verify(proof, paymentCall), config.verifyTimeoutMs);
+    if (verdict === 'timeout' || verdict.ok === 'pending') {
+      const retry = verdict === 'timeout' ? 2 : verdict.retryAfterSeconds;
+      const code = verdict === 'timeout' ? 'PAYMENT_PENDING' : verdict.code;
+      return {
+        ok: false,
+        error: new ApiError(code, {
+          ...(verdict !== 'timeout' && verdict.message ? { message: verdict.message } : {}),
+          headers: { 'retry-after': String(retry) },
+        }),
+      };
+    }
+    if (verdict.ok === false) {
+      return { ok: false, error: new ApiError(verdict.code, verdict.message ? { message: verdict.message } : {}) };
+    }
+    await redis
+      .multi()
+      .hset(verifiedKey(keys, primaryId), {
+        listing: call.listing.id,
+        buyer: call.buyerId,
+        payment: JSON.stringify(toRecord(verdict.payment)),
+        settlement: verdict.payment.settlement === undefined ? '' : JSON.stringify(verdict.payment.settlement),
+      })
+      .expire(verifiedKey(keys, primaryId), VERIFIED_TTL_SECONDS)
+      .exec();
+    outcome = await admit(verdict.payment.proofIds);
+    if (outcome.outcome === 'admitted') return { ok: true, admission: outcome, payment: verdict.payment, rail };
+  }
+
+  switch (outcome.outcome) {
+    case 'admitted': {
+      const record = JSON.parse(outcome.payment) as PaymentRecord;
+      const settlement = await redis.hget(verifiedKey(keys, primaryId), 'settlement');
+      const payment: VerifiedPayment = {
+        rail: record.rail,
+        network: record.network,
+        payer: record.payer,
+        amountAtomic: record.amount_atomic,
+        asset: record.asset,
+        tx: record.tx,
+        proofIds: record.proof_ids,
+        ...(settlement ? { settlement: JSON.parse(settlement) as unknown } : {}),
+      };
+      return { ok: true, admission: outcome, payment, rail };
+    }
+    case 'used':
+      return {
+        ok: false,
+        error: new ApiError('PAYMENT_ALREADY_USED', {
+          message: `This payment proof already paid for gateway request ${outcome.gatewayRequestId}.`,
+          details: { gateway_request_id: outcome.gatewayRequestId },
+        }),
+      };
+    case 'mismatch':
+      return {
+        ok: false,
+        error: new ApiError('PAYMENT_ALREADY_USED', {
+          message: 'This payment proof is bound to another listing or agent.',
+        }),
+      };
+    case 'rate_limited':
+      return { ok: false, error: new ApiError('RATE_LIMITED') };
+    default:
+      return { ok: false, error: new ApiError('PAYMENT_PENDING', { headers: { 'retry-after': '1' } }) };
+  }
+};
+
+/** Gives the proof back (nothing was charged): used when settlement failed or, after_response, the seller failed. */
+export const releaseProof = async (
+  deps: Pick<PaymentDeps, 'redis' | 'keys'>,
+  payment: VerifiedPayment,
+  gatewayRequestId: string,
+) => {
+  for (const id of payment.proofIds) {
+    const key = usedKey(deps.keys, id);
+    // Only if it is still ours: never release a proof another request holds.
+    await deps.redis.eval(
+      "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+      1,
+      key,
+      gatewayRequestId,
+    );
+  }
+};
+
+const withDeadline = <T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> =>
+  new Promise((resolve, reject) => {
+    const timer = setTimeout(() => resolve('timeout'), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });

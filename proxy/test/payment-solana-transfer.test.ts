@@ -1,0 +1,98 @@
+import { createFundedWallet, transferUsdcWithMemo } from '@crochet/dev-chains';
+import { decodePaymentRequiredHeader } from '@x402/core/http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type PaymentStack, startPaymentStack } from './payment-stack.js';
+import { startSeller, type TestSeller } from './stack.js';
+
+let stack: PaymentStack;
+let seller: TestSeller;
+let listingId: string;
+let buyerKey: string;
+
+beforeAll(async () => {
+  stack = await startPaymentStack();
+  seller = await startSeller();
+  const sellerAgent = await stack.plane.register('seller');
+  buyerKey = (await stack.plane.register('buyer')).apiKey;
+  const { listing } = await stack.plane.createListing(sellerAgent.apiKey, {
+    pricing_model: 'per_call',
+    price: { amount: '0.01' },
+    private_endpoint_url: `${seller.url}/paid`,
+  });
+  listingId = listing.id;
+}, 60_000);
+afterAll(async () => {
+  await seller.close();
+  await stack?.stop();
+});
+
+const call = (headers: Record<string, string> = {}) =>
+  fetch(`${stack.proxies[0]!.url}/api/v1/gateway/${listingId}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${buyerKey}`, 'content-type': 'application/json', ...headers },
+    body: '{"q":1}',
+  });
+
+describe('a per_call listing paid by a direct Solana USDC transfer', () => {
+  it('answers 402 with x402 requirements, then forwards once the transfer is presented, exactly once', async () => {
+    const unpaid = await call();
+    expect(unpaid.status).toBe(402);
+    const required = decodePaymentRequiredHeader(unpaid.headers.get('payment-required')!);
+    expect(required.x402Version).toBe(2);
+    expect(required.accepts[0]!.network).toBe(stack.solana.caip2);
+    expect(required.accepts[0]!.amount).toBe('10000');
+    const body = (await unpaid.json()) as any;
+    expect(body.error.code).toBe('PAYMENT_REQUIRED');
+    const paymentRequestId = body.payment.payment_request_id;
+    expect(paymentRequestId).toMatch(/^pay_/);
+    expect(seller.requests).toHaveLength(0);
+
+    const buyerWallet = await createFundedWallet(stack.solana, { sol: 1, usdcAtomic: 1_000_000n });
+    const signature = await transferUsdcWithMemo(
+      stack.solana,
+      buyerWallet.signer,
+      stack.solanaPayTo,
+      10_000n,
+      paymentRequestId,
+    );
+    const proof = { 'x-crochet-payment-tx': `${stack.solana.caip2}:${signature}` };
+    const paid = await call(proof);
+    const text = await paid.text();
+    expect(paid.status, text).toBe(200);
+    expect(seller.requests).toHaveLength(1);
+    const requestId = paid.headers.get('x-crochet-request-id');
+
+    const again = await call(proof);
+    expect(again.status).toBe(409);
+    const reused = (await again.json()) as any;
+    expect(reused.error.code).toBe('PAYMENT_ALREADY_USED');
+    expect(reused.error.gateway_request_id).toBe(requestId);
+    expect(seller.requests).toHaveLength(1);
+  });
+
+  it('refuses a wrong memo, an underpayment and a transfer to someone else', async () => {
+    const wallet = await createFundedWallet(stack.solana, { sol: 1, usdcAtomic: 1_000_000n });
+    const unpaid = (await (await call()).json()) as any;
+    const id = unpaid.payment.payment_request_id;
+
+    const wrongMemo = await transferUsdcWithMemo(
+      stack.solana,
+      wallet.signer,
+      stack.solanaPayTo,
+      10_000n,
+      'pay_01M8H4C1P9JHV629DV3713W3NR',
+    );
+    const r1 = await call({ 'x-crochet-payment-tx': `${stack.solana.caip2}:${wrongMemo}` });
+    expect([r1.status, ((await r1.json()) as any).error.code]).toEqual([402, 'PAYMENT_MEMO_MISMATCH']);
+
+    const under = await transferUsdcWithMemo(stack.solana, wallet.signer, stack.solanaPayTo, 9_999n, id);
+    const r2 = await call({ 'x-crochet-payment-tx': `${stack.solana.caip2}:${under}` });
+    expect([r2.status, ((await r2.json()) as any).error.code]).toEqual([402, 'PAYMENT_UNDERPAID']);
+
+    const stranger = await createFundedWallet(stack.solana, { sol: 1 });
+    const elsewhere = await transferUsdcWithMemo(stack.solana, wallet.signer, stranger.address, 10_000n, id);
+    const r3 = await call({ 'x-crochet-payment-tx': `${stack.solana.caip2}:${elsewhere}` });
+    expect([r3.status, ((await r3.json()) as any).error.code]).toEqual([402, 'PAYMENT_WRONG_RECIPIENT']);
+    expect(seller.requests).toHaveLength(1);
+  });
+});
