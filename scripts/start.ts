@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { loadControlPlaneConfig, startControlPlane } from '@crochet/control-plane';
 import { ConfigError } from '@crochet/protocol';
 import { loadProxyConfig, startProxy } from '@crochet/proxy';
+import { startDevChains } from './dev-chains.js';
 import { ensurePostgres, ensureRedis, type LocalService } from './local-services.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -62,6 +63,15 @@ const main = async (): Promise<void> => {
     if (postgres.started) started.push(postgres);
     const redis = await ensureRedis(root, say);
     if (redis.started) started.push(redis);
+
+    // Payment rails: the configured networks, or local chains when none is configured (CROCHET_DEV_CHAINS).
+    const devChains =
+      (env['CROCHET_DEV_CHAINS'] ?? (env['CROCHET_SOLANA_RPC_URL'] || env['CROCHET_EVM_RPC_URL'] ? '0' : '1')) === '1';
+    if (devChains) {
+      const chains = await startDevChains(root, say);
+      started.push({ url: '', started: true, stop: chains.stop });
+      Object.assign(env, chains.env);
+    }
 
     const plane = await startControlPlane(
       loadControlPlaneConfig({ ...env, DATABASE_URL: postgres.url, REDIS_URL: redis.url }),

@@ -1,3 +1,5 @@
+import './fetch-compat.js';
+
 export * from './admission/index.js';
 export * from './payments/index.js';
 export * from './seller-verifier/index.js';

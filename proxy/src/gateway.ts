@@ -31,7 +31,13 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import type { ConfigStore, GatewayListing } from './config-store.js';
 import { buyerResponseHeaders, sellerRequestHeaders } from './headers.js';
-import { type PaymentDecision, type PaymentDeps, payForCall, releaseProof } from './payment-step.js';
+import {
+  consumeSettlementTx,
+  type PaymentDecision,
+  type PaymentDeps,
+  payForCall,
+  releaseProof,
+} from './payment-step.js';
 
 /**
  * The gateway call (DESIGN §3.3), from arrival to the last streamed byte, in pipeline order:
@@ -321,6 +327,7 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
           );
         }
         state.paymentOutcome = { status: 'settled', tx: settled.tx };
+        await consumeSettlementTx(deps.payments!, payment, settled.tx, state.id);
         reply.header(
           'payment-response',
           encodePaymentResponseHeader({
@@ -458,7 +465,10 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
     }
     try {
       const settled = await rail.settle(payment);
-      if (settled.ok) return { status: 'settled', tx: settled.tx };
+      if (settled.ok) {
+        await consumeSettlementTx(deps.payments!, payment, settled.tx, state.id);
+        return { status: 'settled', tx: settled.tx };
+      }
       return { status: settled.pending ? 'pending' : 'released', tx: settled.tx };
     } catch {
       return { status: 'pending', tx: null };

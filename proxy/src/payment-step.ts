@@ -11,6 +11,8 @@ import {
   type PaymentsConfig,
   parseProof,
   proofKeyId,
+  rateLimitHeaders,
+  txProofId,
   type VerifiedPayment,
 } from '@crochet/plugins';
 import { ApiError, newId, type PaymentRecord, type RedisKeys } from '@crochet/protocol';
@@ -194,7 +196,14 @@ export const payForCall = async (
         }),
       };
     case 'rate_limited':
-      return { ok: false, error: new ApiError('RATE_LIMITED') };
+      // As on free listings (DESIGN §3.3): Retry-After and RateLimit-*. The proof stays verified and unconsumed.
+      return {
+        ok: false,
+        error: new ApiError('RATE_LIMITED', {
+          message: `Rate limit of ${outcome.limit} calls per minute reached; the payment was not used.`,
+          headers: rateLimitHeaders(outcome),
+        }),
+      };
     default:
       return { ok: false, error: new ApiError('PAYMENT_PENDING', { headers: { 'retry-after': '1' } }) };
   }
@@ -216,6 +225,21 @@ export const releaseProof = async (
       gatewayRequestId,
     );
   }
+};
+
+/**
+ * Marks the transaction that settled an x402 payment as used by the request it paid: the same transaction presented
+ * afterwards as `X-Crochet-Payment-Tx` (its sender is the buyer, on Solana its memo is the buyer's payment request)
+ * would otherwise pay for a second call.
+ */
+export const consumeSettlementTx = async (
+  deps: Pick<PaymentDeps, 'redis' | 'keys'>,
+  payment: VerifiedPayment,
+  tx: string | null,
+  gatewayRequestId: string,
+) => {
+  if (!tx) return;
+  await deps.redis.set(usedKey(deps.keys, txProofId(payment.network, tx)), gatewayRequestId, 'NX');
 };
 
 const withDeadline = <T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> =>

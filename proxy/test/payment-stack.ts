@@ -9,8 +9,11 @@ import {
   usdcTokenAccount,
 } from '@crochet/dev-chains';
 import { getBase58Decoder } from '@solana/kit';
+import { decodePaymentRequiredHeader } from '@x402/core/http';
+import type { Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
-import { startTestStack, type TestStack } from './stack.js';
+import { expect } from 'vitest';
+import { eventually, type RawResponse, startTestStack, type TestStack } from './stack.js';
 
 /**
  * The whole paid path for tests: a Solana dev chain (litesvm over JSON-RPC), anvil with the test USDC, a Relay
@@ -72,3 +75,61 @@ export const startPaymentStack = async (
     },
   };
 };
+
+/** A listing priced per call, on a seller URL, known to every proxy of the stack when this resolves. */
+export const createPaidListing = async (
+  stack: TestStack,
+  sellerKey: string,
+  endpointUrl: string,
+  amount: string,
+  fields: Record<string, unknown> = {},
+): Promise<string> => {
+  const { listing } = await stack.plane.createListing(sellerKey, {
+    pricing_model: 'per_call',
+    price: { amount },
+    private_endpoint_url: endpointUrl,
+    ...fields,
+  });
+  await eventually(() => {
+    for (const proxy of stack.proxies) expect(proxy.store.listing(listing.id)).toBeDefined();
+  });
+  return listing.id as string;
+};
+
+/**
+ * An agent registered with an EVM wallet that it then proves control of (SIWE recovery, DESIGN §3.1): the wallet is
+ * verified, so direct EVM transfers from it pay for the agent's calls. Recovery revokes the registration key; the
+ * key returned is the recovered one. Resolves once every proxy has the wallet in its config.
+ */
+export const registerVerifiedEvmBuyer = async (
+  stack: TestStack,
+  name: string,
+  privateKey: Hex,
+): Promise<{ apiKey: string; agentId: string; address: `0x${string}` }> => {
+  const account = privateKeyToAccount(privateKey);
+  const { agentId } = await stack.plane.register(name, { chain: 'evm', address: account.address });
+  const challenge = await stack.plane.call('POST', '/api/v1/auth/recover/challenge', {
+    body: { chain: 'evm', address: account.address },
+  });
+  expect(challenge.status, challenge.text).toBe(201);
+  const message = challenge.body.data.message as string;
+  const signature = await account.signMessage({ message });
+  const recovered = await stack.plane.call('POST', '/api/v1/auth/recover', {
+    body: { chain: 'evm', address: account.address, message, signature },
+  });
+  expect(recovered.status, recovered.text).toBe(200);
+  const wallet = account.address.toLowerCase();
+  await eventually(() => {
+    for (const proxy of stack.proxies) expect(proxy.store.agent(agentId)?.evm_wallets).toContain(wallet);
+  });
+  return { apiKey: recovered.body.data.api_key as string, agentId, address: account.address };
+};
+
+/** Reads the x402 PAYMENT-REQUIRED header of a 402 (undefined when absent). */
+export const paymentRequiredOf = (res: RawResponse) => {
+  const header = res.headers['payment-required'];
+  return typeof header === 'string' ? decodePaymentRequiredHeader(header) : undefined;
+};
+
+/** The `X-Crochet-Payment-Tx` header for a transaction on a CAIP-2 network. */
+export const paymentTx = (network: string, tx: string) => ({ 'x-crochet-payment-tx': `${network}:${tx}` });

@@ -153,11 +153,13 @@ export const gatewayRequestRoutes = (app: App, { pool }: Deps): void => {
       if (query.listing_id) where.push(`listing_id = ${bind(query.listing_id)}`);
       if (query.status) where.push(`status = ${bind(query.status)}`);
       if (query.payment_proof) {
-        // What a buyer holds: a transaction id, a Relay request id, or a proof id as the gateway names it.
+        // What a buyer holds: a transaction id, a Relay request id, or a proof id as the gateway names it; for x402,
+        // the settlement transaction of the PAYMENT-RESPONSE (known only once settled: in the outcome).
         const proof = bind(query.payment_proof);
         where.push(
           `(payment -> 'proof_ids' ? ${proof} OR payment ->> 'tx' = ${proof} OR payment ->> 'tx' = lower(${proof})` +
-            ` OR payment -> 'proof_ids' ? ('relay:' || lower(${proof})))`,
+            ` OR payment -> 'proof_ids' ? ('relay:' || lower(${proof}))` +
+            ` OR payment -> 'outcome' ->> 'tx' = ${proof} OR payment -> 'outcome' ->> 'tx' = lower(${proof}))`,
         );
       }
       if (query.cursor !== undefined) {

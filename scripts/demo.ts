@@ -1,0 +1,234 @@
+/**
+ * `npm run demo`: a scripted seller and buyer against the stack `npm start` runs (with its dev chains).
+ * Registers both, publishes a paid listing backed by a real seller server that verifies Crochet's signature, then
+ * calls it → 402 → pays on the Solana dev chain → retries → gets the answer; then the same over an EVM transfer and
+ * over x402. Every step is printed.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generateSolanaWallet, type SolanaDevChain, transferUsdc, transferUsdcWithMemo } from '@crochet/dev-chains';
+import { crochetVerifier } from '@crochet/plugins';
+import { createSolanaRpc } from '@solana/kit';
+import { x402Client } from '@x402/core/client';
+import { decodePaymentResponseHeader } from '@x402/core/http';
+import { toClientEvmSigner } from '@x402/evm';
+import { ExactEvmScheme } from '@x402/evm/exact/client';
+import { wrapFetchWithPayment } from '@x402/fetch';
+import Fastify from 'fastify';
+import { createPublicClient, http } from 'viem';
+import { privateKeyToAccount } from 'viem/accounts';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const BASE = (process.env['DEMO_BASE_URL'] ?? process.env['PUBLIC_BASE_URL'] ?? 'http://localhost:8080').replace(
+  /\/$/,
+  '',
+);
+const infoFile = join(root, '.crochet', 'dev-chains.json');
+const step = (n: number, text: string) => process.stdout.write(`\n[${n}] ${text}\n`);
+const show = (label: string, value: unknown) =>
+  process.stdout.write(`    ${label}: ${typeof value === 'string' ? value : JSON.stringify(value)}\n`);
+
+interface DevInfo {
+  solana: { rpc_url: string; network: string; usdc_mint: string; pay_to: string };
+  evm: {
+    rpc_url: string;
+    network: string;
+    chain_id: number;
+    usdc: `0x${string}`;
+    pay_to: `0x${string}`;
+    buyer_keys: `0x${string}`[];
+  };
+  faucet_url: string;
+}
+
+const api = async (method: string, path: string, body?: unknown, key?: string) => {
+  const res = await fetch(`${BASE}${path}`, {
+    method,
+    headers: {
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...(key ? { authorization: `Bearer ${key}` } : {}),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const json = (await res.json()) as any;
+  if (!res.ok) throw new Error(`${method} ${path} → ${res.status} ${JSON.stringify(json.error ?? json)}`);
+  return json.data;
+};
+
+const zeros = (digest: Buffer): number => {
+  let n = 0;
+  for (const byte of digest) {
+    if (byte) return n + Math.clz32(byte) - 24;
+    n += 8;
+  }
+  return n;
+};
+const solve = (c: { challenge_id: string; salt: string; difficulty: number }) => {
+  for (let i = 0; ; i++) {
+    if (
+      zeros(
+        createHash('sha256')
+          .update(c.salt + i)
+          .digest(),
+      ) >= c.difficulty
+    )
+      return { challenge_id: c.challenge_id, nonce: String(i) };
+  }
+};
+
+const main = async () => {
+  if (!existsSync(infoFile))
+    throw new Error('no .crochet/dev-chains.json: start the stack first with `npm start` (dev chains on)');
+  const info = JSON.parse(readFileSync(infoFile, 'utf8')) as DevInfo;
+  const faucet = (path: string, body: unknown) =>
+    fetch(`${info.faucet_url}${path}`, { method: 'POST', body: JSON.stringify(body) }).then((r) => r.json());
+
+  // --- the seller's own server: verifies every request with the signing secret -------------------------------
+  let secrets: string[] = [];
+  const sellerApp = Fastify();
+  await sellerApp.register(async (scope) => {
+    await scope.register(crochetVerifier, { secrets: () => secrets });
+    scope.post('/summarize', async (request) => {
+      const input = request.body as { text?: string };
+      return { summary: (input.text ?? '').split(' ').slice(0, 5).join(' '), request_id: request.crochet?.requestId };
+    });
+  });
+  const sellerUrl = await sellerApp.listen({ host: '127.0.0.1', port: 0 });
+
+  step(1, `Seller registers at ${BASE} (proof of work) and publishes a paid listing`);
+  const sellerReg = await api('POST', '/api/v1/register', {
+    ...solve(await api('POST', '/api/v1/auth/challenge')),
+    name: 'demo-seller',
+  });
+  const sellerKey = sellerReg.api_key as string;
+  show('seller', sellerReg.agent.id);
+  const created = await api(
+    'POST',
+    '/api/v1/listings',
+    {
+      ...solve(await api('POST', '/api/v1/listings/challenge', undefined, sellerKey)),
+      name: 'Summarize',
+      description: 'Summarizes text in five words',
+      pricing_model: 'per_call',
+      price: { amount: '0.10', currency: 'USDC' },
+      private_endpoint_url: `${sellerUrl}/summarize`,
+    },
+    sellerKey,
+  );
+  secrets = [created.gateway_endpoint.signing_secret];
+  const listing = created.listing;
+  show('listing', `${listing.id} at ${listing.price.amount} ${listing.price.currency}`);
+  show('gateway_url', listing.gateway_url);
+
+  step(2, 'Buyer registers with an EVM wallet and proves it (SIWE) so direct EVM transfers count as its own');
+  const evmAccount = privateKeyToAccount(info.evm.buyer_keys[0]!);
+  await api('POST', '/api/v1/register', {
+    ...solve(await api('POST', '/api/v1/auth/challenge')),
+    name: 'demo-buyer',
+    wallet: { chain: 'evm', address: evmAccount.address },
+  }).catch((e: Error) => {
+    if (!e.message.includes('WALLET_ALREADY_REGISTERED')) throw e; // a second demo run reuses the wallet's agent
+  });
+  const recovery = await api('POST', '/api/v1/auth/recover/challenge', { chain: 'evm', address: evmAccount.address });
+  const recovered = await api('POST', '/api/v1/auth/recover', {
+    chain: 'evm',
+    address: evmAccount.address,
+    message: recovery.message,
+    signature: await evmAccount.signMessage({ message: recovery.message }),
+  });
+  const buyerKey = recovered.api_key as string;
+  show('buyer', `${recovered.agent.id} with verified wallet ${evmAccount.address}`);
+
+  const call = (headers: Record<string, string> = {}) =>
+    fetch(listing.gateway_url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${buyerKey}`, 'content-type': 'application/json', ...headers },
+      body: JSON.stringify({ text: 'Crochet lets agents buy and sell capabilities one call at a time' }),
+    });
+  const unpaid = async () => {
+    for (let i = 0; i < 50; i++) {
+      const res = await call();
+      if (res.status === 402) return (await res.json()) as any;
+      await new Promise((r) => setTimeout(r, 100)); // the proxies learn about the new listing within a moment
+    }
+    throw new Error('the listing never answered 402');
+  };
+
+  step(3, 'Buyer calls the gateway unpaid → 402 with payment requirements');
+  const required = await unpaid();
+  show('payment_request_id', required.payment.payment_request_id);
+  for (const a of required.payment.accepts) show('accepts', `${a.network} ${a.amount} of ${a.asset} → ${a.payTo}`);
+
+  step(4, 'Pays 0.10 USDC on the Solana dev chain with the payment_request_id as memo, and retries');
+  const wallet = await generateSolanaWallet();
+  await faucet('/solana', { address: wallet.signer.address, sol: 1, usdc_atomic: '1000000' });
+  const chain = {
+    rpc: createSolanaRpc(info.solana.rpc_url),
+    usdcMint: info.solana.usdc_mint,
+    usdcDecimals: 6,
+  } as unknown as SolanaDevChain;
+  const signature = await transferUsdcWithMemo(
+    chain,
+    wallet.signer,
+    info.solana.pay_to as never,
+    100_000n,
+    required.payment.payment_request_id,
+  );
+  show('transaction', signature);
+  const paid = await call({ 'x-crochet-payment-tx': `${info.solana.network}:${signature}` });
+  show('status', paid.status);
+  show('answer', await paid.json());
+  show('gateway request', paid.headers.get('x-crochet-request-id'));
+
+  step(5, 'Same again over a direct USDC transfer on the EVM dev chain (anvil)');
+  await faucet('/evm', { address: evmAccount.address, usdc_atomic: '1000000' });
+  const env = { rpcUrl: info.evm.rpc_url, chainId: info.evm.chain_id, usdc: info.evm.usdc };
+  const hash = await transferUsdc(env, info.evm.buyer_keys[0]!, info.evm.pay_to, 100_000n);
+  show('transaction', hash);
+  const evmPaid = await call({ 'x-crochet-payment-tx': `${info.evm.network}:${hash}` });
+  show('status', evmPaid.status);
+  show('answer', await evmPaid.json());
+
+  step(6, 'Same again with an unmodified x402 client (EIP-3009 authorization, settled by the gateway)');
+  const publicClient = createPublicClient({ transport: http(info.evm.rpc_url) });
+  const client = new x402Client().register(
+    info.evm.network as never,
+    new ExactEvmScheme(toClientEvmSigner(evmAccount, publicClient as never)),
+  );
+  client.setSpendControls?.({ allowedAssets: true } as never);
+  const payingFetch = wrapFetchWithPayment(fetch, client);
+  const x402Paid = await payingFetch(listing.gateway_url, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${buyerKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ text: 'paid with x402 by an agent that only knows the x402 protocol' }),
+  });
+  show('status', x402Paid.status);
+  show('answer', await x402Paid.json());
+  const settlement = x402Paid.headers.get('payment-response');
+  if (settlement) show('settlement', decodePaymentResponseHeader(settlement));
+
+  step(7, "Buyer's history");
+  await new Promise((resolve) => setTimeout(resolve, 500)); // completions reach the control plane in batches
+  const history = await api('GET', '/api/v1/gateway-requests?limit=5', undefined, buyerKey);
+  for (const r of history)
+    show(
+      r.id,
+      `${r.status} ${r.http_status ?? ''} ${r.payment?.rail ?? ''} ${r.payment?.tx ?? r.payment?.outcome?.tx ?? ''}`,
+    );
+
+  await sellerApp.close();
+  process.stdout.write('\ndemo complete\n');
+};
+
+main().then(
+  () => process.exit(0),
+  (error: Error) => {
+    if (process.env['DEMO_DEBUG']) console.error(error);
+    process.stderr.write(
+      `demo failed: ${error.message}${error.cause ? ` (${String((error.cause as Error).message ?? error.cause)})` : ''}\n`,
+    );
+    process.exit(1);
+  },
+);

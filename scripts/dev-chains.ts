@@ -1,0 +1,122 @@
+/**
+ * Local chains for `npm start` (CROCHET_DEV_CHAINS=1, the default when no RPC URL is set): a Solana dev chain
+ * (litesvm behind JSON-RPC), anvil with the test USDC, and a Relay stand-in, wired into the payment settings of the
+ * proxies. A small faucet (loopback only) funds wallets for the demo; everything is described in
+ * .crochet/dev-chains.json.
+ */
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import {
+  createFundedWallet,
+  generateSolanaWallet,
+  mintSolanaUsdc,
+  mintUsdc,
+  startEvmDevChain,
+  startRelayStandIn,
+  startSolanaDevChain,
+  usdcTokenAccount,
+} from '@crochet/dev-chains';
+import { address, getBase58Decoder } from '@solana/kit';
+import { privateKeyToAccount } from 'viem/accounts';
+
+export interface DevChains {
+  env: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+const readJson = (req: import('node:http').IncomingMessage): Promise<Record<string, unknown>> =>
+  new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}'));
+      } catch (error) {
+        reject(error);
+      }
+    });
+  });
+
+export const startDevChains = async (root: string, log: (line: string) => void): Promise<DevChains> => {
+  const [solana, evm, relay] = await Promise.all([startSolanaDevChain(), startEvmDevChain(), startRelayStandIn()]);
+  const marketplace = await createFundedWallet(solana, { sol: 1 });
+  await usdcTokenAccount(solana, marketplace.address);
+  const feePayer = await generateSolanaWallet();
+  await solana.airdrop(feePayer.signer.address, 100_000_000_000n);
+  const evmPayTo = privateKeyToAccount(evm.accounts[9]!.privateKey).address;
+
+  // The faucet: POST /solana {address, usdc_atomic, sol}, POST /evm {address, usdc_atomic}, POST /relay {request}.
+  const faucet: Server = createServer(async (req, res) => {
+    try {
+      const body = await readJson(req);
+      if (req.url === '/solana') {
+        const owner = address(String(body['address']));
+        if (body['sol']) await solana.airdrop(owner, BigInt(Math.round(Number(body['sol']) * 1e9)));
+        if (body['usdc_atomic']) await mintSolanaUsdc(solana, owner, BigInt(String(body['usdc_atomic'])));
+      } else if (req.url === '/evm') {
+        await mintUsdc(evm, String(body['address']) as `0x${string}`, BigInt(String(body['usdc_atomic'] ?? '0')));
+      } else if (req.url === '/relay') {
+        const created = relay.createRequest(body['request'] as Parameters<typeof relay.createRequest>[0]);
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: created.id }));
+        return;
+      } else {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+    } catch (error) {
+      res
+        .writeHead(400, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ error: (error as Error).message }));
+    }
+  });
+  await new Promise<void>((resolve) => faucet.listen(0, '127.0.0.1', resolve));
+  const faucetUrl = `http://127.0.0.1:${(faucet.address() as AddressInfo).port}`;
+
+  const env: Record<string, string> = {
+    CROCHET_SOLANA_RPC_URL: solana.rpcUrl,
+    CROCHET_SOLANA_NETWORK: solana.caip2,
+    CROCHET_SOLANA_USDC_MINT: solana.usdcMint,
+    CROCHET_SOLANA_PAY_TO: marketplace.address,
+    CROCHET_SOLANA_FEE_PAYER_KEY: getBase58Decoder().decode(feePayer.secretKey),
+    CROCHET_EVM_RPC_URL: evm.rpcUrl,
+    CROCHET_EVM_NETWORK: evm.caip2,
+    CROCHET_EVM_USDC_ADDRESS: evm.usdc,
+    CROCHET_EVM_USDC_NAME: evm.usdcName,
+    CROCHET_EVM_USDC_VERSION: evm.usdcVersion,
+    CROCHET_EVM_PAY_TO: evmPayTo,
+    CROCHET_EVM_SETTLER_KEY: evm.accounts[8]!.privateKey,
+    CROCHET_EVM_CONFIRMATIONS: '1',
+    CROCHET_RELAY_API_URL: relay.url,
+  };
+  const info = {
+    solana: { rpc_url: solana.rpcUrl, network: solana.caip2, usdc_mint: solana.usdcMint, pay_to: marketplace.address },
+    evm: {
+      rpc_url: evm.rpcUrl,
+      network: evm.caip2,
+      chain_id: evm.chainId,
+      usdc: evm.usdc,
+      pay_to: evmPayTo,
+      // Well-known anvil development keys, for demo buyers only.
+      buyer_keys: evm.accounts.slice(1, 5).map((a) => a.privateKey),
+    },
+    relay: { api_url: relay.url },
+    faucet_url: faucetUrl,
+  };
+  mkdirSync(join(root, '.crochet'), { recursive: true });
+  writeFileSync(join(root, '.crochet', 'dev-chains.json'), `${JSON.stringify(info, null, 2)}\n`);
+  log(
+    `dev chains: Solana ${solana.rpcUrl} (${solana.caip2}), EVM ${evm.rpcUrl} (${evm.caip2}), Relay stand-in ${relay.url}`,
+  );
+  log(`dev faucet at ${faucetUrl}; details in .crochet/dev-chains.json`);
+  return {
+    env,
+    stop: async () => {
+      faucet.close();
+      await Promise.all([solana.stop(), evm.stop(), relay.stop()]);
+    },
+  };
+};
