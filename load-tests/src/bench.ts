@@ -64,7 +64,13 @@ interface Row {
   non2xx: number;
 }
 
-const load = async (name: string, url: string, headers: Record<string, string>, rate?: number): Promise<Row> => {
+const load = async (
+  name: string,
+  url: string,
+  headers: Record<string, string>,
+  rate?: number,
+  perRequest?: () => Record<string, string>,
+): Promise<Row> => {
   const result = await autocannon({
     url,
     method: 'POST',
@@ -73,6 +79,9 @@ const load = async (name: string, url: string, headers: Record<string, string>, 
     connections: rate ? 16 : CONNECTIONS,
     duration: DURATION_S,
     ...(rate ? { overallRate: rate } : {}),
+    ...(perRequest
+      ? { requests: [{ setupRequest: (req: any) => ({ ...req, headers: { ...req.headers, ...perRequest() } }) }] }
+      : {}),
   });
   return {
     name,
@@ -140,8 +149,14 @@ const main = async () => {
       CROCHET_POW_DIFFICULTY: '8',
       CROCHET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
     });
+    // A Solana rail is configured so paid listings work; the bench pre-verifies its proofs, so no chain is called.
+    const SOLANA_NETWORK = 'solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1';
     const proxyEnv = {
       ...shared,
+      CROCHET_SOLANA_RPC_URL: 'http://127.0.0.1:9',
+      CROCHET_SOLANA_NETWORK: SOLANA_NETWORK,
+      CROCHET_SOLANA_USDC_MINT: '4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU',
+      CROCHET_SOLANA_PAY_TO: 'H8bXHiAKX6UK5NZ2CST1C3qGhXdmCFokuQdyqdA3CoYL',
       HOST: '127.0.0.1',
       PORT: '0',
       CONTROL_PLANE_URL: plane,
@@ -178,6 +193,57 @@ const main = async () => {
       }),
     });
     const gateway = `${proxyA}/api/v1/gateway/${created.listing.id}`;
+    const paidChallenge = await json(`${plane}/api/v1/listings/challenge`, {
+      method: 'POST',
+      headers: auth,
+      body: '{}',
+    });
+    const paidListing = await json(`${plane}/api/v1/listings`, {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({
+        challenge_id: paidChallenge.challenge_id,
+        nonce: solve(paidChallenge.salt, paidChallenge.difficulty),
+        name: 'Bench paid echo',
+        description: 'Answers a small JSON for 0.001 USDC',
+        pricing_model: 'per_call',
+        price: { amount: '0.001' },
+        private_endpoint_url: `${upstream}/echo`,
+      }),
+    });
+    const paidGateway = `${proxyA}/api/v1/gateway/${paidListing.listing.id}`;
+    // Pre-verified proofs, as a retry after a verification finds them: the paid hot path is then one script.
+    const verifier = new Redis(REDIS_URL);
+    const proofs: string[] = [];
+    const PROOFS = 400_000;
+    const alphabet = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
+    for (let batch = 0; batch < PROOFS / 10_000; batch++) {
+      const pipeline = verifier.pipeline();
+      for (let i = 0; i < 10_000; i++) {
+        let sig = '';
+        for (let j = 0; j < 88; j++) sig += alphabet[Math.floor(Math.random() * alphabet.length)];
+        const id = `tx:${SOLANA_NETWORK}:${sig}`;
+        proofs.push(`${SOLANA_NETWORK}:${sig}`);
+        pipeline.hset(`${prefix}pay:verified:${id}`, {
+          listing: paidListing.listing.id,
+          buyer: registered.agent.id,
+          payment: JSON.stringify({
+            rail: 'solana-transfer',
+            network: SOLANA_NETWORK,
+            payer: 'bench',
+            amount_atomic: '1000',
+            asset: 'usdc',
+            tx: sig,
+            proof_ids: [id],
+          }),
+          settlement: '',
+        });
+      }
+      await pipeline.exec();
+    }
+    verifier.disconnect();
+    let nextProof = 0;
+    const freshProof = () => ({ 'x-crochet-payment-tx': proofs[nextProof++ % proofs.length]! });
     // Warm-up: the key and listing reach the proxy's memory; connections open.
     await load('warm-up', gateway, auth).catch(() => undefined);
 
@@ -186,6 +252,7 @@ const main = async () => {
       await load('direct', `${upstream}/echo`, {}),
       await load('bare proxy', `${bare}/echo`, {}),
       await load('crochet free route', gateway, auth),
+      await load('crochet paid route', paidGateway, auth, undefined, freshProof),
     ];
     process.stdout.write(`fixed rate: ${FIXED_RATE} req/s, ${DURATION_S} s each\n`);
     const fixed = [
@@ -225,8 +292,10 @@ const main = async () => {
             `  ${r.name.padEnd(20)} ${String(r.requestsPerSecond).padStart(8)} req/s   p50 ${String(r.p50Ms).padStart(5)} ms   p99 ${String(r.p99Ms).padStart(5)} ms   errors ${r.errors}   non-2xx ${r.non2xx}`,
         )
         .join('\n');
+    const paidRow = throughput[3]!;
     const summary = {
       ratio_crochet_to_bare_rps: Number((crochetRow.requestsPerSecond / bareRow.requestsPerSecond).toFixed(3)),
+      ratio_paid_to_bare_rps: Number((paidRow.requestsPerSecond / bareRow.requestsPerSecond).toFixed(3)),
       p99_added_over_direct_ms_at_fixed_rate: Number((fixed[1]!.p99Ms - fixed[0]!.p99Ms).toFixed(2)),
       propagation_ms: {
         p50: Number(percentile(propagation, 50).toFixed(2)),
@@ -236,6 +305,7 @@ const main = async () => {
     };
     process.stdout.write(`\nthroughput\n${table(throughput)}\n\nfixed rate ${FIXED_RATE} req/s\n${table(fixed)}\n\n`);
     process.stdout.write(`crochet / bare proxy requests/s: ${summary.ratio_crochet_to_bare_rps} (target ≥ 0.90)\n`);
+    process.stdout.write(`crochet paid / bare proxy requests/s: ${summary.ratio_paid_to_bare_rps} (target ≥ 0.85)\n`);
     process.stdout.write(
       `p99 added over direct at ${FIXED_RATE} req/s: ${summary.p99_added_over_direct_ms_at_fixed_rate} ms (target ≤ 1 ms)\n`,
     );

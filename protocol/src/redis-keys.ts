@@ -24,6 +24,8 @@ export const redisKeys = (prefix: string = DEFAULT_REDIS_PREFIX) =>
     paymentUsed: (proofId: string) => `${prefix}pay:used:${proofId}`,
     /** A proof verified on its rail and not yet consumed: hash {listing, buyer, payment, settlement}. */
     paymentVerified: (proofId: string) => `${prefix}pay:verified:${proofId}`,
+    /** An x402 settlement broadcast but not confirmed in time: its transaction hash, keyed by the x402 mechanism. */
+    paymentSettling: (key: string) => `${prefix}pay:settling:${key}`,
     /** A payment request (402) the gateway issued: JSON PaymentRequestRecord. */
     paymentRequest: (id: string) => `${prefix}pay:req:${id}`,
     /** Rate-limit state (GCRA theoretical arrival time) for one API key. */

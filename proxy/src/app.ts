@@ -7,6 +7,7 @@ import {
   evmTransferRail,
   LocalAdmission,
   type PaymentRail,
+  redisPendingSettlementStore,
   registerSvmScheme,
   relayRail,
   solanaTransferRail,
@@ -113,7 +114,9 @@ const buildPayments = async (config: ProxyConfig, redis: Redis, keys: ReturnType
   if (p.solana) rails.push(solanaTransferRail(p.solana));
   if (p.evm) rails.push(evmTransferRail(p.evm));
   if (p.relay && p.evm) rails.push(relayRail(p.relay, p.evm, { timeoutMs: p.verifyTimeoutMs }));
-  const schemes = createX402Schemes(p);
+  const schemes = createX402Schemes(p, undefined, {
+    pendingSettlementStore: redisPendingSettlementStore(redis, keys.paymentSettling),
+  });
   const solanaFeePayer = p.solana ? await registerSvmScheme(schemes, p.solana, p.maxTimeoutSeconds) : undefined;
   if (schemes.requirements.size > 0) {
     rails.push(

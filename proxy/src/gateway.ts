@@ -8,6 +8,7 @@ import {
   type LocalAdmission,
   type PaymentRail,
   rateLimitHeaders,
+  type SettleResult,
   type VerifiedPayment,
 } from '@crochet/plugins';
 import {
@@ -309,8 +310,16 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
     if (state.paid) {
       const { payment, rail } = state.paid;
       if (rail.settle && listing.settlementPolicy === 'before_forward') {
-        const settled = await rail.settle(payment);
+        // A settlement that throws (RPC down mid-way) may or may not have been broadcast: treat it as pending.
+        const settled = await rail.settle(payment).catch((error: unknown) => {
+          request.log.warn({ err: error }, 'settlement failed to complete');
+          return { ok: false, pending: true, tx: null } as SettleResult;
+        });
         if (settled.pending) {
+          // Broadcast, not confirmed in time. The buyer is told to retry with the same payment, so give the proof
+          // back: the retry is admitted from the verification already made and settles by waiting for this same
+          // transaction (the facilitator remembers it in Redis), never by paying twice.
+          await releaseProof(deps.payments!, payment, state.id);
           state.paymentOutcome = { status: 'pending', tx: settled.tx };
           return send(reply, new ApiError('PAYMENT_PENDING', { headers: { 'retry-after': '2' } }), state);
         }

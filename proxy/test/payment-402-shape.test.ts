@@ -10,16 +10,17 @@ import { expectApiError, gatewayCall, startSeller, type TestSeller } from './sta
 let stack: PaymentStack;
 let seller: TestSeller;
 let buyerKey: string;
+let sellerKey: string;
 let cheap: string;
 let dear: string;
 
 beforeAll(async () => {
   stack = await startPaymentStack();
   seller = await startSeller();
-  const sellerAgent = await stack.plane.register('seller');
+  sellerKey = (await stack.plane.register('seller')).apiKey;
   buyerKey = (await stack.plane.register('buyer')).apiKey;
-  cheap = await createPaidListing(stack, sellerAgent.apiKey, `${seller.url}/cheap`, '0.01');
-  dear = await createPaidListing(stack, sellerAgent.apiKey, `${seller.url}/dear`, '0.10');
+  cheap = await createPaidListing(stack, sellerKey, `${seller.url}/cheap`, '0.01');
+  dear = await createPaidListing(stack, sellerKey, `${seller.url}/dear`, '0.10');
 }, 60_000);
 afterAll(async () => {
   await seller?.close();
@@ -71,6 +72,10 @@ describe('the 402 of a per_call listing', () => {
     expect(parsePaymentRequired(required).success).toBe(true);
     expect(required.accepts.map((a) => a.network)).toEqual([stack.solana.caip2, stack.evm.caip2]);
     expect(required.accepts.map((a) => a.amount)).toEqual(['100000', '100000']);
+    // The minimum itself clears it.
+    const atMinimum = await createPaidListing(stack, sellerKey, `${seller.url}/edge`, '0.05');
+    const edge = decodePaymentRequiredHeader((await unpaid(atMinimum)).header);
+    expect(edge.accepts.map((a) => a.network)).toEqual([stack.solana.caip2, stack.evm.caip2]);
     expect(required.accepts[1]).toEqual({
       scheme: 'exact',
       network: stack.evm.caip2,

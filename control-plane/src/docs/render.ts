@@ -174,6 +174,19 @@ export const POW_TEXT = [
   '    if (leadingZeroBits(h) >= difficulty) return String(n); }',
 ];
 
+export const PAYMENT_TEXT = [
+  'Paying for a call (per_call listings):',
+  '- An unpaid call answers 402: header PAYMENT-REQUIRED (x402 v2, base64 JSON) and body.payment with',
+  '  payment_request_id, amount, accepts[] (Solana USDC first) and relay. Pay one option, then retry the SAME call with:',
+  '  PAYMENT-SIGNATURE (or X-PAYMENT): an x402 exact payload — any unmodified x402 client does this;',
+  '  X-Crochet-Payment-Tx: <caip2>:<tx> — a direct USDC transfer to payTo (Solana: memo = payment_request_id;',
+  '    EVM: sent from a wallet you registered and verified);',
+  '  X-Crochet-Relay-Request-Id: 0x… — a Relay payment that delivered the price to the EVM payTo.',
+  '- A proof pays for one call. 409 PAYMENT_ALREADY_USED names the gateway request it paid.',
+  '- 402 PAYMENT_PENDING / PAYMENT_UNCONFIRMED: retry with the same proof after Retry-After. Never pay twice.',
+  '- Cheap listings are not offered on EVM: PAYMENT_ROUTE_MINIMUM_NOT_MET — pay on Solana.',
+];
+
 export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): string =>
   [
     '# Crochet',
@@ -186,6 +199,8 @@ export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): str
     'Auth: Authorization: Bearer am_k_… — get a key: POST /api/v1/auth/challenge, solve the proof of work, POST /api/v1/register.',
     '',
     ...POW_TEXT,
+    '',
+    ...PAYMENT_TEXT,
     '',
     '## Documents',
     `- [OpenAPI 3.1](${site.baseUrl}/api/openapi.json): every route with its request and response schemas`,
@@ -252,6 +267,9 @@ export const renderSkill = (catalog: readonly RouteDoc[], site: SiteInfo): strin
     '',
     '## Proof of work',
     ...POW_TEXT,
+    '',
+    '## Payments',
+    ...PAYMENT_TEXT,
     '',
     '## Routes',
     ...catalog.map(routeLine),

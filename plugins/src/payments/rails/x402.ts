@@ -1,12 +1,13 @@
-import { x402Facilitator } from '@x402/core/facilitator';
+import { type PendingSettlementStore, x402Facilitator } from '@x402/core/facilitator';
 import { decodePaymentSignatureHeader } from '@x402/core/http';
 import type { PaymentPayload, PaymentRequirements } from '@x402/core/types';
 import { toFacilitatorEvmSigner } from '@x402/evm';
 import { ExactEvmScheme } from '@x402/evm/exact/facilitator';
+import type { Redis } from 'ioredis';
 import { createWalletClient, type Hex, http, nonceManager, publicActions } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import type { EvmRailConfig, PaymentsConfig } from '../config.js';
-import { type Proof, txProofId, x402ProofId } from '../proof.js';
+import { type Proof, x402ProofId } from '../proof.js';
 import type { Accept } from '../requirements.js';
 import { type PaymentCall, type PaymentRail, pending, refuse, type SettleResult, type Verdict } from './types.js';
 
@@ -62,13 +63,39 @@ const evmSigner = (evm: EvmRailConfig, key: Hex, confirmationTimeoutMs: number) 
   );
 };
 
+/**
+ * Where the EVM facilitator remembers a settlement it broadcast but could not see confirmed in time, shared by all
+ * proxies: the buyer's retry (answered PAYMENT_PENDING, told to retry with the same payment) may land on any of them,
+ * and must wait for that transaction instead of broadcasting the authorization again.
+ */
+export const redisPendingSettlementStore = (
+  redis: Redis,
+  keyFor: (key: string) => string,
+  ttlSeconds = 24 * 3600,
+): PendingSettlementStore => ({
+  get: async (key) => (await redis.get(keyFor(key))) ?? undefined,
+  set: async (key, txHash) => {
+    await redis.set(keyFor(key), txHash, 'EX', ttlSeconds);
+  },
+  delete: async (key) => {
+    await redis.del(keyFor(key));
+  },
+});
+
 /** Builds the in-process facilitator for the rails that have settlement keys. */
-export const createX402Schemes = (config: PaymentsConfig, extra?: (schemes: X402Schemes) => void): X402Schemes => {
+export const createX402Schemes = (
+  config: PaymentsConfig,
+  extra?: (schemes: X402Schemes) => void,
+  options: { pendingSettlementStore?: PendingSettlementStore } = {},
+): X402Schemes => {
   const schemes: X402Schemes = { facilitator: new x402Facilitator(), requirements: new Map() };
   if (config.evm?.settlerKey) {
     schemes.facilitator.register(
       config.evm.network as PaymentRequirements['network'],
-      new ExactEvmScheme(evmSigner(config.evm, config.evm.settlerKey, config.verifyTimeoutMs)),
+      new ExactEvmScheme(
+        evmSigner(config.evm, config.evm.settlerKey, config.verifyTimeoutMs),
+        options.pendingSettlementStore ? { pendingSettlementStore: options.pendingSettlementStore } : {},
+      ),
     );
     schemes.requirements.set(config.evm.network, evmRequirements(config.evm, config.maxTimeoutSeconds));
   }
