@@ -9,18 +9,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import {
-  createFundedWallet,
-  generateSolanaWallet,
-  mintSolanaUsdc,
-  mintUsdc,
-  startEvmDevChain,
-  startRelayStandIn,
-  startSolanaDevChain,
-  usdcTokenAccount,
-} from '@crochet/dev-chains';
-import { address, getBase58Decoder } from '@solana/kit';
-import { privateKeyToAccount } from 'viem/accounts';
+import { mintSolanaUsdc, mintUsdc, startDevPaymentNetwork } from '@crochet/dev-chains';
+import { address } from '@solana/kit';
 
 export interface DevChains {
   env: Record<string, string>;
@@ -41,12 +31,8 @@ const readJson = (req: import('node:http').IncomingMessage): Promise<Record<stri
   });
 
 export const startDevChains = async (root: string, log: (line: string) => void): Promise<DevChains> => {
-  const [solana, evm, relay] = await Promise.all([startSolanaDevChain(), startEvmDevChain(), startRelayStandIn()]);
-  const marketplace = await createFundedWallet(solana, { sol: 1 });
-  await usdcTokenAccount(solana, marketplace.address);
-  const feePayer = await generateSolanaWallet();
-  await solana.airdrop(feePayer.signer.address, 100_000_000_000n);
-  const evmPayTo = privateKeyToAccount(evm.accounts[9]!.privateKey).address;
+  const network = await startDevPaymentNetwork();
+  const { solana, evm, relay } = network;
 
   // The faucet: POST /solana {address, usdc_atomic, sol}, POST /evm {address, usdc_atomic}, POST /relay {request}.
   const faucet: Server = createServer(async (req, res) => {
@@ -76,30 +62,15 @@ export const startDevChains = async (root: string, log: (line: string) => void):
   await new Promise<void>((resolve) => faucet.listen(0, '127.0.0.1', resolve));
   const faucetUrl = `http://127.0.0.1:${(faucet.address() as AddressInfo).port}`;
 
-  const env: Record<string, string> = {
-    CROCHET_SOLANA_RPC_URL: solana.rpcUrl,
-    CROCHET_SOLANA_NETWORK: solana.caip2,
-    CROCHET_SOLANA_USDC_MINT: solana.usdcMint,
-    CROCHET_SOLANA_PAY_TO: marketplace.address,
-    CROCHET_SOLANA_FEE_PAYER_KEY: getBase58Decoder().decode(feePayer.secretKey),
-    CROCHET_EVM_RPC_URL: evm.rpcUrl,
-    CROCHET_EVM_NETWORK: evm.caip2,
-    CROCHET_EVM_USDC_ADDRESS: evm.usdc,
-    CROCHET_EVM_USDC_NAME: evm.usdcName,
-    CROCHET_EVM_USDC_VERSION: evm.usdcVersion,
-    CROCHET_EVM_PAY_TO: evmPayTo,
-    CROCHET_EVM_SETTLER_KEY: evm.accounts[8]!.privateKey,
-    CROCHET_EVM_CONFIRMATIONS: '1',
-    CROCHET_RELAY_API_URL: relay.url,
-  };
+  const env = network.env;
   const info = {
-    solana: { rpc_url: solana.rpcUrl, network: solana.caip2, usdc_mint: solana.usdcMint, pay_to: marketplace.address },
+    solana: { rpc_url: solana.rpcUrl, network: solana.caip2, usdc_mint: solana.usdcMint, pay_to: network.solanaPayTo },
     evm: {
       rpc_url: evm.rpcUrl,
       network: evm.caip2,
       chain_id: evm.chainId,
       usdc: evm.usdc,
-      pay_to: evmPayTo,
+      pay_to: network.evmPayTo,
       // Well-known anvil development keys, for demo buyers only.
       buyer_keys: evm.accounts.slice(1, 5).map((a) => a.privateKey),
     },
@@ -116,7 +87,7 @@ export const startDevChains = async (root: string, log: (line: string) => void):
     env,
     stop: async () => {
       faucet.close();
-      await Promise.all([solana.stop(), evm.stop(), relay.stop()]);
+      await network.stop();
     },
   };
 };

@@ -119,9 +119,7 @@ const buildPayments = async (config: ProxyConfig, redis: Redis, keys: ReturnType
   });
   const solanaFeePayer = p.solana ? await registerSvmScheme(schemes, p.solana, p.maxTimeoutSeconds) : undefined;
   if (schemes.requirements.size > 0) {
-    rails.push(
-      x402Rail(schemes, { evmMinPriceAtomic: p.evm?.minPriceAtomic ?? null, verifyTimeoutMs: p.verifyTimeoutMs }),
-    );
+    rails.push(x402Rail(schemes, { evmMinPriceAtomic: p.evm?.minPriceAtomic ?? null }));
   }
   if (rails.length === 0) return undefined;
   return {

@@ -1,14 +1,9 @@
 import {
-  createFundedWallet,
   type EvmDevChain,
-  generateSolanaWallet,
   type SolanaDevChain,
-  startEvmDevChain,
-  startRelayStandIn,
-  startSolanaDevChain,
-  usdcTokenAccount,
+  startDevPaymentNetwork,
+  type startRelayStandIn,
 } from '@crochet/dev-chains';
-import { getBase58Decoder } from '@solana/kit';
 import { decodePaymentRequiredHeader } from '@x402/core/http';
 import type { Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
@@ -32,30 +27,8 @@ export interface PaymentStack extends TestStack {
 export const startPaymentStack = async (
   options: { proxies?: number; proxyEnv?: Record<string, string>; planeEnv?: Record<string, string> } = {},
 ): Promise<PaymentStack> => {
-  const [solana, evm, relay] = await Promise.all([startSolanaDevChain(), startEvmDevChain(), startRelayStandIn()]);
-  const marketplace = await createFundedWallet(solana, { sol: 1 });
-  await usdcTokenAccount(solana, marketplace.address);
-  const feePayer = await generateSolanaWallet();
-  await solana.airdrop(feePayer.signer.address, 10_000_000_000n);
-  const evmPayTo = privateKeyToAccount(evm.accounts[9]!.privateKey).address;
-  const proxyEnv: Record<string, string> = {
-    CROCHET_SOLANA_RPC_URL: solana.rpcUrl,
-    CROCHET_SOLANA_NETWORK: solana.caip2,
-    CROCHET_SOLANA_USDC_MINT: solana.usdcMint,
-    CROCHET_SOLANA_PAY_TO: marketplace.address,
-    CROCHET_SOLANA_FEE_PAYER_KEY: getBase58Decoder().decode(feePayer.secretKey),
-    CROCHET_EVM_RPC_URL: evm.rpcUrl,
-    CROCHET_EVM_NETWORK: evm.caip2,
-    CROCHET_EVM_USDC_ADDRESS: evm.usdc,
-    CROCHET_EVM_USDC_NAME: evm.usdcName,
-    CROCHET_EVM_USDC_VERSION: evm.usdcVersion,
-    CROCHET_EVM_PAY_TO: evmPayTo,
-    CROCHET_EVM_SETTLER_KEY: evm.accounts[8]!.privateKey,
-    CROCHET_EVM_MIN_PRICE: '0.05',
-    CROCHET_EVM_CONFIRMATIONS: '1',
-    CROCHET_RELAY_API_URL: relay.url,
-    ...options.proxyEnv,
-  };
+  const network = await startDevPaymentNetwork();
+  const proxyEnv: Record<string, string> = { ...network.env, CROCHET_EVM_MIN_PRICE: '0.05', ...options.proxyEnv };
   const stack = await startTestStack({
     proxies: options.proxies ?? 1,
     proxyEnv: proxyEnv,
@@ -63,15 +36,15 @@ export const startPaymentStack = async (
   });
   return {
     ...stack,
-    solana,
-    evm,
-    relay,
-    solanaPayTo: marketplace.address,
-    evmPayTo,
+    solana: network.solana,
+    evm: network.evm,
+    relay: network.relay,
+    solanaPayTo: network.solanaPayTo,
+    evmPayTo: network.evmPayTo,
     proxyEnv,
     stop: async () => {
       await stack.stop();
-      await Promise.all([solana.stop(), evm.stop(), relay.stop()]);
+      await network.stop();
     },
   };
 };

@@ -10,9 +10,9 @@ import type { Redis } from 'ioredis';
  * fallback for free listings only; the caller decides when to use it).
  */
 
-// KEYS: key-limit state, listing-limit state, events stream. ARGV: key limit/min, listing limit/min, event JSON.
-// Returns {allowed, limit, remaining, reset_ms, retry_after_ms} for the tighter of the two limits.
-const ADMIT_SCRIPT = `
+// The limits both scripts share. KEYS[1], KEYS[2]: key- and listing-limit state; ARGV[1], ARGV[2]: their limits per
+// minute. limits() decides without writing; charge() records the decision once the script admits the call.
+const LIMITS_LUA = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function gcra(key, limit)
@@ -24,19 +24,33 @@ local function gcra(key, limit)
   if allow_at > now then return 0, new_tat, 0, allow_at - now end
   return 1, new_tat, math.floor((now - allow_at) / interval), 0
 end
+-- Returns allowed, limit, remaining, reset_ms, retry_after_ms for the tighter limit (the refusing one when refused).
 local ka, ktat, krem, kretry = gcra(KEYS[1], tonumber(ARGV[1]))
 local la, ltat, lrem, lretry = gcra(KEYS[2], tonumber(ARGV[2]))
-local limit, remaining, tat = tonumber(ARGV[1]), krem, ktat
-if lrem < krem then limit, remaining, tat = tonumber(ARGV[2]), lrem, ltat end
-if ka == 0 or la == 0 then
-  local retry = math.max(kretry, lretry)
-  if ka == 0 then limit = tonumber(ARGV[1]) else limit = tonumber(ARGV[2]) end
-  return {0, limit, 0, math.ceil(retry), math.ceil(retry)}
+local function limits()
+  if ka == 0 or la == 0 then
+    local limit = tonumber(ARGV[1])
+    if ka == 1 then limit = tonumber(ARGV[2]) end
+    local retry = math.ceil(math.max(kretry, lretry))
+    return 0, limit, 0, retry, retry
+  end
+  if lrem < krem then return 1, tonumber(ARGV[2]), lrem, math.ceil(ltat - now), 0 end
+  return 1, tonumber(ARGV[1]), krem, math.ceil(ktat - now), 0
 end
-redis.call('SET', KEYS[1], tostring(ktat), 'PX', math.ceil(ktat - now) + 1)
-redis.call('SET', KEYS[2], tostring(ltat), 'PX', math.ceil(ltat - now) + 1)
+local function charge()
+  redis.call('SET', KEYS[1], tostring(ktat), 'PX', math.ceil(ktat - now) + 1)
+  redis.call('SET', KEYS[2], tostring(ltat), 'PX', math.ceil(ltat - now) + 1)
+end
+`;
+
+// KEYS: key-limit state, listing-limit state, events stream. ARGV: key limit/min, listing limit/min, event JSON.
+// Returns {allowed, limit, remaining, reset_ms, retry_after_ms} for the tighter of the two limits.
+const ADMIT_SCRIPT = `${LIMITS_LUA}
+local allowed, limit, remaining, reset, retry = limits()
+if allowed == 0 then return {0, limit, 0, reset, retry} end
+charge()
 redis.call('XADD', KEYS[3], '*', 'e', ARGV[3])
-return {1, limit, remaining, math.ceil(tat - now), 0}
+return {1, limit, remaining, reset, 0}
 `;
 
 export interface AdmissionRequest {
@@ -98,32 +112,13 @@ end
 local verified = redis.call('HMGET', KEYS[4], 'listing', 'buyer', 'payment')
 if not verified[3] then return {'unverified', 0, 0, 0, 0, ''} end
 if verified[1] ~= ARGV[5] or verified[2] ~= ARGV[6] then return {'mismatch', 0, 0, 0, 0, verified[1]} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function gcra(key, limit)
-  local interval = 60000 / limit
-  local tat = tonumber(redis.call('GET', key) or '0')
-  if tat < now then tat = now end
-  local new_tat = tat + interval
-  local allow_at = new_tat - 60000
-  if allow_at > now then return 0, new_tat, 0, allow_at - now end
-  return 1, new_tat, math.floor((now - allow_at) / interval), 0
-end
-local ka, ktat, krem, kretry = gcra(KEYS[1], tonumber(ARGV[1]))
-local la, ltat, lrem, lretry = gcra(KEYS[2], tonumber(ARGV[2]))
-if ka == 0 or la == 0 then
-  local limit = tonumber(ARGV[1])
-  if ka == 1 then limit = tonumber(ARGV[2]) end
-  local retry = math.ceil(math.max(kretry, lretry))
-  return {'rate_limited', limit, 0, retry, retry, ''}
-end
-local limit, remaining, tat = tonumber(ARGV[1]), krem, ktat
-if lrem < krem then limit, remaining, tat = tonumber(ARGV[2]), lrem, ltat end
-redis.call('SET', KEYS[1], tostring(ktat), 'PX', math.ceil(ktat - now) + 1)
-redis.call('SET', KEYS[2], tostring(ltat), 'PX', math.ceil(ltat - now) + 1)
+${LIMITS_LUA}
+local allowed, limit, remaining, reset, retry = limits()
+if allowed == 0 then return {'rate_limited', limit, 0, reset, retry, ''} end
+charge()
 for i = 5, #KEYS do redis.call('SET', KEYS[i], ARGV[4]) end
 redis.call('XADD', KEYS[3], '*', 'e', ARGV[3] .. ',"payment":' .. verified[3] .. '}')
-return {'admitted', limit, remaining, math.ceil(tat - now), 0, verified[3]}
+return {'admitted', limit, remaining, reset, 0, verified[3]}
 `;
 
 export interface PaidAdmissionRequest extends Omit<AdmissionRequest, 'startEvent'> {

@@ -9,7 +9,7 @@ import { privateKeyToAccount } from 'viem/accounts';
 import type { EvmRailConfig, PaymentsConfig } from '../config.js';
 import { type Proof, x402ProofId } from '../proof.js';
 import type { Accept } from '../requirements.js';
-import { type PaymentCall, type PaymentRail, pending, refuse, type SettleResult, type Verdict } from './types.js';
+import { type PaymentCall, type PaymentRail, refuse, type SettleResult, type Verdict } from './types.js';
 
 /**
  * x402 `exact` (`PAYMENT-SIGNATURE`, or `X-PAYMENT` carrying the same payload): the gateway runs the facilitator
@@ -108,10 +108,7 @@ interface Settlement {
   requirements: PaymentRequirements;
 }
 
-export const x402Rail = (
-  schemes: X402Schemes,
-  options: { evmMinPriceAtomic: bigint | null; verifyTimeoutMs: number },
-): PaymentRail => ({
+export const x402Rail = (schemes: X402Schemes, options: { evmMinPriceAtomic: bigint | null }): PaymentRail => ({
   name: 'x402-exact',
   accepts: (proof: Proof) => proof.kind === 'x402',
   async verify(proof: Proof, call: PaymentCall): Promise<Verdict> {
@@ -137,13 +134,8 @@ export const x402Rail = (
     // A memo the client copied from our 402 (the payment_request_id) is part of what it signed; keep it.
     const memo = (payload.accepted.extra as Record<string, unknown> | undefined)?.['memo'];
     const requirements = typeof memo === 'string' ? { ...base, extra: { ...base.extra, memo } } : base;
-    let result: Awaited<ReturnType<x402Facilitator['verify']>>;
-    try {
-      result = await withTimeout(schemes.facilitator.verify(payload, requirements), options.verifyTimeoutMs);
-    } catch (error) {
-      if (error instanceof TimeoutError) return pending('PAYMENT_PENDING', 'Verifying the payment took too long.');
-      throw error;
-    }
+    // The payment step bounds this call (a slow verification answers PAYMENT_PENDING there).
+    const result = await schemes.facilitator.verify(payload, requirements);
     if (!result.isValid) {
       const reason = result.invalidReason ?? 'invalid';
       if (reason.includes('amount') || reason.includes('value')) return refuse('PAYMENT_UNDERPAID', reason);
@@ -173,23 +165,6 @@ export const x402Rail = (
     return { ok: false, tx: result.transaction ?? null, message: result.errorReason ?? 'settlement failed' };
   },
 });
-
-export class TimeoutError extends Error {}
-
-const withTimeout = <T>(promise: Promise<T>, ms: number): Promise<T> =>
-  new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new TimeoutError('timeout')), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
 
 /** The x402 `accepts` entries this gateway can settle (a subset of all offered options). */
 export const x402Networks = (schemes: X402Schemes, accepts: Accept[]): Accept[] =>

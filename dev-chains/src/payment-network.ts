@@ -1,0 +1,57 @@
+import { getBase58Decoder } from '@solana/kit';
+import { privateKeyToAccount } from 'viem/accounts';
+import { type EvmDevChain, startEvmDevChain } from './evm/index.js';
+import { startRelayStandIn } from './relay/stand-in.js';
+import { createFundedWallet, generateWallet, usdcTokenAccount } from './solana/helpers.js';
+import { type SolanaDevChain, startSolanaDevChain } from './solana/rpc-server.js';
+
+/** All three local payment networks, the marketplace's receiving accounts on them, and the gateway settings for them. */
+export interface DevPaymentNetwork {
+  solana: SolanaDevChain;
+  evm: EvmDevChain;
+  relay: Awaited<ReturnType<typeof startRelayStandIn>>;
+  solanaPayTo: string;
+  evmPayTo: `0x${string}`;
+  /** The proxies' payment variables (DESIGN §4) pointing at these networks. */
+  env: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the Solana dev chain, anvil with the test USDC and the Relay stand-in; opens the marketplace's USDC account,
+ * funds a Solana fee payer and picks EVM settler and receiving accounts (anvil dev keys 8 and 9).
+ */
+export const startDevPaymentNetwork = async (): Promise<DevPaymentNetwork> => {
+  const [solana, evm, relay] = await Promise.all([startSolanaDevChain(), startEvmDevChain(), startRelayStandIn()]);
+  const marketplace = await createFundedWallet(solana, { sol: 1 });
+  await usdcTokenAccount(solana, marketplace.address);
+  const feePayer = await generateWallet();
+  await solana.airdrop(feePayer.signer.address, 100_000_000_000n);
+  const evmPayTo = privateKeyToAccount(evm.accounts[9]!.privateKey).address;
+  return {
+    solana,
+    evm,
+    relay,
+    solanaPayTo: marketplace.address,
+    evmPayTo,
+    env: {
+      CROCHET_SOLANA_RPC_URL: solana.rpcUrl,
+      CROCHET_SOLANA_NETWORK: solana.caip2,
+      CROCHET_SOLANA_USDC_MINT: solana.usdcMint,
+      CROCHET_SOLANA_PAY_TO: marketplace.address,
+      CROCHET_SOLANA_FEE_PAYER_KEY: getBase58Decoder().decode(feePayer.secretKey),
+      CROCHET_EVM_RPC_URL: evm.rpcUrl,
+      CROCHET_EVM_NETWORK: evm.caip2,
+      CROCHET_EVM_USDC_ADDRESS: evm.usdc,
+      CROCHET_EVM_USDC_NAME: evm.usdcName,
+      CROCHET_EVM_USDC_VERSION: evm.usdcVersion,
+      CROCHET_EVM_PAY_TO: evmPayTo,
+      CROCHET_EVM_SETTLER_KEY: evm.accounts[8]!.privateKey,
+      CROCHET_EVM_CONFIRMATIONS: '1',
+      CROCHET_RELAY_API_URL: relay.url,
+    },
+    stop: async () => {
+      await Promise.all([solana.stop(), evm.stop(), relay.stop()]);
+    },
+  };
+};
