@@ -3,7 +3,7 @@
  * embedded PostgreSQL and a local redis-server under .crochet/. Runs the control plane and a proxy, prints the
  * public URL, and stops everything it started on Ctrl-C.
  */
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +25,18 @@ const devKey = (name: string, variable: string): string => {
   writeFileSync(file, `${key}\n`, { mode: 0o600 });
   say(`generated a development key in .crochet/${name} (set ${variable} in production)`);
   return key;
+};
+
+/** A development receipt key (private Ed25519 JWK) kept under .crochet/, so receipts stay verifiable across runs. */
+const devReceiptKeys = (): string => {
+  const file = join(root, '.crochet', 'dev-receipt-keys.json');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  mkdirSync(dirname(file), { recursive: true });
+  const { privateKey } = generateKeyPairSync('ed25519');
+  const keys = JSON.stringify([{ ...privateKey.export({ format: 'jwk' }), kid: `dev-${Date.now().toString(36)}` }]);
+  writeFileSync(file, `${keys}\n`, { mode: 0o600 });
+  say('generated a development receipt key in .crochet/dev-receipt-keys.json (set CROCHET_RECEIPT_KEYS in production)');
+  return keys;
 };
 
 const main = async (): Promise<void> => {
@@ -52,6 +64,7 @@ const main = async (): Promise<void> => {
         process.env['CROCHET_ENCRYPTION_KEY'] ?? devKey('dev-encryption-key', 'CROCHET_ENCRYPTION_KEY'),
       CROCHET_DATA_PLANE_KEY:
         process.env['CROCHET_DATA_PLANE_KEY'] ?? devKey('dev-data-plane-key', 'CROCHET_DATA_PLANE_KEY'),
+      CROCHET_RECEIPT_KEYS: process.env['CROCHET_RECEIPT_KEYS'] ?? devReceiptKeys(),
       CROCHET_ALLOW_PRIVATE_ENDPOINTS: process.env['CROCHET_ALLOW_PRIVATE_ENDPOINTS'] ?? '1',
       LOG_LEVEL: process.env['LOG_LEVEL'] ?? 'warn',
     };

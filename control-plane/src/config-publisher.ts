@@ -65,6 +65,9 @@ interface ListingSource {
   keys: { id: string; secret_enc: string; expires_at: string | null }[];
 }
 
+// Any constant will do; it only has to be the same for every control plane.
+const PUBLISH_LOCK = 7_312_004_118;
+
 const LISTINGS_SQL = `
   SELECT l.id, l.seller_id, l.status, l.pricing_model, l.price_atomic, l.currency, l.endpoint_url_enc,
          l.rate_limit_per_minute, l.body_limit_bytes, l.timeout_ms, l.settlement_policy,
@@ -135,8 +138,10 @@ export class ConfigPublisher {
     };
   }
 
-  async #changes(filter: { listingId?: string; agentId?: string; all?: boolean }): Promise<ConfigChange[]> {
-    const { pool } = this.#deps;
+  async #changes(
+    pool: Pick<Pool, 'query'>,
+    filter: { listingId?: string; agentId?: string; all?: boolean },
+  ): Promise<ConfigChange[]> {
     const changes: ConfigChange[] = [];
     if (filter.listingId !== undefined || filter.all) {
       const { rows } = await pool.query<ListingSource>(LISTINGS_SQL, [filter.listingId ?? null]);
@@ -201,7 +206,7 @@ export class ConfigPublisher {
    */
   async changed(what: { listingId?: string; agentId?: string }): Promise<void> {
     try {
-      await this.#publish(await this.#changes(what));
+      await this.#serialized((db) => this.#changes(db, what).then((changes) => this.#publish(changes)));
     } catch (error) {
       this.#deps.log.warn({ err: error, ...what }, 'config publish failed; the next resync repairs it');
     }
@@ -209,8 +214,32 @@ export class ConfigPublisher {
 
   /** Rebuilds the whole published state from PostgreSQL. Returns the new version. */
   async resync(): Promise<number> {
+    return this.#serialized(async (db) => this.#resyncWith(await this.#changes(db, { all: true })));
+  }
+
+  /**
+   * Reading PostgreSQL and writing Redis happen under one advisory lock shared by every control plane: a publish
+   * can never write state older than what an earlier publish already wrote (a resync racing a key revocation would
+   * otherwise bring the key back until the next resync).
+   */
+  async #serialized<T>(work: (db: Pick<Pool, 'query'>) => Promise<T>): Promise<T> {
+    const client = await this.#deps.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock($1)', [PUBLISH_LOCK]);
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  async #resyncWith(changes: ConfigChange[]): Promise<number> {
     const { redis, keys } = this.#deps;
-    const changes = await this.#changes({ all: true });
     const args = changes.flatMap((c) => [c.kind, c.id, JSON.stringify(c.value)]);
     const version = (await redis.eval(
       RESYNC_SCRIPT,

@@ -1,3 +1,4 @@
+import { parseReceiptKeys, type ReceiptPrivateJwk } from '@crochet/plugins';
 import { CryptoBox, DEFAULT_REDIS_PREFIX, EnvReader } from '@crochet/protocol';
 
 /** Everything the control plane reads from its environment, validated at start. */
@@ -25,6 +26,13 @@ export interface ControlPlaneConfig {
   solanaChainId: string;
   maxActiveKeys: number;
   bodyLimitBytes: number;
+  /** `CROCHET_FEE_BPS`: the marketplace fee in basis points when a listing has no `fee_bps` of its own (§3.5). */
+  feeBps: number;
+  /**
+   * `CROCHET_RECEIPT_KEYS`, the proxies' receipt keys (first = signing, the rest = previous ones still valid): only
+   * their public parts are used here, published at `/.well-known/jwks.json`. Empty when none is configured.
+   */
+  receiptKeys: ReceiptPrivateJwk[];
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -79,7 +87,15 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
     solanaChainId: r.string('CROCHET_SIWS_CHAIN_ID', 'mainnet'),
     maxActiveKeys: r.int('CROCHET_MAX_ACTIVE_KEYS', 10, { min: 1, max: 100 }),
     bodyLimitBytes: r.int('CONTROL_PLANE_BODY_LIMIT_BYTES', 256 * 1024, { min: 1024, max: 16 * 1024 * 1024 }),
+    feeBps: r.int('CROCHET_FEE_BPS', 500, { min: 0, max: 10_000 }),
+    receiptKeys: [],
   };
+  const receiptKeysText = r.string('CROCHET_RECEIPT_KEYS');
+  if (receiptKeysText !== undefined) {
+    const parsed = parseReceiptKeys(receiptKeysText);
+    if (parsed.ok) config.receiptKeys = parsed.keys;
+    else r.problem('CROCHET_RECEIPT_KEYS', parsed.problem);
+  }
   r.done();
   return config;
 };

@@ -12,6 +12,7 @@ import {
 } from '@crochet/protocol';
 import type { Redis } from 'ioredis';
 import { type Pool, type PoolClient, transaction } from './db.js';
+import { DEFAULT_FEE_BPS, type LedgerOptions, postLedger } from './ledger/posting.js';
 
 /**
  * §3.5: the proxies' event stream into `gateway_requests`. A consumer-group reader that acknowledges an entry only
@@ -42,6 +43,8 @@ export interface EventsConsumerOptions {
   claimIdleMs?: number;
   /** An entry that failed this many deliveries goes to the dead-letter stream. */
   maxDeliveries?: number;
+  /** `CROCHET_FEE_BPS`, for the ledger postings the events make due; default DEFAULT_FEE_BPS. */
+  feeBps?: number;
   log: EventsConsumerLog;
 }
 
@@ -78,6 +81,8 @@ const STATUSES: Record<GatewayStatus, true> = {
 };
 const INT32_MAX = 2 ** 31 - 1;
 const ATOMIC = /^(0|[1-9][0-9]{0,17})$/;
+/** A compact JWS: three base64url segments. */
+const RECEIPT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 const isCount = (value: unknown, max = Number.MAX_SAFE_INTEGER): value is number =>
   Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) <= max;
@@ -123,6 +128,7 @@ export const parseEvent = (raw: string | null): GatewayEvent => {
   check(e['upstream_latency_ms'] === null || isCount(e['upstream_latency_ms'], INT32_MAX), 'upstream_latency_ms');
   check(isCount(e['bytes_in']), 'bytes_in');
   check(isCount(e['bytes_out']), 'bytes_out');
+  check(e['receipt'] === undefined || (isText(e['receipt'], 16_384) && RECEIPT.test(e['receipt'])), 'receipt');
   return e as unknown as GatewayEndEvent;
 };
 
@@ -179,11 +185,21 @@ const END_SQL = `
     completed_at        = EXCLUDED.completed_at
   WHERE g.completed_at IS NULL OR g.completed_at <= EXCLUDED.completed_at`;
 
+// A request gets at most one receipt (the proxy signs the full receipt once); the first one recorded stays.
+const RECEIPT_SQL = `
+  UPDATE gateway_requests AS g SET receipt = r.receipt
+    FROM unnest($1::text[], $2::text[]) AS r (id, receipt)
+   WHERE g.id = r.id AND g.receipt IS NULL`;
+
 /**
  * Applies events in two set-based statements. Within one statement a row may change only once, so events are
  * folded per request first: duplicate starts are identical, and of several ends the latest wins.
  */
-export const applyEvents = async (client: PoolClient, events: readonly GatewayEvent[]): Promise<void> => {
+export const applyEvents = async (
+  client: PoolClient,
+  events: readonly GatewayEvent[],
+  ledger: LedgerOptions = { feeBps: DEFAULT_FEE_BPS },
+): Promise<void> => {
   const starts = new Map<string, GatewayStartEvent>();
   const ends = new Map<string, GatewayEndEvent>();
   for (const event of events) {
@@ -235,12 +251,20 @@ export const applyEvents = async (client: PoolClient, events: readonly GatewayEv
         .map((key): unknown[] => column(ends, key))
         .concat([[...ends.values()].map((e) => (e.payment_outcome ? JSON.stringify(e.payment_outcome) : null))]),
     );
+    // Receipts (§3.4): after the end's row exists.
+    const receipts = [...ends.values()].filter((e) => e.receipt !== undefined);
+    if (receipts.length > 0) {
+      await client.query(RECEIPT_SQL, [receipts.map((e) => e.id), receipts.map((e) => e.receipt)]);
+    }
   }
+  // §3.5: the journals these events make due, in this same transaction (ledger/posting.ts).
+  await postLedger(client, events, ledger);
 };
 
 /**
  * True when retrying cannot help the event itself: it is malformed, or PostgreSQL refused its data (SQLSTATE
- * classes 22 data exception and 23 integrity violation). Anything else — PostgreSQL unreachable, a timeout, a bug in
+ * classes 22 data exception and 23 integrity violation; ledger posting raises its own data problems as 22023 and an
+ * unbalanced journal fails the commit with 23514). Anything else — PostgreSQL unreachable, a timeout, a bug in
  * a statement — leaves the entries waiting in the stream instead of dead-lettering good events (§4: "PostgreSQL
  * down: events wait in the stream").
  */
@@ -273,6 +297,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
   const blockMs = options.blockMs ?? 1000;
   const claimIdleMs = options.claimIdleMs ?? 30_000;
   const maxDeliveries = options.maxDeliveries ?? 5;
+  const ledger: LedgerOptions = { feeBps: options.feeBps ?? DEFAULT_FEE_BPS, log };
   const keys = redisKeys(options.prefix);
   const stream = keys.events;
   // Looking for idle entries twice per idle period bounds how long a dead consumer's entries wait.
@@ -404,14 +429,14 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
     if (good.length > 0) {
       try {
         const events = good.map((g) => g.event);
-        await transaction(pool, (client) => applyEvents(client, events));
+        await transaction(pool, (client) => applyEvents(client, events, ledger));
         await ack(good.map((g) => g.id));
         stats.processed += good.length;
       } catch (error) {
         if (!isPoison(error)) throw error;
         for (const g of good) {
           try {
-            await transaction(pool, (client) => applyEvents(client, [g.event]));
+            await transaction(pool, (client) => applyEvents(client, [g.event], ledger));
             await ack([g.id]);
             stats.processed++;
           } catch (single) {

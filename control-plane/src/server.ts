@@ -10,6 +10,7 @@ import { authRoutes } from './routes/auth.js';
 import { docsRoutes } from './routes/docs.js';
 import { gatewayRequestRoutes } from './routes/gateway-requests.js';
 import { healthRoutes } from './routes/health.js';
+import { ledgerRoutes } from './routes/ledger.js';
 import { listingRoutes } from './routes/listings.js';
 import { meRoutes } from './routes/me.js';
 
@@ -24,7 +25,7 @@ export interface ControlPlane {
 }
 
 /** Route modules in the order they appear in the documents. */
-const ROUTES = [authRoutes, meRoutes, listingRoutes, gatewayRequestRoutes, healthRoutes];
+const ROUTES = [authRoutes, meRoutes, listingRoutes, gatewayRequestRoutes, ledgerRoutes, healthRoutes];
 
 /** Builds the app over given dependencies (tests pass their own pool and Redis). */
 export const buildControlPlane = (deps: Deps): App => {
@@ -70,6 +71,7 @@ export const startControlPlane = async (
     pool,
     redis,
     prefix: config.redisPrefix,
+    feeBps: config.feeBps,
     log: app.log.child({ component: 'events-consumer' }),
   });
   const url = await app.listen({ host: config.host, port: config.port });

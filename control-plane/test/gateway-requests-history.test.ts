@@ -98,6 +98,7 @@ describe('gateway request history', () => {
       bytes_out: 1234,
       price: { amount: '0.01', currency: 'USDC', amount_atomic: '10000' },
       payment: { proof_ids: [`proof-${first.id}`], network: 'solana:devnet' },
+      refund: null,
       created_at: new Date(first.at).toISOString(),
       completed_at: new Date(first.at + 120).toISOString(),
     });

@@ -132,6 +132,11 @@ export const ERRORS = define({
     hint: 'Create another key with POST /api/v1/keys first, then revoke this one.',
   },
   // --- listings and seller endpoints -----------------------------------------------------------------------------
+  AGENT_PAUSED: {
+    status: 403,
+    message: 'This agent is paused by its operator; the gateway refuses its calls.',
+    hint: "Ask the agent's operator to resume it.",
+  },
   LISTING_NOT_FOUND: {
     status: 404,
     message: 'No listing with this id.',
@@ -177,6 +182,11 @@ export const ERRORS = define({
     status: 404,
     message: 'No gateway request with this id is yours.',
     hint: 'GET /api/v1/gateway-requests lists your gateway requests as buyer (or ?role=seller).',
+  },
+  RECEIPT_NOT_AVAILABLE: {
+    status: 404,
+    message: 'This gateway request has no receipt.',
+    hint: 'Only paid calls answered by the seller get a receipt, recorded once the answer finished; retry in a few seconds.',
   },
   UPSTREAM_TIMEOUT: {
     status: 504,

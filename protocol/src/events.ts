@@ -43,9 +43,12 @@ export interface PaymentRecord {
   proof_ids: string[];
 }
 
-/** How a paid call's payment ended: settled on chain, still settling, released (never charged), or due a refund. */
+/**
+ * How a paid call's payment ended: settled on chain, still settling, released (never charged), due a refund (settled
+ * but the seller failed), or unpaid (the seller served but the settlement was refused afterwards).
+ */
 export interface PaymentOutcome {
-  status: 'settled' | 'pending' | 'released' | 'refund_due';
+  status: 'settled' | 'pending' | 'released' | 'refund_due' | 'unpaid';
   tx: string | null;
 }
 
@@ -66,6 +69,11 @@ export interface GatewayEndEvent {
   at: number;
   /** Paid calls only. */
   payment_outcome?: PaymentOutcome;
+  /**
+   * Paid calls whose answer streamed to its end: the full receipt (compact JWS, plugins/src/receipts), served later
+   * at `GET /api/v1/gateway-requests/:id/receipt`.
+   */
+  receipt?: string;
 }
 
 export type GatewayEvent = GatewayStartEvent | GatewayEndEvent;

@@ -2,6 +2,7 @@ import {
   createAdmission,
   createGuardedAgent,
   createPaidAdmission,
+  createReceiptSigner,
   createX402Schemes,
   EventWriter,
   evmTransferRail,
@@ -17,6 +18,7 @@ import { ApiError, CryptoBox, errorBody, newId, redisKeys } from '@crochet/proto
 import httpProxy from '@fastify/http-proxy';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { Redis } from 'ioredis';
+import { privateKeyToAccount } from 'viem/accounts';
 import type { ProxyConfig } from './config.js';
 import { ConfigStore } from './config-store.js';
 import { type GatewayDeps, gatewayRoutes } from './gateway.js';
@@ -111,13 +113,15 @@ export interface ProxyServer {
 const buildPayments = async (config: ProxyConfig, redis: Redis, keys: ReturnType<typeof redisKeys>) => {
   const p = config.payments;
   const rails: PaymentRail[] = [];
-  if (p.solana) rails.push(solanaTransferRail(p.solana));
-  if (p.evm) rails.push(evmTransferRail(p.evm));
-  if (p.relay && p.evm) rails.push(relayRail(p.relay, p.evm, { timeoutMs: p.verifyTimeoutMs }));
   const schemes = createX402Schemes(p, undefined, {
     pendingSettlementStore: redisPendingSettlementStore(redis, keys.paymentSettling),
   });
   const solanaFeePayer = p.solana ? await registerSvmScheme(schemes, p.solana, p.maxTimeoutSeconds) : undefined;
+  // Transactions this gateway sent to settle x402 payments can never count again as direct transfers.
+  const settler = p.evm?.settlerKey ? privateKeyToAccount(p.evm.settlerKey).address.toLowerCase() : undefined;
+  if (p.solana) rails.push(solanaTransferRail(p.solana, undefined, solanaFeePayer ? [solanaFeePayer] : []));
+  if (p.evm) rails.push(evmTransferRail(p.evm, undefined, settler ? [settler] : []));
+  if (p.relay && p.evm) rails.push(relayRail(p.relay, p.evm, { timeoutMs: p.verifyTimeoutMs }));
   if (schemes.requirements.size > 0) {
     rails.push(x402Rail(schemes, { evmMinPriceAtomic: p.evm?.minPriceAtomic ?? null }));
   }
@@ -171,6 +175,13 @@ export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
     pollMs: config.configPollMs,
   });
   const payments = await buildPayments(config, redis, keys);
+  // Without a receipt key the proxy signs nothing: paid answers then carry no X-Crochet-Receipt.
+  const receipts = config.receipts
+    ? {
+        issuer: config.publicBaseUrl,
+        signer: await createReceiptSigner(config.receipts.keys, { ttlSeconds: config.receipts.ttlSeconds }),
+      }
+    : undefined;
   app = buildProxy(config, {
     ...(payments ? { payments } : {}),
     store,
@@ -181,6 +192,7 @@ export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
     upstream,
     keyRateLimitPerMinute: config.keyRateLimitPerMinute,
     listingRateLimitPerMinute: config.listingRateLimitPerMinute,
+    ...(receipts ? { receipts } : {}),
   });
   await Promise.all([redis.connect().catch(() => {}), subscriber.connect().catch(() => {})]);
   await store.start();

@@ -1,4 +1,10 @@
-import { loadPaymentsConfig, type PaymentsConfig } from '@crochet/plugins';
+import {
+  loadPaymentsConfig,
+  type PaymentsConfig,
+  parseReceiptKeys,
+  RECEIPT_TTL_SECONDS_DEFAULT,
+  type ReceiptPrivateJwk,
+} from '@crochet/plugins';
 import { CryptoBox, DEFAULT_REDIS_PREFIX, EnvReader } from '@crochet/protocol';
 
 /** Everything a proxy reads from its environment, validated at start. */
@@ -24,6 +30,11 @@ export interface ProxyConfig {
   /** Redis commands on the hot path fail after this long (then the free-listing fallback applies). */
   redisCommandTimeoutMs: number;
   payments: PaymentsConfig;
+  /**
+   * `CROCHET_RECEIPT_KEYS` (JSON array of private Ed25519 JWKs; the first signs) and `CROCHET_RECEIPT_TTL_SECONDS`.
+   * null when no key is configured: the proxy then sends no receipts.
+   */
+  receipts: { keys: ReceiptPrivateJwk[]; ttlSeconds: number } | null;
 }
 
 export const loadProxyConfig = (env: NodeJS.ProcessEnv = process.env): ProxyConfig => {
@@ -52,7 +63,18 @@ export const loadProxyConfig = (env: NodeJS.ProcessEnv = process.env): ProxyConf
     connectTimeoutMs: r.int('CROCHET_UPSTREAM_CONNECT_TIMEOUT_MS', 5000, { min: 100, max: 60_000 }),
     redisCommandTimeoutMs: r.int('CROCHET_REDIS_COMMAND_TIMEOUT_MS', 500, { min: 10, max: 10_000 }),
     payments: loadPaymentsConfig(r),
+    receipts: null,
   };
+  const receiptKeysText = r.string('CROCHET_RECEIPT_KEYS');
+  const receiptTtlSeconds = r.int('CROCHET_RECEIPT_TTL_SECONDS', RECEIPT_TTL_SECONDS_DEFAULT, {
+    min: 60,
+    max: 10 * 365 * 86_400,
+  });
+  if (receiptKeysText !== undefined) {
+    const parsed = parseReceiptKeys(receiptKeysText);
+    if (parsed.ok) config.receipts = { keys: parsed.keys, ttlSeconds: receiptTtlSeconds };
+    else r.problem('CROCHET_RECEIPT_KEYS', parsed.problem);
+  }
   r.done();
   return config;
 };

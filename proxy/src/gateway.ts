@@ -4,9 +4,11 @@ import {
   type Admission,
   type AdmissionRequest,
   type EventWriter,
+  type HeaderReceiptClaims,
   isSsrfBlockedError,
   type LocalAdmission,
   type PaymentRail,
+  type ReceiptSigner,
   rateLimitHeaders,
   type SettleResult,
   type VerifiedPayment,
@@ -64,6 +66,18 @@ export interface GatewayDeps {
   listingRateLimitPerMinute: number;
   /** Absent when no payment rail is configured: per_call listings then answer PAYMENT_RAILS_UNAVAILABLE. */
   payments?: PaymentDeps;
+  /** Absent when no receipt key is configured: paid answers then carry no receipt. */
+  receipts?: { signer: ReceiptSigner; issuer: string };
+}
+
+/** A paid call's receipt (plugins/src/receipts): signed before forwarding, completed when the body has streamed. */
+interface ReceiptState {
+  claims: HeaderReceiptClaims;
+  header: string;
+  /** Hex SHA-256 of the response body, once it streamed to its end (hashed chunk by chunk, never held). */
+  responseSha256: string | null;
+  /** The full receipt, signed once (by the trailer or the record step, whichever asks first). */
+  full: Promise<string> | null;
 }
 
 /** What the gateway knows about one call; `record` turns it into the completion event. */
@@ -80,6 +94,7 @@ interface CallState {
   /** Paid calls: the verified payment and its rail. */
   paid: { payment: VerifiedPayment; rail: PaymentRail } | null;
   paymentOutcome: PaymentOutcome | null;
+  receipt: ReceiptState | null;
 }
 
 declare module 'fastify' {
@@ -164,6 +179,23 @@ const upstreamErrorCode = (error: Error & { code?: string }): ErrorCode => {
 
 const sha256Hex = (body: Buffer): string => createHash('sha256').update(body).digest('hex');
 
+/**
+ * A receipt goes with every paid answer, except a non-2xx one under `after_response`: that payment is released
+ * (never charged) and may pay for another call, which would then be a second receipt for one payment.
+ */
+const receiptDue = (state: CallState, status: number): boolean =>
+  state.receipt !== null && (state.listing.settlementPolicy !== 'after_response' || (status >= 200 && status < 300));
+
+/**
+ * The client accepts trailers (`TE: trailers`, RFC 9110 §10.1.4) and the answer has a body to put them after
+ * (not HEAD, 204 or 304).
+ */
+const wantsTrailers = (request: FastifyRequest, status: number): boolean =>
+  /(^|,)\s*trailers\s*(,|;|$)/i.test(String(request.headers.te ?? '')) &&
+  request.method !== 'HEAD' &&
+  status !== 204 &&
+  status !== 304;
+
 export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Promise<void> => {
   const { store, keys, events } = deps;
 
@@ -224,7 +256,21 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
     if (!key) return send(reply, new ApiError('API_KEY_INVALID'));
     if (key.status === 'revoked') return send(reply, new ApiError('API_KEY_REVOKED'));
     const buyer = store.agent(key.agent_id);
+    if (buyer?.status === 'paused') return send(reply, new ApiError('AGENT_PAUSED'));
     step('authenticate');
+
+    // A body declared larger than the listing accepts is refused before anything is paid or counted.
+    const declaredBytes = Number(request.headers['content-length'] ?? 0);
+    if (declaredBytes > listing.bodyLimitBytes) {
+      reply.header('connection', 'close');
+      return send(
+        reply,
+        new ApiError('PAYLOAD_TOO_LARGE', {
+          message: `The request body is larger than this listing accepts (${listing.bodyLimitBytes} bytes).`,
+          details: { limit_bytes: listing.bodyLimitBytes },
+        }),
+      );
+    }
 
     // --- admit (free) or pay and admit (per_call): limits, proof consumption and the start record, one script ------
     const sub = upstreamUrl(listing, rawSubPath(request.url));
@@ -241,6 +287,7 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
       steps,
       paid: null,
       paymentOutcome: null,
+      receipt: null,
     };
     const admissionRequest: AdmissionRequest = {
       keyStateKey: keys.rateKey(key.key_id),
@@ -319,12 +366,16 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
           // Broadcast, not confirmed in time. The buyer is told to retry with the same payment, so give the proof
           // back: the retry is admitted from the verification already made and settles by waiting for this same
           // transaction (the facilitator remembers it in Redis), never by paying twice.
-          await releaseProof(deps.payments!, payment, state.id);
+          await releaseProof(deps.payments!, payment, state.id).catch((error: unknown) =>
+            request.log.error({ err: error }, 'could not release a pending proof'),
+          );
           state.paymentOutcome = { status: 'pending', tx: settled.tx };
           return send(reply, new ApiError('PAYMENT_PENDING', { headers: { 'retry-after': '2' } }), state);
         }
         if (!settled.ok) {
-          await releaseProof(deps.payments!, payment, state.id);
+          await releaseProof(deps.payments!, payment, state.id).catch((error: unknown) =>
+            request.log.error({ err: error }, 'could not release an unsettled proof'),
+          );
           state.paymentOutcome = { status: 'released', tx: null };
           return send(
             reply,
@@ -336,7 +387,10 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
           );
         }
         state.paymentOutcome = { status: 'settled', tx: settled.tx };
-        await consumeSettlementTx(deps.payments!, payment, settled.tx, state.id);
+        // Settled: the call goes ahead even if Redis hiccups here (the own-settler check keeps the tx from paying again).
+        await consumeSettlementTx(deps.payments!, payment, settled.tx, state.id).catch((error: unknown) =>
+          request.log.error({ err: error }, 'could not mark the settlement transaction used'),
+        );
         reply.header(
           'payment-response',
           encodePaymentResponseHeader({
@@ -378,6 +432,27 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
         canonicalString(timestamp, state.id, listing.id, bodySha256),
       ),
     };
+    // Paid calls: the header receipt, over what is known before the seller answers (§3.4).
+    if (state.paid && deps.receipts) {
+      const { payment } = state.paid;
+      const claims: HeaderReceiptClaims = {
+        iss: deps.receipts.issuer,
+        sub: state.id,
+        listing_id: listing.id,
+        amount: payment.amountAtomic,
+        asset: payment.asset,
+        network: payment.network,
+        payment_proof: {
+          rail: payment.rail,
+          payer: payment.payer,
+          tx: state.paymentOutcome?.tx ?? payment.tx,
+          proof_ids: payment.proofIds,
+        },
+        request_body_sha256: bodySha256,
+      };
+      const header = await deps.receipts.signer.signHeaderReceipt(claims);
+      state.receipt = { claims, header, responseSha256: null, full: null };
+    }
     step('sign');
 
     // --- forward and stream back ----------------------------------------------------------------------------------
@@ -394,10 +469,26 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
         step('upstream_headers');
         return buyerResponseHeaders(headers, { ...limitHeaders, 'x-crochet-request-id': state.id });
       },
-      // Counting chunks as they stream is the only way to know the size of a chunked or SSE answer.
+      // Counting (and, for a receipt, hashing) chunks as they stream is the only way to know the size and hash of a
+      // chunked or SSE answer without holding it.
       onResponse: (_req, upstreamReply, res) => {
+        const receipt = receiptDue(state, upstreamReply.statusCode) ? state.receipt : null;
+        const hash = receipt ? createHash('sha256') : null;
+        if (receipt && hash) {
+          upstreamReply.header('x-crochet-receipt', receipt.header);
+          if (wantsTrailers(request, upstreamReply.statusCode)) {
+            // Fastify declares `Trailer` and switches to chunked coding; a Content-Length may not go with it
+            // (RFC 9112 §6.3). The trailer is computed after the last chunk: the body's hash is final by then.
+            upstreamReply.removeHeader('content-length');
+            upstreamReply.trailer('x-crochet-receipt', () => fullReceipt(state, upstreamReply.statusCode));
+          }
+          res.stream.once('end', () => {
+            receipt.responseSha256 = hash.digest('hex');
+          });
+        }
         res.stream.on('data', (chunk: Buffer) => {
           state.bytesOut += chunk.length;
+          hash?.update(chunk);
         });
         upstreamReply.send(res.stream);
       },
@@ -448,12 +539,35 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
       bytes_out: state.bytesOut,
       at: Date.now(),
     };
+    if (state.receipt?.responseSha256) {
+      // Only for an answer that streamed to its end: a cut body has no hash worth signing.
+      const receipt = await fullReceipt(state, status).catch((error: unknown) => {
+        request.log.error({ err: error }, 'full receipt not signed');
+        return null;
+      });
+      if (receipt) event.receipt = receipt;
+    }
     if (state.paid) {
       const outcome = await settleAfterResponse(state, status);
       if (outcome) event.payment_outcome = outcome;
     }
     events.push(event);
   });
+
+  /**
+   * The full receipt: the header receipt's claims plus the answer as streamed. Signed once; the trailer and the
+   * completion event carry the same JWS.
+   */
+  const fullReceipt = (state: CallState, status: number): Promise<string> => {
+    const receipt = state.receipt!;
+    receipt.full ??= deps.receipts!.signer.signFullReceipt({
+      ...receipt.claims,
+      status,
+      response_body_sha256: receipt.responseSha256!,
+      response_bytes: state.bytesOut,
+    });
+    return receipt.full;
+  };
 
   /**
    * What became of a paid call's payment once the answer is out. `after_response`: settle only when the seller
@@ -478,7 +592,8 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
         await consumeSettlementTx(deps.payments!, payment, settled.tx, state.id);
         return { status: 'settled', tx: settled.tx };
       }
-      return { status: settled.pending ? 'pending' : 'released', tx: settled.tx };
+      // The seller has served; a settlement refused now leaves the call unpaid (the ledger and operators see it).
+      return { status: settled.pending ? 'pending' : 'unpaid', tx: settled.tx };
     } catch {
       return { status: 'pending', tx: null };
     }

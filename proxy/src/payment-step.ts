@@ -65,7 +65,7 @@ export const payForCall = async (
     buyerEvmWallets: readonly string[];
     headers: Record<string, string | string[] | undefined>;
     gatewayRequestId: string;
-    admission: Omit<PaidAdmissionRequest, 'verifiedKey' | 'usedKeys'>;
+    admission: Omit<PaidAdmissionRequest, 'verifiedKey' | 'usedKeys' | 'usedKeyPrefix'>;
   },
 ): Promise<PaymentDecision> => {
   const { config, keys, redis } = deps;
@@ -116,14 +116,16 @@ export const payForCall = async (
   const primaryId = proofKeyId(proof);
   if (!primaryId) return { ok: false, error: new ApiError('PAYMENT_INVALID') };
 
-  const admit = (usedIds: string[]) =>
+  // The presented proof is checked first; once verified, the script consumes every id of the payment with it.
+  const admit = () =>
     deps.paidAdmit({
       ...call.admission,
       verifiedKey: verifiedKey(keys, primaryId),
-      usedKeys: usedIds.map((id) => usedKey(keys, id)),
+      usedKeys: [usedKey(keys, primaryId)],
+      usedKeyPrefix: usedKey(keys, ''),
     });
 
-  let outcome = await admit([primaryId]);
+  let outcome = await admit();
   if (outcome.outcome === 'unverified') {
     const paymentCall: PaymentCall = {
       listingId: call.listing.id,
@@ -160,14 +162,14 @@ export const payForCall = async (
       })
       .expire(verifiedKey(keys, primaryId), VERIFIED_TTL_SECONDS)
       .exec();
-    outcome = await admit(verdict.payment.proofIds);
+    outcome = await admit();
     if (outcome.outcome === 'admitted') return { ok: true, admission: outcome, payment: verdict.payment, rail };
   }
 
   switch (outcome.outcome) {
     case 'admitted': {
       const record = JSON.parse(outcome.payment) as PaymentRecord;
-      const settlement = await redis.hget(verifiedKey(keys, primaryId), 'settlement');
+      const settlement = outcome.settlement;
       const payment: VerifiedPayment = {
         rail: record.rail,
         network: record.network,

@@ -6,7 +6,13 @@ import { x402Client } from '@x402/fetch';
 import type { Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPaidListing, type PaymentStack, paymentRequiredOf, startPaymentStack } from './payment-stack.js';
+import {
+  createPaidListing,
+  type PaymentStack,
+  paymentRequiredOf,
+  registerVerifiedEvmBuyer,
+  startPaymentStack,
+} from './payment-stack.js';
 import { eventually, expectApiError, gatewayCall, startSeller, type TestSeller } from './stack.js';
 
 /**
@@ -20,13 +26,16 @@ let seller: TestSeller;
 let sellerKey: string;
 let buyerKey: string;
 let solver: `0x${string}`;
+let buyerWallet: `0x${string}`;
 const PRICE = 100_000n;
 
 beforeAll(async () => {
   stack = await startPaymentStack({ proxyEnv: { CROCHET_PAYMENT_VERIFY_TIMEOUT_MS: '200' } });
   seller = await startSeller();
   sellerKey = (await stack.plane.register('seller')).apiKey;
-  buyerKey = (await stack.plane.register('buyer')).apiKey;
+  const buyer = await registerVerifiedEvmBuyer(stack, 'buyer', stack.evm.accounts[6]!.privateKey);
+  buyerKey = buyer.apiKey;
+  buyerWallet = buyer.address;
   solver = stack.evm.accounts[5]!.privateKey;
   await mintUsdc(stack.evm, privateKeyToAccount(solver).address, 10_000_000n);
 }, 60_000);
@@ -42,7 +51,7 @@ const payThroughRelay = async () => {
   const usdc = { chainId: stack.evm.chainId, address: stack.evm.usdc, symbol: 'USDC', decimals: 6 };
   return stack.relay.createRequest({
     status: 'success',
-    user: privateKeyToAccount(solver).address,
+    user: buyerWallet,
     recipient: stack.evmPayTo,
     originChainId: stack.evm.chainId,
     destinationChainId: stack.evm.chainId,

@@ -2,7 +2,13 @@ import { mintUsdc, type RelayIntentStatus, transferUsdc } from '@crochet/dev-cha
 import type { Address, Hash } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPaidListing, type PaymentStack, paymentTx, startPaymentStack } from './payment-stack.js';
+import {
+  createPaidListing,
+  type PaymentStack,
+  paymentTx,
+  registerVerifiedEvmBuyer,
+  startPaymentStack,
+} from './payment-stack.js';
 import { expectApiError, gatewayCall, startSeller, type TestSeller } from './stack.js';
 
 /**
@@ -16,13 +22,17 @@ let seller: TestSeller;
 let listing: string;
 let buyerKey: string;
 let solver: `0x${string}`;
+let buyerWallet: `0x${string}`;
 const PRICE = 100_000n;
 
 beforeAll(async () => {
   stack = await startPaymentStack();
   seller = await startSeller();
   const sellerAgent = await stack.plane.register('seller');
-  buyerKey = (await stack.plane.register('buyer')).apiKey;
+  // The buyer's verified wallet made the Relay requests (request ids are public: only their maker may spend them).
+  const buyer = await registerVerifiedEvmBuyer(stack, 'buyer', stack.evm.accounts[6]!.privateKey);
+  buyerKey = buyer.apiKey;
+  buyerWallet = buyer.address;
   listing = await createPaidListing(stack, sellerAgent.apiKey, `${seller.url}/paid`, '0.10');
   // Relay's solver fills on the destination chain from its own wallet.
   solver = stack.evm.accounts[5]!.privateKey;
@@ -36,13 +46,13 @@ afterAll(async () => {
 /** A Relay request whose fill really paid `recipient` on anvil. */
 const relayRequest = async (
   status: RelayIntentStatus,
-  options: { recipient?: Address; fill?: Hash } = {},
+  options: { recipient?: Address; fill?: Hash; user?: Address } = {},
 ): Promise<{ id: string; fill: Hash }> => {
   const fill = options.fill ?? (await transferUsdc(stack.evm, solver, stack.evmPayTo, PRICE));
   const usdc = { chainId: stack.evm.chainId, address: stack.evm.usdc, symbol: 'USDC', decimals: 6 };
   const request = stack.relay.createRequest({
     status,
-    user: '0x00000000000000000000000000000000000000b0',
+    user: options.user ?? buyerWallet,
     recipient: options.recipient ?? stack.evmPayTo,
     originChainId: 8453,
     destinationChainId: stack.evm.chainId,

@@ -187,6 +187,22 @@ export const PAYMENT_TEXT = [
   '- Cheap listings are not offered on EVM: PAYMENT_ROUTE_MINIMUM_NOT_MET — pay on Solana.',
 ];
 
+export const RECEIPT_TEXT = [
+  'Receipts (paid calls):',
+  '- Every paid answer carries X-Crochet-Receipt: a compact JWS (JWT, alg EdDSA/Ed25519, typ crochet-receipt+jwt,',
+  '  kid in its header) with claims iss (gateway base URL), sub (gateway request id = X-Crochet-Request-Id),',
+  '  listing_id, amount (atomic units), asset, network (CAIP-2), payment_proof {rail, payer, tx, proof_ids},',
+  '  request_body_sha256 (hex SHA-256 of the body you sent), iat, exp.',
+  '- The full receipt adds status, response_body_sha256 and response_bytes (the body as streamed). Send',
+  '  `TE: trailers` to get it as the X-Crochet-Receipt HTTP trailer; it is also at',
+  '  GET /api/v1/gateway-requests/:id/receipt a moment after the answer finished.',
+  '- Verify: fetch /.well-known/jwks.json, pick the key whose kid matches, check the EdDSA signature, typ, exp and',
+  '  iss; then compare sub, amount and the hashes with your own call. With jose:',
+  '  jwtVerify(jws, createRemoteJWKSet(new URL("/.well-known/jwks.json", base)), { algorithms: ["EdDSA"],',
+  '    typ: "crochet-receipt+jwt", issuer: base }).',
+  '- Keys rotate: old keys stay in the JWKS until the receipts they signed expire; refetch it on an unknown kid.',
+];
+
 export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): string =>
   [
     '# Crochet',
@@ -201,6 +217,8 @@ export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): str
     ...POW_TEXT,
     '',
     ...PAYMENT_TEXT,
+    '',
+    ...RECEIPT_TEXT,
     '',
     '## Documents',
     `- [OpenAPI 3.1](${site.baseUrl}/api/openapi.json): every route with its request and response schemas`,
@@ -270,6 +288,9 @@ export const renderSkill = (catalog: readonly RouteDoc[], site: SiteInfo): strin
     '',
     '## Payments',
     ...PAYMENT_TEXT,
+    '',
+    '## Receipts',
+    ...RECEIPT_TEXT,
     '',
     '## Routes',
     ...catalog.map(routeLine),

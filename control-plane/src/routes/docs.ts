@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { publicReceiptJwks } from '@crochet/plugins';
 import { Type } from 'typebox';
 import type { App, Deps, RouteDoc } from '../app.js';
 import {
@@ -98,4 +99,8 @@ export const docsRoutes = (app: App, { config }: Deps, catalog: readonly RouteDo
   serve('/seller-onboarding', text, 'seller');
   serve('/.well-known/agent-protocol.json', json, 'protocol');
   serve('/docs/errors', markdown, () => ERRORS_MD);
+  // §3.4: the keys receipts are signed with, current and previous (kept until what they signed expires). Cached
+  // briefly: a verifier that meets an unknown kid fetches again.
+  const jwks = JSON.stringify(publicReceiptJwks(config.receiptKeys));
+  serve('/.well-known/jwks.json', 'application/jwk-set+json', () => jwks);
 };

@@ -1,3 +1,4 @@
+import { decodeReceipt } from '@crochet/plugins';
 import {
   ApiError,
   type Currency,
@@ -75,9 +76,21 @@ const GatewayRequest = Type.Object({
   bytes_out: Nullable(Type.Integer()),
   price: Nullable(Price),
   payment: Nullable(Type.Unknown({ description: 'the payment that paid this request, when it was paid' })),
+  refund: Nullable(
+    Type.Union([Type.Literal('refund_due'), Type.Literal('refunded')], {
+      description: 'refund_due: the payment settled but the seller failed, so it is reversed in the ledger',
+    }),
+  ),
   created_at: Timestamp,
   completed_at: Nullable(Timestamp),
 });
+
+/** The refund state of a paid request: from its payment outcome (refund_due) or its status (refunded). */
+const refundOf = (row: GatewayRequestRow): 'refund_due' | 'refunded' | null => {
+  const outcome = (row.payment as { outcome?: { status?: unknown } } | null)?.outcome?.status;
+  if (row.status === 'refunded' || outcome === 'refunded') return 'refunded';
+  return outcome === 'refund_due' ? 'refund_due' : null;
+};
 
 const view = (row: GatewayRequestRow) => ({
   id: row.id,
@@ -103,6 +116,7 @@ const view = (row: GatewayRequestRow) => ({
           amount_atomic: row.price_atomic,
         },
   payment: row.payment ?? null,
+  refund: refundOf(row),
   created_at: row.created_at,
   completed_at: row.completed_at,
 });
@@ -111,7 +125,7 @@ const view = (row: GatewayRequestRow) => ({
  * §3.5: the history of gateway calls, as the buyer who made them or the seller who served them — enough for a
  * buyer to find out what happened to a call whose connection dropped. To anyone else a request does not exist.
  */
-export const gatewayRequestRoutes = (app: App, { pool }: Deps): void => {
+export const gatewayRequestRoutes = (app: App, { pool, config }: Deps): void => {
   app.get(
     '/api/v1/gateway-requests',
     {
@@ -203,6 +217,46 @@ export const gatewayRequestRoutes = (app: App, { pool }: Deps): void => {
       );
       if (!rows[0]) throw new ApiError('GATEWAY_REQUEST_NOT_FOUND');
       return { data: view(rows[0]) };
+    },
+  );
+  app.get(
+    '/api/v1/gateway-requests/:id/receipt',
+    {
+      schema: {
+        operationId: 'getGatewayRequestReceipt',
+        summary: 'The full receipt of one of your paid gateway requests: a JWS to verify with /.well-known/jwks.json',
+        description:
+          "The receipt the gateway signed once the seller's answer had streamed to its end (the same JWS as the " +
+          'X-Crochet-Receipt trailer): request id, listing, amount, asset, network, payment proof, request and ' +
+          'response body hashes, status. `claims` is its payload decoded for reading; trust it only after verifying ' +
+          'the JWS against the keys at `jwks_url`.',
+        tags: ['gateway'],
+        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        response: {
+          200: Data(
+            Type.Object({
+              receipt: Type.String({ description: 'compact JWS (EdDSA, Ed25519), typ crochet-receipt+jwt' }),
+              claims: Type.Unknown({ description: 'the JWS payload, decoded (not verified)' }),
+              jwks_url: Type.String({ description: 'the keys that verify it' }),
+            }),
+          ),
+        },
+      },
+      config: { auth: 'api_key', errors: ['GATEWAY_REQUEST_NOT_FOUND', 'RECEIPT_NOT_AVAILABLE'] },
+    },
+    async (request) => {
+      const { agentId } = request.agent!;
+      const { rows } = await pool.query<{ receipt: string | null }>(
+        'SELECT receipt FROM gateway_requests WHERE id = $1 AND (buyer_id = $2 OR seller_id = $2)',
+        [request.params.id, agentId],
+      );
+      if (!rows[0]) throw new ApiError('GATEWAY_REQUEST_NOT_FOUND');
+      const { receipt } = rows[0];
+      // Free calls have none; a paid one gets it with its completion event, a moment after the answer finished.
+      if (receipt === null) throw new ApiError('RECEIPT_NOT_AVAILABLE');
+      return {
+        data: { receipt, claims: decodeReceipt(receipt), jwks_url: `${config.publicBaseUrl}/.well-known/jwks.json` },
+      };
     },
   );
 };

@@ -107,18 +107,26 @@ export const createAdmission = (redis: Redis, eventsKey: string) => {
 const PAID_ADMIT_SCRIPT = `
 for i = 5, #KEYS do
   local by = redis.call('GET', KEYS[i])
-  if by then return {'used', 0, 0, 0, 0, by} end
+  if by then return {'used', 0, 0, 0, 0, by, ''} end
 end
-local verified = redis.call('HMGET', KEYS[4], 'listing', 'buyer', 'payment')
-if not verified[3] then return {'unverified', 0, 0, 0, 0, ''} end
-if verified[1] ~= ARGV[5] or verified[2] ~= ARGV[6] then return {'mismatch', 0, 0, 0, 0, verified[1]} end
+local verified = redis.call('HMGET', KEYS[4], 'listing', 'buyer', 'payment', 'settlement')
+if not verified[3] then return {'unverified', 0, 0, 0, 0, '', ''} end
+if verified[1] ~= ARGV[5] or verified[2] ~= ARGV[6] then return {'mismatch', 0, 0, 0, 0, verified[1], ''} end
+-- Every id the verified payment consumes (a Relay request and its fill, say), not only the one presented. They are
+-- named from ARGV[7], the "used" key prefix: undeclared keys, fine on a single Redis (not on a cluster).
+local ids = cjson.decode(verified[3]).proof_ids
+for _, id in ipairs(ids) do
+  local by = redis.call('GET', ARGV[7] .. id)
+  if by then return {'used', 0, 0, 0, 0, by, ''} end
+end
 ${LIMITS_LUA}
 local allowed, limit, remaining, reset, retry = limits()
-if allowed == 0 then return {'rate_limited', limit, 0, reset, retry, ''} end
+if allowed == 0 then return {'rate_limited', limit, 0, reset, retry, '', ''} end
 charge()
 for i = 5, #KEYS do redis.call('SET', KEYS[i], ARGV[4]) end
+for _, id in ipairs(ids) do redis.call('SET', ARGV[7] .. id, ARGV[4]) end
 redis.call('XADD', KEYS[3], '*', 'e', ARGV[3] .. ',"payment":' .. verified[3] .. '}')
-return {'admitted', limit, remaining, reset, 0, verified[3]}
+return {'admitted', limit, remaining, reset, 0, verified[3], verified[4] or ''}
 `;
 
 export interface PaidAdmissionRequest extends Omit<AdmissionRequest, 'startEvent'> {
@@ -126,19 +134,23 @@ export interface PaidAdmissionRequest extends Omit<AdmissionRequest, 'startEvent
   startEvent: string;
   verifiedKey: string;
   usedKeys: string[];
+  /** Prefix of the "used" keys: the script consumes every proof id of the verified payment under it. */
+  usedKeyPrefix: string;
   gatewayRequestId: string;
   listingId: string;
   buyerId: string;
 }
 
 export type PaidAdmission =
-  | ({ outcome: 'admitted'; payment: string } & Admission)
+  | ({ outcome: 'admitted'; payment: string; settlement: string } & Admission)
   | ({ outcome: 'rate_limited' } & Admission)
   | { outcome: 'used'; gatewayRequestId: string }
   | { outcome: 'unverified' }
   | { outcome: 'mismatch' };
 
-type PaidAdmitCommand = (...args: (string | number)[]) => Promise<[string, number, number, number, number, string]>;
+type PaidAdmitCommand = (
+  ...args: (string | number)[]
+) => Promise<[string, number, number, number, number, string, string]>;
 
 /** Defines the paid admission script; one EVALSHA per call. */
 export const createPaidAdmission = (redis: Redis, eventsKey: string) => {
@@ -147,7 +159,7 @@ export const createPaidAdmission = (redis: Redis, eventsKey: string) => {
   return async (request: PaidAdmissionRequest): Promise<PaidAdmission> => {
     const event = request.startEvent.trimEnd();
     const keys = [request.keyStateKey, request.listingStateKey, eventsKey, request.verifiedKey, ...request.usedKeys];
-    const [outcome, limit, remaining, resetMs, retryAfterMs, detail] = await admit(
+    const [outcome, limit, remaining, resetMs, retryAfterMs, detail, settlement] = await admit(
       keys.length,
       ...keys,
       request.keyLimitPerMinute,
@@ -156,10 +168,11 @@ export const createPaidAdmission = (redis: Redis, eventsKey: string) => {
       request.gatewayRequestId,
       request.listingId,
       request.buyerId,
+      request.usedKeyPrefix,
     );
     switch (outcome) {
       case 'admitted':
-        return { outcome, allowed: true, limit, remaining, resetMs, retryAfterMs, payment: detail };
+        return { outcome, allowed: true, limit, remaining, resetMs, retryAfterMs, payment: detail, settlement };
       case 'rate_limited':
         return { outcome, allowed: false, limit, remaining, resetMs, retryAfterMs };
       case 'used':

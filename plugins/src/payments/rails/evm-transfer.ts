@@ -37,7 +37,7 @@ export const checkEvmPayment = async (
   hash: Hash,
   priceAtomic: bigint,
 ): Promise<
-  { ok: true; receipt: TransactionReceipt; paid: bigint; payers: string[] } | { ok: false; verdict: Verdict }
+  { ok: true; receipt: TransactionReceipt; paid: bigint; paidBy: Map<string, bigint> } | { ok: false; verdict: Verdict }
 > => {
   let receipt: TransactionReceipt;
   try {
@@ -72,11 +72,19 @@ export const checkEvmPayment = async (
       verdict: refuse('PAYMENT_UNDERPAID', `The transaction paid ${paid} of ${priceAtomic} atomic USDC.`),
     };
   }
-  return { ok: true, receipt, paid, payers: [...new Set(inUsdc.map((t) => t.args.from.toLowerCase()))] };
+  const paidBy = new Map<string, bigint>();
+  for (const t of inUsdc)
+    paidBy.set(t.args.from.toLowerCase(), (paidBy.get(t.args.from.toLowerCase()) ?? 0n) + t.args.value);
+  return { ok: true, receipt, paid, paidBy };
 };
 
 /** `X-Crochet-Payment-Tx: eip155:<chain>:0x<hash>` — a USDC transfer to the marketplace from the caller's wallet. */
-export const evmTransferRail = (config: EvmRailConfig, client: PublicClient = evmClient(config)): PaymentRail => ({
+export const evmTransferRail = (
+  config: EvmRailConfig,
+  client: PublicClient = evmClient(config),
+  /** Addresses this gateway sends settlements from: their transactions settled an x402 payment already. */
+  ownSenders: readonly string[] = [],
+): PaymentRail => ({
   name: 'evm-transfer',
   accepts: (proof: Proof) => proof.kind === 'tx' && proof.network.startsWith('eip155:'),
   async verify(proof: Proof, call: PaymentCall): Promise<Verdict> {
@@ -85,16 +93,24 @@ export const evmTransferRail = (config: EvmRailConfig, client: PublicClient = ev
     if (call.priceAtomic < config.minPriceAtomic) return refuse('PAYMENT_ROUTE_MINIMUM_NOT_MET');
     const checked = await checkEvmPayment(client, config, proof.tx as Hash, call.priceAtomic);
     if (!checked.ok) return checked.verdict;
-    // The payer is whoever the USDC came from (the transaction may be sent by a relayer for an EIP-3009 transfer).
-    const payer = checked.payers.find((p) => call.buyerEvmWallets.includes(p));
+    if (ownSenders.includes(checked.receipt.from.toLowerCase())) {
+      return refuse('PAYMENT_ALREADY_USED', 'This transaction settled an x402 payment; it cannot pay again.');
+    }
+    // The payer is whoever the USDC came from (a relayer may send an EIP-3009 transfer); only the caller's own
+    // wallets' USDC counts toward the price.
+    const payer = [...checked.paidBy.keys()].find((p) => call.buyerEvmWallets.includes(p));
     if (!payer) return refuse('PAYMENT_SENDER_MISMATCH');
+    const paidByBuyer = [...checked.paidBy]
+      .filter(([from]) => call.buyerEvmWallets.includes(from))
+      .reduce((sum, [, value]) => sum + value, 0n);
+    if (paidByBuyer < call.priceAtomic) return refuse('PAYMENT_UNDERPAID');
     return {
       ok: true,
       payment: {
         rail: 'evm-transfer',
         network: config.network,
         payer: payer as Address,
-        amountAtomic: checked.paid.toString(),
+        amountAtomic: paidByBuyer.toString(),
         asset: config.usdcAddress,
         tx: proof.tx.toLowerCase(),
         proofIds: [txProofId(config.network, proof.tx)],

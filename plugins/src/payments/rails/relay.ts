@@ -46,6 +46,9 @@ export const relayRail = (
         throw error;
       }
       if (!request) return pending('PAYMENT_PENDING', 'Relay does not list the request yet.');
+      // Relay request ids are public: only the agent whose verified wallet made the request may spend it.
+      const user = (request.user ?? request.metadata.sender ?? '').toLowerCase();
+      if (!call.buyerEvmWallets.includes(user)) return refuse('PAYMENT_SENDER_MISMATCH');
       const out = request.metadata.currencyOut;
       const recipient = (request.recipient ?? request.metadata.recipient ?? '').toLowerCase();
       if (recipient !== evm.payTo.toLowerCase()) return refuse('PAYMENT_WRONG_RECIPIENT');

@@ -37,6 +37,8 @@ const memos = (instructions: ParsedInstruction[]): string[] =>
 export const solanaTransferRail = (
   config: SolanaRailConfig,
   rpc: SolanaRpc = createSolanaRpc(config.rpcUrl),
+  /** This gateway's fee payer: a transaction it paid fees for settled an x402 payment already. */
+  ownFeePayers: readonly string[] = [],
 ): PaymentRail => ({
   name: 'solana-transfer',
   accepts: (proof: Proof) => proof.kind === 'tx' && proof.network.startsWith('solana:'),
@@ -70,14 +72,24 @@ export const solanaTransferRail = (
     });
     const toUs = changes.filter((c) => c.owner === config.payTo && c.delta > 0n);
     if (toUs.length === 0) return refuse('PAYMENT_WRONG_RECIPIENT');
-    const inUsdc = toUs.filter((c) => c.mint === config.usdcMint);
-    if (inUsdc.length === 0) return refuse('PAYMENT_WRONG_ASSET');
-    const paid = inUsdc.reduce((sum, c) => sum + c.delta, 0n);
+    if (!toUs.some((c) => c.mint === config.usdcMint)) return refuse('PAYMENT_WRONG_ASSET');
+    // The net change over all of the marketplace's USDC accounts: moving USDC between them pays nothing.
+    const paid = changes
+      .filter((c) => c.owner === config.payTo && c.mint === config.usdcMint)
+      .reduce((sum, c) => sum + c.delta, 0n);
     if (paid < call.priceAtomic) {
       return refuse('PAYMENT_UNDERPAID', `The transaction paid ${paid} of ${call.priceAtomic} atomic USDC.`);
     }
 
-    const message = (tx.transaction as unknown as { message: { instructions: ParsedInstruction[] } }).message;
+    const message = (
+      tx.transaction as unknown as {
+        message: { instructions: ParsedInstruction[]; accountKeys: (string | { pubkey: string })[] };
+      }
+    ).message;
+    const feePayer = message.accountKeys[0];
+    if (ownFeePayers.includes(typeof feePayer === 'string' ? feePayer : (feePayer?.pubkey ?? ''))) {
+      return refuse('PAYMENT_ALREADY_USED', 'This transaction settled an x402 payment; it cannot pay again.');
+    }
     const inner = (meta.innerInstructions ?? []).flatMap((i) => i.instructions);
     const requestIds = memos([...message.instructions, ...inner]).map((m) => m.trim());
     const requestId = requestIds.find((m) => m.startsWith('pay_'));

@@ -135,7 +135,13 @@ export const x402Rail = (schemes: X402Schemes, options: { evmMinPriceAtomic: big
     const memo = (payload.accepted.extra as Record<string, unknown> | undefined)?.['memo'];
     const requirements = typeof memo === 'string' ? { ...base, extra: { ...base.extra, memo } } : base;
     // The payment step bounds this call (a slow verification answers PAYMENT_PENDING there).
-    const result = await schemes.facilitator.verify(payload, requirements);
+    let result: Awaited<ReturnType<x402Facilitator['verify']>>;
+    try {
+      result = await schemes.facilitator.verify(payload, requirements);
+    } catch (error) {
+      // A payload the scheme cannot even read is the client's mistake, not a reason to retry.
+      return refuse('PAYMENT_INVALID', `The x402 payment does not verify: ${(error as Error).message}.`);
+    }
     if (!result.isValid) {
       const reason = result.invalidReason ?? 'invalid';
       if (reason.includes('amount') || reason.includes('value')) return refuse('PAYMENT_UNDERPAID', reason);

@@ -1,0 +1,297 @@
+import { createHash } from 'node:crypto';
+import type { GatewayEvent } from '@crochet/protocol';
+import type { PoolClient } from '../db.js';
+
+/**
+ * §3.5: books paid gateway requests as balanced journals, in the transaction that records their events (called by
+ * `applyEvents`). Posting reads the request's row, not the events: start and end may come in any order and in
+ * different batches, and a request is posted by whichever transaction first sees both its payment and its outcome.
+ *
+ *   payment journal   buyer_debit −price · seller_credit +(price − fee) · marketplace_fee +fee
+ *   refund journal    the exact negation of the payment journal's entries (`*_reversal`), reverses_journal_id set
+ *
+ * Idempotent on `<gateway request id>:<kind>`: a redelivery inserts nothing. One that would post different amounts
+ * under an existing key (or claim a settlement another request already booked) becomes a `ledger_alarms` row and a
+ * log line, never a posting.
+ */
+
+export interface LedgerLog {
+  warn(obj: object, msg: string): void;
+}
+
+export interface LedgerOptions {
+  /** `CROCHET_FEE_BPS`: the marketplace fee when the listing has no `fee_bps` of its own. */
+  feeBps: number;
+  log?: LedgerLog;
+}
+
+/** The default of `CROCHET_FEE_BPS` (5 %). */
+export const DEFAULT_FEE_BPS = 500;
+
+/** A request whose recorded payment cannot be booked as it is; SQLSTATE 22023 so the consumer dead-letters it. */
+export class LedgerDataError extends Error {
+  readonly code = '22023';
+}
+
+/** `floor(price × fee_bps / 10000)`, in integer atomic units. */
+export const feeAtomic = (priceAtomic: bigint, feeBps: number): bigint => (priceAtomic * BigInt(feeBps)) / 10_000n;
+
+interface Candidate {
+  id: string;
+  listing_id: string;
+  buyer_id: string;
+  seller_id: string;
+  price_atomic: string;
+  currency: string;
+  network: unknown;
+  tx: unknown;
+  outcome: 'settled' | 'refund_due';
+  fee_bps: number | null;
+}
+
+interface Posting {
+  key: string;
+  candidate: Candidate;
+  amountAtomic: bigint;
+  feeAtomic: bigint;
+  feeBps: number;
+  network: string | null;
+  tx: string | null;
+}
+
+// A paid request is booked once it reached the seller (completed, or failed there) and its payment ended settled
+// or due a refund. `payment ? 'rail'` means the start's payment record is in; the outcome comes with the end.
+const CANDIDATES_SQL = `
+  SELECT g.id, g.listing_id, g.buyer_id, g.seller_id, g.price_atomic::text AS price_atomic, g.currency,
+         g.payment -> 'network' AS network, coalesce(g.payment -> 'outcome' -> 'tx', g.payment -> 'tx') AS tx,
+         g.payment -> 'outcome' ->> 'status' AS outcome, l.fee_bps
+    FROM gateway_requests g
+    LEFT JOIN listings l ON l.id = g.listing_id
+   WHERE g.id = ANY ($1::text[])
+     AND g.buyer_id IS NOT NULL AND g.seller_id IS NOT NULL AND g.price_atomic > 0
+     AND g.payment ? 'rail'
+     AND g.status IN ('completed', 'upstream_error', 'refunded')
+     AND g.payment -> 'outcome' ->> 'status' IN ('settled', 'refund_due')
+   ORDER BY g.id`;
+
+const ACCOUNTS_SQL = `
+  WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS w (owner_id, role, currency)),
+  created AS (
+    INSERT INTO ledger_accounts (owner_id, role, currency) SELECT owner_id, role, currency FROM wanted
+    ON CONFLICT DO NOTHING RETURNING id, owner_id, role, currency)
+  SELECT id::text, owner_id, role, currency FROM created
+  UNION ALL
+  SELECT a.id::text, a.owner_id, a.role, a.currency FROM ledger_accounts a JOIN wanted w USING (owner_id, role, currency)`;
+
+// ON CONFLICT without a target covers the idempotency key and the settlement reference alike; what was not inserted
+// is examined afterwards.
+const PAYMENTS_SQL = `
+  INSERT INTO ledger_journals (kind, gateway_request_id, idempotency_key, listing_id, buyer_id, seller_id, currency,
+                               amount_atomic, fee_atomic, fee_bps, network, tx)
+  SELECT 'payment', p.id, p.id || ':payment', p.listing_id, p.buyer_id, p.seller_id, p.currency, p.amount, p.fee,
+         p.fee_bps, p.network, p.tx
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::int[],
+                $9::text[], $10::text[])
+         AS p (id, listing_id, buyer_id, seller_id, currency, amount, fee, fee_bps, network, tx)
+  ON CONFLICT DO NOTHING
+  RETURNING id::text, gateway_request_id`;
+
+const ENTRIES_SQL = `
+  INSERT INTO ledger_entries (journal_id, account_id, entry_type, amount_atomic)
+  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])`;
+
+const EXISTING_SQL = `
+  SELECT id::text, gateway_request_id, idempotency_key, currency, amount_atomic::text AS amount_atomic,
+         fee_atomic::text AS fee_atomic, network, tx
+    FROM ledger_journals WHERE idempotency_key = ANY ($1::text[])`;
+
+const REFUNDS_SQL = `
+  WITH reversed AS (
+    INSERT INTO ledger_journals (kind, gateway_request_id, idempotency_key, listing_id, buyer_id, seller_id, currency,
+                                 amount_atomic, fee_atomic, fee_bps, network, tx, reverses_journal_id)
+    SELECT 'refund', j.gateway_request_id, j.gateway_request_id || ':refund', j.listing_id, j.buyer_id, j.seller_id,
+           j.currency, j.amount_atomic, j.fee_atomic, j.fee_bps, j.network, j.tx, j.id
+      FROM ledger_journals j
+     WHERE j.idempotency_key = ANY ($1::text[])
+     ORDER BY j.id
+    ON CONFLICT DO NOTHING
+    RETURNING id, reverses_journal_id)
+  INSERT INTO ledger_entries (journal_id, account_id, entry_type, amount_atomic)
+  SELECT r.id, e.account_id, e.entry_type || '_reversal', -e.amount_atomic
+    FROM reversed r JOIN ledger_entries e ON e.journal_id = r.reverses_journal_id`;
+
+const ALARMS_SQL = `
+  INSERT INTO ledger_alarms (reason, idempotency_key, journal_id, posted, received, fingerprint)
+  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::jsonb[], $5::jsonb[], $6::text[])
+  ON CONFLICT DO NOTHING`;
+
+const optionalText = (value: unknown, field: string, id: string): string | null => {
+  if (value === null || value === undefined) return null;
+  if (typeof value !== 'string' || value.length === 0 || value.length > 256) {
+    throw new LedgerDataError(`ledger: ${id}: payment ${field} is malformed`);
+  }
+  return value;
+};
+
+/** Posts what the requests touched by `events` make due; a no-op for requests already posted. */
+export const postLedger = async (
+  client: PoolClient,
+  events: readonly GatewayEvent[],
+  options: LedgerOptions,
+): Promise<void> => {
+  const ids = [...new Set(events.map((e) => e.id))];
+  if (ids.length === 0) return;
+  const { rows: candidates } = await client.query<Candidate>(CANDIDATES_SQL, [ids]);
+  if (candidates.length === 0) return;
+
+  // --- amounts ---------------------------------------------------------------------------------------------------
+  const postings: Posting[] = candidates.map((candidate) => {
+    const feeBps = candidate.fee_bps ?? options.feeBps;
+    const amountAtomic = BigInt(candidate.price_atomic);
+    return {
+      key: `${candidate.id}:payment`,
+      candidate,
+      amountAtomic,
+      feeAtomic: feeAtomic(amountAtomic, feeBps),
+      feeBps,
+      network: optionalText(candidate.network, 'network', candidate.id),
+      tx: optionalText(candidate.tx, 'tx', candidate.id),
+    };
+  });
+
+  // --- accounts (sorted, so that concurrent transactions creating the same ones wait instead of deadlocking) -----
+  const wanted = new Map<string, [string, string, string]>();
+  for (const { candidate: c } of postings) {
+    for (const account of [
+      [c.buyer_id, 'buyer', c.currency],
+      [c.seller_id, 'seller_payable', c.currency],
+      ['marketplace', 'marketplace_fee', c.currency],
+    ] as [string, string, string][]) {
+      wanted.set(account.join('\u0000'), account);
+    }
+  }
+  const sorted = [...wanted.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v);
+  const { rows: accountRows } = await client.query<{ id: string; owner_id: string; role: string; currency: string }>(
+    ACCOUNTS_SQL,
+    [sorted.map((a) => a[0]), sorted.map((a) => a[1]), sorted.map((a) => a[2])],
+  );
+  const accounts = new Map(accountRows.map((a) => [`${a.owner_id}\u0000${a.role}\u0000${a.currency}`, a.id]));
+  const account = (owner: string, role: string, currency: string): string => {
+    const id = accounts.get(`${owner}\u0000${role}\u0000${currency}`);
+    if (id === undefined) throw new Error(`ledger: account ${owner}/${role}/${currency} missing after upsert`);
+    return id;
+  };
+
+  // --- payment journals and their entries ----------------------------------------------------------------------
+  const column = <T>(pick: (p: Posting) => T): T[] => postings.map(pick);
+  const { rows: inserted } = await client.query<{ id: string; gateway_request_id: string }>(PAYMENTS_SQL, [
+    column((p) => p.candidate.id),
+    column((p) => p.candidate.listing_id),
+    column((p) => p.candidate.buyer_id),
+    column((p) => p.candidate.seller_id),
+    column((p) => p.candidate.currency),
+    column((p) => p.amountAtomic.toString()),
+    column((p) => p.feeAtomic.toString()),
+    column((p) => p.feeBps),
+    column((p) => p.network),
+    column((p) => p.tx),
+  ]);
+  const journalOf = new Map(inserted.map((r) => [r.gateway_request_id, r.id]));
+  const entries: [journal: string, account: string, type: string, amount: bigint][] = [];
+  for (const p of postings) {
+    const journal = journalOf.get(p.candidate.id);
+    if (journal === undefined) continue;
+    const { buyer_id, seller_id, currency } = p.candidate;
+    entries.push([journal, account(buyer_id, 'buyer', currency), 'buyer_debit', -p.amountAtomic]);
+    entries.push([
+      journal,
+      account(seller_id, 'seller_payable', currency),
+      'seller_credit',
+      p.amountAtomic - p.feeAtomic,
+    ]);
+    if (p.feeAtomic > 0n) {
+      entries.push([journal, account('marketplace', 'marketplace_fee', currency), 'marketplace_fee', p.feeAtomic]);
+    }
+  }
+  // A 100 % fee leaves the seller nothing: a zero entry says nothing, so it is left out.
+  const nonZero = entries.filter((e) => e[3] !== 0n);
+  if (nonZero.length > 0) {
+    await client.query(ENTRIES_SQL, [
+      nonZero.map((e) => e[0]),
+      nonZero.map((e) => e[1]),
+      nonZero.map((e) => e[2]),
+      nonZero.map((e) => e[3].toString()),
+    ]);
+  }
+
+  // --- not inserted: a redelivery (nothing to do) or a conflict; a start of this batch with another price -------
+  // The row keeps the first start's price, so a start that disagrees is only visible here, in its own event.
+  const startPrices = new Map<string, string>();
+  for (const e of events) if (e.type === 'gateway.start') startPrices.set(e.id, e.price_atomic);
+  const checks = postings
+    .map((p) => ({ p, receivedAtomic: BigInt(startPrices.get(p.candidate.id) ?? p.amountAtomic) }))
+    .filter(({ p, receivedAtomic }) => !journalOf.has(p.candidate.id) || receivedAtomic !== p.amountAtomic);
+  if (checks.length > 0) await raiseAlarms(client, checks, options.log);
+
+  // --- refunds: the reversal of the payment journal, whichever delivery posted it -------------------------------
+  const refunds = postings.filter((p) => p.candidate.outcome === 'refund_due').map((p) => p.key);
+  if (refunds.length > 0) await client.query(REFUNDS_SQL, [refunds]);
+};
+
+const raiseAlarms = async (
+  client: PoolClient,
+  checks: { p: Posting; receivedAtomic: bigint }[],
+  log?: LedgerLog,
+): Promise<void> => {
+  const { rows } = await client.query<{
+    id: string;
+    idempotency_key: string;
+    currency: string;
+    amount_atomic: string;
+    fee_atomic: string;
+    network: string | null;
+    tx: string | null;
+  }>(EXISTING_SQL, [checks.map(({ p }) => p.key)]);
+  const posted = new Map(rows.map((r) => [r.idempotency_key, r]));
+  const alarms: { reason: string; key: string; journal: string | null; posted: object | null; received: object }[] = [];
+  for (const { p, receivedAtomic } of checks) {
+    const received = {
+      currency: p.candidate.currency,
+      amount_atomic: receivedAtomic.toString(),
+      fee_atomic: feeAtomic(receivedAtomic, p.feeBps).toString(),
+      network: p.network,
+      tx: p.tx,
+    };
+    const journal = posted.get(p.key);
+    if (!journal) {
+      // Nothing under this key, so the settlement reference refused it: another request booked this transaction.
+      alarms.push({ reason: 'settlement_reused', key: p.key, journal: null, posted: null, received });
+      continue;
+    }
+    // The fee is left out of the comparison: a listing's fee_bps may change between deliveries, and the journal
+    // keeps the fee of its posting. The price is what the buyer paid; it must not differ.
+    if (journal.amount_atomic !== received.amount_atomic || journal.currency !== received.currency) {
+      const { id, idempotency_key: _, ...held } = journal;
+      alarms.push({ reason: 'amount_mismatch', key: p.key, journal: id, posted: held, received });
+    }
+  }
+  if (alarms.length === 0) return;
+  const fingerprint = (a: (typeof alarms)[number]): string =>
+    createHash('sha256')
+      .update(JSON.stringify([a.reason, a.key, a.received]))
+      .digest('hex');
+  await client.query(ALARMS_SQL, [
+    alarms.map((a) => a.reason),
+    alarms.map((a) => a.key),
+    alarms.map((a) => a.journal),
+    alarms.map((a) => (a.posted ? JSON.stringify(a.posted) : null)),
+    alarms.map((a) => JSON.stringify(a.received)),
+    alarms.map(fingerprint),
+  ]);
+  for (const a of alarms) {
+    log?.warn(
+      { reason: a.reason, idempotency_key: a.key, journal_id: a.journal, received: a.received },
+      'ledger alarm',
+    );
+  }
+};

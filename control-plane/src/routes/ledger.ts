@@ -1,0 +1,176 @@
+import { ApiError, type Currency, decodeCursor, encodeCursor, fromAtomic, PAGE_LIMIT_DEFAULT } from '@crochet/protocol';
+import { type Static, Type } from 'typebox';
+import type { App, Deps } from '../app.js';
+import { Data, List, ListingIdSchema, PageQuery, Timestamp } from '../schemas.js';
+
+interface EntryRow {
+  id: string; // bigint columns arrive as strings
+  journal_id: string;
+  gateway_request_id: string;
+  entry_type: string;
+  amount_atomic: string;
+  currency: string;
+  role: 'buyer' | 'seller_payable';
+  listing_id: string;
+  network: string | null;
+  tx: string | null;
+  created_at: Date;
+}
+
+const RoleSchema = Type.Union([Type.Literal('buyer'), Type.Literal('seller')], {
+  description: 'buyer: what you paid (debits, refunds); seller: what you earned (credits, reversals)',
+});
+
+const Amount = {
+  amount: Type.String({ description: 'signed decimal: negative is money out of the account (e.g. "-0.01")' }),
+  amount_atomic: Type.String({ description: 'the same in integer atomic units of the currency' }),
+  currency: Type.String({ description: 'e.g. USDC' }),
+};
+
+const LedgerEntry = Type.Object({
+  id: Type.String({ description: 'entry id' }),
+  journal_id: Type.String({ description: 'the balanced journal this entry belongs to' }),
+  gateway_request_id: Type.String({ description: 'gr_… id of the paid call' }),
+  entry_type: Type.Union(
+    [
+      Type.Literal('buyer_debit'),
+      Type.Literal('seller_credit'),
+      Type.Literal('marketplace_fee'),
+      Type.Literal('buyer_debit_reversal'),
+      Type.Literal('seller_credit_reversal'),
+      Type.Literal('marketplace_fee_reversal'),
+    ],
+    { description: '*_reversal: part of a refund, reversing the payment' },
+  ),
+  role: RoleSchema,
+  ...Amount,
+  listing_id: ListingIdSchema,
+  payment: Type.Object({
+    network: Type.Union([Type.String(), Type.Null()], { description: 'CAIP-2 network of the settlement' }),
+    tx: Type.Union([Type.String(), Type.Null()], { description: 'settlement transaction' }),
+  }),
+  created_at: Timestamp,
+});
+
+const Balance = Type.Object({
+  role: RoleSchema,
+  ...Amount,
+  entries: Type.Integer({ description: 'number of entries summed' }),
+});
+
+const ROLE_OF = { buyer: 'buyer', seller: 'seller_payable' } as const;
+
+// The caller's accounts come first (a handful per agent), then their entries by the (account, id DESC) index.
+const ENTRY_COLUMNS = `e.id::text, e.journal_id::text, j.gateway_request_id, e.entry_type, e.amount_atomic::text,
+  a.currency, a.role, j.listing_id, j.network, j.tx, e.created_at`;
+
+/**
+ * §3.5: the caller's own ledger — entries of their buyer and seller-payable accounts, and their balances. The
+ * marketplace's fee account and other agents' entries are never shown.
+ */
+export const ledgerRoutes = (app: App, { pool }: Deps): void => {
+  app.get(
+    '/api/v1/ledger',
+    {
+      schema: {
+        operationId: 'listLedgerEntries',
+        summary: 'Your ledger entries, newest first: debits and refunds as buyer, credits and reversals as seller',
+        tags: ['gateway'],
+        querystring: Type.Object(
+          {
+            role: Type.Optional(RoleSchema),
+            gateway_request_id: Type.Optional(Type.String({ maxLength: 64, description: 'entries of one call' })),
+            since: Type.Optional(Type.String({ format: 'date-time', description: 'entries created at or after' })),
+            ...PageQuery,
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: List(LedgerEntry) },
+      },
+      config: { auth: 'api_key', errors: ['VALIDATION_FAILED'] },
+    },
+    async (request) => {
+      const query = request.query;
+      const limit = query.limit ?? PAGE_LIMIT_DEFAULT;
+      const params: unknown[] = [];
+      const bind = (value: unknown): string => {
+        params.push(value);
+        return `$${params.length}`;
+      };
+      const roles = query.role ? [ROLE_OF[query.role]] : Object.values(ROLE_OF);
+      const where = [`a.owner_id = ${bind(request.agent!.agentId)}`, `a.role = ANY (${bind(roles)}::text[])`];
+      if (query.gateway_request_id) where.push(`j.gateway_request_id = ${bind(query.gateway_request_id)}`);
+      if (query.since) where.push(`e.created_at >= ${bind(query.since)}::timestamptz`);
+      if (query.cursor !== undefined) {
+        const position = decodeCursor(query.cursor);
+        const id = position?.[0];
+        if (position?.length !== 1 || typeof id !== 'string' || !/^[1-9][0-9]{0,18}$/.test(id)) {
+          throw new ApiError('VALIDATION_FAILED', {
+            message: 'cursor is not a next_cursor of this list',
+            details: { field: 'querystring.cursor' },
+          });
+        }
+        where.push(`e.id < ${bind(id)}::bigint`);
+      }
+      const { rows } = await pool.query<EntryRow>(
+        `SELECT ${ENTRY_COLUMNS}
+           FROM ledger_accounts a
+           JOIN ledger_entries e ON e.account_id = a.id
+           JOIN ledger_journals j ON j.id = e.journal_id
+          WHERE ${where.join(' AND ')}
+          ORDER BY e.id DESC LIMIT ${limit + 1}`,
+        params,
+      );
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return {
+        data: page.map((row) => ({
+          id: row.id,
+          journal_id: row.journal_id,
+          gateway_request_id: row.gateway_request_id,
+          entry_type: row.entry_type as Static<typeof LedgerEntry>['entry_type'],
+          role: row.role === 'buyer' ? ('buyer' as const) : ('seller' as const),
+          // Posting accepts only known currencies (the consumer checked them), so the cast holds.
+          amount: fromAtomic(BigInt(row.amount_atomic), row.currency as Currency),
+          amount_atomic: row.amount_atomic,
+          currency: row.currency,
+          listing_id: row.listing_id,
+          payment: { network: row.network, tx: row.tx },
+          created_at: row.created_at,
+        })),
+        next_cursor: rows.length > limit && last ? encodeCursor([last.id]) : null,
+      };
+    },
+  );
+
+  app.get(
+    '/api/v1/ledger/balances',
+    {
+      schema: {
+        operationId: 'getLedgerBalances',
+        summary: 'Your balances per role and currency: negative as buyer (paid out), positive as seller (payable)',
+        tags: ['gateway'],
+        response: { 200: Data(Type.Array(Balance)) },
+      },
+      config: { auth: 'api_key', errors: [] },
+    },
+    async (request) => {
+      const { rows } = await pool.query<{ role: string; currency: string; total: string; entries: number }>(
+        `SELECT a.role, a.currency, coalesce(sum(e.amount_atomic), 0)::text AS total, count(e.id)::int AS entries
+           FROM ledger_accounts a LEFT JOIN ledger_entries e ON e.account_id = a.id
+          WHERE a.owner_id = $1 AND a.role IN ('buyer', 'seller_payable')
+          GROUP BY a.role, a.currency ORDER BY a.role, a.currency`,
+        [request.agent!.agentId],
+      );
+      return {
+        data: rows.map((row) => ({
+          role: row.role === 'buyer' ? ('buyer' as const) : ('seller' as const),
+          amount: fromAtomic(BigInt(row.total), row.currency as Currency),
+          amount_atomic: row.total,
+          currency: row.currency,
+          entries: row.entries,
+        })),
+      };
+    },
+  );
+};
