@@ -9,6 +9,8 @@ import httpProxy from '@fastify/http-proxy';
 import Fastify from 'fastify';
 
 const role = process.argv[2];
+// Exit normally on SIGTERM so that a --cpu-prof profile is written.
+process.on('SIGTERM', () => process.exit(0));
 const ready = (url: string) => process.stdout.write(`${JSON.stringify({ url })}\n`);
 
 const BODY = JSON.stringify({ ok: true, result: 'x'.repeat(200) });

@@ -12,9 +12,9 @@
  * Uses DATABASE_URL's server (default: the local test server) for a scratch database and REDIS_URL (default local)
  * under a scratch prefix; both are removed at the end. Writes load-tests/results/bench-<time>.json.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -37,13 +37,47 @@ const DATABASE_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0
 const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 
 const children: ChildProcess[] = [];
+const roles = new Map<ChildProcess, string>();
+
+/** CPU seconds (user + system) a process has used, from /proc; 0 where /proc is not there. */
+const cpuSeconds = (pid: number): number => {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+};
+const pidsOf = (name: string): number[] => {
+  try {
+    return execFileSync('pgrep', ['-x', name], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+};
+/** CPU used so far by each group of processes a request touches. */
+const cpuSnapshot = (): Record<string, number> => {
+  const groups: Record<string, number> = {};
+  for (const [child, role] of roles) groups[role] = (groups[role] ?? 0) + cpuSeconds(child.pid!);
+  groups['redis'] = pidsOf('redis-server').reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  groups['postgres'] = pidsOf('postgres').reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  return groups;
+};
 const start = (role: string, env: Record<string, string>): Promise<string> =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'load-tests/src/bench-servers.ts'), role], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    // --profile=<role> writes a V8 CPU profile of that role's process to load-tests/results/profiles/.
+    const profile =
+      args.get('profile') === role ? ['--cpu-prof', `--cpu-prof-dir=${join(root, 'load-tests/results/profiles')}`] : [];
+    const child = spawn(
+      process.execPath,
+      [...profile, '--import', 'tsx', join(root, 'load-tests/src/bench-servers.ts'), role],
+      {
+        env: { ...process.env, ...env },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     children.push(child);
+    roles.set(child, role);
     child.once('exit', (code) => reject(new Error(`${role} exited with ${code}`)));
     createInterface({ input: child.stdout! }).once('line', (line) =>
       resolve((JSON.parse(line) as { url: string }).url),
@@ -62,6 +96,8 @@ interface Row {
   p99Ms: number;
   errors: number;
   non2xx: number;
+  /** CPU microseconds per request, per process group, during this row. */
+  cpuMicrosPerRequest: Record<string, number>;
 }
 
 const load = async (
@@ -71,6 +107,7 @@ const load = async (
   rate?: number,
   perRequest?: () => Record<string, string>,
 ): Promise<Row> => {
+  const before = cpuSnapshot();
   const result = await autocannon({
     url,
     method: 'POST',
@@ -83,8 +120,16 @@ const load = async (
       ? { requests: [{ setupRequest: (req: any) => ({ ...req, headers: { ...req.headers, ...perRequest() } }) }] }
       : {}),
   });
+  const after = cpuSnapshot();
+  const requests = Math.max(1, result.requests.total);
+  const cpuMicrosPerRequest = Object.fromEntries(
+    Object.keys(after)
+      .map((group) => [group, Math.round(((after[group]! - (before[group] ?? 0)) * 1e6) / requests)] as const)
+      .filter(([, micros]) => micros > 0),
+  );
   return {
     name,
+    cpuMicrosPerRequest,
     requestsPerSecond: Math.round(result.requests.average),
     p50Ms: result.latency.p50,
     p99Ms: result.latency.p99,
@@ -304,6 +349,14 @@ const main = async () => {
       },
     };
     process.stdout.write(`\nthroughput\n${table(throughput)}\n\nfixed rate ${FIXED_RATE} req/s\n${table(fixed)}\n\n`);
+    // Everything shares this machine's cores, so requests/s also measures Redis, PostgreSQL and the control plane.
+    // CPU per request per process shows what the proxy itself adds, side by side with the bare proxy.
+    process.stdout.write('CPU µs per request (throughput rows)\n');
+    for (const row of throughput) {
+      const parts = Object.entries(row.cpuMicrosPerRequest).map(([group, micros]) => `${group} ${micros}`);
+      process.stdout.write(`  ${row.name.padEnd(20)} ${parts.join('   ')}\n`);
+    }
+    process.stdout.write('\n');
     process.stdout.write(`crochet / bare proxy requests/s: ${summary.ratio_crochet_to_bare_rps} (target ≥ 0.90)\n`);
     process.stdout.write(`crochet paid / bare proxy requests/s: ${summary.ratio_paid_to_bare_rps} (target ≥ 0.85)\n`);
     process.stdout.write(

@@ -29,6 +29,21 @@ export type PaymentRequestId = Id<'pay'>;
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 const ULID_PATTERN = '[0-9A-HJKMNP-TV-Z]{26}';
 
+// Ids are made on every gateway request: take their randomness from a pooled buffer instead of one
+// randomBytes(10) call (a syscall-backed fill) each time.
+const POOL_SIZE = 4096;
+let pool = randomBytes(POOL_SIZE);
+let poolOffset = 0;
+const randomTen = (): Buffer => {
+  if (poolOffset + 10 > POOL_SIZE) {
+    pool = randomBytes(POOL_SIZE);
+    poolOffset = 0;
+  }
+  const out = pool.subarray(poolOffset, poolOffset + 10);
+  poolOffset += 10;
+  return out;
+};
+
 /** Encodes a 48-bit millisecond time and 80 random bits as a 26-character ULID. */
 export const ulid = (timeMs: number = Date.now()): string => {
   let out = '';
@@ -37,7 +52,7 @@ export const ulid = (timeMs: number = Date.now()): string => {
     out = CROCKFORD[time % 32] + out;
     time = Math.floor(time / 32);
   }
-  const random = randomBytes(10);
+  const random = randomTen();
   // 80 bits → 16 base32 characters, 5 bits at a time.
   let bits = 0;
   let value = 0;

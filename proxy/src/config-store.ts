@@ -2,9 +2,11 @@ import {
   type AgentConfig,
   type ConfigNotice,
   type CryptoBox,
+  hashApiKey,
   isAgentConfig,
   isKeyConfig,
   isListingConfig,
+  isWellFormedApiKey,
   type KeyConfig,
   type ListingConfig,
   type RedisKeys,
@@ -79,6 +81,21 @@ export class ConfigStore {
   key(hash: string): KeyConfig | undefined {
     return this.#keys.get(hash);
   }
+
+  /**
+   * The stored form of a presented key, or null when it is not a well-formed key. Agents send the same key on every
+   * call: remembering the answer skips the checksum and SHA-256 on the hot path. Bounded; cleared when full.
+   */
+  keyHash(token: string): string | null {
+    const known = this.#hashes.get(token);
+    if (known !== undefined) return known;
+    const hash = isWellFormedApiKey(token) ? hashApiKey(token) : null;
+    if (this.#hashes.size >= 10_000) this.#hashes.clear();
+    this.#hashes.set(token, hash);
+    return hash;
+  }
+
+  #hashes = new Map<string, string | null>();
 
   agent(id: string): AgentConfig | undefined {
     return this.#agents.get(id);

@@ -20,8 +20,6 @@ import {
   type ErrorCode,
   type GatewayEndEvent,
   type GatewayStartEvent,
-  hashApiKey,
-  isWellFormedApiKey,
   newId,
   type PaymentOutcome,
   type RedisKeys,
@@ -250,8 +248,8 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
     // --- authenticate (memory; one Redis lookup only for a key not seen yet) --------------------------------------
     const token = bearerToken(request.headers.authorization);
     if (token === undefined) return send(reply, new ApiError('AUTH_REQUIRED'));
-    if (!isWellFormedApiKey(token)) return send(reply, new ApiError('API_KEY_MALFORMED'));
-    const hash = hashApiKey(token);
+    const hash = store.keyHash(token);
+    if (hash === null) return send(reply, new ApiError('API_KEY_MALFORMED'));
     const key = store.key(hash) ?? (await store.fetchKey(hash));
     if (!key) return send(reply, new ApiError('API_KEY_INVALID'));
     if (key.status === 'revoked') return send(reply, new ApiError('API_KEY_REVOKED'));
