@@ -1,10 +1,10 @@
+import { sendApiError } from '@crochet/plugins';
 import type { CryptoBox } from '@crochet/protocol';
 import {
   ApiError,
   apiKeyDisplayPrefix,
   bearerToken,
   type ErrorCode,
-  errorBody,
   hashApiKey,
   isWellFormedApiKey,
   newId,
@@ -81,15 +81,6 @@ const REQUEST_ID = /^req_[0-9A-HJKMNP-TV-Z]{26}$/;
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
 /** Sends the error envelope for a code. */
-export const sendError = (reply: FastifyReply, error: ApiError): FastifyReply => {
-  if (error.headers) reply.headers(error.headers);
-  return reply
-    .code(error.status)
-    .type('application/json; charset=utf-8')
-    .send(
-      errorBody(error.code, reply.request.id, { message: error.message, hint: error.hint, details: error.details }),
-    );
-};
 
 const validationMessage = (error: FastifyError): { message: string; field: string } => {
   const first = error.validation?.[0];
@@ -150,7 +141,7 @@ export const createApp = (deps: Deps): { app: App; catalog: RouteDoc[] } => {
     // Errors the router raises before any route runs (bad URL encoding, over-long parameters).
     frameworkErrors: (error, _request, reply) => {
       const code = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'URI_TOO_LONG' : 'VALIDATION_FAILED';
-      return sendError(
+      return sendApiError(
         reply as FastifyReply,
         new ApiError(code, code === 'URI_TOO_LONG' ? {} : { message: error.message }),
       );
@@ -212,11 +203,11 @@ export const createApp = (deps: Deps): { app: App; catalog: RouteDoc[] } => {
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const apiError = toApiError(error, config.bodyLimitBytes);
-    if (apiError) return sendError(reply, apiError);
+    if (apiError) return sendApiError(reply, apiError);
     request.log.error({ err: error }, 'unhandled error');
-    return sendError(reply, new ApiError('INTERNAL_ERROR'));
+    return sendApiError(reply, new ApiError('INTERNAL_ERROR'));
   });
-  app.setNotFoundHandler((_request, reply) => sendError(reply, new ApiError('ROUTE_NOT_FOUND')));
+  app.setNotFoundHandler((_request, reply) => sendApiError(reply, new ApiError('ROUTE_NOT_FOUND')));
 
   return { app: app as unknown as App, catalog };
 };

@@ -99,3 +99,15 @@ export const isUniqueViolation = (error: unknown, constraint?: string): boolean 
   const e = error as { code?: string; constraint?: string };
   return e?.code === '23505' && (constraint === undefined || e.constraint === constraint);
 };
+
+/** Positional parameters for a query built piece by piece: `bind(value)` returns its `$n`. */
+export const sqlParams = (): { params: unknown[]; bind: (value: unknown) => string } => {
+  const params: unknown[] = [];
+  return {
+    params,
+    bind: (value: unknown): string => {
+      params.push(value);
+      return `$${params.length}`;
+    },
+  };
+};

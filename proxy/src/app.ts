@@ -11,10 +11,11 @@ import {
   redisPendingSettlementStore,
   registerSvmScheme,
   relayRail,
+  sendApiError,
   solanaTransferRail,
   x402Rail,
 } from '@crochet/plugins';
-import { ApiError, CryptoBox, errorBody, newId, redisKeys } from '@crochet/protocol';
+import { ApiError, CryptoBox, newId, redisKeys } from '@crochet/protocol';
 import httpProxy from '@fastify/http-proxy';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { Redis } from 'ioredis';
@@ -26,16 +27,6 @@ import { type GatewayDeps, gatewayRoutes } from './gateway.js';
 const REQUEST_ID = /^req_[0-9A-HJKMNP-TV-Z]{26}$/;
 /** How long a client should wait before retrying when the control plane does not answer. */
 const CONTROL_PLANE_RETRY_AFTER_SECONDS = 5;
-
-export const sendError = (reply: FastifyReply, error: ApiError): FastifyReply => {
-  if (error.headers) reply.headers(error.headers);
-  return reply
-    .code(error.status)
-    .type('application/json; charset=utf-8')
-    .send(
-      errorBody(error.code, reply.request.id, { message: error.message, hint: error.hint, details: error.details }),
-    );
-};
 
 /**
  * The public entry point. `/api/v1/gateway/*` is the data plane's own pipeline (when `gateway` deps are given);
@@ -56,9 +47,9 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps): FastifyI
   });
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
-    if (error instanceof ApiError) return sendError(reply, error);
+    if (error instanceof ApiError) return sendApiError(reply, error);
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      return sendError(
+      return sendApiError(
         reply,
         new ApiError('PAYLOAD_TOO_LARGE', {
           message: `The request body is larger than ${config.bodyLimitBytes} bytes.`,
@@ -66,7 +57,7 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps): FastifyI
       );
     }
     request.log.error({ err: error }, 'unhandled proxy error');
-    return sendError(reply, new ApiError('INTERNAL_ERROR'));
+    return sendApiError(reply, new ApiError('INTERNAL_ERROR'));
   });
 
   app.get('/healthz', async () => ({ data: { status: 'ok' } }));
@@ -88,7 +79,7 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps): FastifyI
       rewriteRequestHeaders: (request, headers) => ({ ...headers, 'x-request-id': String(request.id) }),
       onError: (reply, { error }) => {
         reply.request.log.warn({ err: error }, 'control plane unreachable');
-        sendError(
+        sendApiError(
           reply as FastifyReply,
           new ApiError('CONTROL_PLANE_UNAVAILABLE', {
             headers: { 'retry-after': String(CONTROL_PLANE_RETRY_AFTER_SECONDS) },

@@ -11,6 +11,7 @@ import {
 } from '@crochet/protocol';
 import { type Static, type TSchema, Type } from 'typebox';
 import type { App, Deps } from '../app.js';
+import { sqlParams } from '../db.js';
 import { AgentIdSchema, Data, List, ListingIdSchema, PageQuery, Price, Timestamp } from '../schemas.js';
 
 interface GatewayRequestRow {
@@ -157,11 +158,7 @@ export const gatewayRequestRoutes = (app: App, { pool, config }: Deps): void => 
     async (request) => {
       const query = request.query;
       const limit = query.limit ?? PAGE_LIMIT_DEFAULT;
-      const params: unknown[] = [];
-      const bind = (value: unknown): string => {
-        params.push(value);
-        return `$${params.length}`;
-      };
+      const { params, bind } = sqlParams();
       // Each role has its own (agent, id DESC) index, which serves every filter below and the keyset.
       const where = [`${query.role === 'seller' ? 'seller_id' : 'buyer_id'} = ${bind(request.agent!.agentId)}`];
       if (query.listing_id) where.push(`listing_id = ${bind(query.listing_id)}`);

@@ -1,6 +1,7 @@
 import { ApiError, type Currency, decodeCursor, encodeCursor, fromAtomic, PAGE_LIMIT_DEFAULT } from '@crochet/protocol';
 import { type Static, Type } from 'typebox';
 import type { App, Deps } from '../app.js';
+import { sqlParams } from '../db.js';
 import { Data, List, ListingIdSchema, PageQuery, Timestamp } from '../schemas.js';
 
 interface EntryRow {
@@ -92,11 +93,7 @@ export const ledgerRoutes = (app: App, { pool }: Deps): void => {
     async (request) => {
       const query = request.query;
       const limit = query.limit ?? PAGE_LIMIT_DEFAULT;
-      const params: unknown[] = [];
-      const bind = (value: unknown): string => {
-        params.push(value);
-        return `$${params.length}`;
-      };
+      const { params, bind } = sqlParams();
       const roles = query.role ? [ROLE_OF[query.role]] : Object.values(ROLE_OF);
       const where = [`a.owner_id = ${bind(request.agent!.agentId)}`, `a.role = ANY (${bind(roles)}::text[])`];
       if (query.gateway_request_id) where.push(`j.gateway_request_id = ${bind(query.gateway_request_id)}`);

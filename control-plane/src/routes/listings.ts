@@ -1,7 +1,7 @@
 import { ApiError, decodeCursor, encodeCursor, isId, newId, PAGE_LIMIT_DEFAULT } from '@crochet/protocol';
 import { Type } from 'typebox';
 import type { App, Deps } from '../app.js';
-import { transaction } from '../db.js';
+import { sqlParams, transaction } from '../db.js';
 import { type EndpointTestResult, testEndpoint } from '../endpoint-test.js';
 import {
   acceptEndpointUrl,
@@ -260,11 +260,7 @@ export const listingRoutes = (app: App, deps: Deps): void => {
       const limit = query.limit ?? PAGE_LIMIT_DEFAULT;
       const own = query.seller_id !== undefined && query.seller_id === request.agent?.agentId;
       const where: string[] = [];
-      const params: unknown[] = [];
-      const bind = (value: unknown): string => {
-        params.push(value);
-        return `$${params.length}`;
-      };
+      const { params, bind } = sqlParams();
       if (own && query.status) where.push(`status = ${bind(query.status)}`);
       else if (own) where.push(`status <> 'archived'`);
       else where.push(`status = 'active'`);
