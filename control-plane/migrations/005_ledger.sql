@@ -68,8 +68,10 @@ CREATE TRIGGER ledger_entries_append_only BEFORE UPDATE OR DELETE ON ledger_entr
 CREATE TRIGGER ledger_entries_no_truncate BEFORE TRUNCATE ON ledger_entries
   FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only();
 
--- Balanced at commit: checked when a journal is created (it must have entries) and whenever an entry is added (also
--- to an older journal). Deferred, because a journal's entries are written after the journal, in the same transaction.
+-- Balanced at commit. A journal is checked once, at the commit of the transaction that created it (deferred, because
+-- its entries are written after it): it must have at least two entries, summing to zero. Entries added to a journal
+-- of an earlier transaction are checked at the end of their statement instead: that journal must still balance.
+-- (Checking per journal rather than per entry keeps the cost of a batch's commit to one lookup per journal.)
 CREATE FUNCTION ledger_check_balanced(journal bigint) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
   total numeric;
@@ -86,15 +88,28 @@ BEGIN
   PERFORM ledger_check_balanced(NEW.id);
   RETURN NULL;
 END $$;
-CREATE FUNCTION ledger_entry_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM ledger_check_balanced(NEW.journal_id);
-  RETURN NULL;
-END $$;
 CREATE CONSTRAINT TRIGGER ledger_journals_balanced AFTER INSERT ON ledger_journals
   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledger_journal_balanced();
-CREATE CONSTRAINT TRIGGER ledger_entries_balanced AFTER INSERT ON ledger_entries
-  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledger_entry_balanced();
+-- A journal this transaction created (its row's xmin is the transaction's id and its created_at the transaction's
+-- start) is left to its own deferred check above; any other journal that received entries is checked now. A journal
+-- created inside a subtransaction counts as another's: checked at the end of each entries statement, which is
+-- stricter, never looser. The per-journal lookups are scalar subqueries so that they stay index lookups.
+CREATE FUNCTION ledger_entries_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  journal bigint;
+BEGIN
+  FOR journal IN
+    SELECT t.journal_id FROM (SELECT DISTINCT journal_id FROM added_entries) t
+     WHERE (SELECT j.xmin = pg_current_xact_id()::xid AND j.created_at = now()
+              FROM ledger_journals j WHERE j.id = t.journal_id) IS NOT TRUE
+  LOOP
+    PERFORM ledger_check_balanced(journal);
+  END LOOP;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER ledger_entries_balanced AFTER INSERT ON ledger_entries
+  REFERENCING NEW TABLE AS added_entries
+  FOR EACH STATEMENT EXECUTE FUNCTION ledger_entries_balanced();
 
 -- "Same key, different amounts" (or one settlement claimed by two requests): never posted, kept for an operator.
 CREATE TABLE ledger_alarms (

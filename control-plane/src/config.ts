@@ -1,4 +1,4 @@
-import { parseReceiptKeys, type ReceiptPrivateJwk } from '@crochet/plugins';
+import { loadPaymentsConfig, type PaymentsConfig, parseReceiptKeys, type ReceiptPrivateJwk } from '@crochet/plugins';
 import { CryptoBox, DEFAULT_REDIS_PREFIX, EnvReader } from '@crochet/protocol';
 
 /** Everything the control plane reads from its environment, validated at start. */
@@ -33,6 +33,15 @@ export interface ControlPlaneConfig {
    * their public parts are used here, published at `/.well-known/jwks.json`. Empty when none is configured.
    */
   receiptKeys: ReceiptPrivateJwk[];
+  /** `CROCHET_RECONCILE_INTERVAL_SECONDS`: how often the reconciliation job runs (§3.5); 0 turns the timer off. */
+  reconcileIntervalSeconds: number;
+  /** `CROCHET_RECONCILE_STALE_SECONDS`: a paid request with no end (or a used proof with no record) this old is reported. */
+  reconcileStaleSeconds: number;
+  /**
+   * The rails whose chains reconciliation checks journals against: only those whose RPC URL (and receiving address)
+   * are set in the control plane's environment (`CROCHET_EVM_RPC_URL`, `CROCHET_SOLANA_RPC_URL`, …).
+   */
+  payments: Pick<PaymentsConfig, 'evm' | 'solana'>;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -89,7 +98,12 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
     bodyLimitBytes: r.int('CONTROL_PLANE_BODY_LIMIT_BYTES', 256 * 1024, { min: 1024, max: 16 * 1024 * 1024 }),
     feeBps: r.int('CROCHET_FEE_BPS', 500, { min: 0, max: 10_000 }),
     receiptKeys: [],
+    reconcileIntervalSeconds: r.int('CROCHET_RECONCILE_INTERVAL_SECONDS', 300, { min: 0, max: 86_400 }),
+    reconcileStaleSeconds: r.int('CROCHET_RECONCILE_STALE_SECONDS', 600, { min: 1, max: 30 * 86_400 }),
+    payments: { evm: undefined, solana: undefined },
   };
+  const payments = loadPaymentsConfig(r);
+  config.payments = { evm: payments.evm, solana: payments.solana };
   const receiptKeysText = r.string('CROCHET_RECEIPT_KEYS');
   if (receiptKeysText !== undefined) {
     const parsed = parseReceiptKeys(receiptKeysText);

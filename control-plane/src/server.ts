@@ -6,6 +6,7 @@ import type { ControlPlaneConfig } from './config.js';
 import { ConfigPublisher } from './config-publisher.js';
 import { createPool, migrate } from './db.js';
 import { type EventsConsumer, startEventsConsumer } from './events-consumer.js';
+import { type Reconciler, startReconciler } from './ledger/reconcile.js';
 import { authRoutes } from './routes/auth.js';
 import { docsRoutes } from './routes/docs.js';
 import { gatewayRequestRoutes } from './routes/gateway-requests.js';
@@ -21,6 +22,8 @@ export interface ControlPlane {
   url: string;
   /** Records the proxies' gateway events into PostgreSQL (tests await `drain()`). */
   eventsConsumer: EventsConsumer;
+  /** The periodic reconciliation job (§3.5); `runOnce()` runs it now (one at a time across control planes). */
+  reconciler: Reconciler;
   close(): Promise<void>;
 }
 
@@ -74,15 +77,27 @@ export const startControlPlane = async (
     feeBps: config.feeBps,
     log: app.log.child({ component: 'events-consumer' }),
   });
+  const reconciler = startReconciler({
+    pool,
+    redis,
+    keys: redisKeys(config.redisPrefix),
+    payments: config.payments,
+    staleSeconds: config.reconcileStaleSeconds,
+    feeBps: config.feeBps,
+    intervalMs: config.reconcileIntervalSeconds * 1000,
+    log: app.log.child({ component: 'reconcile' }),
+  });
   const url = await app.listen({ host: config.host, port: config.port });
   return {
     app,
     deps,
     url,
     eventsConsumer,
+    reconciler,
     close: async () => {
       publisher.stop();
       await app.close();
+      await reconciler.stop(); // waits for a run in progress: before the pool closes
       await eventsConsumer.stop(); // commits and acknowledges its batch in hand: before the pool closes
       await pool.end();
       redis.disconnect();

@@ -105,6 +105,8 @@ const EXISTING_SQL = `
          fee_atomic::text AS fee_atomic, network, tx
     FROM ledger_journals WHERE idempotency_key = ANY ($1::text[])`;
 
+// The reversed journals' entries are read journal by journal (a lateral subquery kept apart by OFFSET 0): joined
+// as a whole, the planner does not know how few journals the CTE returns and scans every entry.
 const REFUNDS_SQL = `
   WITH reversed AS (
     INSERT INTO ledger_journals (kind, gateway_request_id, idempotency_key, listing_id, buyer_id, seller_id, currency,
@@ -118,7 +120,10 @@ const REFUNDS_SQL = `
     RETURNING id, reverses_journal_id)
   INSERT INTO ledger_entries (journal_id, account_id, entry_type, amount_atomic)
   SELECT r.id, e.account_id, e.entry_type || '_reversal', -e.amount_atomic
-    FROM reversed r JOIN ledger_entries e ON e.journal_id = r.reverses_journal_id`;
+    FROM reversed r
+   CROSS JOIN LATERAL (
+         SELECT e.account_id, e.entry_type, e.amount_atomic FROM ledger_entries e
+          WHERE e.journal_id = r.reverses_journal_id ORDER BY e.id OFFSET 0) e`;
 
 const ALARMS_SQL = `
   INSERT INTO ledger_alarms (reason, idempotency_key, journal_id, posted, received, fingerprint)
