@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateSolanaWallet, type SolanaDevChain, transferUsdc, transferUsdcWithMemo } from '@crochet/dev-chains';
-import { crochetVerifier } from '@crochet/plugins';
+import { crochetVerifier, verifyReceipt } from '@crochet/plugins';
 import { createSolanaRpc } from '@solana/kit';
 import { x402Client } from '@x402/core/client';
 import { decodePaymentResponseHeader } from '@x402/core/http';
@@ -217,6 +217,32 @@ const main = async () => {
       r.id,
       `${r.status} ${r.http_status ?? ''} ${r.payment?.rail ?? ''} ${r.payment?.tx ?? r.payment?.outcome?.tx ?? ''}`,
     );
+
+  step(8, 'Both sides see their ledger entries (buyer debits; seller credits net of the marketplace fee)');
+  for (const [who, key] of [
+    ['buyer', buyerKey],
+    ['seller', sellerKey],
+  ] as const) {
+    const entries = await api('GET', '/api/v1/ledger?limit=6', undefined, key);
+    for (const e of entries) show(who, `${e.entry_type} ${e.amount} ${e.currency} for ${e.gateway_request_id}`);
+    const balances = await api('GET', '/api/v1/ledger/balances', undefined, key);
+    for (const b of balances) show(`${who} balance`, `${b.role} ${b.amount} ${b.currency}`);
+  }
+
+  step(9, 'The Solana-paid call has a receipt, verified with the published keys');
+  const paidId = paid.headers.get('x-crochet-request-id');
+  let receipt: { receipt: string } | undefined;
+  for (let i = 0; i < 30 && !receipt; i++) {
+    receipt = await api('GET', `/api/v1/gateway-requests/${paidId}/receipt`, undefined, buyerKey).catch(
+      () => undefined,
+    );
+    if (!receipt) await new Promise((resolve) => setTimeout(resolve, 100)); // the full receipt arrives with the completion
+  }
+  if (!receipt) throw new Error('no receipt was recorded for the paid call');
+  const jwks = (await (await fetch(`${BASE}/.well-known/jwks.json`)).json()) as { keys: object[] };
+  const verdict = await verifyReceipt(receipt.receipt, jwks);
+  show('receipt valid', verdict.valid);
+  if (verdict.valid) show('claims', verdict.claims);
 
   await sellerApp.close();
   process.stdout.write('\ndemo complete\n');
