@@ -1,4 +1,4 @@
-import { sendApiError } from '@crochet/plugins';
+import { sendApiError, serverOptions } from '@crochet/plugins';
 import type { CryptoBox } from '@crochet/protocol';
 import {
   ApiError,
@@ -7,7 +7,6 @@ import {
   type ErrorCode,
   hashApiKey,
   isWellFormedApiKey,
-  newId,
 } from '@crochet/protocol';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv } from 'ajv';
@@ -77,7 +76,6 @@ export interface RouteDoc {
   errors: ErrorCode[];
 }
 
-const REQUEST_ID = /^req_[0-9A-HJKMNP-TV-Z]{26}$/;
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
 /** Sends the error envelope for a code. */
@@ -128,15 +126,8 @@ const toApiError = (error: FastifyError, bodyLimitBytes: number): ApiError | nul
 export const createApp = (deps: Deps): { app: App; catalog: RouteDoc[] } => {
   const { config, pool } = deps;
   const app = Fastify({
-    logger: {
-      level: config.logLevel,
-      redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], censor: '[redacted]' },
-    },
+    ...serverOptions(config.logLevel),
     bodyLimit: config.bodyLimitBytes,
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : newId('request');
-    },
     ajv: { customOptions: { removeAdditional: false } },
     // Errors the router raises before any route runs (bad URL encoding, over-long parameters).
     frameworkErrors: (error, _request, reply) => {

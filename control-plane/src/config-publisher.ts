@@ -8,7 +8,7 @@ import {
   type RedisKeys,
 } from '@crochet/protocol';
 import type { Redis } from 'ioredis';
-import type { Pool } from './db.js';
+import { type Pool, transaction } from './db.js';
 import { endpointUrlContext, signingKeyContext } from './listings.js';
 
 /**
@@ -223,19 +223,10 @@ export class ConfigPublisher {
    * otherwise bring the key back until the next resync).
    */
   async #serialized<T>(work: (db: Pick<Pool, 'query'>) => Promise<T>): Promise<T> {
-    const client = await this.#deps.pool.connect();
-    try {
-      await client.query('BEGIN');
+    return transaction(this.#deps.pool, async (client) => {
       await client.query('SELECT pg_advisory_xact_lock($1)', [PUBLISH_LOCK]);
-      const result = await work(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
+      return work(client);
+    });
   }
 
   async #resyncWith(changes: ConfigChange[]): Promise<number> {

@@ -12,10 +12,11 @@ import {
   registerSvmScheme,
   relayRail,
   sendApiError,
+  serverOptions,
   solanaTransferRail,
   x402Rail,
 } from '@crochet/plugins';
-import { ApiError, CryptoBox, newId, redisKeys } from '@crochet/protocol';
+import { ApiError, CryptoBox, redisKeys } from '@crochet/protocol';
 import httpProxy from '@fastify/http-proxy';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { Redis } from 'ioredis';
@@ -24,7 +25,6 @@ import type { ProxyConfig } from './config.js';
 import { ConfigStore } from './config-store.js';
 import { type GatewayDeps, gatewayRoutes } from './gateway.js';
 
-const REQUEST_ID = /^req_[0-9A-HJKMNP-TV-Z]{26}$/;
 /** How long a client should wait before retrying when the control plane does not answer. */
 const CONTROL_PLANE_RETRY_AFTER_SECONDS = 5;
 
@@ -34,15 +34,8 @@ const CONTROL_PLANE_RETRY_AFTER_SECONDS = 5;
  */
 export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps): FastifyInstance => {
   const app = Fastify({
-    logger: {
-      level: config.logLevel,
-      redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], censor: '[redacted]' },
-    },
+    ...serverOptions(config.logLevel),
     bodyLimit: config.bodyLimitBytes,
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : newId('request');
-    },
     trustProxy: false,
   });
 
