@@ -185,6 +185,27 @@ const END_SQL = `
     completed_at        = EXCLUDED.completed_at
   WHERE g.completed_at IS NULL OR g.completed_at <= EXCLUDED.completed_at`;
 
+// A start and its end in the same batch (the common case) make the row in one write: what START_SQL then END_SQL
+// (and RECEIPT_SQL) would leave on a new row. A row that already exists is left alone here (DO NOTHING) and gets
+// those statements instead, so what they do to an existing row stays their business alone.
+const MERGED_SQL = `
+  INSERT INTO gateway_requests AS g
+         (id, listing_id, seller_id, buyer_id, key_id, method, path, status, price_atomic, currency, created_at,
+          payment, http_status, error_code, latency_ms, upstream_latency_ms, bytes_in, bytes_out, completed_at, receipt)
+  SELECT m.id, m.listing_id, m.seller_id, m.buyer_id, m.key_id, m.method, m.path, m.status, m.price_atomic,
+         m.currency, timestamptz 'epoch' + m.at * interval '1 ms',
+         CASE WHEN m.outcome IS NULL THEN m.payment
+              ELSE coalesce(m.payment, '{}'::jsonb) || jsonb_build_object('outcome', m.outcome) END,
+         m.http_status, m.error_code, m.latency_ms, m.upstream_latency_ms, m.bytes_in, m.bytes_out,
+         timestamptz 'epoch' + m.end_at * interval '1 ms', m.receipt
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[],
+                $9::text[], $10::bigint[], $11::jsonb[], $12::text[], $13::int[], $14::text[], $15::int[], $16::int[],
+                $17::bigint[], $18::bigint[], $19::bigint[], $20::jsonb[], $21::text[])
+         AS m (id, listing_id, seller_id, buyer_id, key_id, method, path, price_atomic, currency, at, payment, status,
+               http_status, error_code, latency_ms, upstream_latency_ms, bytes_in, bytes_out, end_at, outcome, receipt)
+  ON CONFLICT (id) DO NOTHING
+  RETURNING g.id`;
+
 // A request gets at most one receipt (the proxy signs the full receipt once); the first one recorded stays.
 const RECEIPT_SQL = `
   UPDATE gateway_requests AS g SET receipt = r.receipt
@@ -209,8 +230,49 @@ export const applyEvents = async (
       ends.set(event.id, event);
     }
   }
-  const column = <T, K extends keyof T>(rows: Map<string, T>, key: K): T[K][] => [...rows.values()].map((r) => r[key]);
-  if (starts.size > 0) {
+  // Requests with both events here are inserted whole; the rest (and those whose row already exists) take the two
+  // statements, which are the reference semantics.
+  const written = new Set<string>();
+  const both = [...starts.values()].filter((s) => ends.has(s.id));
+  if (both.length > 0) {
+    const pairs = both.map((s) => [s, ends.get(s.id)!] as const);
+    const result = await client.query<{ id: string }>(MERGED_SQL, [
+      ...(
+        [
+          'id',
+          'listing_id',
+          'seller_id',
+          'buyer_id',
+          'key_id',
+          'method',
+          'path',
+          'price_atomic',
+          'currency',
+          'at',
+        ] as const
+      ).map((key): unknown[] => both.map((s) => s[key])),
+      both.map((s) => (s.payment ? JSON.stringify(s.payment) : null)),
+      ...(
+        [
+          'status',
+          'http_status',
+          'error_code',
+          'latency_ms',
+          'upstream_latency_ms',
+          'bytes_in',
+          'bytes_out',
+          'at',
+        ] as const
+      ).map((key): unknown[] => pairs.map(([, e]) => e[key])),
+      pairs.map(([, e]) => (e.payment_outcome ? JSON.stringify(e.payment_outcome) : null)),
+      pairs.map(([, e]) => e.receipt ?? null),
+    ]);
+    for (const { id } of result.rows) written.add(id);
+  }
+  const column = <T, K extends keyof T>(rows: readonly T[], key: K): T[K][] => rows.map((r) => r[key]);
+  const startRows = [...starts.values()].filter((s) => !written.has(s.id));
+  const endRows = [...ends.values()].filter((e) => !written.has(e.id));
+  if (startRows.length > 0) {
     await client.query(
       START_SQL,
       (
@@ -227,11 +289,11 @@ export const applyEvents = async (
           'at',
         ] as const
       )
-        .map((key): unknown[] => column(starts, key))
-        .concat([[...starts.values()].map((s) => (s.payment ? JSON.stringify(s.payment) : null))]),
+        .map((key): unknown[] => column(startRows, key))
+        .concat([startRows.map((s) => (s.payment ? JSON.stringify(s.payment) : null))]),
     );
   }
-  if (ends.size > 0) {
+  if (endRows.length > 0) {
     await client.query(
       END_SQL,
       (
@@ -248,14 +310,14 @@ export const applyEvents = async (
           'at',
         ] as const
       )
-        .map((key): unknown[] => column(ends, key))
-        .concat([[...ends.values()].map((e) => (e.payment_outcome ? JSON.stringify(e.payment_outcome) : null))]),
+        .map((key): unknown[] => column(endRows, key))
+        .concat([endRows.map((e) => (e.payment_outcome ? JSON.stringify(e.payment_outcome) : null))]),
     );
-    // Receipts (§3.4): after the end's row exists.
-    const receipts = [...ends.values()].filter((e) => e.receipt !== undefined);
-    if (receipts.length > 0) {
-      await client.query(RECEIPT_SQL, [receipts.map((e) => e.id), receipts.map((e) => e.receipt)]);
-    }
+  }
+  // Receipts (§3.4): after the end's row exists; a row written whole above already has its receipt.
+  const receipts = endRows.filter((e) => e.receipt !== undefined);
+  if (receipts.length > 0) {
+    await client.query(RECEIPT_SQL, [receipts.map((e) => e.id), receipts.map((e) => e.receipt)]);
   }
   // §3.5: the journals these events make due, in this same transaction (ledger/posting.ts).
   await postLedger(client, events, ledger);
