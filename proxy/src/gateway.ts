@@ -5,6 +5,7 @@ import {
   type AdmissionRequest,
   type EventWriter,
   type HeaderReceiptClaims,
+  hasPaymentProof,
   isSsrfBlockedError,
   type LocalAdmission,
   type PaymentRail,
@@ -318,6 +319,27 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
       }
     } else {
       if (!deps.payments) return send(reply, new ApiError('PAYMENT_RAILS_UNAVAILABLE'));
+      // An unpaid call counts against the limits and is recorded (status payment_required) like any other call:
+      // each 402 writes a payment request, so an agent cannot issue them without bound.
+      if (!hasPaymentProof(request.headers)) {
+        let unpaid: Admission;
+        try {
+          unpaid = await deps.admit(admissionRequest);
+        } catch {
+          return send(reply, new ApiError('STATE_UNAVAILABLE', { headers: { 'retry-after': '2' } }));
+        }
+        if (!unpaid.allowed) {
+          return send(
+            reply,
+            new ApiError('RATE_LIMITED', {
+              message: `Rate limit of ${unpaid.limit} calls per minute reached.`,
+              headers: rateLimitHeaders(unpaid),
+            }),
+          );
+        }
+        request.gateway = state;
+        reply.header('x-crochet-request-id', state.id);
+      }
       let decision: PaymentDecision;
       try {
         decision = await payForCall(deps.payments, {
@@ -333,7 +355,7 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
         request.log.warn({ err: error }, 'payment step could not reach its state');
         return send(reply, new ApiError('STATE_UNAVAILABLE', { headers: { 'retry-after': '2' } }));
       }
-      if (!decision.ok) return send(reply, decision.error);
+      if (!decision.ok) return send(reply, decision.error, request.gateway ?? undefined);
       admission = decision.admission;
       state.paid = { payment: decision.payment, rail: decision.rail };
     }
@@ -523,9 +545,11 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
       status:
         state.errorCode && state.upstreamStartedAt !== null
           ? 'upstream_error'
-          : state.errorCode
-            ? 'denied'
-            : 'completed',
+          : state.errorCode === 'PAYMENT_REQUIRED'
+            ? 'payment_required'
+            : state.errorCode
+              ? 'denied'
+              : 'completed',
       http_status: status,
       error_code: state.errorCode,
       latency_ms: Math.round(endedAt - state.startedAt),

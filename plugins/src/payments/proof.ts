@@ -62,6 +62,13 @@ export const txProofId = (network: string, tx: string): string =>
 
 const one = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
 
+/** True when a request carries any payment header (cheap: no parsing). */
+export const hasPaymentProof = (headers: Record<string, string | string[] | undefined>): boolean =>
+  headers['payment-signature'] !== undefined ||
+  headers['x-payment'] !== undefined ||
+  headers['x-crochet-relay-request-id'] !== undefined ||
+  headers['x-crochet-payment-tx'] !== undefined;
+
 /** Reads the payment headers of a request; null when it carries none. Two kinds at once is refused. */
 export const parseProof = (headers: Record<string, string | string[] | undefined>): ProofParse => {
   const found: Proof[] = [];
