@@ -7,6 +7,7 @@ import { ConfigPublisher } from './config-publisher.js';
 import { createPool, migrate } from './db.js';
 import { type EventsConsumer, startEventsConsumer } from './events-consumer.js';
 import { type Reconciler, startReconciler } from './ledger/reconcile.js';
+import { type ControlPlaneMetrics, createControlPlaneMetrics } from './metrics.js';
 import { authRoutes } from './routes/auth.js';
 import { docsRoutes } from './routes/docs.js';
 import { gatewayRequestRoutes } from './routes/gateway-requests.js';
@@ -31,8 +32,9 @@ export interface ControlPlane {
 const ROUTES = [authRoutes, meRoutes, listingRoutes, gatewayRequestRoutes, ledgerRoutes, healthRoutes];
 
 /** Builds the app over given dependencies (tests pass their own pool and Redis). */
-export const buildControlPlane = (deps: Deps): App => {
+export const buildControlPlane = (deps: Deps, metrics: ControlPlaneMetrics = createControlPlaneMetrics(deps)): App => {
   const { app, catalog } = createApp(deps);
+  metrics.install(app);
   for (const routes of ROUTES) routes(app, deps);
   docsRoutes(app, deps, catalog);
   return app;
@@ -65,7 +67,8 @@ export const startControlPlane = async (
     log: { warn: (details: object, message: string) => log?.warn(details, message) },
   });
   const deps: Deps = { config, pool, redis, box, publisher, ...overrides };
-  const app = buildControlPlane(deps);
+  const metrics = createControlPlaneMetrics(deps);
+  const app = buildControlPlane(deps, metrics);
   log = app.log;
   // Proxies may have started before us, or Redis may have restarted empty: publish the whole state first.
   await publisher.resync();
@@ -77,6 +80,7 @@ export const startControlPlane = async (
     feeBps: config.feeBps,
     log: app.log.child({ component: 'events-consumer' }),
   });
+  metrics.setConsumer(eventsConsumer);
   const reconciler = startReconciler({
     pool,
     redis,

@@ -7,6 +7,7 @@ import {
   EventWriter,
   evmTransferRail,
   LocalAdmission,
+  metricsRoute,
   type PaymentRail,
   redisPendingSettlementStore,
   registerSvmScheme,
@@ -24,6 +25,7 @@ import { privateKeyToAccount } from 'viem/accounts';
 import type { ProxyConfig } from './config.js';
 import { ConfigStore } from './config-store.js';
 import { type GatewayDeps, gatewayRoutes } from './gateway.js';
+import { createProxyMetrics, type ProxyMetrics, timedRedis } from './metrics.js';
 
 /** How long a client should wait before retrying when the control plane does not answer. */
 const CONTROL_PLANE_RETRY_AFTER_SECONDS = 5;
@@ -54,6 +56,9 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps): FastifyI
   });
 
   app.get('/healthz', async () => ({ data: { status: 'ok' } }));
+  // The proxy's own metrics: registered here so that /metrics is not passed through to the control plane's.
+  const metrics = gateway?.metrics ?? createProxyMetrics(gateway?.store);
+  metricsRoute(app, metrics.register);
   if (gateway) {
     app.get('/readyz', async (_request, reply) => {
       const ready = gateway.store.loaded;
@@ -61,7 +66,7 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps): FastifyI
         .code(ready ? 200 : 503)
         .send({ data: { status: ready ? 'ready' : 'unavailable', config_version: gateway.store.version } });
     });
-    app.register(gatewayRoutes, gateway);
+    app.register(gatewayRoutes, { ...gateway, metrics });
   }
 
   app.register(httpProxy, {
@@ -94,7 +99,12 @@ export interface ProxyServer {
 }
 
 /** The payment rails the configuration turns on; undefined when none is (per_call listings then answer 503). */
-const buildPayments = async (config: ProxyConfig, redis: Redis, keys: ReturnType<typeof redisKeys>) => {
+const buildPayments = async (
+  config: ProxyConfig,
+  redis: Redis,
+  keys: ReturnType<typeof redisKeys>,
+  metrics: ProxyMetrics,
+) => {
   const p = config.payments;
   const rails: PaymentRail[] = [];
   const schemes = createX402Schemes(p, undefined, {
@@ -115,7 +125,8 @@ const buildPayments = async (config: ProxyConfig, redis: Redis, keys: ReturnType
     rails,
     redis,
     keys,
-    paidAdmit: createPaidAdmission(redis, keys.events),
+    paidAdmit: timedRedis(metrics, 'paid_admit', createPaidAdmission(redis, keys.events)),
+    metrics,
     solanaFeePayer,
     publicBaseUrl: config.publicBaseUrl,
   };
@@ -158,7 +169,8 @@ export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
     },
     pollMs: config.configPollMs,
   });
-  const payments = await buildPayments(config, redis, keys);
+  const metrics = createProxyMetrics(store);
+  const payments = await buildPayments(config, redis, keys, metrics);
   // Without a receipt key the proxy signs nothing: paid answers then carry no X-Crochet-Receipt.
   const receipts = config.receipts
     ? {
@@ -170,13 +182,14 @@ export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
     ...(payments ? { payments } : {}),
     store,
     keys,
-    admit: createAdmission(redis, keys.events),
+    admit: timedRedis(metrics, 'admit', createAdmission(redis, keys.events)),
     localAdmission: new LocalAdmission(),
     events,
     upstream,
     keyRateLimitPerMinute: config.keyRateLimitPerMinute,
     listingRateLimitPerMinute: config.listingRateLimitPerMinute,
     ...(receipts ? { receipts } : {}),
+    metrics,
   });
   await Promise.all([redis.connect().catch(() => {}), subscriber.connect().catch(() => {})]);
   await store.start();

@@ -12,6 +12,7 @@ import {
   type ReceiptSigner,
   rateLimitHeaders,
   type SettleResult,
+  statusClass,
   type VerifiedPayment,
 } from '@crochet/plugins';
 import {
@@ -33,6 +34,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import type { ConfigStore, GatewayListing } from './config-store.js';
 import { buyerResponseHeaders, sellerRequestHeaders } from './headers.js';
+import { createProxyMetrics, type GatewayOutcome, type ProxyMetrics, upstreamErrorKind } from './metrics.js';
 import {
   consumeSettlementTx,
   type PaymentDecision,
@@ -67,6 +69,8 @@ export interface GatewayDeps {
   payments?: PaymentDeps;
   /** Absent when no receipt key is configured: paid answers then carry no receipt. */
   receipts?: { signer: ReceiptSigner; issuer: string };
+  /** The proxy's metrics (proxy/src/metrics.ts); one registry per proxy. */
+  metrics?: ProxyMetrics;
 }
 
 /** A paid call's receipt (plugins/src/receipts): signed before forwarding, completed when the body has streamed. */
@@ -99,6 +103,9 @@ interface CallState {
 declare module 'fastify' {
   interface FastifyRequest {
     gateway: CallState | null;
+    /** For the metrics of every gateway answer, including denials before a call state exists. */
+    gatewayError: ErrorCode | null;
+    gatewaySteps: [string, number][] | null;
   }
 }
 
@@ -197,15 +204,19 @@ const wantsTrailers = (request: FastifyRequest, status: number): boolean =>
 
 export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Promise<void> => {
   const { store, keys, events } = deps;
+  const metrics = deps.metrics ?? createProxyMetrics(store);
 
   // The body is read by the pipeline itself, after the caller is authenticated and admitted.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
   app.decorateRequest('gateway', null);
+  app.decorateRequest('gatewayError', null);
+  app.decorateRequest('gatewaySteps', null);
   await app.register(replyFrom, { undici: deps.upstream, disableRequestLogging: true });
 
   const send = (reply: FastifyReply, error: ApiError, state?: CallState) => {
     if (state) state.errorCode = error.code;
+    reply.request.gatewayError = error.code;
     if (error.headers) reply.headers(error.headers);
     // A 402 carries its payment requirements beside the error (DESIGN §3.4), not inside it.
     const { payment, ...details } = error.details ?? {};
@@ -231,6 +242,7 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
   ) => {
     const startedAt = performance.now();
     const steps: [string, number][] = [];
+    request.gatewaySteps = steps;
     let mark = startedAt;
     const step = (name: string) => {
       const now = performance.now();
@@ -510,10 +522,13 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
           state.bytesOut += chunk.length;
           hash?.update(chunk);
         });
+        metrics.openStreams.inc();
+        upstreamReply.raw.once('close', () => metrics.openStreams.dec());
         upstreamReply.send(res.stream);
       },
       onError: (errorReply, { error }) => {
         const code = upstreamErrorCode(error as Error & { code?: string });
+        metrics.upstreamErrors.inc({ kind: upstreamErrorKind(error, code === 'UPSTREAM_FORBIDDEN') });
         errorReply.request.log.warn({ code, listing: listing.id, err: error.cause ?? error }, 'upstream failed');
         send(errorReply as FastifyReply, new ApiError(code), state);
       },
@@ -534,9 +549,10 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
   // --- record: the completion event, after the last byte (or the connection closed), batched ---------------------
   app.addHook('onResponse', async (request, reply) => {
     const state = request.gateway;
-    if (!state) return;
     const endedAt = performance.now();
     const status = reply.statusCode;
+    recordMetrics(request as FastifyRequest<{ Params: { listingId: string } }>, state, status, endedAt, reply);
+    if (!state) return;
     const event: GatewayEndEvent = {
       type: 'gateway.end',
       v: 1,
@@ -575,6 +591,44 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
     }
     events.push(event);
   });
+
+  /** Every gateway answer into the metrics: one place, from what the call state already holds. */
+  const recordMetrics = (
+    request: FastifyRequest<{ Params: { listingId: string } }>,
+    state: CallState | null,
+    status: number,
+    endedAt: number,
+    reply: FastifyReply,
+  ) => {
+    const errorCode = state?.errorCode ?? request.gatewayError;
+    const outcome: GatewayOutcome =
+      errorCode && state?.upstreamStartedAt != null
+        ? 'upstream_error'
+        : errorCode === 'PAYMENT_REQUIRED'
+          ? 'payment_required'
+          : errorCode
+            ? 'denied'
+            : 'forwarded';
+    // Only ids of listings in the config: a made-up id in the URL must not become a label value.
+    const listingId = state?.listing.id ?? request.params.listingId;
+    const listing = state || store.listing(listingId) ? listingId : 'unknown';
+    const labels = { listing, method: request.method, status_class: statusClass(status), outcome };
+    const total = (state ? endedAt - state.startedAt : reply.elapsedTime) / 1000;
+    metrics.requests.inc(labels);
+    metrics.requestDuration.observe(labels, total);
+    if (errorCode) metrics.errors.inc({ code: errorCode, status: String(status) });
+    for (const [name, ms] of request.gatewaySteps ?? []) metrics.stepDuration.observe({ step: name }, ms / 1000);
+    let upstream = 0;
+    if (state?.upstreamStartedAt != null) {
+      upstream = ((state.upstreamHeadersAt ?? endedAt) - state.upstreamStartedAt) / 1000;
+      metrics.upstreamDuration.observe({ listing }, upstream);
+    }
+    metrics.proxyAdded.observe(Math.max(0, total - upstream));
+    if (state) {
+      metrics.bytes.inc({ direction: 'in' }, state.bytesIn);
+      metrics.bytes.inc({ direction: 'out' }, state.bytesOut);
+    }
+  };
 
   /**
    * The full receipt: the header receipt's claims plus the answer as streamed. Signed once; the trailer and the

@@ -19,6 +19,7 @@ import { ApiError, newId, type PaymentRecord, type RedisKeys } from '@crochet/pr
 import { encodePaymentRequiredHeader } from '@x402/core/http';
 import type { Redis } from 'ioredis';
 import type { GatewayListing } from './config-store.js';
+import type { ProxyMetrics, VerificationOutcome } from './metrics.js';
 
 /**
  * The payment step of the gateway (DESIGN §3.4) for `per_call` listings, as one function the pipeline calls:
@@ -34,6 +35,8 @@ export interface PaymentDeps {
   paidAdmit: (request: PaidAdmissionRequest) => Promise<PaidAdmission>;
   solanaFeePayer: string | undefined;
   publicBaseUrl: string;
+  /** Verification counts and latency by rail and outcome. */
+  metrics?: ProxyMetrics;
 }
 
 export type PaymentDecision =
@@ -137,7 +140,18 @@ export const payForCall = async (
         return json ? (JSON.parse(json) as PaymentRequestRecord) : null;
       },
     };
-    const verdict = await withDeadline(rail.verify(proof, paymentCall), config.verifyTimeoutMs);
+    const verifyStart = performance.now();
+    let verified: VerificationOutcome = 'error';
+    const verdict = await withDeadline(rail.verify(proof, paymentCall), config.verifyTimeoutMs)
+      .then((v) => {
+        verified = v === 'timeout' ? 'timeout' : v.ok === 'pending' ? 'pending' : v.ok ? 'verified' : 'rejected';
+        return v;
+      })
+      .finally(() => {
+        const labels = { rail: rail.name, outcome: verified };
+        deps.metrics?.verifications.inc(labels);
+        deps.metrics?.verificationDuration.observe(labels, (performance.now() - verifyStart) / 1000);
+      });
     if (verdict === 'timeout' || verdict.ok === 'pending') {
       const retry = verdict === 'timeout' ? 2 : verdict.retryAfterSeconds;
       const code = verdict === 'timeout' ? 'PAYMENT_PENDING' : verdict.code;

@@ -139,6 +139,13 @@ const optionalText = (value: unknown, field: string, id: string): string | null 
 };
 
 /** Posts what the requests touched by `events` make due; a no-op for requests already posted. */
+/**
+ * Journals this process posted since start, by kind (for /metrics). Counted when the statement ran inside the
+ * caller's transaction, so a batch rolled back afterwards and retried may count twice.
+ */
+const postingCounts = { payment: 0, refund: 0 };
+export const ledgerPostingStats = (): { payment: number; refund: number } => ({ ...postingCounts });
+
 export const postLedger = async (
   client: PoolClient,
   events: readonly GatewayEvent[],
@@ -202,6 +209,7 @@ export const postLedger = async (
     column((p) => p.tx),
   ]);
   const journalOf = new Map(inserted.map((r) => [r.gateway_request_id, r.id]));
+  postingCounts.payment += inserted.length;
   const entries: [journal: string, account: string, type: string, amount: bigint][] = [];
   for (const p of postings) {
     const journal = journalOf.get(p.candidate.id);
@@ -240,7 +248,7 @@ export const postLedger = async (
 
   // --- refunds: the reversal of the payment journal, whichever delivery posted it -------------------------------
   const refunds = postings.filter((p) => p.candidate.outcome === 'refund_due').map((p) => p.key);
-  if (refunds.length > 0) await client.query(REFUNDS_SQL, [refunds]);
+  if (refunds.length > 0) postingCounts.refund += (await client.query(REFUNDS_SQL, [refunds])).rowCount ?? 0;
 };
 
 const raiseAlarms = async (

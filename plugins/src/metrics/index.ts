@@ -1,0 +1,28 @@
+import type { FastifyInstance } from 'fastify';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+
+export { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * A registry of its own (never prom-client's global one: tests run several proxies and control planes in one process)
+ * with prom-client's default Node metrics — event-loop lag, heap, GC, handles, CPU — under `prefix`.
+ */
+export const createMetricsRegistry = (prefix = ''): Registry => {
+  const register = new Registry();
+  collectDefaultMetrics({ register, prefix });
+  return register;
+};
+
+/** Latency buckets in seconds: sub-millisecond proxy steps up to slow upstreams. */
+export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/** `2xx`, `4xx`, …: the status code's class, a bounded label. */
+export const statusClass = (status: number): string => `${Math.floor(status / 100)}xx`;
+
+/** GET /metrics in the Prometheus text format; left out of the API documents. */
+export const metricsRoute = (app: FastifyInstance, register: Registry, url = '/metrics'): void => {
+  app.get(url, { config: { documented: false } as never, logLevel: 'warn' }, async (_request, reply) => {
+    const body = await register.metrics();
+    return reply.type(register.contentType).header('cache-control', 'no-store').send(body);
+  });
+};

@@ -1,0 +1,206 @@
+import { Counter, createMetricsRegistry, Gauge, Histogram, LATENCY_BUCKETS, type Registry } from '@crochet/plugins';
+
+/**
+ * Every metric the proxy exports (DESIGN §4), in one place. Labels are bounded: listing id, method, status class,
+ * outcome, step, rail, kind, direction, command. Never a key, agent, IP or request id.
+ */
+
+/** Every label name any proxy metric uses (a test checks that none has unbounded cardinality). */
+export const PROXY_METRIC_LABELS = {
+  crochet_gateway_requests_total: ['listing', 'method', 'status_class', 'outcome'],
+  crochet_gateway_request_duration_seconds: ['listing', 'method', 'status_class', 'outcome'],
+  crochet_gateway_upstream_duration_seconds: ['listing'],
+  crochet_gateway_proxy_added_seconds: [],
+  crochet_gateway_step_duration_seconds: ['step'],
+  crochet_gateway_errors_total: ['code', 'status'],
+  crochet_payment_verifications_total: ['rail', 'outcome'],
+  crochet_payment_verification_duration_seconds: ['rail', 'outcome'],
+  crochet_upstream_errors_total: ['kind'],
+  crochet_gateway_bytes_total: ['direction'],
+  crochet_redis_command_duration_seconds: ['command'],
+  crochet_redis_errors_total: ['command'],
+  crochet_config_version: [],
+  crochet_config_age_seconds: [],
+  crochet_config_last_apply_timestamp_seconds: [],
+  crochet_config_rejected_entries: [],
+  crochet_open_streams: [],
+} as const satisfies Record<string, readonly string[]>;
+
+type Labels<N extends keyof typeof PROXY_METRIC_LABELS> = (typeof PROXY_METRIC_LABELS)[N][number];
+const labels = <N extends keyof typeof PROXY_METRIC_LABELS>(name: N) =>
+  PROXY_METRIC_LABELS[name] as unknown as Labels<N>[];
+
+/** What a gateway call came to (the `outcome` label). */
+export type GatewayOutcome = 'forwarded' | 'payment_required' | 'denied' | 'upstream_error';
+export type UpstreamErrorKind = 'timeout' | 'reset' | 'refused' | 'ssrf_blocked' | 'other';
+export type VerificationOutcome = 'verified' | 'pending' | 'timeout' | 'rejected' | 'error';
+
+/** The config store's fields the gauges read at scrape time. */
+export interface ConfigSource {
+  version: number;
+  appliedAtMs: number;
+  rejected: number;
+}
+
+export const createProxyMetrics = (store?: ConfigSource) => {
+  const register: Registry = createMetricsRegistry();
+  const registers = [register];
+  const m = {
+    register,
+    requests: new Counter({
+      name: 'crochet_gateway_requests_total',
+      help: 'Gateway calls by listing, method, status class and outcome.',
+      labelNames: labels('crochet_gateway_requests_total'),
+      registers,
+    }),
+    requestDuration: new Histogram({
+      name: 'crochet_gateway_request_duration_seconds',
+      help: 'Total latency of a gateway call, arrival to last byte.',
+      labelNames: labels('crochet_gateway_request_duration_seconds'),
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    upstreamDuration: new Histogram({
+      name: 'crochet_gateway_upstream_duration_seconds',
+      help: 'Seller latency: forward to response headers.',
+      labelNames: labels('crochet_gateway_upstream_duration_seconds'),
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    proxyAdded: new Histogram({
+      name: 'crochet_gateway_proxy_added_seconds',
+      help: 'Latency the gateway added: total minus upstream.',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    stepDuration: new Histogram({
+      name: 'crochet_gateway_step_duration_seconds',
+      help: 'Time per pipeline step (resolve, authenticate, admit, settle, read_body, sign, upstream_headers).',
+      labelNames: labels('crochet_gateway_step_duration_seconds'),
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    errors: new Counter({
+      name: 'crochet_gateway_errors_total',
+      help: 'Gateway answers with a registry error code (402, 409, 429 rates and the rest).',
+      labelNames: labels('crochet_gateway_errors_total'),
+      registers,
+    }),
+    verifications: new Counter({
+      name: 'crochet_payment_verifications_total',
+      help: 'Payment proofs verified with a rail, by outcome.',
+      labelNames: labels('crochet_payment_verifications_total'),
+      registers,
+    }),
+    verificationDuration: new Histogram({
+      name: 'crochet_payment_verification_duration_seconds',
+      help: 'Time a rail took to verify a proof.',
+      labelNames: labels('crochet_payment_verification_duration_seconds'),
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    upstreamErrors: new Counter({
+      name: 'crochet_upstream_errors_total',
+      help: 'Failed forwards to sellers by kind.',
+      labelNames: labels('crochet_upstream_errors_total'),
+      registers,
+    }),
+    bytes: new Counter({
+      name: 'crochet_gateway_bytes_total',
+      help: 'Body bytes through the gateway: in (buyer to seller) and out (seller to buyer).',
+      labelNames: labels('crochet_gateway_bytes_total'),
+      registers,
+    }),
+    redisDuration: new Histogram({
+      name: 'crochet_redis_command_duration_seconds',
+      help: 'Latency of the hot-path Redis calls (admission scripts).',
+      labelNames: labels('crochet_redis_command_duration_seconds'),
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    redisErrors: new Counter({
+      name: 'crochet_redis_errors_total',
+      help: 'Hot-path Redis calls that failed.',
+      labelNames: labels('crochet_redis_errors_total'),
+      registers,
+    }),
+    openStreams: new Gauge({
+      name: 'crochet_open_streams',
+      help: 'Seller responses being streamed to buyers now.',
+      registers,
+    }),
+  };
+  if (store) {
+    new Gauge({
+      name: 'crochet_config_version',
+      help: 'Version of the published config in memory (0: not loaded).',
+      registers,
+      collect() {
+        this.set(store.version);
+      },
+    });
+    new Gauge({
+      name: 'crochet_config_age_seconds',
+      help: 'Seconds since the config in memory was last loaded or changed.',
+      registers,
+      collect() {
+        this.set(store.appliedAtMs > 0 ? (Date.now() - store.appliedAtMs) / 1000 : -1);
+      },
+    });
+    new Gauge({
+      name: 'crochet_config_last_apply_timestamp_seconds',
+      help: 'Unix time of the last config load or applied change.',
+      registers,
+      collect() {
+        this.set(store.appliedAtMs / 1000);
+      },
+    });
+    new Gauge({
+      name: 'crochet_config_rejected_entries',
+      help: 'Config entries refused by validation since start.',
+      registers,
+      collect() {
+        this.set(store.rejected);
+      },
+    });
+  }
+  return m;
+};
+
+export type ProxyMetrics = ReturnType<typeof createProxyMetrics>;
+
+/** Times an async Redis call under `command`; a throw counts as an error and is rethrown. */
+export const timedRedis =
+  <A extends unknown[], R>(metrics: ProxyMetrics, command: string, call: (...args: A) => Promise<R>) =>
+  async (...args: A): Promise<R> => {
+    const end = metrics.redisDuration.startTimer({ command });
+    try {
+      return await call(...args);
+    } catch (error) {
+      metrics.redisErrors.inc({ command });
+      throw error;
+    } finally {
+      end();
+    }
+  };
+
+const TIMEOUT_CODES = new Set([
+  'FST_REPLY_FROM_GATEWAY_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'ETIMEDOUT',
+]);
+
+/** The `kind` of a failed forward, from the error and its causes. */
+export const upstreamErrorKind = (error: unknown, ssrfBlocked: boolean): UpstreamErrorKind => {
+  if (ssrfBlocked) return 'ssrf_blocked';
+  for (let e = error as { code?: string; cause?: unknown } | undefined, depth = 0; e && depth < 5; depth++) {
+    const code = e.code ?? '';
+    if (TIMEOUT_CODES.has(code)) return 'timeout';
+    if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE') return 'reset';
+    if (code === 'ECONNREFUSED') return 'refused';
+    e = e.cause as typeof e;
+  }
+  return 'other';
+};
