@@ -31,7 +31,9 @@ const readJson = (req: import('node:http').IncomingMessage): Promise<Record<stri
   });
 
 export const startDevChains = async (root: string, log: (line: string) => void): Promise<DevChains> => {
-  const network = await startDevPaymentNetwork();
+  // anvil starts from the same genesis every time, so the same dev key's first transfer has the same hash on every
+  // run; the database outlives the chains. A chain id of its own per run keeps transactions (and proofs) distinct.
+  const network = await startDevPaymentNetwork({ evmChainId: 31_337_000 + Math.floor(Math.random() * 100_000) });
   const { solana, evm, relay } = network;
 
   // The faucet: POST /solana {address, usdc_atomic, sol}, POST /evm {address, usdc_atomic}, POST /relay {request}.

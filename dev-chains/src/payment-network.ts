@@ -21,8 +21,12 @@ export interface DevPaymentNetwork {
  * Starts the Solana dev chain, anvil with the test USDC and the Relay stand-in; opens the marketplace's USDC account,
  * funds a Solana fee payer and picks EVM settler and receiving accounts (anvil dev keys 8 and 9).
  */
-export const startDevPaymentNetwork = async (): Promise<DevPaymentNetwork> => {
-  const [solana, evm, relay] = await Promise.all([startSolanaDevChain(), startEvmDevChain(), startRelayStandIn()]);
+export const startDevPaymentNetwork = async (options: { evmChainId?: number } = {}): Promise<DevPaymentNetwork> => {
+  const [solana, evm, relay] = await Promise.all([
+    startSolanaDevChain(),
+    startEvmDevChain(options.evmChainId === undefined ? {} : { chainId: options.evmChainId }),
+    startRelayStandIn(),
+  ]);
   const marketplace = await createFundedWallet(solana, { sol: 1 });
   await usdcTokenAccount(solana, marketplace.address);
   const feePayer = await generateWallet();
