@@ -237,82 +237,21 @@ export const applyEvents = async (
   if (both.length > 0) {
     const pairs = both.map((s) => [s, ends.get(s.id)!] as const);
     const result = await client.query<{ id: string }>(MERGED_SQL, [
-      ...(
-        [
-          'id',
-          'listing_id',
-          'seller_id',
-          'buyer_id',
-          'key_id',
-          'method',
-          'path',
-          'price_atomic',
-          'currency',
-          'at',
-        ] as const
-      ).map((key): unknown[] => both.map((s) => s[key])),
-      both.map((s) => (s.payment ? JSON.stringify(s.payment) : null)),
-      ...(
-        [
-          'status',
-          'http_status',
-          'error_code',
-          'latency_ms',
-          'upstream_latency_ms',
-          'bytes_in',
-          'bytes_out',
-          'at',
-        ] as const
-      ).map((key): unknown[] => pairs.map(([, e]) => e[key])),
-      pairs.map(([, e]) => (e.payment_outcome ? JSON.stringify(e.payment_outcome) : null)),
+      ...startArrays(both),
+      ...outcomeArrays(pairs.map(([, e]) => e)),
       pairs.map(([, e]) => e.receipt ?? null),
     ]);
     for (const { id } of result.rows) written.add(id);
   }
-  const column = <T, K extends keyof T>(rows: readonly T[], key: K): T[K][] => rows.map((r) => r[key]);
   const startRows = [...starts.values()].filter((s) => !written.has(s.id));
   const endRows = [...ends.values()].filter((e) => !written.has(e.id));
-  if (startRows.length > 0) {
-    await client.query(
-      START_SQL,
-      (
-        [
-          'id',
-          'listing_id',
-          'seller_id',
-          'buyer_id',
-          'key_id',
-          'method',
-          'path',
-          'price_atomic',
-          'currency',
-          'at',
-        ] as const
-      )
-        .map((key): unknown[] => column(startRows, key))
-        .concat([startRows.map((s) => (s.payment ? JSON.stringify(s.payment) : null))]),
-    );
-  }
+  if (startRows.length > 0) await client.query(START_SQL, startArrays(startRows));
   if (endRows.length > 0) {
-    await client.query(
-      END_SQL,
-      (
-        [
-          'id',
-          'listing_id',
-          'status',
-          'http_status',
-          'error_code',
-          'latency_ms',
-          'upstream_latency_ms',
-          'bytes_in',
-          'bytes_out',
-          'at',
-        ] as const
-      )
-        .map((key): unknown[] => column(endRows, key))
-        .concat([endRows.map((e) => (e.payment_outcome ? JSON.stringify(e.payment_outcome) : null))]),
-    );
+    await client.query(END_SQL, [
+      endRows.map((e) => e.id),
+      endRows.map((e) => e.listing_id),
+      ...outcomeArrays(endRows),
+    ]);
   }
   // Receipts (§3.4): after the end's row exists; a row written whole above already has its receipt.
   const receipts = endRows.filter((e) => e.receipt !== undefined);
@@ -322,6 +261,41 @@ export const applyEvents = async (
   // §3.5: the journals these events make due, in this same transaction (ledger/posting.ts).
   await postLedger(client, events, ledger);
 };
+
+// The parameter arrays of the statements above, in their column order: a start's fields and its payment, an end's
+// outcome fields and its payment outcome.
+const START_FIELDS = [
+  'id',
+  'listing_id',
+  'seller_id',
+  'buyer_id',
+  'key_id',
+  'method',
+  'path',
+  'price_atomic',
+  'currency',
+  'at',
+] as const;
+const OUTCOME_FIELDS = [
+  'status',
+  'http_status',
+  'error_code',
+  'latency_ms',
+  'upstream_latency_ms',
+  'bytes_in',
+  'bytes_out',
+  'at',
+] as const;
+
+const startArrays = (rows: readonly GatewayStartEvent[]): unknown[][] => [
+  ...START_FIELDS.map((key) => rows.map((r) => r[key])),
+  rows.map((r) => (r.payment ? JSON.stringify(r.payment) : null)),
+];
+
+const outcomeArrays = (rows: readonly GatewayEndEvent[]): unknown[][] => [
+  ...OUTCOME_FIELDS.map((key) => rows.map((r) => r[key])),
+  rows.map((r) => (r.payment_outcome ? JSON.stringify(r.payment_outcome) : null)),
+];
 
 /**
  * True when retrying cannot help the event itself: it is malformed, or PostgreSQL refused its data (SQLSTATE
