@@ -1,15 +1,9 @@
-/**
- * `npm run demo`: a scripted seller and buyer against the stack `npm start` runs (with its dev chains).
- * Registers both, publishes a paid listing backed by a real seller server that verifies Crochet's signature, then
- * calls it → 402 → pays on the Solana dev chain → retries → gets the answer; then the same over an EVM transfer and
- * over x402. Every step is printed.
- */
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateSolanaWallet, type SolanaDevChain, transferUsdc, transferUsdcWithMemo } from '@crochet/dev-chains';
 import { crochetVerifier, verifyReceipt } from '@crochet/plugins';
+import { solveChallenge } from '@crochet/protocol';
 import { createSolanaRpc } from '@solana/kit';
 import { x402Client } from '@x402/core/client';
 import { decodePaymentResponseHeader } from '@x402/core/http';
@@ -57,26 +51,10 @@ const api = async (method: string, path: string, body?: unknown, key?: string) =
   return json.data;
 };
 
-const zeros = (digest: Buffer): number => {
-  let n = 0;
-  for (const byte of digest) {
-    if (byte) return n + Math.clz32(byte) - 24;
-    n += 8;
-  }
-  return n;
-};
-const solve = (c: { challenge_id: string; salt: string; difficulty: number }) => {
-  for (let i = 0; ; i++) {
-    if (
-      zeros(
-        createHash('sha256')
-          .update(c.salt + i)
-          .digest(),
-      ) >= c.difficulty
-    )
-      return { challenge_id: c.challenge_id, nonce: String(i) };
-  }
-};
+const solve = (c: { challenge_id: string; salt: string; difficulty: number }) => ({
+  challenge_id: c.challenge_id,
+  nonce: solveChallenge(c.salt, c.difficulty),
+});
 
 const main = async () => {
   if (!existsSync(infoFile))

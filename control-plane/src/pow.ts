@@ -1,5 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { ApiError, newId } from '@crochet/protocol';
+import { randomBytes } from 'node:crypto';
+import { ApiError, newId, solvesChallenge } from '@crochet/protocol';
+
+export { leadingZeroBits, solveChallenge, solvesChallenge } from '@crochet/protocol';
+
 import type { Pool, PoolClient } from './db.js';
 
 /**
@@ -16,33 +19,6 @@ export interface IssuedChallenge {
   difficulty: number;
   expires_at: Date;
 }
-
-/** Number of leading zero bits of a digest. */
-export const leadingZeroBits = (digest: Uint8Array): number => {
-  let bits = 0;
-  for (const byte of digest) {
-    if (byte === 0) {
-      bits += 8;
-      continue;
-    }
-    return bits + Math.clz32(byte) - 24;
-  }
-  return bits;
-};
-
-export const solvesChallenge = (salt: string, nonce: string, difficulty: number): boolean =>
-  leadingZeroBits(
-    createHash('sha256')
-      .update(salt + nonce, 'utf8')
-      .digest(),
-  ) >= difficulty;
-
-/** Brute-forces a nonce; what a client does (used by tests, the demo and the docs' example). */
-export const solveChallenge = (salt: string, difficulty: number): string => {
-  for (let nonce = 0; ; nonce++) {
-    if (solvesChallenge(salt, String(nonce), difficulty)) return String(nonce);
-  }
-};
 
 export const issueChallenge = async (
   pool: Pool,

@@ -13,11 +13,12 @@
  * under a scratch prefix; both are removed at the end. Writes load-tests/results/bench-<time>.json.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { solveChallenge } from '@crochet/protocol';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -138,21 +139,7 @@ const load = async (
   };
 };
 
-const solve = (salt: string, difficulty: number): string => {
-  for (let n = 0; ; n++) {
-    const digest = createHash('sha256').update(`${salt}${n}`).digest();
-    let bits = 0;
-    for (const byte of digest) {
-      if (byte === 0) {
-        bits += 8;
-        continue;
-      }
-      bits += Math.clz32(byte) - 24;
-      break;
-    }
-    if (bits >= difficulty) return String(n);
-  }
-};
+const solve = solveChallenge;
 
 const json = async (url: string, init: RequestInit = {}) => {
   const res = await fetch(url, {

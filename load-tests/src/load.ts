@@ -13,9 +13,10 @@
  * --prepare-only prepares, prints the k6 command line for load-tests/k6/scenario.ts and serves until Ctrl-C.
  * Only loopback base URLs are allowed unless --allow-remote is given.
  */
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { solveChallenge } from '@crochet/protocol';
 import autocannon from 'autocannon';
 import { type CallKind, EXPECTED_STATUS, kindPicker, loadScenario, type Scenario, scenarioNames } from './scenario.js';
 
@@ -26,21 +27,7 @@ export const isLoopback = (url: URL): boolean => {
   return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
 };
 
-const solve = (salt: string, difficulty: number): string => {
-  for (let n = 0; ; n++) {
-    const digest = createHash('sha256').update(`${salt}${n}`).digest();
-    let bits = 0;
-    for (const byte of digest) {
-      if (byte === 0) {
-        bits += 8;
-        continue;
-      }
-      bits += Math.clz32(byte) - 24;
-      break;
-    }
-    if (bits >= difficulty) return String(n);
-  }
-};
+const solve = solveChallenge;
 
 const percentile = (sorted: number[], p: number): number =>
   sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;

@@ -7,5 +7,6 @@ export * from './errors.js';
 export * from './events.js';
 export * from './ids.js';
 export * from './money.js';
+export * from './pow.js';
 export * from './redis-keys.js';
 export * from './signature.js';
