@@ -84,7 +84,7 @@ const KEYS_SQL = `
 
 // evm_wallets: only wallets the agent proved control of (recovery signature), lowercase as the proxy compares them.
 const AGENTS_SQL = `
-  SELECT a.id, a.status, a.rate_limit_per_minute,
+  SELECT a.id, a.status, a.rate_limit_per_minute, a.daily_spend_cap_atomic::text,
          coalesce((SELECT array_agg(lower(w.address) ORDER BY w.address) FROM wallets w
                     WHERE w.agent_id = a.id AND w.chain = 'evm' AND w.verified_at IS NOT NULL), '{}') AS evm_wallets
     FROM agents a
@@ -166,6 +166,7 @@ export class ConfigPublisher {
         status: AgentConfig['status'];
         rate_limit_per_minute: number | null;
         evm_wallets: string[];
+        daily_spend_cap_atomic: string | null;
       }>(AGENTS_SQL, [agentId]);
       for (const a of agents.rows) {
         const value: AgentConfig = {
@@ -174,6 +175,7 @@ export class ConfigPublisher {
           status: a.status,
           rate_limit_per_minute: a.rate_limit_per_minute,
           evm_wallets: a.evm_wallets,
+          daily_spend_cap_atomic: a.daily_spend_cap_atomic,
         };
         changes.push({ kind: 'agent', id: a.id, value });
       }

@@ -45,6 +45,8 @@ export interface AgentConfig {
   rate_limit_per_minute: number | null;
   /** EVM wallets the agent proved control of (lowercase): direct EVM payments must come from one of them. */
   evm_wallets: string[];
+  /** Most the agent may spend per UTC day on paid calls, in atomic USDC units; null: no cap. */
+  daily_spend_cap_atomic: string | null;
 }
 
 /** One change in a notice: an entry set (value) or removed (null). */
@@ -98,4 +100,6 @@ export const isAgentConfig = (v: unknown): v is AgentConfig =>
   (v['status'] === 'active' || v['status'] === 'paused') &&
   (v['rate_limit_per_minute'] === null || isPositiveInt(v['rate_limit_per_minute'])) &&
   Array.isArray(v['evm_wallets']) &&
-  v['evm_wallets'].every(isString);
+  v['evm_wallets'].every(isString) &&
+  (v['daily_spend_cap_atomic'] === null ||
+    (isString(v['daily_spend_cap_atomic']) && /^[0-9]{1,20}$/.test(v['daily_spend_cap_atomic'])));

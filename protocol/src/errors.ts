@@ -137,6 +137,11 @@ export const ERRORS = define({
     message: 'This agent is paused by its operator; the gateway refuses its calls.',
     hint: "Ask the agent's operator to resume it.",
   },
+  SPEND_CAP_EXCEEDED: {
+    status: 402,
+    message: 'This call would take the agent past the daily spend cap its operator set.',
+    hint: 'The cap resets at 00:00 UTC; ask the operator to raise it on the dashboard, or call a free listing.',
+  },
   LISTING_NOT_FOUND: {
     status: 404,
     message: 'No listing with this id.',
