@@ -28,6 +28,8 @@ export const redisKeys = (prefix: string = DEFAULT_REDIS_PREFIX) =>
     paymentSettling: (key: string) => `${prefix}pay:settling:${key}`,
     /** A payment request (402) the gateway issued: JSON PaymentRequestRecord. */
     paymentRequest: (id: string) => `${prefix}pay:req:${id}`,
+    /** Atomic units an agent spent on paid calls in one UTC day (`utcDay`); counted at admission, kept two days. */
+    spend: (agentId: string, day: string) => `${prefix}spend:${agentId}:${day}`,
     /** Rate-limit state (GCRA theoretical arrival time) for one API key. */
     rateKey: (keyId: string) => `${prefix}rl:k:${keyId}`,
     /** Rate-limit state for one listing. */
@@ -35,6 +37,9 @@ export const redisKeys = (prefix: string = DEFAULT_REDIS_PREFIX) =>
   });
 
 export type RedisKeys = ReturnType<typeof redisKeys>;
+
+/** The UTC day of a time as YYYYMMDD: spend caps reset at 00:00 UTC. */
+export const utcDay = (ms: number = Date.now()): string => new Date(ms).toISOString().slice(0, 10).replaceAll('-', '');
 
 /** The consumer group of the control plane on the events stream. */
 export const EVENTS_GROUP = 'control-plane';

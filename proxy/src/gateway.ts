@@ -27,6 +27,7 @@ import {
   type RedisKeys,
   SIGNATURE_HEADERS,
   signatureHeader,
+  utcDay,
 } from '@crochet/protocol';
 import replyFrom from '@fastify/reply-from';
 import { encodePaymentResponseHeader } from '@x402/core/http';
@@ -94,8 +95,8 @@ interface CallState {
   upstreamHeadersAt: number | null;
   errorCode: ErrorCode | null;
   steps: [string, number][];
-  /** Paid calls: the verified payment and its rail. */
-  paid: { payment: VerifiedPayment; rail: PaymentRail } | null;
+  /** Paid calls: the verified payment and its rail, and the buyer's spend counter it was added to. */
+  paid: { payment: VerifiedPayment; rail: PaymentRail; spend: { key: string; amountAtomic: string } } | null;
   paymentOutcome: PaymentOutcome | null;
   receipt: ReceiptState | null;
 }
@@ -352,6 +353,7 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
         request.gateway = state;
         reply.header('x-crochet-request-id', state.id);
       }
+      const spendKey = keys.spend(key.agent_id, utcDay());
       let decision: PaymentDecision;
       try {
         decision = await payForCall(deps.payments, {
@@ -360,7 +362,15 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
           buyerEvmWallets: buyer?.evm_wallets ?? [],
           headers: request.headers,
           gatewayRequestId: state.id,
-          admission: { ...admissionRequest, gatewayRequestId: state.id, listingId: listing.id, buyerId: key.agent_id },
+          admission: {
+            ...admissionRequest,
+            gatewayRequestId: state.id,
+            listingId: listing.id,
+            buyerId: key.agent_id,
+            spendKey,
+            spendCapAtomic: buyer?.daily_spend_cap_atomic ?? null,
+            priceAtomic: listing.priceAtomic.toString(),
+          },
         });
       } catch (error) {
         // Paid calls fail closed: without Redis nothing is consumed, so nothing is forwarded unpaid.
@@ -369,7 +379,11 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
       }
       if (!decision.ok) return send(reply, decision.error, request.gateway ?? undefined);
       admission = decision.admission;
-      state.paid = { payment: decision.payment, rail: decision.rail };
+      state.paid = {
+        payment: decision.payment,
+        rail: decision.rail,
+        spend: { key: spendKey, amountAtomic: listing.priceAtomic.toString() },
+      };
     }
     const limitHeaders = rateLimitHeaders(admission);
     if (!admission.allowed) {
@@ -398,14 +412,14 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
           // Broadcast, not confirmed in time. The buyer is told to retry with the same payment, so give the proof
           // back: the retry is admitted from the verification already made and settles by waiting for this same
           // transaction (the facilitator remembers it in Redis), never by paying twice.
-          await releaseProof(deps.payments!, payment, state.id).catch((error: unknown) =>
+          await releaseProof(deps.payments!, payment, state.id, state.paid!.spend).catch((error: unknown) =>
             request.log.error({ err: error }, 'could not release a pending proof'),
           );
           state.paymentOutcome = { status: 'pending', tx: settled.tx };
           return send(reply, new ApiError('PAYMENT_PENDING', { headers: { 'retry-after': '2' } }), state);
         }
         if (!settled.ok) {
-          await releaseProof(deps.payments!, payment, state.id).catch((error: unknown) =>
+          await releaseProof(deps.payments!, payment, state.id, state.paid!.spend).catch((error: unknown) =>
             request.log.error({ err: error }, 'could not release an unsettled proof'),
           );
           state.paymentOutcome = { status: 'released', tx: null };
@@ -659,7 +673,7 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
     if (state.paymentOutcome) return state.paymentOutcome;
     if (!rail.settle) return { status: 'settled', tx: payment.tx };
     if (!sellerOk) {
-      await releaseProof(deps.payments!, payment, state.id).catch(() => {});
+      await releaseProof(deps.payments!, payment, state.id, state.paid!.spend).catch(() => {});
       return { status: 'released', tx: null };
     }
     try {

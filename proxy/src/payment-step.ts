@@ -15,7 +15,7 @@ import {
   txProofId,
   type VerifiedPayment,
 } from '@crochet/plugins';
-import { ApiError, newId, type PaymentRecord, type RedisKeys } from '@crochet/protocol';
+import { ApiError, fromAtomic, newId, type PaymentRecord, type RedisKeys } from '@crochet/protocol';
 import { encodePaymentRequiredHeader } from '@x402/core/http';
 import type { Redis } from 'ioredis';
 import type { GatewayListing } from './config-store.js';
@@ -87,8 +87,16 @@ export const payForCall = async (
       currency: call.listing.currency,
       expires_at: expiresAtMs,
     };
-    // Kept past its expiry: a transfer made in time and presented late must still find what it paid for.
-    await redis.set(requestKey(keys, id), JSON.stringify(record), 'EX', config.requestTtlSeconds + 24 * 3600);
+    // Kept past its expiry: a transfer made in time and presented late must still find what it paid for. The spend
+    // counter is read in the same round trip: an agent at its cap is told so before it pays, not after.
+    const [spent] = await Promise.all([
+      redis.get(call.admission.spendKey),
+      redis.set(requestKey(keys, id), JSON.stringify(record), 'EX', config.requestTtlSeconds + 24 * 3600),
+    ]);
+    const cap = call.admission.spendCapAtomic;
+    if (cap !== null && BigInt(spent ?? '0') + call.listing.priceAtomic > BigInt(cap)) {
+      return { ok: false, error: spendCapExceeded(cap, spent ?? '0', call.listing.priceAtomic) };
+    }
     const input = {
       paymentRequestId: id,
       listingId: call.listing.id,
@@ -204,6 +212,11 @@ export const payForCall = async (
           details: { gateway_request_id: outcome.gatewayRequestId },
         }),
       };
+    case 'spend_cap':
+      return {
+        ok: false,
+        error: spendCapExceeded(call.admission.spendCapAtomic ?? '0', outcome.spentAtomic, call.listing.priceAtomic),
+      };
     case 'mismatch':
       return {
         ok: false,
@@ -225,22 +238,42 @@ export const payForCall = async (
   }
 };
 
-/** Gives the proof back (nothing was charged): used when settlement failed or, after_response, the seller failed. */
+const spendCapExceeded = (capAtomic: string, spentAtomic: string, priceAtomic: bigint) =>
+  new ApiError('SPEND_CAP_EXCEEDED', {
+    message:
+      `This call (${fromAtomic(priceAtomic, 'USDC')} USDC) would take the agent past its daily spend cap of ` +
+      `${fromAtomic(BigInt(capAtomic), 'USDC')} USDC (spent today: ${fromAtomic(BigInt(spentAtomic), 'USDC')} USDC). ` +
+      'A payment already made for it was not used and stays valid for this listing.',
+    details: {
+      daily_spend_cap: fromAtomic(BigInt(capAtomic), 'USDC'),
+      spent_today: fromAtomic(BigInt(spentAtomic), 'USDC'),
+    },
+  });
+
+// KEYS: the "used" keys of the payment's proof ids, then the buyer's spend counter. ARGV: gateway request id, amount.
+// Only keys still held by this request are released (never a proof another request holds); the spend is given back
+// once, when anything was released.
+const RELEASE_LUA = `
+local released = 0
+for i = 1, #KEYS - 1 do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then released = released + redis.call('DEL', KEYS[i]) end
+end
+if released > 0 and redis.call('EXISTS', KEYS[#KEYS]) == 1 then redis.call('DECRBY', KEYS[#KEYS], ARGV[2]) end
+return released
+`;
+
+/**
+ * Gives the proof back (nothing was charged): used when settlement failed or, after_response, the seller failed.
+ * The call's price is taken off the buyer's spend counter with it.
+ */
 export const releaseProof = async (
   deps: Pick<PaymentDeps, 'redis' | 'keys'>,
   payment: VerifiedPayment,
   gatewayRequestId: string,
+  spend: { key: string; amountAtomic: string },
 ) => {
-  for (const id of payment.proofIds) {
-    const key = usedKey(deps.keys, id);
-    // Only if it is still ours: never release a proof another request holds.
-    await deps.redis.eval(
-      "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-      1,
-      key,
-      gatewayRequestId,
-    );
-  }
+  const keys = payment.proofIds.map((id) => usedKey(deps.keys, id));
+  await deps.redis.eval(RELEASE_LUA, keys.length + 1, ...keys, spend.key, gatewayRequestId, spend.amountAtomic);
 };
 
 /**

@@ -185,6 +185,9 @@ export const PAYMENT_TEXT = [
   '- A proof pays for one call. 409 PAYMENT_ALREADY_USED names the gateway request it paid.',
   '- 402 PAYMENT_PENDING / PAYMENT_UNCONFIRMED: retry with the same proof after Retry-After. Never pay twice.',
   '- Cheap listings are not offered on EVM: PAYMENT_ROUTE_MINIMUM_NOT_MET — pay on Solana.',
+  '- Your operator may set a daily spend cap (resets 00:00 UTC): past it, 402 SPEND_CAP_EXCEEDED (with',
+  '  daily_spend_cap and spent_today) instead of payment requirements. A proof refused by the cap is not used.',
+  '- 403 AGENT_PAUSED: your operator paused you; nothing is charged.',
 ];
 
 export const RECEIPT_TEXT = [

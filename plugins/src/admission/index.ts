@@ -98,14 +98,14 @@ export const createAdmission = (redis: Redis, eventsKey: string) => {
 };
 
 // Paid calls: the same limits, plus exactly-once use of the payment proof, in the same single round trip.
-// KEYS: key-limit, listing-limit, events, verified record, then one "used" key per proof id.
+// KEYS: key-limit, listing-limit, events, verified record, the buyer's spend today, then one "used" key per proof id.
 // ARGV: key limit/min, listing limit/min, start event JSON (without its closing brace), gateway request id,
-//       listing id, buyer id.
+//       listing id, buyer id, "used" key prefix, daily spend cap ('' for none), the price this call adds to spend.
 // Returns {outcome, limit, remaining, reset_ms, retry_after_ms, detail} where outcome is one of
 // admitted (detail: the verified payment JSON), used (detail: the gateway request it paid), unverified, mismatch,
-// rate_limited.
+// rate_limited, spend_cap (detail: spent today).
 const PAID_ADMIT_SCRIPT = `
-for i = 5, #KEYS do
+for i = 6, #KEYS do
   local by = redis.call('GET', KEYS[i])
   if by then return {'used', 0, 0, 0, 0, by, ''} end
 end
@@ -122,8 +122,15 @@ end
 ${LIMITS_LUA}
 local allowed, limit, remaining, reset, retry = limits()
 if allowed == 0 then return {'rate_limited', limit, 0, reset, retry, '', ''} end
+-- The operator's cap: refused before anything is charged or consumed, so the proof stays valid for a later call.
+local spent = tonumber(redis.call('GET', KEYS[5]) or '0')
+if ARGV[8] ~= '' and spent + tonumber(ARGV[9]) > tonumber(ARGV[8]) then
+  return {'spend_cap', 0, 0, 0, 0, tostring(spent), ''}
+end
 charge()
-for i = 5, #KEYS do redis.call('SET', KEYS[i], ARGV[4]) end
+redis.call('INCRBY', KEYS[5], ARGV[9])
+redis.call('EXPIRE', KEYS[5], 172800)
+for i = 6, #KEYS do redis.call('SET', KEYS[i], ARGV[4]) end
 for _, id in ipairs(ids) do redis.call('SET', ARGV[7] .. id, ARGV[4]) end
 redis.call('XADD', KEYS[3], '*', 'e', ARGV[3] .. ',"payment":' .. verified[3] .. '}')
 return {'admitted', limit, remaining, reset, 0, verified[3], verified[4] or ''}
@@ -139,11 +146,16 @@ export interface PaidAdmissionRequest extends Omit<AdmissionRequest, 'startEvent
   gatewayRequestId: string;
   listingId: string;
   buyerId: string;
+  /** The buyer's spend counter for today (`keys.spend`), its daily cap (null: none) and what this call adds. */
+  spendKey: string;
+  spendCapAtomic: string | null;
+  priceAtomic: string;
 }
 
 export type PaidAdmission =
   | ({ outcome: 'admitted'; payment: string; settlement: string } & Admission)
   | ({ outcome: 'rate_limited' } & Admission)
+  | { outcome: 'spend_cap'; spentAtomic: string }
   | { outcome: 'used'; gatewayRequestId: string }
   | { outcome: 'unverified' }
   | { outcome: 'mismatch' };
@@ -158,7 +170,14 @@ export const createPaidAdmission = (redis: Redis, eventsKey: string) => {
   const admit = (redis as unknown as { crochetPaidAdmit: PaidAdmitCommand }).crochetPaidAdmit.bind(redis);
   return async (request: PaidAdmissionRequest): Promise<PaidAdmission> => {
     const event = request.startEvent.trimEnd();
-    const keys = [request.keyStateKey, request.listingStateKey, eventsKey, request.verifiedKey, ...request.usedKeys];
+    const keys = [
+      request.keyStateKey,
+      request.listingStateKey,
+      eventsKey,
+      request.verifiedKey,
+      request.spendKey,
+      ...request.usedKeys,
+    ];
     const [outcome, limit, remaining, resetMs, retryAfterMs, detail, settlement] = await admit(
       keys.length,
       ...keys,
@@ -169,6 +188,8 @@ export const createPaidAdmission = (redis: Redis, eventsKey: string) => {
       request.listingId,
       request.buyerId,
       request.usedKeyPrefix,
+      request.spendCapAtomic ?? '',
+      request.priceAtomic,
     );
     switch (outcome) {
       case 'admitted':
@@ -177,6 +198,8 @@ export const createPaidAdmission = (redis: Redis, eventsKey: string) => {
         return { outcome, allowed: false, limit, remaining, resetMs, retryAfterMs };
       case 'used':
         return { outcome, gatewayRequestId: detail };
+      case 'spend_cap':
+        return { outcome, spentAtomic: detail };
       case 'mismatch':
         return { outcome };
       default:
