@@ -3,19 +3,27 @@
  *
  *   direct      the seller reached directly
  *   bare proxy  @fastify/http-proxy with no checks
+ *   nginx       nginx proxy_pass with upstream keepalive, one worker: a reference row, skipped when nginx is absent
  *   crochet     the Crochet free route: key auth, rate limits + start record in Redis, signing, forwarding
  *
  * 1. Throughput: the same number of connections against each, requests/s and latency.
  * 2. Added latency at a fixed moderate rate: p50/p99 against direct.
  * 3. Config propagation: a listing change until two proxies have applied it.
  *
+ * Flags: --duration=<s per row> (10), --connections=<n> (32), --rate=<req/s of the fixed-rate rows> (1000),
+ * --samples=<propagation changes> (100), --profile=<role>, --nginx=<path to nginx> (found on the usual paths),
+ * --json=<result file> (load-tests/results/bench-<time>.json).
+ *
  * Uses DATABASE_URL's server (default: the local test server) for a scratch database and REDIS_URL (default local)
- * under a scratch prefix; both are removed at the end. Writes load-tests/results/bench-<time>.json.
+ * under a scratch prefix; both are removed at the end. The result file holds every row (requests/s, latencies, CPU
+ * per request by process) and the machine it ran on.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { arch, cpus, platform, release, tmpdir, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { solveChallenge } from '@crochet/protocol';
@@ -26,8 +34,8 @@ import pg from 'pg';
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const args = new Map(
   process.argv.slice(2).map((a) => {
-    const [k, v] = a.replace(/^--/, '').split('=');
-    return [k!, v ?? 'true'] as const;
+    const [k, ...v] = a.replace(/^--/, '').split('=');
+    return [k!, v.length ? v.join('=') : 'true'] as const;
   }),
 );
 const DURATION_S = Number(args.get('duration') ?? 10);
@@ -49,19 +57,25 @@ const cpuSeconds = (pid: number): number => {
     return 0;
   }
 };
-const pidsOf = (name: string): number[] => {
+const pgrep = (...args: string[]): number[] => {
   try {
-    return execFileSync('pgrep', ['-x', name], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+    return execFileSync('pgrep', args, { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
   } catch {
     return [];
   }
 };
-/** CPU used so far by each group of processes a request touches. */
+const pidsOf = (name: string): number[] => pgrep('-x', name);
+/** A process and everything it started (nginx's workers under its master). */
+const withDescendants = (pid: number): number[] => [pid, ...pgrep('-P', String(pid)).flatMap(withDescendants)];
+/** CPU used so far by each group of processes a request touches, the load generator (this process) included. */
 const cpuSnapshot = (): Record<string, number> => {
   const groups: Record<string, number> = {};
-  for (const [child, role] of roles) groups[role] = (groups[role] ?? 0) + cpuSeconds(child.pid!);
+  for (const [child, role] of roles)
+    groups[role] = (groups[role] ?? 0) + withDescendants(child.pid!).reduce((sum, pid) => sum + cpuSeconds(pid), 0);
   groups['redis'] = pidsOf('redis-server').reduce((sum, pid) => sum + cpuSeconds(pid), 0);
   groups['postgres'] = pidsOf('postgres').reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  const own = process.cpuUsage();
+  groups['load generator'] = (own.user + own.system) / 1e6;
   return groups;
 };
 const start = (role: string, env: Record<string, string>): Promise<string> =>
@@ -86,15 +100,99 @@ const start = (role: string, env: Record<string, string>): Promise<string> =>
   });
 
 const stopAll = () => {
-  for (const child of children) child.kill('SIGTERM');
+  for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
 };
 process.on('exit', stopAll);
 
+/** nginx from --nginx= or the usual places; undefined when it is not installed. */
+const findNginx = (): string | undefined => {
+  const given = args.get('nginx');
+  if (given) return existsSync(given) ? given : undefined;
+  const dirs = ['/usr/sbin', '/usr/local/sbin', '/usr/local/nginx/sbin', ...(process.env['PATH'] ?? '').split(':')];
+  return dirs.map((dir) => join(dir, 'nginx')).find((path) => existsSync(path));
+};
+
+const freePort = (): Promise<number> =>
+  new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolvePort(port));
+    });
+  });
+
+/**
+ * The reference row: nginx in the foreground with one worker (like the one-process Node proxies), a generated
+ * minimal config under a temporary prefix, no access log, and a keep-alive pool to the bench seller. Resolves with
+ * its URL once it answers.
+ */
+const startNginx = async (nginx: string, upstream: string): Promise<{ url: string; prefix: string }> => {
+  const prefix = mkdtempSync(join(tmpdir(), 'crochet-bench-nginx-'));
+  const port = await freePort();
+  const seller = new URL(upstream);
+  const temp = (name: string) => `${name}_temp_path ${join(prefix, name)};`;
+  writeFileSync(
+    join(prefix, 'nginx.conf'),
+    `daemon off;
+worker_processes 1;
+pid ${join(prefix, 'nginx.pid')};
+error_log ${join(prefix, 'error.log')} warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  ${['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(temp).join('\n  ')}
+  keepalive_requests 1000000;
+  upstream seller {
+    server ${seller.host};
+    keepalive 256;
+    keepalive_requests 1000000;
+    keepalive_timeout 30s;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://seller;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`,
+  );
+  const child = spawn(nginx, ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-e', join(prefix, 'error.log')], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.push(child);
+  roles.set(child, 'nginx');
+  const exited = new Promise<never>((_, reject) =>
+    child.once('exit', (code) =>
+      reject(new Error(`nginx exited with ${code}: ${readFileSync(join(prefix, 'error.log'), 'utf8').trim()}`)),
+    ),
+  );
+  const url = `http://127.0.0.1:${port}`;
+  const answers = async () => {
+    for (let i = 0; i < 100; i++) {
+      const ok = await fetch(`${url}/echo`, { method: 'POST', body: '{}' }).then(
+        (res) => res.ok,
+        () => false,
+      );
+      if (ok) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`nginx did not answer on ${url}`);
+  };
+  await Promise.race([answers(), exited]);
+  return { url, prefix };
+};
+
 interface Row {
   name: string;
+  requests: number;
   requestsPerSecond: number;
   p50Ms: number;
   p99Ms: number;
+  latencyMs: { average: number; p50: number; p90: number; p99: number; p999: number; max: number };
   errors: number;
   non2xx: number;
   /** CPU microseconds per request, per process group, during this row. */
@@ -107,6 +205,7 @@ const load = async (
   headers: Record<string, string>,
   rate?: number,
   perRequest?: () => Record<string, string>,
+  durationS = DURATION_S,
 ): Promise<Row> => {
   const before = cpuSnapshot();
   const result = await autocannon({
@@ -115,7 +214,7 @@ const load = async (
     headers: { 'content-type': 'application/json', ...headers },
     body: JSON.stringify({ input: 'hello' }),
     connections: rate ? 16 : CONNECTIONS,
-    duration: DURATION_S,
+    duration: durationS,
     ...(rate ? { overallRate: rate } : {}),
     ...(perRequest
       ? { requests: [{ setupRequest: (req: any) => ({ ...req, headers: { ...req.headers, ...perRequest() } }) }] }
@@ -131,9 +230,18 @@ const load = async (
   return {
     name,
     cpuMicrosPerRequest,
+    requests: result.requests.total,
     requestsPerSecond: Math.round(result.requests.average),
     p50Ms: result.latency.p50,
     p99Ms: result.latency.p99,
+    latencyMs: {
+      average: result.latency.average,
+      p50: result.latency.p50,
+      p90: result.latency.p90,
+      p99: result.latency.p99,
+      p999: result.latency.p99_9,
+      max: result.latency.max,
+    },
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
   };
@@ -171,9 +279,19 @@ const main = async () => {
     CROCHET_ALLOW_PRIVATE_ENDPOINTS: '1',
     LOG_LEVEL: 'warn',
   };
+  let nginxPrefix: string | undefined;
   try {
     const upstream = await start('upstream', {});
     const bare = await start('bare-proxy', { UPSTREAM_URL: upstream });
+    const nginxPath = findNginx();
+    let nginx: string | undefined;
+    if (nginxPath) {
+      const started = await startNginx(nginxPath, upstream);
+      nginx = started.url;
+      nginxPrefix = started.prefix;
+    } else {
+      process.stdout.write('nginx not found (--nginx=<path> to name it): no nginx proxy_pass row\n');
+    }
     const plane = await start('control-plane', {
       ...shared,
       DATABASE_URL: dbUrl.toString(),
@@ -247,7 +365,8 @@ const main = async () => {
     // Pre-verified proofs, as a retry after a verification finds them: the paid hot path is then one script.
     const verifier = new Redis(REDIS_URL);
     const proofs: string[] = [];
-    const PROOFS = 400_000;
+    // More than the paid row can use (a proof pays once); fewer for short rows, as each one is a Redis hash.
+    const PROOFS = Math.min(400_000, Math.max(40_000, DURATION_S * 40_000));
     const alphabet = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
     for (let batch = 0; batch < PROOFS / 10_000; batch++) {
       const pipeline = verifier.pipeline();
@@ -276,19 +395,23 @@ const main = async () => {
     verifier.disconnect();
     let nextProof = 0;
     const freshProof = () => ({ 'x-crochet-payment-tx': proofs[nextProof++ % proofs.length]! });
-    // Warm-up: the key and listing reach the proxy's memory; connections open.
+    // Warm-up: the key and listing reach the proxy's memory; connections open; every server's code is optimised.
     await load('warm-up', gateway, auth).catch(() => undefined);
+    for (const url of [upstream, bare, ...(nginx ? [nginx] : [])])
+      await load('warm-up', `${url}/echo`, {}, undefined, undefined, Math.min(DURATION_S, 3)).catch(() => undefined);
 
     process.stdout.write(`throughput: ${CONNECTIONS} connections, ${DURATION_S} s each\n`);
     const throughput = [
       await load('direct', `${upstream}/echo`, {}),
       await load('bare proxy', `${bare}/echo`, {}),
+      ...(nginx ? [await load('nginx proxy_pass', `${nginx}/echo`, {})] : []),
       await load('crochet free route', gateway, auth),
       await load('crochet paid route', paidGateway, auth, undefined, freshProof),
     ];
     process.stdout.write(`fixed rate: ${FIXED_RATE} req/s, ${DURATION_S} s each\n`);
     const fixed = [
       await load('direct', `${upstream}/echo`, {}, FIXED_RATE),
+      ...(nginx ? [await load('nginx proxy_pass', `${nginx}/echo`, {}, FIXED_RATE)] : []),
       await load('crochet free route', gateway, auth, FIXED_RATE),
     ];
 
@@ -315,8 +438,10 @@ const main = async () => {
     }
     redis.disconnect();
 
-    const bareRow = throughput[1]!;
-    const crochetRow = throughput[2]!;
+    const row = (rows: Row[], name: string) => rows.find((r) => r.name === name);
+    const bareRow = row(throughput, 'bare proxy')!;
+    const nginxRow = row(throughput, 'nginx proxy_pass');
+    const crochetRow = row(throughput, 'crochet free route')!;
     const table = (rows: Row[]) =>
       rows
         .map(
@@ -324,11 +449,16 @@ const main = async () => {
             `  ${r.name.padEnd(20)} ${String(r.requestsPerSecond).padStart(8)} req/s   p50 ${String(r.p50Ms).padStart(5)} ms   p99 ${String(r.p99Ms).padStart(5)} ms   errors ${r.errors}   non-2xx ${r.non2xx}`,
         )
         .join('\n');
-    const paidRow = throughput[3]!;
+    const paidRow = row(throughput, 'crochet paid route')!;
     const summary = {
       ratio_crochet_to_bare_rps: Number((crochetRow.requestsPerSecond / bareRow.requestsPerSecond).toFixed(3)),
       ratio_paid_to_bare_rps: Number((paidRow.requestsPerSecond / bareRow.requestsPerSecond).toFixed(3)),
-      p99_added_over_direct_ms_at_fixed_rate: Number((fixed[1]!.p99Ms - fixed[0]!.p99Ms).toFixed(2)),
+      ratio_crochet_to_nginx_rps: nginxRow
+        ? Number((crochetRow.requestsPerSecond / nginxRow.requestsPerSecond).toFixed(3))
+        : null,
+      p99_added_over_direct_ms_at_fixed_rate: Number(
+        (row(fixed, 'crochet free route')!.p99Ms - row(fixed, 'direct')!.p99Ms).toFixed(2),
+      ),
       propagation_ms: {
         p50: Number(percentile(propagation, 50).toFixed(2)),
         p99: Number(percentile(propagation, 99).toFixed(2)),
@@ -346,22 +476,39 @@ const main = async () => {
     process.stdout.write('\n');
     process.stdout.write(`crochet / bare proxy requests/s: ${summary.ratio_crochet_to_bare_rps} (target ≥ 0.90)\n`);
     process.stdout.write(`crochet paid / bare proxy requests/s: ${summary.ratio_paid_to_bare_rps} (target ≥ 0.85)\n`);
+    if (summary.ratio_crochet_to_nginx_rps !== null)
+      process.stdout.write(
+        `crochet / nginx proxy_pass requests/s: ${summary.ratio_crochet_to_nginx_rps} (reference)\n`,
+      );
     process.stdout.write(
       `p99 added over direct at ${FIXED_RATE} req/s: ${summary.p99_added_over_direct_ms_at_fixed_rate} ms (target ≤ 1 ms)\n`,
     );
     process.stdout.write(
       `config propagation to two proxies over ${PROPAGATION_SAMPLES} changes: p50 ${summary.propagation_ms.p50} ms, p99 ${summary.propagation_ms.p99} ms (target ≤ 100 ms)\n`,
     );
-    const file = join(root, 'load-tests/results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+    const jsonArg = args.get('json');
+    const file =
+      jsonArg && jsonArg !== 'true'
+        ? resolve(jsonArg)
+        : join(root, 'load-tests/results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+    const machine = {
+      cores: cpus().length,
+      cpu_model: cpus()[0]?.model ?? null,
+      memory_bytes: totalmem(),
+      platform: `${platform()} ${release()} ${arch()}`,
+      node: process.version,
+      nginx: nginxPath ? spawnSync(nginxPath, ['-v'], { encoding: 'utf8' }).stderr.trim() : null,
+    };
     mkdirSync(dirname(file), { recursive: true });
     writeFileSync(
       file,
-      `${JSON.stringify({ at: new Date().toISOString(), duration_s: DURATION_S, connections: CONNECTIONS, fixed_rate: FIXED_RATE, throughput, fixed, summary }, null, 2)}\n`,
+      `${JSON.stringify({ at: new Date().toISOString(), machine, duration_s: DURATION_S, connections: CONNECTIONS, fixed_rate: FIXED_RATE, throughput, fixed, summary }, null, 2)}\n`,
     );
     process.stdout.write(`wrote ${file}\n`);
   } finally {
     stopAll();
     await new Promise((resolve) => setTimeout(resolve, 500));
+    if (nginxPrefix) rmSync(nginxPrefix, { recursive: true, force: true });
     await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => {});
     await admin.end();
     const redis = new Redis(REDIS_URL);

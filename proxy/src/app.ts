@@ -74,7 +74,13 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps): FastifyI
     prefix: '/',
     undici: { connections: 64, keepAliveTimeout: 30_000, headersTimeout: 30_000, bodyTimeout: 30_000 },
     replyOptions: {
-      rewriteRequestHeaders: (request, headers) => ({ ...headers, 'x-request-id': String(request.id) }),
+      // The client's address replaces any X-Forwarded-For it sent: the control plane trusts this header from the
+      // proxies (CONTROL_PLANE_TRUSTED_PROXIES) for per-client limits such as operator sign-in.
+      rewriteRequestHeaders: (request, headers) => ({
+        ...headers,
+        'x-request-id': String(request.id),
+        'x-forwarded-for': request.ip,
+      }),
       onError: (reply, { error }) => {
         reply.request.log.warn({ err: error }, 'control plane unreachable');
         sendApiError(
@@ -169,7 +175,7 @@ export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
     },
     pollMs: config.configPollMs,
   });
-  const metrics = createProxyMetrics(store);
+  const metrics = createProxyMetrics(store, redis);
   const payments = await buildPayments(config, redis, keys, metrics);
   // Without a receipt key the proxy signs nothing: paid answers then carry no X-Crochet-Receipt.
   const receipts = config.receipts

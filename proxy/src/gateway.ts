@@ -632,12 +632,17 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
     metrics.requestDuration.observe(labels, total);
     if (errorCode) metrics.errors.inc({ code: errorCode, status: String(status) });
     for (const [name, ms] of request.gatewaySteps ?? []) metrics.stepDuration.observe({ step: name }, ms / 1000);
-    let upstream = 0;
+    // Proxy-added is what happened before the forward: from then on the seller sets the pace (a streamed body
+    // arrives as fast as the seller writes it), so the whole exchange with the seller is not the gateway's time.
+    let withSeller = 0;
     if (state?.upstreamStartedAt != null) {
-      upstream = ((state.upstreamHeadersAt ?? endedAt) - state.upstreamStartedAt) / 1000;
-      metrics.upstreamDuration.observe({ listing }, upstream);
+      metrics.upstreamDuration.observe(
+        { listing },
+        ((state.upstreamHeadersAt ?? endedAt) - state.upstreamStartedAt) / 1000,
+      );
+      withSeller = (endedAt - state.upstreamStartedAt) / 1000;
     }
-    metrics.proxyAdded.observe(Math.max(0, total - upstream));
+    metrics.proxyAdded.observe(Math.max(0, total - withSeller));
     if (state) {
       metrics.bytes.inc({ direction: 'in' }, state.bytesIn);
       metrics.bytes.inc({ direction: 'out' }, state.bytesOut);

@@ -1,4 +1,5 @@
 import { Counter, createMetricsRegistry, Gauge, Histogram, LATENCY_BUCKETS, type Registry } from '@crochet/plugins';
+import { ERRORS, type ErrorCode } from '@crochet/protocol';
 
 /**
  * Every metric the proxy exports (DESIGN §4), in one place. Labels are bounded: listing id, method, status class,
@@ -19,6 +20,7 @@ export const PROXY_METRIC_LABELS = {
   crochet_gateway_bytes_total: ['direction'],
   crochet_redis_command_duration_seconds: ['command'],
   crochet_redis_errors_total: ['command'],
+  crochet_redis_up: [],
   crochet_config_version: [],
   crochet_config_age_seconds: [],
   crochet_config_last_apply_timestamp_seconds: [],
@@ -35,6 +37,26 @@ export type GatewayOutcome = 'forwarded' | 'payment_required' | 'denied' | 'upst
 export type UpstreamErrorKind = 'timeout' | 'reset' | 'refused' | 'ssrf_blocked' | 'other';
 export type VerificationOutcome = 'verified' | 'pending' | 'timeout' | 'rejected' | 'error';
 
+const UPSTREAM_ERROR_KINDS: readonly UpstreamErrorKind[] = ['timeout', 'reset', 'refused', 'ssrf_blocked', 'other'];
+/**
+ * Codes the dashboards and alerts (grafana/) watch, exported at 0 from the start: a series that first appears at 1
+ * loses that first call to rate(), and a panel of a code that never happened would show "no data" instead of 0.
+ */
+const WATCHED_ERROR_CODES: readonly ErrorCode[] = [
+  'PAYMENT_REQUIRED',
+  'PAYMENT_PENDING',
+  'PAYMENT_UNCONFIRMED',
+  'PAYMENT_ALREADY_USED',
+  'PAYMENT_SETTLEMENT_FAILED',
+  'PAYMENT_RAILS_UNAVAILABLE',
+  'SPEND_CAP_EXCEEDED',
+  'RATE_LIMITED',
+  'STATE_UNAVAILABLE',
+  'UPSTREAM_TIMEOUT',
+  'UPSTREAM_UNAVAILABLE',
+  'UPSTREAM_FORBIDDEN',
+];
+
 /** The config store's fields the gauges read at scrape time. */
 export interface ConfigSource {
   version: number;
@@ -42,7 +64,7 @@ export interface ConfigSource {
   rejected: number;
 }
 
-export const createProxyMetrics = (store?: ConfigSource) => {
+export const createProxyMetrics = (store?: ConfigSource, redis?: { readonly status: string }) => {
   const register: Registry = createMetricsRegistry();
   const registers = [register];
   const m = {
@@ -69,7 +91,7 @@ export const createProxyMetrics = (store?: ConfigSource) => {
     }),
     proxyAdded: new Histogram({
       name: 'crochet_gateway_proxy_added_seconds',
-      help: 'Latency the gateway added: total minus upstream.',
+      help: 'Latency the gateway added: from arrival to the forward (the exchange with the seller is not counted).',
       buckets: LATENCY_BUCKETS,
       registers,
     }),
@@ -130,6 +152,19 @@ export const createProxyMetrics = (store?: ConfigSource) => {
       registers,
     }),
   };
+  for (const kind of UPSTREAM_ERROR_KINDS) m.upstreamErrors.inc({ kind }, 0);
+  for (const direction of ['in', 'out']) m.bytes.inc({ direction }, 0);
+  for (const code of WATCHED_ERROR_CODES) m.errors.inc({ code, status: String(ERRORS[code].status) }, 0);
+  if (redis) {
+    new Gauge({
+      name: 'crochet_redis_up',
+      help: 'Whether the hot-path Redis connection is ready (1) or not (0).',
+      registers,
+      collect() {
+        this.set(redis.status === 'ready' ? 1 : 0);
+      },
+    });
+  }
   if (store) {
     new Gauge({
       name: 'crochet_config_version',
@@ -170,9 +205,13 @@ export const createProxyMetrics = (store?: ConfigSource) => {
 export type ProxyMetrics = ReturnType<typeof createProxyMetrics>;
 
 /** Times an async Redis call under `command`; a throw counts as an error and is rethrown. */
-export const timedRedis =
-  <A extends unknown[], R>(metrics: ProxyMetrics, command: string, call: (...args: A) => Promise<R>) =>
-  async (...args: A): Promise<R> => {
+export const timedRedis = <A extends unknown[], R>(
+  metrics: ProxyMetrics,
+  command: string,
+  call: (...args: A) => Promise<R>,
+) => {
+  metrics.redisErrors.inc({ command }, 0);
+  return async (...args: A): Promise<R> => {
     const end = metrics.redisDuration.startTimer({ command });
     try {
       return await call(...args);
@@ -183,6 +222,7 @@ export const timedRedis =
       end();
     }
   };
+};
 
 const TIMEOUT_CODES = new Set([
   'FST_REPLY_FROM_GATEWAY_TIMEOUT',
