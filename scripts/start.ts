@@ -66,6 +66,8 @@ const main = async (): Promise<void> => {
         process.env['CROCHET_DATA_PLANE_KEY'] ?? devKey('dev-data-plane-key', 'CROCHET_DATA_PLANE_KEY'),
       CROCHET_RECEIPT_KEYS: process.env['CROCHET_RECEIPT_KEYS'] ?? devReceiptKeys(),
       CROCHET_ALLOW_PRIVATE_ENDPOINTS: process.env['CROCHET_ALLOW_PRIVATE_ENDPOINTS'] ?? '1',
+      // The proxy runs beside the control plane here: its X-Forwarded-For names the client.
+      CONTROL_PLANE_TRUSTED_PROXIES: process.env['CONTROL_PLANE_TRUSTED_PROXIES'] ?? '127.0.0.1,::1',
       LOG_LEVEL: process.env['LOG_LEVEL'] ?? 'warn',
     };
     // Validate before starting anything, so a bad variable costs nothing to fix.
@@ -97,6 +99,7 @@ const main = async (): Promise<void> => {
     }
     say(`control plane at ${plane.url}`);
     say(`Crochet is running at ${publicBaseUrl}  (try ${publicBaseUrl}/llms.txt) — Ctrl-C stops everything`);
+    say(`operator dashboard: ${publicBaseUrl}/dashboard (open it on this host: the session is bound to it)`);
   } catch (error) {
     if (error instanceof ConfigError) say(error.message);
     else say(`could not start: ${(error as Error).message}`);

@@ -128,6 +128,8 @@ export const createApp = (deps: Deps): { app: App; catalog: RouteDoc[] } => {
   const app = Fastify({
     ...serverOptions(config.logLevel),
     bodyLimit: config.bodyLimitBytes,
+    // request.ip: the peer, unless it is a configured proxy that forwards the client's address.
+    trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
     ajv: { customOptions: { removeAdditional: false } },
     // Errors the router raises before any route runs (bad URL encoding, over-long parameters).
     frameworkErrors: (error, _request, reply) => {

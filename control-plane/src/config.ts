@@ -1,11 +1,17 @@
 import { loadPaymentsConfig, type PaymentsConfig, parseReceiptKeys, type ReceiptPrivateJwk } from '@crochet/plugins';
 import { CryptoBox, DEFAULT_REDIS_PREFIX, EnvReader } from '@crochet/protocol';
+import ipaddr from 'ipaddr.js';
 
 /** Everything the control plane reads from its environment, validated at start. */
 export interface ControlPlaneConfig {
   host: string;
   port: number;
   publicBaseUrl: string;
+  /**
+   * `CONTROL_PLANE_TRUSTED_PROXIES`: addresses or CIDRs (comma-separated) whose X-Forwarded-For names the client, for
+   * per-client limits such as operator sign-in; empty: the peer address is the client.
+   */
+  trustedProxies: string[];
   databaseUrl: string;
   redisUrl: string;
   /** Prefix of every Redis key (protocol redis-keys.ts); lets deployments and test runs share one Redis. */
@@ -37,6 +43,8 @@ export interface ControlPlaneConfig {
   reconcileIntervalSeconds: number;
   /** `CROCHET_RECONCILE_STALE_SECONDS`: a paid request with no end (or a used proof with no record) this old is reported. */
   reconcileStaleSeconds: number;
+  /** `CROCHET_SCORE_INTERVAL_SECONDS`: how often the Crochet Score job runs (§3.6); 0 turns the timer off. */
+  scoreIntervalSeconds: number;
   /**
    * The rails whose chains reconciliation checks journals against: only those whose RPC URL (and receiving address)
    * are set in the control plane's environment (`CROCHET_EVM_RPC_URL`, `CROCHET_SOLANA_RPC_URL`, …).
@@ -75,10 +83,19 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
   const dataPlaneKey = dataPlaneText ? CryptoBox.parseKey(dataPlaneText) : null;
   if (dataPlaneText && !dataPlaneKey) r.problem('CROCHET_DATA_PLANE_KEY', 'must be base64 of exactly 32 bytes');
 
+  const trustedProxies = (r.string('CONTROL_PLANE_TRUSTED_PROXIES') ?? '')
+    .split(',')
+    .map((part) => part.trim())
+    .filter(Boolean);
+  if (trustedProxies.some((part) => !ipaddr.isValid(part) && !ipaddr.isValidCIDR(part))) {
+    r.problem('CONTROL_PLANE_TRUSTED_PROXIES', 'must be comma-separated IP addresses or CIDRs (e.g. 10.0.0.0/8)');
+  }
+
   const config: ControlPlaneConfig = {
     host: r.string('CONTROL_PLANE_HOST', '127.0.0.1'),
     port,
     publicBaseUrl,
+    trustedProxies,
     databaseUrl: databaseUrl ?? '',
     redisUrl: r.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
     redisPrefix,
@@ -100,6 +117,7 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
     receiptKeys: [],
     reconcileIntervalSeconds: r.int('CROCHET_RECONCILE_INTERVAL_SECONDS', 300, { min: 0, max: 86_400 }),
     reconcileStaleSeconds: r.int('CROCHET_RECONCILE_STALE_SECONDS', 600, { min: 1, max: 30 * 86_400 }),
+    scoreIntervalSeconds: r.int('CROCHET_SCORE_INTERVAL_SECONDS', 300, { min: 0, max: 86_400 }),
     payments: { evm: undefined, solana: undefined },
   };
   const payments = loadPaymentsConfig(r);

@@ -10,6 +10,7 @@ import {
   toAtomic,
 } from '@crochet/protocol';
 import type { Deps } from './app.js';
+import { type ScoreDetail, scoreView } from './score/view.js';
 
 /** Listing rows, their API view, and the rules for prices and endpoint URLs. */
 
@@ -28,6 +29,8 @@ export interface ListingRow {
   crochet_score: number | null;
   verified: boolean;
   review_count: number;
+  /** Read only where a statement adds LISTING_SCORE_COLUMN (score/view.ts); the score's components. */
+  score_detail?: ScoreDetail | null;
   rate_limit_per_minute: number | null;
   body_limit_bytes: number;
   timeout_ms: number;
@@ -64,6 +67,7 @@ export const listingView = (row: ListingRow, publicBaseUrl: string) => ({
   crochet_score: row.crochet_score,
   verified: row.verified,
   review_count: row.review_count,
+  score: scoreView(row.crochet_score, row.verified, row.score_detail),
   gateway: {
     rate_limit_per_minute: row.rate_limit_per_minute,
     body_limit_bytes: row.body_limit_bytes,

@@ -13,6 +13,7 @@ import type { App, Deps } from './app.js';
 import type { EventsConsumer } from './events-consumer.js';
 import { ledgerPostingStats } from './ledger/posting.js';
 import { reconcileStats } from './ledger/reconcile.js';
+import { scoreStats } from './score/job.js';
 
 /**
  * Every metric the control plane exports (DESIGN §4), in one place. Labels are bounded: route template (never the
@@ -31,6 +32,10 @@ export const CONTROL_PLANE_METRIC_LABELS = {
   crochet_reconcile_failures_total: [],
   crochet_reconcile_mismatches_total: [],
   crochet_reconcile_last_mismatches: [],
+  crochet_score_runs_total: [],
+  crochet_score_failures_total: [],
+  crochet_score_last_run_seconds: [],
+  crochet_score_verified_listings: [],
   crochet_config_publishes_total: [],
   crochet_db_pool_connections: [],
   crochet_db_pool_idle_connections: [],
@@ -143,6 +148,17 @@ export const createControlPlaneMetrics = (deps: Pick<Deps, 'pool' | 'redis' | 'p
     'crochet_reconcile_last_mismatches',
     'Mismatches found by the last reconciliation run.',
     () => reconcileStats().last?.mismatches ?? 0,
+  );
+  mirror('crochet_score_runs_total', 'Crochet Score runs in this process.', () => scoreStats().runs);
+  mirror('crochet_score_failures_total', 'Crochet Score runs that failed.', () => scoreStats().failures);
+  gauge('crochet_score_last_run_seconds', 'How long the last Crochet Score run took.', () => {
+    const last = scoreStats().last;
+    return last ? last.duration_ms / 1000 : undefined;
+  });
+  gauge(
+    'crochet_score_verified_listings',
+    'Listings verified by the last Crochet Score run.',
+    () => scoreStats().last?.verified,
   );
   mirror('crochet_config_publishes_total', 'Config versions this process published.', () => publisher.published);
   gauge('crochet_db_pool_connections', 'PostgreSQL pool: open connections.', () => pool.totalCount);

@@ -1,5 +1,6 @@
 import { idPattern, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX } from '@crochet/protocol';
 import { type TSchema, Type } from 'typebox';
+import { CrochetScoreSchema } from './score/view.js';
 
 /**
  * Shared TypeBox schemas. Each is at once the runtime validator/serializer of a route and the source of the
@@ -117,6 +118,7 @@ export const Listing = Type.Object({
   crochet_score: Type.Union([Type.Integer(), Type.Null()]),
   verified: Type.Boolean(),
   review_count: Type.Integer(),
+  score: CrochetScoreSchema,
   gateway: Type.Object({
     rate_limit_per_minute: Type.Union([Type.Integer(), Type.Null()]),
     body_limit_bytes: Type.Integer(),

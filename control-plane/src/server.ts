@@ -9,12 +9,17 @@ import { type EventsConsumer, startEventsConsumer } from './events-consumer.js';
 import { type Reconciler, startReconciler } from './ledger/reconcile.js';
 import { type ControlPlaneMetrics, createControlPlaneMetrics } from './metrics.js';
 import { authRoutes } from './routes/auth.js';
+import { claimRoutes } from './routes/claims.js';
+import { dashboardRoutes } from './routes/dashboard.js';
 import { docsRoutes } from './routes/docs.js';
 import { gatewayRequestRoutes } from './routes/gateway-requests.js';
 import { healthRoutes } from './routes/health.js';
 import { ledgerRoutes } from './routes/ledger.js';
 import { listingRoutes } from './routes/listings.js';
 import { meRoutes } from './routes/me.js';
+import { operatorRoutes } from './routes/operator.js';
+import { reviewRoutes } from './routes/reviews.js';
+import { type ScoreJob, startScoreJob } from './score/job.js';
 
 export interface ControlPlane {
   app: App;
@@ -25,11 +30,24 @@ export interface ControlPlane {
   eventsConsumer: EventsConsumer;
   /** The periodic reconciliation job (§3.5); `runOnce()` runs it now (one at a time across control planes). */
   reconciler: Reconciler;
+  /** The periodic Crochet Score job (§3.6); `runOnce()` computes every score now. */
+  scoreJob: ScoreJob;
   close(): Promise<void>;
 }
 
 /** Route modules in the order they appear in the documents. */
-const ROUTES = [authRoutes, meRoutes, listingRoutes, gatewayRequestRoutes, ledgerRoutes, healthRoutes];
+const ROUTES = [
+  authRoutes,
+  meRoutes,
+  claimRoutes,
+  listingRoutes,
+  reviewRoutes,
+  gatewayRequestRoutes,
+  ledgerRoutes,
+  operatorRoutes,
+  healthRoutes,
+  dashboardRoutes,
+];
 
 /** Builds the app over given dependencies (tests pass their own pool and Redis). */
 export const buildControlPlane = (deps: Deps, metrics: ControlPlaneMetrics = createControlPlaneMetrics(deps)): App => {
@@ -91,6 +109,11 @@ export const startControlPlane = async (
     intervalMs: config.reconcileIntervalSeconds * 1000,
     log: app.log.child({ component: 'reconcile' }),
   });
+  const scoreJob = startScoreJob({
+    pool,
+    intervalMs: config.scoreIntervalSeconds * 1000,
+    log: app.log.child({ component: 'score' }),
+  });
   const url = await app.listen({ host: config.host, port: config.port });
   return {
     app,
@@ -98,10 +121,12 @@ export const startControlPlane = async (
     url,
     eventsConsumer,
     reconciler,
+    scoreJob,
     close: async () => {
       publisher.stop();
       await app.close();
       await reconciler.stop(); // waits for a run in progress: before the pool closes
+      await scoreJob.stop(); // likewise
       await eventsConsumer.stop(); // commits and acknowledges its batch in hand: before the pool closes
       await pool.end();
       redis.disconnect();

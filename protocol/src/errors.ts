@@ -131,6 +131,52 @@ export const ERRORS = define({
     message: 'This is your only active key; revoking it would lock you out.',
     hint: 'Create another key with POST /api/v1/keys first, then revoke this one.',
   },
+  // --- operators (humans) and claims ------------------------------------------------------------------------------
+  OPERATOR_SESSION_REQUIRED: {
+    status: 401,
+    message: 'This route needs a signed-in operator; the session is missing, invalid, expired or logged out.',
+    hint: 'Sign in with POST /api/v1/operator/login (or open /dashboard), then retry.',
+  },
+  OPERATOR_CREDENTIALS_INVALID: {
+    status: 401,
+    message: 'The email or the password is wrong.',
+    hint: 'Check both and retry; after several failures sign-in is refused for a while (429 RATE_LIMITED).',
+  },
+  OPERATOR_EMAIL_TAKEN: {
+    status: 409,
+    message: 'An operator account with this email already exists.',
+    hint: 'Sign in with POST /api/v1/operator/login instead.',
+  },
+  CSRF_TOKEN_INVALID: {
+    status: 403,
+    message: 'The X-CSRF-Token header is missing or does not match the session, or the request came from another site.',
+    hint: 'Send the csrf_token of GET /api/v1/operator/session as X-CSRF-Token, from the dashboard origin.',
+  },
+  AGENT_NOT_FOUND: {
+    status: 404,
+    message: 'No agent with this id is claimed by you.',
+    hint: 'GET /api/v1/operator/overview lists your agents; claim one with POST /api/v1/operator/claims.',
+  },
+  CLAIM_CODE_INVALID: {
+    status: 404,
+    message: 'No claim code matches.',
+    hint: 'Check the code (CLM-XXXX-XXXX); the agent makes a new one with POST /api/v1/me/claim.',
+  },
+  CLAIM_CODE_EXPIRED: {
+    status: 410,
+    message: 'The claim code has expired (codes last 10 minutes, and a newer code replaces an older one).',
+    hint: 'Ask the agent for a fresh code: POST /api/v1/me/claim.',
+  },
+  CLAIM_CODE_USED: {
+    status: 409,
+    message: 'The claim code has already been used.',
+    hint: 'Each code works once; ask the agent for a fresh one with POST /api/v1/me/claim.',
+  },
+  AGENT_ALREADY_CLAIMED: {
+    status: 409,
+    message: 'The agent is already claimed by another operator.',
+    hint: 'An agent has at most one operator; its current operator keeps it.',
+  },
   // --- listings and seller endpoints -----------------------------------------------------------------------------
   AGENT_PAUSED: {
     status: 403,
@@ -181,6 +227,22 @@ export const ERRORS = define({
     status: 400,
     message: 'The private endpoint host name does not resolve.',
     hint: 'Check the host name and its DNS records, then save the URL again.',
+  },
+  // --- reviews -----------------------------------------------------------------------------------------------------
+  REVIEW_NOT_ALLOWED: {
+    status: 403,
+    message: 'Only the buyer of a paid call to this listing that completed (2xx, payment settled) may review it.',
+    hint: 'GET /api/v1/gateway-requests?listing_id=… lists your calls to this listing; review one that is completed with a 2xx http_status.',
+  },
+  REVIEW_SELF_NOT_ALLOWED: {
+    status: 403,
+    message: 'A seller cannot review its own listing.',
+    hint: 'Reviews come from buyers; /docs/crochet-score explains how your listing is scored.',
+  },
+  REVIEW_ALREADY_EXISTS: {
+    status: 409,
+    message: 'This gateway request has already been reviewed.',
+    hint: 'Each paid call can be reviewed once; GET /api/v1/listings/:id/reviews shows the review.',
   },
   // --- gateway -----------------------------------------------------------------------------------------------------
   GATEWAY_REQUEST_NOT_FOUND: {

@@ -1,6 +1,9 @@
 import { ERRORS, type ErrorCode, errorDocsPath } from '@crochet/protocol';
 import type { RouteDoc } from '../app.js';
+import { REVIEW_COMMENT_MAX } from '../reviews.js';
 import { ErrorSchema } from '../schemas.js';
+import { SCORE_EXAMPLES } from '../score/examples.js';
+import { SCORE, scoreListing } from '../score/formula.js';
 
 /**
  * Every public API document is rendered here from the route catalog, which Fastify fills from the very schemas it
@@ -206,6 +209,136 @@ export const RECEIPT_TEXT = [
   '- Keys rotate: old keys stay in the JWKS until the receipts they signed expire; refetch it on an unknown kid.',
 ];
 
+const W = SCORE.weights;
+
+/** The fewest paid calls with which a listing can reach `target`, however good everything else is. */
+export const fewestCallsToReach = (target: number): number => {
+  for (let n = 1; ; n++) {
+    const best = scoreListing({
+      paidCalls: n,
+      successes: n,
+      p95LatencyMs: 0,
+      paidCallsByBuyer: Array.from({ length: n }, () => 1),
+      distinctBuyers: n,
+      ratingsByReviewer: Array.from({ length: n }, () => 5),
+    });
+    if (best.value >= target) return n;
+  }
+};
+
+/** The Crochet Score in short, for llms.txt and the skill; /docs/crochet-score has the whole formula. */
+export const SCORE_TEXT = [
+  'Trust: reviews and the Crochet Score:',
+  `- Every listing has crochet_score (0–1000, null until first computed) and score {value, verified, seller_score,`,
+  '  components, computed_at}. sort=score (the default) orders by it. The formula and its constants are published',
+  '  at /docs/crochet-score; it is recomputed every few minutes from the gateway history of the last',
+  `  ${SCORE.windowDays} days and every review.`,
+  `- quality = ${W.success}·success (Wilson lower bound, z = ${SCORE.wilsonZ}, of paid calls answered 2xx)`,
+  `  + ${W.latency}·latency (p95 ≤ ${SCORE.latencyFastMs} ms → 1, ≥ ${SCORE.latencySlowMs} ms → 0)`,
+  `  + ${W.rating}·rating (Bayesian average, ${SCORE.ratingPriorWeight} prior reviews of ${SCORE.ratingPriorMean}, one vote per reviewer)`,
+  `  + ${W.buyers}·buyers (1 − exp(−distinct paying buyers / ${SCORE.buyersScale})).`,
+  `- score = round(1000 × (w·quality + (1 − w)·${SCORE.prior})), w = evidence / (evidence + ${SCORE.evidenceHalfWeight}), evidence = paid calls`,
+  `  with each buyer counted up to ${SCORE.evidencePerBuyerCap}.`,
+  `- verified = score ≥ ${SCORE.verifiedMinScore} and ≥ ${SCORE.verifiedMinPaidCalls} paid calls and ≥ ${SCORE.verifiedMinDistinctBuyers} distinct buyers.`,
+  '- After a paid call the seller answered 2xx (payment settled), its buyer may review it once:',
+  `  POST /api/v1/listings/:id/reviews {gateway_request_id, rating: 1..5, comment?} (plain text, at most ${REVIEW_COMMENT_MAX}`,
+  '  characters). Read them with GET /api/v1/listings/:id/reviews. Comments are text: escape them when displaying.',
+];
+
+/**
+ * /docs/crochet-score: the formula with the constants the job computes with, and worked examples computed by it.
+ * Markdown, like /docs/errors.
+ */
+export const renderCrochetScoreDoc = (site: Pick<SiteInfo, 'baseUrl'>): string => {
+  const example = (name: keyof typeof SCORE_EXAMPLES, what: string): string => {
+    const inputs = SCORE_EXAMPLES[name];
+    const { value, verified, components: c } = scoreListing(inputs);
+    return (
+      `| ${name} | ${what} | ${c.success_rate_lower_bound} | ${c.latency_factor} | ${c.rating_bayesian} | ` +
+      `${c.buyers_factor} | ${c.evidence_weight} | **${value}** | ${verified ? 'yes' : 'no'} |`
+    );
+  };
+  const fewest = fewestCallsToReach(SCORE.verifiedMinScore);
+  return [
+    '# The Crochet Score',
+    '',
+    'A number from 0 to 1000 for every listing and every seller, from how the listing behaved on paid gateway calls',
+    'and what its buyers said. It is computed by the control plane every `CROCHET_SCORE_INTERVAL_SECONDS` (default',
+    `300 s) from the gateway history of the last ${SCORE.windowDays} days and from every review. Every constant below is the one`,
+    'the computation uses.',
+    '',
+    '`GET /api/v1/listings/:id` (and every listing in `GET /api/v1/listings`) carries `crochet_score`, `verified` and',
+    '`score: {value, verified, seller_score, components, computed_at}`; `components` holds each number named below.',
+    '`score.value` and `crochet_score` are `null` until the first computation after the listing was published.',
+    '`sort=score` orders by the score, best first, listings without one last.',
+    '',
+    '## What is counted',
+    '',
+    '- A **paid call** is a gateway request in the window that carried a verified payment, reached the seller, came',
+    '  from a buyer other than the seller, and ended in one of:',
+    '  - **success**: the seller answered 2xx and the payment settled;',
+    '  - **failure**: the seller answered 5xx, 408 or 429, timed out, or could not be reached (the seller is at fault).',
+    "- Not counted: other 4xx answers (the buyer's request was wrong), 1xx/3xx, a 2xx whose payment never settled,",
+    '  unpaid calls (402), calls refused before reaching the seller (rate limits, invalid payments), free calls, and',
+    '  calls a seller makes to its own listings.',
+    '',
+    '## Four factors, each from 0 to 1',
+    '',
+    `- **success** = the Wilson score interval lower bound (z = ${SCORE.wilsonZ}, 95 %) of successes / paid calls: 10 out of`,
+    '  10 is not yet 100 %. With no paid call it is 0.',
+    `- **latency** = 1 when the 95th percentile of the seller's time to answer (\`p95_latency_ms\`, over the paid calls)`,
+    `  is at most ${SCORE.latencyFastMs} ms, 0 at ${SCORE.latencySlowMs} ms or more, and between them`,
+    `  1 − ln(p95 / ${SCORE.latencyFastMs}) / ln(${SCORE.latencySlowMs} / ${SCORE.latencyFastMs}) (so ${Math.round(Math.sqrt(SCORE.latencyFastMs * SCORE.latencySlowMs))} ms scores 0.5). With no paid call it is 0.`,
+    `- **rating** = (R − 1) / 4, where R (\`rating_bayesian\`) = (${SCORE.ratingPriorWeight} × ${SCORE.ratingPriorMean} + Σ each reviewer's mean rating) / (${SCORE.ratingPriorWeight} + reviewers):`,
+    `  ${SCORE.ratingPriorWeight} imaginary reviewers rating ${SCORE.ratingPriorMean} pull a few reviews toward the middle; a reviewer counts once,`,
+    '  however many of their calls they reviewed.',
+    `- **buyers** = 1 − exp(−B / ${SCORE.buyersScale}), B (\`distinct_buyers\`) = buyers with at least one success.`,
+    '',
+    '## The score',
+    '',
+    '```',
+    `quality  = ${W.success} × success + ${W.latency} × latency + ${W.rating} × rating + ${W.buyers} × buyers`,
+    `evidence = Σ over buyers of min(their paid calls, ${SCORE.evidencePerBuyerCap})`,
+    `weight   = evidence / (evidence + ${SCORE.evidenceHalfWeight})`,
+    `score    = round(1000 × (weight × quality + (1 − weight) × ${SCORE.prior}))`,
+    '```',
+    '',
+    `A listing without evidence scores ${Math.round(1000 * SCORE.prior)}; evidence moves it toward its own quality. Because`,
+    `one buyer's calls count as evidence only up to ${SCORE.evidencePerBuyerCap}, and buyers are a factor, many calls from one or two buyers`,
+    `(a seller paying itself through another agent) score below the same calls from many buyers. No listing with`,
+    `fewer than ${fewest} paid calls can reach ${SCORE.verifiedMinScore}, however good each call was.`,
+    '',
+    '## Verified',
+    '',
+    `\`verified\` = score ≥ ${SCORE.verifiedMinScore} **and** at least ${SCORE.verifiedMinPaidCalls} paid calls **and** at least ${SCORE.verifiedMinDistinctBuyers} distinct buyers.`,
+    '',
+    '## Sellers',
+    '',
+    "A seller's score (`score.seller_score`) is the mean of its listings' scores weighted by their paid calls, plus one",
+    'for each listing still on offer (a seller without calls stands where its listings stand). Archived listings keep',
+    'the weight of their paid calls.',
+    '',
+    '## Examples',
+    '',
+    '| listing | traffic | success | latency | R | buyers | weight | score | verified |',
+    '|---|---|---|---|---|---|---|---|---|',
+    example('new', '5 calls, 1 buyer, all answered, one 5-star review'),
+    example('solid', '500 calls, 40 buyers, 99 % answered, p95 400 ms, 20 reviewers averaging 4.5'),
+    example('flaky', '500 calls, 40 buyers, 85 % answered, p95 3 s, 20 reviewers rating 3'),
+    example('gamed', '500 calls from 2 buyers, all answered in 50 ms, both rating 5'),
+    '',
+    '## Reviews',
+    '',
+    '`POST /api/v1/listings/:id/reviews {gateway_request_id, rating, comment?}`: the buyer of a paid call to the listing',
+    'that completed (2xx, payment settled) may rate it from 1 to 5, once per call; a seller cannot review its own',
+    `listing. \`comment\` is plain text, at most ${REVIEW_COMMENT_MAX} characters, stored without control characters and trimmed; it is`,
+    'served as JSON text, never as HTML. `GET /api/v1/listings/:id/reviews` lists them, newest first.',
+    '',
+    `Every route: ${site.baseUrl}/docs/api-reference.txt — error codes: ${site.baseUrl}/docs/errors`,
+    '',
+  ].join('\n');
+};
+
 export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): string =>
   [
     '# Crochet',
@@ -223,12 +356,15 @@ export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): str
     '',
     ...RECEIPT_TEXT,
     '',
+    ...SCORE_TEXT,
+    '',
     '## Documents',
     `- [OpenAPI 3.1](${site.baseUrl}/api/openapi.json): every route with its request and response schemas`,
     `- [API reference](${site.baseUrl}/docs/api-reference.txt): the same, as plain text`,
     `- [Agent skill](${site.baseUrl}/agent-skill): how an agent buys and sells on Crochet (also at /SKILL.md)`,
     `- [Seller onboarding](${site.baseUrl}/seller-onboarding): publishing a listing and verifying signed requests`,
     `- [Error codes](${site.baseUrl}/docs/errors): every error code with its status and what to do`,
+    `- [Crochet Score](${site.baseUrl}/docs/crochet-score): how listings and sellers are scored and verified`,
     `- [Agent protocol](${site.baseUrl}/.well-known/agent-protocol.json): discovery metadata`,
     '',
     '## Routes',
@@ -245,6 +381,7 @@ const BUYER_STEPS = [
   '6. A per_call listing answers 402 with payment requirements; pay (Solana USDC preferred) and retry the same call',
   '   with the payment proof header. Never pay twice for one call: a pending payment is retried with the same proof.',
   '7. Use GET /api/v1/gateway-requests and GET /api/v1/ledger to recover state after a dropped connection.',
+  '8. Review a paid call that completed: POST /api/v1/listings/:id/reviews {gateway_request_id, rating: 1..5, comment?}.',
 ];
 
 const SELLER_STEPS = [
@@ -294,6 +431,9 @@ export const renderSkill = (catalog: readonly RouteDoc[], site: SiteInfo): strin
     '',
     '## Receipts',
     ...RECEIPT_TEXT,
+    '',
+    '## Trust',
+    ...SCORE_TEXT,
     '',
     '## Routes',
     ...catalog.map(routeLine),
@@ -346,6 +486,7 @@ export const renderAgentProtocol = (catalog: readonly RouteDoc[], site: SiteInfo
     seller_onboarding: `${site.baseUrl}/seller-onboarding`,
     api_reference: `${site.baseUrl}/docs/api-reference.txt`,
     errors: `${site.baseUrl}/docs/errors`,
+    crochet_score: `${site.baseUrl}/docs/crochet-score`,
   },
   endpoints: catalog.map((route) => ({
     method: route.method,

@@ -28,6 +28,7 @@ import {
   SigningKey,
   Timestamp,
 } from '../schemas.js';
+import { LISTING_SCORE_COLUMN } from '../score/view.js';
 
 const Tags = Type.Array(Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,31}$' }), {
   maxItems: 10,
@@ -281,7 +282,7 @@ export const listingRoutes = (app: App, deps: Deps): void => {
         where.push(spec.after.replace('$X1', bind(position[1])).replace('$X2', () => bind(position[2])));
       }
       const { rows } = await pool.query<ListingRow>(
-        `SELECT ${LISTING_COLUMNS} FROM listings WHERE ${where.join(' AND ')}
+        `SELECT ${LISTING_COLUMNS}, ${LISTING_SCORE_COLUMN} FROM listings WHERE ${where.join(' AND ')}
           ORDER BY ${SORTS[sort].order} LIMIT ${limit + 1}`,
         params,
       );
@@ -305,9 +306,10 @@ export const listingRoutes = (app: App, deps: Deps): void => {
       config: { auth: 'optional', errors: ['LISTING_NOT_FOUND'] },
     },
     async (request) => {
-      const { rows } = await pool.query<ListingRow>(`SELECT ${LISTING_COLUMNS} FROM listings WHERE id = $1`, [
-        request.params.id,
-      ]);
+      const { rows } = await pool.query<ListingRow>(
+        `SELECT ${LISTING_COLUMNS}, ${LISTING_SCORE_COLUMN} FROM listings WHERE id = $1`,
+        [request.params.id],
+      );
       const row = rows[0];
       if (!row || (row.status === 'archived' && row.seller_id !== request.agent?.agentId)) {
         throw new ApiError('LISTING_NOT_FOUND');
@@ -377,7 +379,7 @@ export const listingRoutes = (app: App, deps: Deps): void => {
       }
       const { rows } = await pool.query<ListingRow>(
         `UPDATE listings SET ${sets.join(', ')}, updated_at = now() WHERE id = $1 AND status <> 'archived'
-         RETURNING ${LISTING_COLUMNS}`,
+         RETURNING ${LISTING_COLUMNS}, ${LISTING_SCORE_COLUMN}`,
         params,
       );
       if (!rows[0]) throw new ApiError('LISTING_ARCHIVED');
@@ -402,7 +404,7 @@ export const listingRoutes = (app: App, deps: Deps): void => {
       const current = await ownListing(request.params.id, request.agent!.agentId);
       const { rows } = await pool.query<ListingRow>(
         `UPDATE listings SET status = 'archived', updated_at = CASE WHEN status = 'archived' THEN updated_at ELSE now() END
-          WHERE id = $1 RETURNING ${LISTING_COLUMNS}`,
+          WHERE id = $1 RETURNING ${LISTING_COLUMNS}, ${LISTING_SCORE_COLUMN}`,
         [current.id],
       );
       await publisher.changed({ listingId: current.id });

@@ -3,7 +3,8 @@ import { Type } from 'typebox';
 import { agentView, createKey, getAgent, keyView, listKeys, type WalletRow, walletView } from '../accounts.js';
 import type { App, Deps } from '../app.js';
 import { transaction } from '../db.js';
-import { Agent, Data, KeyIdSchema, KeyView, WalletView } from '../schemas.js';
+import { operatorClaimOf } from '../operators/claims.js';
+import { Agent, Data, KeyIdSchema, KeyView, Timestamp, WalletView } from '../schemas.js';
 
 /** §3.1: the calling agent and its keys. */
 export const meRoutes = (app: App, { config, pool, publisher }: Deps): void => {
@@ -21,7 +22,13 @@ export const meRoutes = (app: App, { config, pool, publisher }: Deps): void => {
               current_key_id: KeyIdSchema,
               keys: Type.Array(KeyView),
               wallets: Type.Array(WalletView),
-              operator_claim: Type.Union([Type.Object({ operator_id: Type.String() }), Type.Null()]),
+              operator_claim: Type.Union(
+                [
+                  Type.Object({ operator_id: Type.String({ description: 'op_… id' }), claimed_at: Timestamp }),
+                  Type.Null(),
+                ],
+                { description: 'the human operator overseeing you (POST /api/v1/me/claim), or null' },
+              ),
             }),
           ),
         },
@@ -30,13 +37,14 @@ export const meRoutes = (app: App, { config, pool, publisher }: Deps): void => {
     },
     async (request) => {
       const { agentId, keyId } = request.agent!;
-      const [agent, keys, wallets] = await Promise.all([
+      const [agent, keys, wallets, claim] = await Promise.all([
         getAgent(pool, agentId),
         listKeys(pool, agentId),
         pool.query<WalletRow>(
           'SELECT chain, address, verified_at, created_at FROM wallets WHERE agent_id = $1 ORDER BY created_at',
           [agentId],
         ),
+        operatorClaimOf(pool, agentId),
       ]);
       return {
         data: {
@@ -44,7 +52,7 @@ export const meRoutes = (app: App, { config, pool, publisher }: Deps): void => {
           current_key_id: keyId,
           keys: keys.map(keyView),
           wallets: wallets.rows.map(walletView),
-          operator_claim: null,
+          operator_claim: claim,
         },
       };
     },

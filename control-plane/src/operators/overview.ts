@@ -1,0 +1,239 @@
+import { ApiError, type Currency, decodeCursor, encodeCursor, fromAtomic, isId } from '@crochet/protocol';
+import type { Pool, PoolClient } from '../db.js';
+
+/**
+ * What an operator sees of the agents they claimed (DESIGN §3.7): each agent with its controls, spend and earnings
+ * from the ledger, keys and listings; and the gateway requests and ledger entries of those agents. Every query is
+ * scoped by the operator's claims in SQL, so nothing outside them can be read.
+ */
+
+type Db = Pool | PoolClient;
+
+/** The claimed agents of an operator, as a subquery over parameter `$1`. */
+const CLAIMED = 'SELECT agent_id FROM operator_agents WHERE operator_id = $1';
+
+// Buyer entries are negative (debits) and positive (refunds): spend is their negated sum. Seller entries are credits
+// and their reversals: earnings are their sum. Only USDC is priced today.
+const AGENTS_SQL = `
+  SELECT a.id, a.name, a.status, a.daily_spend_cap_atomic::text, oa.claimed_at,
+         greatest(0, -coalesce((SELECT sum(e.amount_atomic) FROM ledger_accounts la
+                    JOIN ledger_entries e ON e.account_id = la.id
+                   WHERE la.owner_id = a.id AND la.role = 'buyer' AND la.currency = 'USDC'
+                     AND e.created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'), 0))::text
+           AS spent_today,
+         (-coalesce((SELECT sum(e.amount_atomic) FROM ledger_accounts la JOIN ledger_entries e ON e.account_id = la.id
+                      WHERE la.owner_id = a.id AND la.role = 'buyer' AND la.currency = 'USDC'), 0))::text AS spent_total,
+         coalesce((SELECT sum(e.amount_atomic) FROM ledger_accounts la JOIN ledger_entries e ON e.account_id = la.id
+                    WHERE la.owner_id = a.id AND la.role = 'seller_payable' AND la.currency = 'USDC'), 0)::text
+           AS earned_total
+    FROM operator_agents oa JOIN agents a ON a.id = oa.agent_id
+   WHERE oa.operator_id = $1 AND ($2::text IS NULL OR oa.agent_id = $2)
+   ORDER BY oa.claimed_at, a.id`;
+
+const KEY_COLUMNS = 'id, agent_id, prefix, name, revoked_at, created_at, last_used_at';
+const LISTING_COLUMNS =
+  'id, seller_id, name, status, pricing_model, price_atomic::text, currency, crochet_score, verified, review_count';
+
+interface AgentRow {
+  id: string;
+  name: string;
+  status: 'active' | 'paused';
+  daily_spend_cap_atomic: string | null;
+  claimed_at: Date;
+  spent_today: string;
+  spent_total: string;
+  earned_total: string;
+}
+
+export interface KeyRow {
+  id: string;
+  agent_id: string;
+  prefix: string;
+  name: string;
+  revoked_at: Date | null;
+  created_at: Date;
+  last_used_at: Date | null;
+}
+
+export interface ListingRow {
+  id: string;
+  seller_id: string;
+  name: string;
+  status: 'active' | 'paused' | 'archived';
+  pricing_model: 'free' | 'per_call';
+  price_atomic: string;
+  currency: string;
+  crochet_score: number | null;
+  verified: boolean;
+  review_count: number;
+}
+
+const usdc = (atomic: string): string => fromAtomic(BigInt(atomic), 'USDC');
+
+export const keySummary = (row: KeyRow) => ({
+  id: row.id,
+  prefix: row.prefix,
+  name: row.name,
+  status: row.revoked_at === null ? ('active' as const) : ('revoked' as const),
+  created_at: row.created_at,
+  last_used_at: row.last_used_at,
+});
+
+// Listings accept only known currencies, so the cast holds.
+export const listingSummary = (row: ListingRow) => ({
+  id: row.id,
+  name: row.name,
+  status: row.status,
+  pricing_model: row.pricing_model,
+  price: fromAtomic(BigInt(row.price_atomic), row.currency as Currency),
+  currency: row.currency,
+  crochet_score: row.crochet_score,
+  verified: row.verified,
+  review_count: row.review_count,
+});
+
+export type AgentSummary = ReturnType<typeof agentSummary>;
+
+const agentSummary = (row: AgentRow, keys: KeyRow[], listings: ListingRow[]) => ({
+  id: row.id,
+  name: row.name,
+  status: row.status,
+  daily_spend_cap: row.daily_spend_cap_atomic === null ? null : usdc(row.daily_spend_cap_atomic),
+  spent_today: usdc(row.spent_today),
+  spent_total: usdc(row.spent_total),
+  earned_total: usdc(row.earned_total),
+  claimed_at: row.claimed_at,
+  keys: keys.filter((k) => k.agent_id === row.id).map(keySummary),
+  listings: listings.filter((l) => l.seller_id === row.id).map(listingSummary),
+});
+
+/** The operator's agents (or the one given, when it is theirs) with everything the overview shows of each. */
+export const agentSummaries = async (db: Db, operatorId: string, agentId?: string): Promise<AgentSummary[]> => {
+  const agents = (await db.query<AgentRow>(AGENTS_SQL, [operatorId, agentId ?? null])).rows;
+  if (agents.length === 0) return [];
+  const ids = agents.map((a) => a.id);
+  const [keys, listings] = await Promise.all([
+    db.query<KeyRow>(`SELECT ${KEY_COLUMNS} FROM api_keys WHERE agent_id = ANY ($1) ORDER BY created_at, id`, [ids]),
+    db.query<ListingRow>(`SELECT ${LISTING_COLUMNS} FROM listings WHERE seller_id = ANY ($1) ORDER BY created_at, id`, [
+      ids,
+    ]),
+  ]);
+  return agents.map((a) => agentSummary(a, keys.rows, listings.rows));
+};
+
+/** One agent of the operator, or AGENT_NOT_FOUND (also for an agent that exists but is someone else's). */
+export const agentSummaryOf = async (db: Db, operatorId: string, agentId: string): Promise<AgentSummary> => {
+  const [summary] = await agentSummaries(db, operatorId, agentId);
+  if (!summary) throw new ApiError('AGENT_NOT_FOUND');
+  return summary;
+};
+
+/** Reads a page cursor: the last id of the previous page, checked against `valid` before it reaches SQL. */
+const cursorId = (cursor: string | undefined, valid: (id: string) => boolean): string | null => {
+  if (cursor === undefined) return null;
+  const position = decodeCursor(cursor);
+  const id = position?.[0];
+  if (position?.length !== 1 || typeof id !== 'string' || !valid(id)) {
+    throw new ApiError('VALIDATION_FAILED', {
+      message: 'cursor is not a next_cursor of this list',
+      details: { field: 'querystring.cursor' },
+    });
+  }
+  return id;
+};
+
+interface GatewayRow {
+  id: string;
+  created_at: Date;
+  listing_id: string;
+  listing_name: string | null;
+  buyer_id: string | null;
+  seller_id: string | null;
+  method: string | null;
+  http_status: number | null;
+  latency_ms: number | null;
+  price_atomic: string | null;
+  currency: string | null;
+  payment_outcome: string | null;
+}
+
+/** Gateway requests where one of the operator's agents is the buyer or the seller, newest first. */
+export const operatorGatewayRequests = async (
+  db: Db,
+  operatorId: string,
+  page: { limit: number; cursor?: string | undefined },
+) => {
+  const after = cursorId(page.cursor, (id) => isId('gatewayRequest', id));
+  // Two index scans (buyer, seller) in id order; the keyset bound applies to both.
+  const { rows } = await db.query<GatewayRow>(
+    `SELECT g.id, g.created_at, g.listing_id, l.name AS listing_name, g.buyer_id, g.seller_id, g.method,
+            g.http_status, g.latency_ms, g.price_atomic::text, g.currency,
+            g.payment -> 'outcome' ->> 'status' AS payment_outcome
+       FROM gateway_requests g LEFT JOIN listings l ON l.id = g.listing_id
+      WHERE (g.buyer_id IN (${CLAIMED}) OR g.seller_id IN (${CLAIMED}))
+        AND ($2::text IS NULL OR g.id < $2)
+      ORDER BY g.id DESC LIMIT $3`,
+    [operatorId, after, page.limit + 1],
+  );
+  const data = rows.slice(0, page.limit).map((row) => ({
+    id: row.id,
+    created_at: row.created_at,
+    listing_id: row.listing_id,
+    listing_name: row.listing_name,
+    buyer_id: row.buyer_id,
+    seller_id: row.seller_id,
+    method: row.method,
+    status_code: row.http_status,
+    duration_ms: row.latency_ms,
+    // The consumer records only known currencies, so the cast holds.
+    price:
+      row.price_atomic === null || row.currency === null
+        ? null
+        : fromAtomic(BigInt(row.price_atomic), row.currency as Currency),
+    payment_outcome: row.payment_outcome,
+  }));
+  const last = data[data.length - 1];
+  return { data, next_cursor: rows.length > page.limit && last ? encodeCursor([last.id]) : null };
+};
+
+interface EntryRow {
+  id: string;
+  created_at: Date;
+  agent_id: string;
+  kind: string;
+  amount_atomic: string;
+  currency: string;
+  gateway_request_id: string;
+}
+
+/** Ledger entries of the operator's agents (as buyers and as sellers; never the marketplace's), newest first. */
+export const operatorLedger = async (
+  db: Db,
+  operatorId: string,
+  page: { limit: number; cursor?: string | undefined },
+) => {
+  const after = cursorId(page.cursor, (id) => /^[1-9][0-9]{0,18}$/.test(id));
+  const { rows } = await db.query<EntryRow>(
+    `SELECT e.id::text, e.created_at, a.owner_id AS agent_id, e.entry_type AS kind, e.amount_atomic::text, a.currency,
+            j.gateway_request_id
+       FROM ledger_accounts a
+       JOIN ledger_entries e ON e.account_id = a.id
+       JOIN ledger_journals j ON j.id = e.journal_id
+      WHERE a.owner_id IN (${CLAIMED}) AND a.role IN ('buyer', 'seller_payable')
+        AND ($2::bigint IS NULL OR e.id < $2::bigint)
+      ORDER BY e.id DESC LIMIT $3`,
+    [operatorId, after, page.limit + 1],
+  );
+  const data = rows.slice(0, page.limit).map((row) => ({
+    id: row.id,
+    created_at: row.created_at,
+    agent_id: row.agent_id,
+    kind: row.kind,
+    // Posting accepts only known currencies, so the cast holds.
+    amount: fromAtomic(BigInt(row.amount_atomic), row.currency as Currency),
+    currency: row.currency,
+    gateway_request_id: row.gateway_request_id,
+  }));
+  const last = data[data.length - 1];
+  return { data, next_cursor: rows.length > page.limit && last ? encodeCursor([last.id]) : null };
+};
