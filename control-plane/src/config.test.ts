@@ -13,6 +13,27 @@ describe('control-plane configuration', () => {
     });
     expect(config).toMatchObject({ port: 8081, powDifficulty: 20, allowPrivateEndpoints: false });
     expect(config.publicBaseUrl).toBe('http://localhost:8080');
+    expect(config.trustedProxies).toEqual([]);
+  });
+
+  it('reads trusted proxies as addresses and CIDRs of both families', () => {
+    const config = loadControlPlaneConfig({
+      DATABASE_URL: 'postgres://x@h/db',
+      CROCHET_ENCRYPTION_KEY: KEY,
+      CROCHET_DATA_PLANE_KEY: KEY,
+      CONTROL_PLANE_TRUSTED_PROXIES: ' 127.0.0.1, ::1 ,10.0.0.0/8,fd00::/8',
+    });
+    expect(config.trustedProxies).toEqual(['127.0.0.1', '::1', '10.0.0.0/8', 'fd00::/8']);
+    for (const bad of ['localhost', '10.0.0.0/33', '::1/129', '1.2.3.4/8/1', '10.0.0.0/x']) {
+      expect(() =>
+        loadControlPlaneConfig({
+          DATABASE_URL: 'postgres://x@h/db',
+          CROCHET_ENCRYPTION_KEY: KEY,
+          CROCHET_DATA_PLANE_KEY: KEY,
+          CONTROL_PLANE_TRUSTED_PROXIES: bad,
+        }),
+      ).toThrow(/CONTROL_PLANE_TRUSTED_PROXIES/);
+    }
   });
 
   it('reports one line per bad variable', () => {
@@ -22,12 +43,14 @@ describe('control-plane configuration', () => {
         CROCHET_ALLOW_PRIVATE_ENDPOINTS: 'yes',
         CROCHET_ENCRYPTION_KEY: 'c2hvcnQ=',
         PUBLIC_BASE_URL: 'ftp://x',
+        CONTROL_PLANE_TRUSTED_PROXIES: '10.0.0.0/8, 10.0.0.0/33',
       });
       expect.unreachable();
     } catch (error) {
       expect(error).toBeInstanceOf(ConfigError);
       const problems = (error as ConfigError).problems;
       expect(problems.map((p) => p.split(':')[0]).sort()).toEqual([
+        'CONTROL_PLANE_TRUSTED_PROXIES',
         'CROCHET_ALLOW_PRIVATE_ENDPOINTS',
         'CROCHET_DATA_PLANE_KEY',
         'CROCHET_ENCRYPTION_KEY',

@@ -1,6 +1,5 @@
 import { loadPaymentsConfig, type PaymentsConfig, parseReceiptKeys, type ReceiptPrivateJwk } from '@crochet/plugins';
 import { CryptoBox, DEFAULT_REDIS_PREFIX, EnvReader } from '@crochet/protocol';
-import ipaddr from 'ipaddr.js';
 
 /** Everything the control plane reads from its environment, validated at start. */
 export interface ControlPlaneConfig {
@@ -83,13 +82,7 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
   const dataPlaneKey = dataPlaneText ? CryptoBox.parseKey(dataPlaneText) : null;
   if (dataPlaneText && !dataPlaneKey) r.problem('CROCHET_DATA_PLANE_KEY', 'must be base64 of exactly 32 bytes');
 
-  const trustedProxies = (r.string('CONTROL_PLANE_TRUSTED_PROXIES') ?? '')
-    .split(',')
-    .map((part) => part.trim())
-    .filter(Boolean);
-  if (trustedProxies.some((part) => !ipaddr.isValid(part) && !ipaddr.isValidCIDR(part))) {
-    r.problem('CONTROL_PLANE_TRUSTED_PROXIES', 'must be comma-separated IP addresses or CIDRs (e.g. 10.0.0.0/8)');
-  }
+  const trustedProxies = r.addresses('CONTROL_PLANE_TRUSTED_PROXIES');
 
   const config: ControlPlaneConfig = {
     host: r.string('CONTROL_PLANE_HOST', '127.0.0.1'),

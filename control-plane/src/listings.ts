@@ -35,6 +35,8 @@ export interface ListingRow {
   body_limit_bytes: number;
   timeout_ms: number;
   settlement_policy: 'before_forward' | 'after_response';
+  /** Set while the listing's operator holds it paused (DESIGN §3.7): the seller cannot change its status then. */
+  operator_paused_at: Date | null;
   created_at: Date;
   updated_at: Date;
 }
@@ -42,13 +44,18 @@ export interface ListingRow {
 export const LISTING_COLUMNS =
   'id, seller_id, name, description, pricing_model, price_atomic, currency, status, tags, input_schema, ' +
   'output_example, crochet_score, verified, review_count, rate_limit_per_minute, body_limit_bytes, timeout_ms, ' +
-  'settlement_policy, ' +
+  'settlement_policy, operator_paused_at, ' +
   'created_at, updated_at';
+
+/** Who paused a listing: its operator (only they can resume it) or the seller agent; null unless paused. */
+export const pausedBy = (row: { status: string; operator_paused_at: Date | null }): 'operator' | 'seller' | null =>
+  row.status !== 'paused' ? null : row.operator_paused_at === null ? 'seller' : 'operator';
 
 export const gatewayUrl = (publicBaseUrl: string, listingId: string): string =>
   `${publicBaseUrl}/api/v1/gateway/${listingId}`;
 
-export const listingView = (row: ListingRow, publicBaseUrl: string) => ({
+/** A listing as the API shows it; its owner also learns who paused it (`owner`). */
+export const listingView = (row: ListingRow, publicBaseUrl: string, owner = false) => ({
   id: row.id,
   seller_id: row.seller_id,
   name: row.name,
@@ -60,6 +67,7 @@ export const listingView = (row: ListingRow, publicBaseUrl: string) => ({
     amount_atomic: row.price_atomic,
   },
   status: row.status,
+  ...(owner ? { paused_by: pausedBy(row) } : {}),
   gateway_url: gatewayUrl(publicBaseUrl, row.id),
   tags: row.tags,
   input_schema: row.input_schema ?? null,

@@ -111,6 +111,12 @@ export const Listing = Type.Object({
   pricing_model: PricingModel,
   price: Price,
   status: Type.Union([Type.Literal('active'), Type.Literal('paused'), Type.Literal('archived')]),
+  paused_by: Type.Optional(
+    Type.Union([Type.Literal('operator'), Type.Literal('seller'), Type.Null()], {
+      description:
+        'owner only: who paused the listing, null unless paused; an operator pause holds until the operator resumes it',
+    }),
+  ),
   gateway_url: Type.String({ description: 'the public URL buyers call' }),
   tags: Type.Array(Type.String()),
   input_schema: Type.Union([Type.Unknown(), Type.Null()]),

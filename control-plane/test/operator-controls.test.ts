@@ -119,10 +119,11 @@ describe('operator controls', () => {
       crochet_score: null,
       verified: false,
       review_count: 0,
+      paused_by: 'operator',
     });
     expect((await published(keys().configListings, listingId)).status).toBe('paused');
     const resumed = await operator.call('POST', `/api/v1/operator/listings/${listingId}/resume`);
-    expect(resumed.body.data.status).toBe('active');
+    expect(resumed.body.data).toMatchObject({ status: 'active', paused_by: null });
     expect((await published(keys().configListings, listingId)).status).toBe('active');
 
     const archived = (await plane.createListing(agent.apiKey, { name: 'Old' })).listing.id;

@@ -2,6 +2,7 @@ import { newId, ulid } from '@crochet/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SCORE_EXAMPLES } from '../src/score/examples.js';
 import { SCORE, type ScoreInputs, scoreListing, scoreSeller } from '../src/score/formula.js';
+import { computeScores } from '../src/score/job.js';
 import { startTestControlPlane, type TestPlane } from './helpers.js';
 import { paymentFor } from './reviews-support.js';
 
@@ -350,6 +351,14 @@ describe('the Crochet Score job', () => {
     expect(new Date(after.score.computed_at).getTime()).toBeGreaterThan(new Date(before.score.computed_at).getTime());
     // The listing's own updated_at is the seller's, not the job's.
     expect(after.updated_at).toBe(before.updated_at);
+  });
+
+  it('skips a scheduled run when any control plane computed within the interval', async () => {
+    await plane.scoreJob.runOnce();
+    // Another control plane's timer, a minute after this run: scores are fresh, nothing to do.
+    expect(await computeScores(plane.deps.pool, 60_000)).toBeNull();
+    // On demand (or once the interval has passed) it computes.
+    expect(await computeScores(plane.deps.pool, 0)).toMatchObject({ listings: expect.any(Number) });
   });
 
   it('publishes the formula it computes with', async () => {

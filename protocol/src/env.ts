@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+
 /**
  * Reading configuration from environment variables with one clear line per bad variable. Pure: it reads the record
  * it is given. Both planes describe their settings with it so that the messages look the same everywhere.
@@ -58,6 +60,27 @@ export class EnvReader {
       return fallback;
     }
     return value;
+  }
+
+  /**
+   * Comma-separated IP addresses and CIDRs (e.g. trusted proxies: `10.0.0.0/8,127.0.0.1`); empty when unset.
+   */
+  addresses(name: string): string[] {
+    const parts = (this.string(name) ?? '')
+      .split(',')
+      .map((part) => part.trim())
+      .filter(Boolean);
+    const valid = (part: string) => {
+      const [address = '', bits, ...rest] = part.split('/');
+      const family = isIP(address);
+      if (family === 0 || rest.length > 0) return false;
+      return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
+    };
+    if (!parts.every(valid)) {
+      this.problem(name, 'must be comma-separated IP addresses or CIDRs (e.g. 10.0.0.0/8,127.0.0.1)');
+      return [];
+    }
+    return parts;
   }
 
   flag(name: string, fallback = false): boolean {

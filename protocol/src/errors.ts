@@ -200,8 +200,13 @@ export const ERRORS = define({
   },
   LISTING_PAUSED: {
     status: 409,
-    message: 'The seller has paused this listing.',
+    message: "This listing is paused, by its seller or by the seller's operator.",
     hint: 'Try again later, or find another listing with GET /api/v1/listings.',
+  },
+  LISTING_PAUSED_BY_OPERATOR: {
+    status: 409,
+    message: "The listing's operator paused it: its status stays paused until the operator resumes it.",
+    hint: 'Ask your operator to resume it on the dashboard; other fields can still be changed.',
   },
   PRICE_INVALID: {
     status: 400,

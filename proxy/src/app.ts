@@ -38,7 +38,7 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps): FastifyI
   const app = Fastify({
     ...serverOptions(config.logLevel),
     bodyLimit: config.bodyLimitBytes,
-    trustProxy: false,
+    trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
   });
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {

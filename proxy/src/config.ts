@@ -16,6 +16,11 @@ export interface ProxyConfig {
   redisUrl: string;
   redisPrefix: string;
   logLevel: string;
+  /**
+   * `PROXY_TRUSTED_PROXIES`: addresses or CIDRs of load balancers in front of the proxy, whose X-Forwarded-For names
+   * the client; empty: the peer is the client. The proxy passes the client's address on to the control plane.
+   */
+  trustedProxies: string[];
   /** Limit of non-gateway request bodies passed to the control plane. */
   bodyLimitBytes: number;
   /** Opens the upstream URLs and signing secrets the control plane publishes. */
@@ -54,6 +59,7 @@ export const loadProxyConfig = (env: NodeJS.ProcessEnv = process.env): ProxyConf
     redisUrl: r.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
     redisPrefix,
     logLevel: r.string('LOG_LEVEL', 'info'),
+    trustedProxies: r.addresses('PROXY_TRUSTED_PROXIES'),
     bodyLimitBytes: r.int('PROXY_BODY_LIMIT_BYTES', 1024 * 1024, { min: 1024, max: 64 * 1024 * 1024 }),
     dataPlaneKey: dataPlaneKey ?? Buffer.alloc(32),
     allowPrivateEndpoints: r.flag('CROCHET_ALLOW_PRIVATE_ENDPOINTS'),

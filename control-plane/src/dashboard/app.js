@@ -20,9 +20,9 @@ const USDC_DECIMALS = 6;
 /** @typedef {{ id: string, email: string, created_at?: string }} Operator */
 /** @typedef {{ id: string, prefix: string, name: string | null, status: 'active' | 'revoked', created_at: string, last_used_at: string | null }} Key */
 /**
- * @typedef {{ id: string, name: string, status: 'active' | 'paused' | 'archived', pricing_model: string,
- *   price: string | null, currency: string | null, crochet_score: number | null, verified: boolean,
- *   review_count: number }} Listing
+ * @typedef {{ id: string, name: string, status: 'active' | 'paused' | 'archived',
+ *   paused_by?: 'operator' | 'seller' | null, pricing_model: string, price: string | null, currency: string | null,
+ *   crochet_score: number | null, verified: boolean, review_count: number }} Listing
  */
 /**
  * @typedef {{ id: string, name: string, status: 'active' | 'paused', daily_spend_cap: string | null,
@@ -797,7 +797,11 @@ const listingsSection = (agent) => {
                     : null,
                 ),
             },
-            { label: 'Status', cell: (l) => statusBadge(l.status) },
+            {
+              label: 'Status',
+              // An operator's pause holds until resumed here; the agent cannot lift it.
+              cell: (l) => (l.paused_by === 'operator' ? badge('Paused by operator', 'warn') : statusBadge(l.status)),
+            },
             {
               label: 'Action',
               className: 'cell-action',

@@ -29,7 +29,10 @@ export const setAgentStatus = async (pool: Pool, operatorId: string, agentId: st
   if (rowCount === 0) throw new ApiError('AGENT_NOT_FOUND');
 };
 
-/** Pauses or resumes a listing of one of the operator's agents; an archived listing stays archived. */
+/**
+ * Pauses or resumes a listing of one of the operator's agents; an archived listing stays archived. The pause is the
+ * operator's (operator_paused_at): the seller agent cannot lift it, only a resume here does (DESIGN §3.7).
+ */
 export const setListingStatus = async (
   pool: Pool,
   operatorId: string,
@@ -38,10 +41,14 @@ export const setListingStatus = async (
 ): Promise<ListingRow> => {
   const { rows } = await pool.query<ListingRow>(
     `UPDATE listings SET status = CASE WHEN status = 'archived' THEN status ELSE $3 END,
-            updated_at = CASE WHEN status IN ('archived', $3) THEN updated_at ELSE now() END
+            operator_paused_at = CASE WHEN status = 'archived' THEN operator_paused_at
+                                      WHEN $3::text = 'paused' THEN coalesce(operator_paused_at, now()) END,
+            updated_at = CASE WHEN status = 'archived'
+                                OR (status = $3 AND (operator_paused_at IS NOT NULL) = ($3::text = 'paused'))
+                              THEN updated_at ELSE now() END
       WHERE id = $2 AND seller_id ${OWNS_AGENT}
      RETURNING id, seller_id, name, status, pricing_model, price_atomic::text, currency, crochet_score, verified,
-               review_count`,
+               review_count, operator_paused_at`,
     [operatorId, listingId, status],
   );
   const row = rows[0];

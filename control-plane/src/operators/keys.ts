@@ -6,7 +6,9 @@ export const operatorRedisKeys = (prefix: string) =>
   Object.freeze({
     /** A live session: its id → operator id; deleting it logs the session out. */
     session: (sessionId: string) => `${prefix}op:sess:${sessionId}`,
-    /** Failed sign-ins for one email (by its hash), in the current window. */
+    /** Failed sign-ins for one email (by its hash) from one client, in the current window. */
+    loginEmailFromClient: (emailHash: string, client: string) => `${prefix}op:rl:login:ec:${emailHash}:${client}`,
+    /** Failed sign-ins for one email (by its hash) from all clients, in the current window. */
     loginEmail: (emailHash: string) => `${prefix}op:rl:login:e:${emailHash}`,
     /** Failed sign-ins from one client address, in the current window. */
     loginAddress: (address: string) => `${prefix}op:rl:login:ip:${address}`,

@@ -1,5 +1,6 @@
 import { ApiError, type Currency, decodeCursor, encodeCursor, fromAtomic, isId } from '@crochet/protocol';
 import type { Pool, PoolClient } from '../db.js';
+import { pausedBy } from '../listings.js';
 
 /**
  * What an operator sees of the agents they claimed (DESIGN §3.7): each agent with its controls, spend and earnings
@@ -32,7 +33,8 @@ const AGENTS_SQL = `
 
 const KEY_COLUMNS = 'id, agent_id, prefix, name, revoked_at, created_at, last_used_at';
 const LISTING_COLUMNS =
-  'id, seller_id, name, status, pricing_model, price_atomic::text, currency, crochet_score, verified, review_count';
+  'id, seller_id, name, status, pricing_model, price_atomic::text, currency, crochet_score, verified, review_count, ' +
+  'operator_paused_at';
 
 interface AgentRow {
   id: string;
@@ -66,6 +68,7 @@ export interface ListingRow {
   crochet_score: number | null;
   verified: boolean;
   review_count: number;
+  operator_paused_at: Date | null;
 }
 
 const usdc = (atomic: string): string => fromAtomic(BigInt(atomic), 'USDC');
@@ -84,6 +87,7 @@ export const listingSummary = (row: ListingRow) => ({
   id: row.id,
   name: row.name,
   status: row.status,
+  paused_by: pausedBy(row),
   pricing_model: row.pricing_model,
   price: fromAtomic(BigInt(row.price_atomic), row.currency as Currency),
   currency: row.currency,

@@ -96,7 +96,7 @@ const SORTS: Record<
 /** §3.2: listings. Only the owner may change a listing; to anyone else a listing they may not see does not exist. */
 export const listingRoutes = (app: App, deps: Deps): void => {
   const { config, pool, box, publisher } = deps;
-  const view = (row: ListingRow) => listingView(row, config.publicBaseUrl);
+  const view = (row: ListingRow, owner: boolean) => listingView(row, config.publicBaseUrl, owner);
 
   /** The caller's own listing, or LISTING_NOT_FOUND (never a hint that someone else's exists). */
   const ownListing = async (id: string, agentId: string): Promise<ListingRow> => {
@@ -220,7 +220,7 @@ export const listingRoutes = (app: App, deps: Deps): void => {
       await publisher.changed({ listingId });
       return reply
         .code(201)
-        .send({ data: { listing: view(row), gateway_endpoint: { signing_secret: secret, key_id: keyId } } });
+        .send({ data: { listing: view(row, true), gateway_endpoint: { signing_secret: secret, key_id: keyId } } });
     },
   );
 
@@ -289,7 +289,7 @@ export const listingRoutes = (app: App, deps: Deps): void => {
       const page = rows.slice(0, limit);
       const last = page[page.length - 1];
       const next = rows.length > limit && last ? encodeCursor([sort, ...SORTS[sort].position(last)]) : null;
-      return { data: page.map(view), next_cursor: next };
+      return { data: page.map((row) => view(row, own)), next_cursor: next };
     },
   );
 
@@ -314,7 +314,7 @@ export const listingRoutes = (app: App, deps: Deps): void => {
       if (!row || (row.status === 'archived' && row.seller_id !== request.agent?.agentId)) {
         throw new ApiError('LISTING_NOT_FOUND');
       }
-      return { data: view(row) };
+      return { data: view(row, row.seller_id === request.agent?.agentId) };
     },
   );
 
@@ -344,13 +344,24 @@ export const listingRoutes = (app: App, deps: Deps): void => {
       },
       config: {
         auth: 'api_key',
-        errors: ['LISTING_NOT_FOUND', 'LISTING_ARCHIVED', 'PRICE_INVALID', 'CURRENCY_UNSUPPORTED'],
+        errors: [
+          'LISTING_NOT_FOUND',
+          'LISTING_ARCHIVED',
+          'LISTING_PAUSED_BY_OPERATOR',
+          'PRICE_INVALID',
+          'CURRENCY_UNSUPPORTED',
+        ],
       },
     },
     async (request) => {
       const body = request.body;
       const current = await ownListing(request.params.id, request.agent!.agentId);
       if (current.status === 'archived') throw new ApiError('LISTING_ARCHIVED');
+      // An operator's pause holds until the operator resumes it (DESIGN §3.7): the agent may re-send 'paused' and edit
+      // other fields, but not take its status anywhere else. The UPDATE below repeats the check against a concurrent
+      // pause.
+      const liftsPause = body.status !== undefined && body.status !== 'paused';
+      if (liftsPause && current.operator_paused_at !== null) throw new ApiError('LISTING_PAUSED_BY_OPERATOR');
       const sets: string[] = [];
       const params: unknown[] = [current.id];
       const set = (column: string, value: unknown): void => {
@@ -379,15 +390,20 @@ export const listingRoutes = (app: App, deps: Deps): void => {
       }
       const { rows } = await pool.query<ListingRow>(
         `UPDATE listings SET ${sets.join(', ')}, updated_at = now() WHERE id = $1 AND status <> 'archived'
+           ${liftsPause ? 'AND operator_paused_at IS NULL' : ''}
          RETURNING ${LISTING_COLUMNS}, ${LISTING_SCORE_COLUMN}`,
         params,
       );
-      if (!rows[0]) throw new ApiError('LISTING_ARCHIVED');
+      if (!rows[0]) {
+        const latest = await ownListing(current.id, current.seller_id);
+        throw new ApiError(latest.status === 'archived' ? 'LISTING_ARCHIVED' : 'LISTING_PAUSED_BY_OPERATOR');
+      }
       await publisher.changed({ listingId: current.id });
-      return { data: view(rows[0]) };
+      return { data: view(rows[0], true) };
     },
   );
 
+  // Archiving stays allowed under an operator's pause: it only takes the listing further off sale, never back on.
   app.delete(
     '/api/v1/listings/:id',
     {
@@ -408,7 +424,7 @@ export const listingRoutes = (app: App, deps: Deps): void => {
         [current.id],
       );
       await publisher.changed({ listingId: current.id });
-      return { data: view(rows[0]!) };
+      return { data: view(rows[0]!, true) };
     },
   );
 

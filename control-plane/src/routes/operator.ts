@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isIPv6 } from 'node:net';
 import { ApiError, newId, PAGE_LIMIT_DEFAULT, PRICE_ATOMIC_MAX, toAtomic } from '@crochet/protocol';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
@@ -26,12 +27,35 @@ declare module 'fastify' {
   }
 }
 
-/** Sign-in and abuse limits: failures per email and per client address, sign-ups per address, bad claim codes. */
+/**
+ * Sign-in and abuse limits. Failed sign-ins are counted per email from one client (the guessing limit), per client
+ * over all emails, and per email over all clients — the last high enough that nobody can lock an operator out from a
+ * handful of addresses, low enough to stop distributed guessing. Also: sign-ups per client, bad claim codes.
+ */
 const LIMITS = {
-  loginPerEmail: { max: 5, windowMs: 15 * 60_000 },
+  loginPerEmailFromClient: { max: 5, windowMs: 15 * 60_000 },
   loginPerAddress: { max: 30, windowMs: 15 * 60_000 },
+  loginPerEmail: { max: 100, windowMs: 60 * 60_000 },
   signupPerAddress: { max: 20, windowMs: 60 * 60_000 },
   badClaimsPerOperator: { max: 10, windowMs: 15 * 60_000 },
+};
+
+/**
+ * The client a limit counts: its address, or for IPv6 its /64 (one host usually holds a whole /64, so counting single
+ * addresses would give it billions of allowances).
+ */
+export const clientBucket = (ip: string): string => {
+  if (!isIPv6(ip)) return ip;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return mapped[1]!;
+  const [head = '', tail = ''] = ip.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = ip.includes('::') ? [...left, ...Array(8 - left.length - right.length).fill('0'), ...right] : left;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => Number.parseInt(g, 16).toString(16))
+    .join(':')}::/64`;
 };
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
@@ -66,6 +90,7 @@ const ListingSummary = Type.Object({
   crochet_score: Nullable(Type.Integer()),
   verified: Type.Boolean(),
   review_count: Type.Integer(),
+  paused_by: Nullable(Type.Union([Type.Literal('operator'), Type.Literal('seller')])),
 });
 const AgentSummary = Type.Object({
   id: AgentIdSchema,
@@ -195,7 +220,7 @@ export const operatorRoutes = (app: App, deps: Deps): void => {
         });
       }
       await limiter.take(
-        [{ key: keys.signupAddress(request.ip), ...LIMITS.signupPerAddress }],
+        [{ key: keys.signupAddress(clientBucket(request.ip)), ...LIMITS.signupPerAddress }],
         'Too many sign-ups from this address.',
       );
       const passwordHash = await hashPassword(request.body.password);
@@ -228,13 +253,16 @@ export const operatorRoutes = (app: App, deps: Deps): void => {
     },
     async (request, reply) => {
       const email = normalizeEmail(request.body.email);
+      const client = clientBucket(request.ip);
+      const pairKey = keys.loginEmailFromClient(emailHash(email), client);
       const emailKey = keys.loginEmail(emailHash(email));
-      const addressKey = keys.loginAddress(request.ip);
+      const addressKey = keys.loginAddress(client);
       // Counted before the password is checked, so concurrent guesses count too; a success takes its attempt back.
       await limiter.take(
         [
-          { key: emailKey, ...LIMITS.loginPerEmail },
+          { key: pairKey, ...LIMITS.loginPerEmailFromClient },
           { key: addressKey, ...LIMITS.loginPerAddress },
+          { key: emailKey, ...LIMITS.loginPerEmail },
         ],
         'Too many failed sign-ins.',
       );
@@ -247,7 +275,7 @@ export const operatorRoutes = (app: App, deps: Deps): void => {
         ? await verifyPassword(request.body.password, found.password_hash)
         : await verifyDummyPassword(request.body.password);
       if (!found || !valid) throw new ApiError('OPERATOR_CREDENTIALS_INVALID');
-      await Promise.all([limiter.clear(emailKey), limiter.refund([addressKey])]);
+      await Promise.all([limiter.clear(pairKey), limiter.refund([addressKey, emailKey])]);
       const { session, cookie } = await sessions.create(found.id);
       const operator = { id: found.id, email: found.email, created_at: found.created_at };
       return reply.header('set-cookie', cookie).send({ data: { operator, csrf_token: session.csrf } });

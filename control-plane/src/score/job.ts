@@ -133,15 +133,23 @@ const inputsOf = (row: AggregateRow): ScoreInputs => ({
 
 /**
  * One computation of every score, in one transaction under the advisory lock; null when another control plane holds
- * the lock. Listings created meanwhile keep a null score until the next run.
+ * the lock, or when scores were computed less than `freshForMs` ago (several control planes share one schedule:
+ * whichever comes first computes, the others skip). Listings created meanwhile keep a null score until the next run.
  */
-export const computeScores = (pool: Pool): Promise<ScoreReport | null> =>
+export const computeScores = (pool: Pool, freshForMs = 0): Promise<ScoreReport | null> =>
   transaction(pool, async (client) => {
     const started = performance.now();
     const locked = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [
       SCORE_LOCK,
     ]);
     if (!locked.rows[0]!.locked) return null;
+    if (freshForMs > 0) {
+      const { rows: recent } = await client.query(
+        "SELECT 1 FROM listing_scores WHERE computed_at > now() - $1 * interval '1 millisecond' LIMIT 1",
+        [freshForMs],
+      );
+      if (recent.length > 0) return null;
+    }
     await client.query(`SET LOCAL statement_timeout = '${STATEMENT_TIMEOUT}'`);
     const { rows: clock } = await client.query<{ now: Date }>('SELECT now() AS now');
     const computedAt = clock[0]!.now;
@@ -199,17 +207,17 @@ export const startScoreJob = (options: { pool: Pool; intervalMs: number; log: Sc
   let running: Promise<ScoreReport | null> | null = null;
   let timer: NodeJS.Timeout | null = null;
 
-  const runOnce = (): Promise<ScoreReport | null> => {
+  const run = (freshForMs: number): Promise<ScoreReport | null> => {
     if (running) {
       stats.skipped++;
       return Promise.resolve(null);
     }
-    const run = computeScores(pool)
+    const started = computeScores(pool, freshForMs)
       .then(
         (report) => {
           if (report === null) {
             stats.skipped++;
-            log.info({}, 'score run skipped: another control plane is computing scores');
+            log.info({}, 'score run skipped: another control plane is computing or has just computed scores');
           } else {
             stats.runs++;
             stats.last = report;
@@ -225,14 +233,16 @@ export const startScoreJob = (options: { pool: Pool; intervalMs: number; log: Sc
       .finally(() => {
         running = null;
       });
-    running = run;
-    return run;
+    running = started;
+    return started;
   };
+  const runOnce = () => run(0);
 
   const schedule = (): void => {
     if (stopped || intervalMs <= 0) return;
     timer = setTimeout(() => {
-      runOnce()
+      // A run by any control plane within most of an interval counts: K control planes compute once per interval.
+      run(intervalMs * 0.9)
         .catch((error: unknown) => log.error({ err: error }, 'score run failed; retried at the next interval'))
         .finally(schedule);
     }, intervalMs);
