@@ -1,8 +1,9 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, scryptSync } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { operatorRedisKeys } from '../src/operators/keys.js';
+import { verifyPassword } from '../src/operators/passwords.js';
 import { SessionManager, sessionKey, signSession } from '../src/operators/session.js';
 import { startTestControlPlane, TEST_REDIS_URL, type TestPlane } from './helpers.js';
 import {
@@ -54,7 +55,13 @@ describe('operator accounts', () => {
       res.body.data.operator.id,
     ]);
     expect(rows[0].email).toBe(email);
-    expect(rows[0].password_hash).toMatch(/^scrypt\$32768\$8\$1\$[A-Za-z0-9+/]{22}==\$[A-Za-z0-9+/]{43}=$/);
+    expect(rows[0].password_hash).toMatch(/^scrypt\$32768\$8\$3\$[A-Za-z0-9+/]{22}==\$[A-Za-z0-9+/]{43}=$/);
+    // Hashes made with earlier parameters keep verifying: the parameters are read from the stored value.
+    const salt = Buffer.alloc(16, 1);
+    const key = scryptSync('an older password', salt, 32, { N: 2 ** 14, r: 8, p: 1 });
+    const older = ['scrypt', 2 ** 14, 8, 1, salt.toString('base64'), key.toString('base64')].join('$');
+    expect(await verifyPassword('an older password', older)).toBe(true);
+    expect(await verifyPassword('another password', older)).toBe(false);
 
     const again = await operatorRequest(plane.url, 'POST', '/api/v1/operator/signup', {
       body: { email: email.replace('op-', 'OP-'), password: 'another long password' },
