@@ -377,7 +377,19 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
         request.log.warn({ err: error }, 'payment step could not reach its state');
         return send(reply, new ApiError('STATE_UNAVAILABLE', { headers: { 'retry-after': '2' } }));
       }
-      if (!decision.ok) return send(reply, decision.error, request.gateway ?? undefined);
+      if (!decision.ok) {
+        if (decision.refund) {
+          // Refused after its transfer was consumed (the cap): recorded with the payment, marked for refund.
+          state.paid = {
+            ...decision.refund,
+            spend: { key: spendKey, amountAtomic: listing.priceAtomic.toString() },
+          };
+          state.paymentOutcome = { status: 'refund_due', tx: decision.refund.payment.tx };
+          request.gateway = state;
+          reply.header('x-crochet-request-id', state.id);
+        }
+        return send(reply, decision.error, request.gateway ?? undefined);
+      }
       admission = decision.admission;
       state.paid = {
         payment: decision.payment,

@@ -41,7 +41,8 @@ export interface PaymentDeps {
 
 export type PaymentDecision =
   | { ok: true; admission: Admission; payment: VerifiedPayment; rail: PaymentRail }
-  | { ok: false; error: ApiError };
+  /** `refund`: the call was refused after its payment was consumed (money already moved): record it for refund. */
+  | { ok: false; error: ApiError; refund?: { payment: VerifiedPayment; rail: PaymentRail } };
 
 /** Verified-but-unconsumed proofs are remembered this long (a retry after a timeout does not hit the chain again). */
 const VERIFIED_TTL_SECONDS = 24 * 3600;
@@ -68,7 +69,7 @@ export const payForCall = async (
     buyerEvmWallets: readonly string[];
     headers: Record<string, string | string[] | undefined>;
     gatewayRequestId: string;
-    admission: Omit<PaidAdmissionRequest, 'verifiedKey' | 'usedKeys' | 'usedKeyPrefix'>;
+    admission: Omit<PaidAdmissionRequest, 'verifiedKey' | 'usedKeys' | 'usedKeyPrefix' | 'alreadySettled'>;
   },
 ): Promise<PaymentDecision> => {
   const { config, keys, redis } = deps;
@@ -134,6 +135,7 @@ export const payForCall = async (
       verifiedKey: verifiedKey(keys, primaryId),
       usedKeys: [usedKey(keys, primaryId)],
       usedKeyPrefix: usedKey(keys, ''),
+      alreadySettled: rail.settle === undefined,
     });
 
   let outcome = await admit();
@@ -189,20 +191,14 @@ export const payForCall = async (
   }
 
   switch (outcome.outcome) {
-    case 'admitted': {
-      const record = JSON.parse(outcome.payment) as PaymentRecord;
-      const settlement = outcome.settlement;
-      const payment: VerifiedPayment = {
-        rail: record.rail,
-        network: record.network,
-        payer: record.payer,
-        amountAtomic: record.amount_atomic,
-        asset: record.asset,
-        tx: record.tx,
-        proofIds: record.proof_ids,
-        ...(settlement ? { settlement: JSON.parse(settlement) as unknown } : {}),
-      };
-      return { ok: true, admission: outcome, payment, rail };
+    case 'admitted':
+      return { ok: true, admission: outcome, payment: fromRecord(outcome.payment, outcome.settlement), rail };
+    case 'spend_cap_refund': {
+      const cap = call.admission.spendCapAtomic ?? '0';
+      const error = spendCapExceeded(cap, outcome.spentAtomic, call.listing.priceAtomic, {
+        refunded: call.gatewayRequestId,
+      });
+      return { ok: false, error, refund: { payment: fromRecord(outcome.payment, ''), rail } };
     }
     case 'used':
       return {
@@ -238,15 +234,42 @@ export const payForCall = async (
   }
 };
 
-const spendCapExceeded = (capAtomic: string, spentAtomic: string, priceAtomic: bigint) =>
+const fromRecord = (json: string, settlement: string): VerifiedPayment => {
+  const record = JSON.parse(json) as PaymentRecord;
+  return {
+    rail: record.rail,
+    network: record.network,
+    payer: record.payer,
+    amountAtomic: record.amount_atomic,
+    asset: record.asset,
+    tx: record.tx,
+    proofIds: record.proof_ids,
+    ...(settlement ? { settlement: JSON.parse(settlement) as unknown } : {}),
+  };
+};
+
+/**
+ * Past the cap. A payment that settles later (x402) was not settled and stays valid for this listing; a transfer that
+ * already moved money (`refunded`: the gateway request it was recorded under) is booked and reversed in the ledger.
+ */
+const spendCapExceeded = (
+  capAtomic: string,
+  spentAtomic: string,
+  priceAtomic: bigint,
+  moved: { refunded: string } | null = null,
+) =>
   new ApiError('SPEND_CAP_EXCEEDED', {
     message:
       `This call (${fromAtomic(priceAtomic, 'USDC')} USDC) would take the agent past its daily spend cap of ` +
       `${fromAtomic(BigInt(capAtomic), 'USDC')} USDC (spent today: ${fromAtomic(BigInt(spentAtomic), 'USDC')} USDC). ` +
-      'A payment already made for it was not used and stays valid for this listing.',
+      (moved
+        ? `The transfer already made for it is recorded under gateway request ${moved.refunded} and is due back to ` +
+          'the agent (refund_due in the history and the ledger).'
+        : 'A payment authorised for it was not settled and stays valid for this listing.'),
     details: {
       daily_spend_cap: fromAtomic(BigInt(capAtomic), 'USDC'),
       spent_today: fromAtomic(BigInt(spentAtomic), 'USDC'),
+      ...(moved ? { refund_gateway_request_id: moved.refunded } : {}),
     },
   });
 

@@ -91,7 +91,7 @@ describe('a daily spend cap set by the operator', () => {
     expect(seller.requests).toHaveLength(2);
   });
 
-  it('admits exactly as many concurrent paid calls across two proxies as the cap allows, keeping the rest unused', async () => {
+  it('admits exactly as many concurrent paid calls across two proxies as the cap allows; a transfer past it is refunded', async () => {
     await setCap(null);
     const proofs = [await pay(0), await pay(1), await pay(0)];
     // Two more calls fit under the new cap; three proofs race for them on two proxies.
@@ -105,12 +105,22 @@ describe('a daily spend cap set by the operator', () => {
     expect(await spentToday()).toBe(PRICE * 4n);
     expect(seller.requests).toHaveLength(4);
 
-    // The refused proof was not consumed: once the operator raises the cap, it pays for a call.
+    // The refused call's USDC had already moved: it is recorded under its own gateway request, marked for refund, and
+    // booked then reversed in the ledger — the proof cannot pay for another call.
+    const refundId = refused[0]!.json.error.refund_gateway_request_id as string;
+    expect(refused[0]!.headers['x-crochet-request-id']).toBe(refundId);
+    await stack.plane.eventsConsumer.drain();
+    const history = await stack.plane.call('GET', `/api/v1/gateway-requests/${refundId}`, { key: buyer.apiKey });
+    expect(history.body.data).toMatchObject({ http_status: 402, refund: 'refund_due' });
+    const journals = await stack.plane.deps.pool.query<{ kind: string }>(
+      'SELECT kind FROM ledger_journals WHERE gateway_request_id = $1 ORDER BY kind',
+      [refundId],
+    );
+    expect(journals.rows.map((j) => j.kind)).toEqual(['payment', 'refund']);
     await setCap(PRICE * 5n);
     const refusedProof = proofs[answers.findIndex((a) => a.status !== 200)]!;
-    const retried = await call(1, refusedProof);
-    expect(retried.status, retried.text).toBe(200);
-    expect(await spentToday()).toBe(PRICE * 5n);
+    expectApiError(await call(1, refusedProof), 409, 'PAYMENT_ALREADY_USED');
+    expect(await spentToday()).toBe(PRICE * 4n);
   });
 
   it('does not stop free calls or other agents', async () => {

@@ -13,7 +13,7 @@ import {
   registerVerifiedEvmBuyer,
   startPaymentStack,
 } from './payment-stack.js';
-import { expectApiError, gatewayCall, startSeller, type TestSeller } from './stack.js';
+import { eventually, expectApiError, gatewayCall, startSeller, type TestSeller } from './stack.js';
 
 /**
  * DESIGN §3.4 x402 `exact` on EVM: an unmodified `@x402/fetch` client pays a listing with an EIP-3009 authorization
@@ -24,6 +24,7 @@ let stack: PaymentStack;
 let seller: TestSeller;
 let listing: string;
 let buyerKey: string;
+let buyerId: string;
 const PRICE = 100_000n;
 const buyer = () => privateKeyToAccount(stack.evm.accounts[1]!.privateKey);
 
@@ -32,7 +33,11 @@ beforeAll(async () => {
   seller = await startSeller();
   const sellerAgent = await stack.plane.register('seller');
   // A verified wallet: the buyer could also pay by direct transfer from it (which must not double-count x402 ones).
-  buyerKey = (await registerVerifiedEvmBuyer(stack, 'buyer', stack.evm.accounts[1]!.privateKey)).apiKey;
+  ({ apiKey: buyerKey, agentId: buyerId } = await registerVerifiedEvmBuyer(
+    stack,
+    'buyer',
+    stack.evm.accounts[1]!.privateKey,
+  ));
   listing = await createPaidListing(stack, sellerAgent.apiKey, `${seller.url}/paid`, '0.10');
   await mintUsdc(stack.evm, buyer().address, 10_000_000n);
 }, 60_000);
@@ -137,5 +142,43 @@ describe('x402 exact on EVM through an unmodified @x402/fetch client', () => {
       );
     }
     expect(seller.requests).toHaveLength(2);
+  });
+});
+
+describe("an x402 payment past the operator's daily spend cap", () => {
+  const setCap = async (capAtomic: string | null) => {
+    await stack.plane.deps.pool.query('UPDATE agents SET daily_spend_cap_atomic = $2 WHERE id = $1', [
+      buyerId,
+      capAtomic,
+    ]);
+    await stack.plane.deps.publisher.changed({ agentId: buyerId });
+    await eventually(() => expect(stack.proxies[0]!.store.agent(buyerId)?.daily_spend_cap_atomic).toBe(capAtomic));
+  };
+
+  it('is not settled, so no USDC moves, and the same authorization pays once the cap allows', async () => {
+    const unpaid = await gatewayCall(stack.proxies[0]!, listing, buyerKey, { body: { q: 'cap' } });
+    expect(unpaid.status).toBe(402);
+    const header = encodePaymentSignatureHeader(await x402Buyer().createPaymentPayload(paymentRequiredOf(unpaid)!));
+    const payToBefore = await usdcBalance(stack.evm, stack.evmPayTo);
+    const forwardedBefore = seller.requests.length;
+
+    await setCap('0');
+    const refused = await gatewayCall(stack.proxies[0]!, listing, buyerKey, {
+      body: { q: 'cap' },
+      headers: { 'payment-signature': header },
+    });
+    expectApiError(refused, 402, 'SPEND_CAP_EXCEEDED');
+    expect(refused.json.error.refund_gateway_request_id).toBeUndefined();
+    expect(await usdcBalance(stack.evm, stack.evmPayTo)).toBe(payToBefore);
+    expect(seller.requests).toHaveLength(forwardedBefore);
+
+    await setCap(null);
+    const paid = await gatewayCall(stack.proxies[0]!, listing, buyerKey, {
+      body: { q: 'cap' },
+      headers: { 'payment-signature': header },
+    });
+    expect(paid.status, paid.text).toBe(200);
+    expect(await usdcBalance(stack.evm, stack.evmPayTo)).toBe(payToBefore + PRICE);
+    expect(seller.requests).toHaveLength(forwardedBefore + 1);
   });
 });

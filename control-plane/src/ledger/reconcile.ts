@@ -129,7 +129,8 @@ const MISSING_SQL = `
    WHERE g.payment -> 'outcome' ->> 'status' IN ('settled', 'refund_due')
      AND g.buyer_id IS NOT NULL AND g.seller_id IS NOT NULL AND g.price_atomic > 0
      AND g.payment ? 'rail'
-     AND g.status IN ('completed', 'upstream_error', 'refunded')
+     AND (g.status IN ('completed', 'upstream_error', 'refunded')
+          OR (g.status = 'denied' AND g.payment -> 'outcome' ->> 'status' = 'refund_due'))
      AND g.id > $1
      AND (NOT EXISTS (SELECT 1 FROM ledger_journals j WHERE j.idempotency_key = g.id || ':payment')
           OR (g.payment -> 'outcome' ->> 'status' = 'refund_due'
@@ -142,7 +143,8 @@ const CHECKED_SQL = `
    WHERE g.payment -> 'outcome' ->> 'status' IN ('settled', 'refund_due')
      AND g.buyer_id IS NOT NULL AND g.seller_id IS NOT NULL AND g.price_atomic > 0
      AND g.payment ? 'rail'
-     AND g.status IN ('completed', 'upstream_error', 'refunded')`;
+     AND (g.status IN ('completed', 'upstream_error', 'refunded')
+          OR (g.status = 'denied' AND g.payment -> 'outcome' ->> 'status' = 'refund_due'))`;
 
 const JOURNALS_OF_SQL = `
   SELECT gateway_request_id, kind FROM ledger_journals WHERE gateway_request_id = ANY ($1::text[])`;

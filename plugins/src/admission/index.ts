@@ -100,10 +100,12 @@ export const createAdmission = (redis: Redis, eventsKey: string) => {
 // Paid calls: the same limits, plus exactly-once use of the payment proof, in the same single round trip.
 // KEYS: key-limit, listing-limit, events, verified record, the buyer's spend today, then one "used" key per proof id.
 // ARGV: key limit/min, listing limit/min, start event JSON (without its closing brace), gateway request id,
-//       listing id, buyer id, "used" key prefix, daily spend cap ('' for none), the price this call adds to spend.
-// Returns {outcome, limit, remaining, reset_ms, retry_after_ms, detail} where outcome is one of
-// admitted (detail: the verified payment JSON), used (detail: the gateway request it paid), unverified, mismatch,
-// rate_limited, spend_cap (detail: spent today).
+//       listing id, buyer id, "used" key prefix, daily spend cap ('' for none), the price this call adds to spend,
+//       '1' when the payment's money has already moved on chain (a direct transfer or Relay), '0' when it settles later.
+// Returns {outcome, limit, remaining, reset_ms, retry_after_ms, detail, extra} where outcome is one of
+// admitted (detail: the verified payment JSON, extra: its settlement), used (detail: the gateway request it paid),
+// unverified, mismatch, rate_limited, spend_cap (detail: spent today; the proof is untouched), spend_cap_refund
+// (detail: spent today, extra: the payment JSON; the proof is consumed and the call recorded, to be refunded).
 const PAID_ADMIT_SCRIPT = `
 for i = 6, #KEYS do
   local by = redis.call('GET', KEYS[i])
@@ -122,10 +124,16 @@ end
 ${LIMITS_LUA}
 local allowed, limit, remaining, reset, retry = limits()
 if allowed == 0 then return {'rate_limited', limit, 0, reset, retry, '', ''} end
--- The operator's cap: refused before anything is charged or consumed, so the proof stays valid for a later call.
+-- The operator's cap, before anything is charged. A payment that settles later (x402) is simply not settled: the proof
+-- stays valid for a later call. Money that already moved is never left hanging: the proof is consumed and the call
+-- recorded with the payment, which the gateway marks for refund.
 local spent = tonumber(redis.call('GET', KEYS[5]) or '0')
 if ARGV[8] ~= '' and spent + tonumber(ARGV[9]) > tonumber(ARGV[8]) then
-  return {'spend_cap', 0, 0, 0, 0, tostring(spent), ''}
+  if ARGV[10] ~= '1' then return {'spend_cap', 0, 0, 0, 0, tostring(spent), ''} end
+  for i = 6, #KEYS do redis.call('SET', KEYS[i], ARGV[4]) end
+  for _, id in ipairs(ids) do redis.call('SET', ARGV[7] .. id, ARGV[4]) end
+  redis.call('XADD', KEYS[3], '*', 'e', ARGV[3] .. ',"payment":' .. verified[3] .. '}')
+  return {'spend_cap_refund', 0, 0, 0, 0, tostring(spent), verified[3]}
 end
 charge()
 redis.call('INCRBY', KEYS[5], ARGV[9])
@@ -150,12 +158,15 @@ export interface PaidAdmissionRequest extends Omit<AdmissionRequest, 'startEvent
   spendKey: string;
   spendCapAtomic: string | null;
   priceAtomic: string;
+  /** The payment's money has already moved (direct transfer, Relay): past the cap it is recorded for refund. */
+  alreadySettled: boolean;
 }
 
 export type PaidAdmission =
   | ({ outcome: 'admitted'; payment: string; settlement: string } & Admission)
   | ({ outcome: 'rate_limited' } & Admission)
   | { outcome: 'spend_cap'; spentAtomic: string }
+  | { outcome: 'spend_cap_refund'; spentAtomic: string; payment: string }
   | { outcome: 'used'; gatewayRequestId: string }
   | { outcome: 'unverified' }
   | { outcome: 'mismatch' };
@@ -190,6 +201,7 @@ export const createPaidAdmission = (redis: Redis, eventsKey: string) => {
       request.usedKeyPrefix,
       request.spendCapAtomic ?? '',
       request.priceAtomic,
+      request.alreadySettled ? '1' : '0',
     );
     switch (outcome) {
       case 'admitted':
@@ -200,6 +212,8 @@ export const createPaidAdmission = (redis: Redis, eventsKey: string) => {
         return { outcome, gatewayRequestId: detail };
       case 'spend_cap':
         return { outcome, spentAtomic: detail };
+      case 'spend_cap_refund':
+        return { outcome, spentAtomic: detail, payment: settlement };
       case 'mismatch':
         return { outcome };
       default:
