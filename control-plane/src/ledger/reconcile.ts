@@ -5,6 +5,7 @@ import { createSolanaRpc, type Signature } from '@solana/kit';
 import type { Redis } from 'ioredis';
 import type { PublicClient } from 'viem';
 import { type Pool, type PoolClient, transaction } from '../db.js';
+import { type PeriodicJob, startPeriodic } from '../periodic.js';
 import { DEFAULT_FEE_BPS, LedgerDataError, postLedger } from './posting.js';
 
 /**
@@ -618,22 +619,15 @@ export const reconcile = async (options: ReconcileOptions): Promise<ReconcileRep
 // Any constant works; the same in every control plane so that only one reconciles at a time.
 const RECONCILE_LOCK = 7_312_004_118;
 
-export interface Reconciler {
-  /**
-   * One run under the cluster-wide advisory lock; null (and counted as skipped) when a run is already going here or
-   * on another control plane.
-   */
-  runOnce(): Promise<ReconcileReport | null>;
-  /** Stops the timer and waits for a run in progress. Call before closing the pool. */
-  stop(): Promise<void>;
-}
+/**
+ * One run at a time under the cluster-wide advisory lock; `runOnce` answers null (counted as skipped) when a run is
+ * already going here or on another control plane.
+ */
+export type Reconciler = PeriodicJob<ReconcileReport>;
 
 /** The periodic job: a run every `intervalMs` (the first after one interval); 0 disables the timer. */
 export const startReconciler = (options: Omit<ReconcileOptions, 'scanCursor'> & { intervalMs: number }): Reconciler => {
   const { pool, log, intervalMs } = options;
-  let stopped = false;
-  let running: Promise<ReconcileReport | null> | null = null;
-  let timer: NodeJS.Timeout | null = null;
   let scanCursor = '0';
 
   const runLocked = async (): Promise<ReconcileReport | null> => {
@@ -656,35 +650,12 @@ export const startReconciler = (options: Omit<ReconcileOptions, 'scanCursor'> & 
     }
   };
 
-  const runOnce = (): Promise<ReconcileReport | null> => {
-    if (running) {
+  return startPeriodic({
+    intervalMs,
+    run: runLocked,
+    onSkip: () => {
       stats.skipped++;
-      return Promise.resolve(null);
-    }
-    const run = runLocked().finally(() => {
-      running = null;
-    });
-    running = run;
-    return run;
-  };
-
-  const schedule = (): void => {
-    if (stopped || intervalMs <= 0) return;
-    timer = setTimeout(() => {
-      runOnce()
-        .catch((error) => log.error({ err: error }, 'reconciliation failed; retried at the next interval'))
-        .finally(schedule);
-    }, intervalMs);
-    timer.unref();
-  };
-  schedule();
-
-  return {
-    runOnce,
-    stop: async () => {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      await running?.catch(() => {});
     },
-  };
+    onError: (error) => log.error({ err: error }, 'reconciliation failed; retried at the next interval'),
+  });
 };

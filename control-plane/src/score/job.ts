@@ -1,5 +1,6 @@
 import { ID_PREFIX, ulid } from '@crochet/protocol';
 import { type Pool, transaction } from '../db.js';
+import { type PeriodicJob, startPeriodic } from '../periodic.js';
 import { type ListingScore, SCORE, type ScoreInputs, scoreListing, scoreSeller } from './formula.js';
 
 /**
@@ -193,27 +194,17 @@ export const computeScores = (pool: Pool, freshForMs = 0): Promise<ScoreReport |
     };
   });
 
-export interface ScoreJob {
-  /** One run now; null (counted as skipped) when a run is already going here or on another control plane. */
-  runOnce(): Promise<ScoreReport | null>;
-  /** Stops the timer and waits for a run in progress. Call before closing the pool. */
-  stop(): Promise<void>;
-}
+/** The periodic job (one run at a time here; null when skipped here or because another control plane ran it). */
+export type ScoreJob = PeriodicJob<ScoreReport>;
 
 /** The periodic job: a run every `intervalMs` (the first after one interval); 0 disables the timer. */
 export const startScoreJob = (options: { pool: Pool; intervalMs: number; log: ScoreLog }): ScoreJob => {
   const { pool, intervalMs, log } = options;
-  let stopped = false;
-  let running: Promise<ScoreReport | null> | null = null;
-  let timer: NodeJS.Timeout | null = null;
-
-  const run = (freshForMs: number): Promise<ScoreReport | null> => {
-    if (running) {
-      stats.skipped++;
-      return Promise.resolve(null);
-    }
-    const started = computeScores(pool, freshForMs)
-      .then(
+  return startPeriodic({
+    intervalMs,
+    // A scheduled run counts any control plane's run within most of an interval: K control planes compute once.
+    run: (scheduled) =>
+      computeScores(pool, scheduled ? intervalMs * 0.9 : 0).then(
         (report) => {
           if (report === null) {
             stats.skipped++;
@@ -229,33 +220,10 @@ export const startScoreJob = (options: { pool: Pool; intervalMs: number; log: Sc
           stats.failures++;
           throw error;
         },
-      )
-      .finally(() => {
-        running = null;
-      });
-    running = started;
-    return started;
-  };
-  const runOnce = () => run(0);
-
-  const schedule = (): void => {
-    if (stopped || intervalMs <= 0) return;
-    timer = setTimeout(() => {
-      // A run by any control plane within most of an interval counts: K control planes compute once per interval.
-      run(intervalMs * 0.9)
-        .catch((error: unknown) => log.error({ err: error }, 'score run failed; retried at the next interval'))
-        .finally(schedule);
-    }, intervalMs);
-    timer.unref();
-  };
-  schedule();
-
-  return {
-    runOnce,
-    stop: async () => {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      await running?.catch(() => {});
+      ),
+    onSkip: () => {
+      stats.skipped++;
     },
-  };
+    onError: (error) => log.error({ err: error }, 'score run failed; retried at the next interval'),
+  });
 };
