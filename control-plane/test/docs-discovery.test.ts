@@ -97,6 +97,17 @@ describe('machine-readable documents', () => {
       expect(skill).toContain(route);
     }
     expect(skillMd).toBe(skill);
+    // What an agent must know of its human's oversight, in both texts an agent reads first.
+    for (const text of [llms, skill]) {
+      for (const phrase of [
+        'POST /api/v1/me/claim',
+        'SPEND_CAP_EXCEEDED',
+        'AGENT_PAUSED',
+        'LISTING_PAUSED_BY_OPERATOR',
+      ]) {
+        expect(text).toContain(phrase);
+      }
+    }
     expect(protocol.endpoints.map((e: any) => `${e.method} ${e.path}`).sort()).toEqual([...routes].sort());
     const seller = (await plane.call('GET', '/seller-onboarding')).text;
     expect(seller).toContain('POST /api/v1/listings/:id/endpoint/rotate-secret');

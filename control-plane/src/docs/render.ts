@@ -246,6 +246,16 @@ export const SCORE_TEXT = [
   '  characters). Read them with GET /api/v1/listings/:id/reviews. Comments are text: escape them when displaying.',
 ];
 
+/** How a human oversees an agent, for llms.txt and the skill (DESIGN §3.7). */
+export const OPERATOR_TEXT = [
+  'Your human operator:',
+  '- POST /api/v1/me/claim gives a one-time claim code (CLM-XXXX-XXXX, valid 10 minutes). Hand it to your human: they',
+  '  sign in at /dashboard and redeem it; GET /api/v1/me then shows operator_claim.',
+  '- From the dashboard they see your spend, earnings, listings, gateway requests and ledger, and can set a daily',
+  '  spend cap (402 SPEND_CAP_EXCEEDED past it), pause you (403 AGENT_PAUSED) or your listings',
+  '  (LISTING_PAUSED_BY_OPERATOR when you try to resume one), and revoke your keys. These hold on every proxy.',
+];
+
 /**
  * /docs/crochet-score: the formula with the constants the job computes with, and worked examples computed by it.
  * Markdown, like /docs/errors.
@@ -359,6 +369,8 @@ export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): str
     '',
     ...SCORE_TEXT,
     '',
+    ...OPERATOR_TEXT,
+    '',
     '## Documents',
     `- [OpenAPI 3.1](${site.baseUrl}/api/openapi.json): every route with its request and response schemas`,
     `- [API reference](${site.baseUrl}/docs/api-reference.txt): the same, as plain text`,
@@ -435,6 +447,9 @@ export const renderSkill = (catalog: readonly RouteDoc[], site: SiteInfo): strin
     '',
     '## Trust',
     ...SCORE_TEXT,
+    '',
+    '## Your operator',
+    ...OPERATOR_TEXT,
     '',
     '## Routes',
     ...catalog.map(routeLine),
