@@ -1,4 +1,3 @@
-// @ts-nocheck — @types/k6 is not installed in this repository; this folder is excluded from tsconfig.json and biome.
 /**
  * One k6 script for every load scenario in load-tests/scenarios/ (the same files `npm run load` reads).
  *
@@ -16,9 +15,11 @@
 import { check } from 'k6';
 import http from 'k6/http';
 import { Rate } from 'k6/metrics';
+// Types only (erased when k6 runs the file): the scenario files' shape, shared with the autocannon runner.
+import type { CallKind, Scenario } from '../src/scenario-shape.js';
 
-const scenario = JSON.parse(open(`../scenarios/${__ENV.SCENARIO || 'smoke'}.json`));
-const EXPECTED = { free: 200, paid: 402, invalid: 401, unknown_listing: 404 };
+const scenario = JSON.parse(open(`../scenarios/${__ENV['SCENARIO'] || 'smoke'}.json`)) as Scenario;
+const EXPECTED: Record<CallKind, number> = { free: 200, paid: 402, invalid: 401, unknown_listing: 404 };
 const BASE_URL = (__ENV.BASE_URL || 'http://localhost:8080').replace(/\/$/, '');
 const BUYER_KEYS = (__ENV.BUYER_KEYS || '').split(',').filter(Boolean);
 const INVALID_KEY = 'Bearer crk_k6_invalid_key_000000000000000000000000';
@@ -27,12 +28,12 @@ const UNKNOWN_LISTING = 'lst_00000000000000000000000000';
 const errors = new Rate('crochet_errors');
 const unexpected = new Rate('crochet_unexpected_status');
 
-const thresholds = {
+const thresholds: Record<string, string[]> = {
   http_req_duration: [`p(99)<${scenario.thresholds.p99_ms}`],
   crochet_errors: [`rate<=${scenario.thresholds.error_rate_max}`],
 };
 if (scenario.thresholds.unexpected_rate_max !== undefined)
-  thresholds.crochet_unexpected_status = [`rate<=${scenario.thresholds.unexpected_rate_max}`];
+  thresholds['crochet_unexpected_status'] = [`rate<=${scenario.thresholds.unexpected_rate_max}`];
 
 export const options = {
   scenarios: {
@@ -55,12 +56,12 @@ const pick = () => {
     at -= m.weight;
     if (at < 0) return m.kind;
   }
-  return scenario.mix[scenario.mix.length - 1].kind;
+  return scenario.mix[scenario.mix.length - 1]!.kind;
 };
 
 export function setup() {
   const kinds = new Set(scenario.mix.map((m) => m.kind));
-  const missing = [];
+  const missing: string[] = [];
   if ((kinds.has('free') || kinds.has('paid') || kinds.has('unknown_listing')) && BUYER_KEYS.length === 0)
     missing.push('BUYER_KEYS');
   if (kinds.has('free') && !__ENV.FREE_LISTING) missing.push('FREE_LISTING');
@@ -80,7 +81,7 @@ export default function () {
         : kind === 'unknown_listing'
           ? UNKNOWN_LISTING
           : __ENV.FREE_LISTING || UNKNOWN_LISTING;
-  const authorization = kind === 'invalid' ? INVALID_KEY : BUYER_KEYS[next++ % BUYER_KEYS.length];
+  const authorization = kind === 'invalid' ? INVALID_KEY : (BUYER_KEYS[next++ % BUYER_KEYS.length] ?? INVALID_KEY);
   const res = http.post(`${BASE_URL}/api/v1/gateway/${listing}`, '{"input":"hello"}', {
     headers: { 'content-type': 'application/json', authorization },
     tags: { kind },
