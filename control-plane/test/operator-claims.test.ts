@@ -1,5 +1,6 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { claimCodeKey } from '../src/operators/claims.js';
 import { startTestControlPlane, type TestPlane } from './helpers.js';
 import { type OperatorClient, signUpOperator } from './operator-support.js';
 
@@ -38,7 +39,13 @@ describe('claims', () => {
     expect(ttl).toBeLessThanOrEqual(10 * 60_000 + 1000);
     const stored = await plane.deps.pool.query('SELECT * FROM agent_claim_codes WHERE agent_id = $1', [agent.agentId]);
     expect(JSON.stringify(stored.rows)).not.toContain(code.slice(4, 8));
-    expect(stored.rows[0].code_hash).toBe(createHash('sha256').update(code.replaceAll('-', '').slice(3)).digest('hex'));
+    // An HMAC under a key derived from the encryption key: the bare SHA-256 of the code (what an offline search of
+    // the 2^40 codes would try) is not what is stored.
+    const chars = code.replaceAll('-', '').slice(3);
+    expect(stored.rows[0].code_hash).toBe(
+      createHmac('sha256', claimCodeKey(plane.config.encryptionKey)).update(chars).digest('hex'),
+    );
+    expect(stored.rows[0].code_hash).not.toBe(createHash('sha256').update(chars).digest('hex'));
 
     // Typed by a human: lower case, spaces instead of dashes.
     const claimed = await redeem(alice, code.toLowerCase().replaceAll('-', ' '));

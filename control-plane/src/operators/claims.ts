@@ -1,12 +1,18 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { ApiError } from '@crochet/protocol';
 import { type Pool, transaction } from '../db.js';
 
 /**
  * Claim codes (DESIGN §3.7): an agent asks for a code and hands it to its human; the human's operator account redeems
  * it and from then on oversees the agent. Codes are 40 random bits written `CLM-XXXX-XXXX` in Crockford base32,
- * stored only as a hash, live 10 minutes and work once.
+ * stored only as an HMAC under a key derived from the at-rest encryption key (a copy of the database alone does not
+ * let anyone try the 2^40 codes offline), live 10 minutes and work once. Rotating the encryption key ends the codes
+ * still open: the agent asks for a new one.
  */
+
+/** The key claim codes are stored under, derived from the at-rest encryption key. */
+export const claimCodeKey = (encryptionKey: Buffer): Buffer =>
+  Buffer.from(hkdfSync('sha256', encryptionKey, Buffer.alloc(0), 'crochet-claim-codes', 32));
 
 export const CLAIM_TTL_SECONDS = 600;
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
@@ -19,10 +25,11 @@ const canonical = (input: string): string | null => {
   return /^[0-9A-HJKMNP-TV-Z]{8}$/.test(text) ? text : null;
 };
 
-const hashOf = (canonicalCode: string): string => createHash('sha256').update(canonicalCode).digest('hex');
+const hashOf = (key: Buffer, canonicalCode: string): string =>
+  createHmac('sha256', key).update(canonicalCode).digest('hex');
 
 /** A new code and the hash stored for it. */
-export const newClaimCode = (): { code: string; hash: string } => {
+export const newClaimCode = (key: Buffer): { code: string; hash: string } => {
   const bytes = randomBytes(5);
   let value = 0n;
   for (const byte of bytes) value = (value << 8n) | BigInt(byte);
@@ -31,18 +38,22 @@ export const newClaimCode = (): { code: string; hash: string } => {
     chars = ALPHABET[Number(value & 31n)] + chars;
     value >>= 5n;
   }
-  return { code: `CLM-${chars.slice(0, 4)}-${chars.slice(4)}`, hash: hashOf(chars) };
+  return { code: `CLM-${chars.slice(0, 4)}-${chars.slice(4)}`, hash: hashOf(key, chars) };
 };
 
 /** The stored hash a typed code would have; null when it cannot be a code at all. */
-export const claimCodeHash = (input: string): string | null => {
+export const claimCodeHash = (key: Buffer, input: string): string | null => {
   const chars = canonical(input);
-  return chars === null ? null : hashOf(chars);
+  return chars === null ? null : hashOf(key, chars);
 };
 
 /** Issues a code for an agent; its earlier codes that are still open end now (only the newest one works). */
-export const issueClaimCode = async (pool: Pool, agentId: string): Promise<{ code: string; expiresAt: Date }> => {
-  const { code, hash } = newClaimCode();
+export const issueClaimCode = async (
+  pool: Pool,
+  key: Buffer,
+  agentId: string,
+): Promise<{ code: string; expiresAt: Date }> => {
+  const { code, hash } = newClaimCode(key);
   const expiresAt = await transaction(pool, async (client) => {
     await client.query(
       'UPDATE agent_claim_codes SET expires_at = now() WHERE agent_id = $1 AND used_at IS NULL AND expires_at > now()',
@@ -69,8 +80,13 @@ export interface ClaimedAgent {
  * and links the agent, in one transaction. Redeeming a code of an agent the operator already has is a no-op success;
  * an agent claimed by someone else stays theirs (and the code stays unused).
  */
-export const redeemClaimCode = async (pool: Pool, operatorId: string, input: string): Promise<ClaimedAgent> => {
-  const hash = claimCodeHash(input);
+export const redeemClaimCode = async (
+  pool: Pool,
+  key: Buffer,
+  operatorId: string,
+  input: string,
+): Promise<ClaimedAgent> => {
+  const hash = claimCodeHash(key, input);
   if (hash === null) throw new ApiError('CLAIM_CODE_INVALID');
   return transaction(pool, async (client) => {
     const used = await client.query<{ agent_id: string }>(

@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import type { App, Deps } from '../app.js';
 import { AttemptLimiter } from '../operators/attempt-limiter.js';
-import { CLAIM_TTL_SECONDS, issueClaimCode } from '../operators/claims.js';
+import { CLAIM_TTL_SECONDS, claimCodeKey, issueClaimCode } from '../operators/claims.js';
 import { operatorRedisKeys } from '../operators/keys.js';
 import { Data, Timestamp } from '../schemas.js';
 
@@ -12,6 +12,7 @@ const ISSUES_PER_HOUR = 20;
 export const claimRoutes = (app: App, { config, pool, redis }: Deps): void => {
   const keys = operatorRedisKeys(config.redisPrefix);
   const limiter = new AttemptLimiter(redis);
+  const codeKey = claimCodeKey(config.encryptionKey);
 
   app.post(
     '/api/v1/me/claim',
@@ -41,7 +42,7 @@ export const claimRoutes = (app: App, { config, pool, redis }: Deps): void => {
         [{ key: keys.claimIssue(agentId), max: ISSUES_PER_HOUR, windowMs: 3600_000 }],
         'Too many claim codes.',
       );
-      const { code, expiresAt } = await issueClaimCode(pool, agentId);
+      const { code, expiresAt } = await issueClaimCode(pool, codeKey, agentId);
       return reply
         .code(201)
         .header('cache-control', 'no-store')

@@ -5,7 +5,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
 import type { App, Deps } from '../app.js';
 import { AttemptLimiter } from '../operators/attempt-limiter.js';
-import { redeemClaimCode } from '../operators/claims.js';
+import { claimCodeKey, redeemClaimCode } from '../operators/claims.js';
 import { revokeAgentKey, setAgentStatus, setListingStatus, setSpendCap } from '../operators/controls.js';
 import { operatorRedisKeys } from '../operators/keys.js';
 import {
@@ -170,6 +170,7 @@ const guards = (sessions: SessionManager, siteOrigin: string) => ({
  */
 export const operatorRoutes = (app: App, deps: Deps): void => {
   const { config, pool, redis, publisher } = deps;
+  const codeKey = claimCodeKey(config.encryptionKey);
   const keys = operatorRedisKeys(config.redisPrefix);
   const limiter = new AttemptLimiter(redis);
   const sessions = new SessionManager({
@@ -317,7 +318,7 @@ export const operatorRoutes = (app: App, deps: Deps): void => {
         'Too many claim codes that matched nothing.',
       );
       try {
-        const agent = await redeemClaimCode(pool, operatorId, request.body.claim_code);
+        const agent = await redeemClaimCode(pool, codeKey, operatorId, request.body.claim_code);
         await limiter.refund([bucket]);
         return { data: { agent } };
       } catch (error) {
