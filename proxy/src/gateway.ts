@@ -42,6 +42,7 @@ import {
   type PaymentDeps,
   payForCall,
   releaseProof,
+  type SpendHold,
 } from './payment-step.js';
 
 /**
@@ -96,7 +97,7 @@ interface CallState {
   errorCode: ErrorCode | null;
   steps: [string, number][];
   /** Paid calls: the verified payment and its rail, and the buyer's spend counter it was added to. */
-  paid: { payment: VerifiedPayment; rail: PaymentRail; spend: { key: string; amountAtomic: string } } | null;
+  paid: { payment: VerifiedPayment; rail: PaymentRail; spend: SpendHold } | null;
   paymentOutcome: PaymentOutcome | null;
   receipt: ReceiptState | null;
 }
@@ -382,7 +383,7 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
           // Refused after its transfer was consumed (the cap): recorded with the payment, marked for refund.
           state.paid = {
             ...decision.refund,
-            spend: { key: spendKey, amountAtomic: listing.priceAtomic.toString() },
+            spend: { key: spendKey, amountAtomic: listing.priceAtomic.toString(), verifiedKey: '' },
           };
           state.paymentOutcome = { status: 'refund_due', tx: decision.refund.payment.tx };
           request.gateway = state;
@@ -394,7 +395,7 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
       state.paid = {
         payment: decision.payment,
         rail: decision.rail,
-        spend: { key: spendKey, amountAtomic: listing.priceAtomic.toString() },
+        spend: { key: spendKey, amountAtomic: listing.priceAtomic.toString(), verifiedKey: decision.verifiedKey },
       };
     }
     const limitHeaders = rateLimitHeaders(admission);
@@ -424,7 +425,7 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
           // Broadcast, not confirmed in time. The buyer is told to retry with the same payment, so give the proof
           // back: the retry is admitted from the verification already made and settles by waiting for this same
           // transaction (the facilitator remembers it in Redis), never by paying twice.
-          await releaseProof(deps.payments!, payment, state.id, state.paid!.spend).catch((error: unknown) =>
+          await releaseProof(deps.payments!, payment, state.id, state.paid!.spend, 'hold').catch((error: unknown) =>
             request.log.error({ err: error }, 'could not release a pending proof'),
           );
           state.paymentOutcome = { status: 'pending', tx: settled.tx };

@@ -40,7 +40,7 @@ export interface PaymentDeps {
 }
 
 export type PaymentDecision =
-  | { ok: true; admission: Admission; payment: VerifiedPayment; rail: PaymentRail }
+  | { ok: true; admission: Admission; payment: VerifiedPayment; rail: PaymentRail; verifiedKey: string }
   /** `refund`: the call was refused after its payment was consumed (money already moved): record it for refund. */
   | { ok: false; error: ApiError; refund?: { payment: VerifiedPayment; rail: PaymentRail } };
 
@@ -187,12 +187,26 @@ export const payForCall = async (
       .expire(verifiedKey(keys, primaryId), VERIFIED_TTL_SECONDS)
       .exec();
     outcome = await admit();
-    if (outcome.outcome === 'admitted') return { ok: true, admission: outcome, payment: verdict.payment, rail };
+    if (outcome.outcome === 'admitted') {
+      return {
+        ok: true,
+        admission: outcome,
+        payment: verdict.payment,
+        rail,
+        verifiedKey: verifiedKey(keys, primaryId),
+      };
+    }
   }
 
   switch (outcome.outcome) {
     case 'admitted':
-      return { ok: true, admission: outcome, payment: fromRecord(outcome.payment, outcome.settlement), rail };
+      return {
+        ok: true,
+        admission: outcome,
+        payment: fromRecord(outcome.payment, outcome.settlement),
+        rail,
+        verifiedKey: verifiedKey(keys, primaryId),
+      };
     case 'spend_cap_refund': {
       const cap = call.admission.spendCapAtomic ?? '0';
       const error = spendCapExceeded(cap, outcome.spentAtomic, call.listing.priceAtomic, {
@@ -273,31 +287,58 @@ const spendCapExceeded = (
     },
   });
 
-// KEYS: the "used" keys of the payment's proof ids, then the buyer's spend counter. ARGV: gateway request id, amount.
-// Only keys still held by this request are released (never a proof another request holds); the spend is given back
-// once, when anything was released.
+// KEYS: the "used" keys of the payment's proof ids, the buyer's spend counter, the payment's verified record.
+// ARGV: gateway request id, amount, 'give' | 'hold'. Only keys still held by this request are released (never a proof
+// another request holds). When anything was released, the spend is given back once ('give': nothing was charged), or
+// kept and marked on the verified record ('hold': a settlement is pending — its retry is neither capped nor counted
+// again).
 const RELEASE_LUA = `
+local n = #KEYS - 2
 local released = 0
-for i = 1, #KEYS - 1 do
+for i = 1, n do
   if redis.call('GET', KEYS[i]) == ARGV[1] then released = released + redis.call('DEL', KEYS[i]) end
 end
-if released > 0 and redis.call('EXISTS', KEYS[#KEYS]) == 1 then redis.call('DECRBY', KEYS[#KEYS], ARGV[2]) end
+if released > 0 then
+  if ARGV[3] == 'hold' then
+    if redis.call('EXISTS', KEYS[n + 2]) == 1 then redis.call('HSET', KEYS[n + 2], 'spend_held', '1') end
+  elseif redis.call('EXISTS', KEYS[n + 1]) == 1 then
+    redis.call('DECRBY', KEYS[n + 1], ARGV[2])
+  end
+end
 return released
 `;
 
 /**
- * Gives the proof back (nothing was charged): used when settlement failed or, after_response, the seller failed.
- * The call's price is taken off the buyer's spend counter with it.
+ * Gives the proof back: when settlement failed or, after_response, the seller failed (nothing was charged: the
+ * call's price comes off the buyer's spend counter), or when settlement is pending (`hold`: the spend stays counted
+ * for the retry that will wait for the same transaction).
  */
 export const releaseProof = async (
   deps: Pick<PaymentDeps, 'redis' | 'keys'>,
   payment: VerifiedPayment,
   gatewayRequestId: string,
-  spend: { key: string; amountAtomic: string },
+  spend: SpendHold,
+  mode: 'give' | 'hold' = 'give',
 ) => {
   const keys = payment.proofIds.map((id) => usedKey(deps.keys, id));
-  await deps.redis.eval(RELEASE_LUA, keys.length + 1, ...keys, spend.key, gatewayRequestId, spend.amountAtomic);
+  await deps.redis.eval(
+    RELEASE_LUA,
+    keys.length + 2,
+    ...keys,
+    spend.key,
+    spend.verifiedKey,
+    gatewayRequestId,
+    spend.amountAtomic,
+    mode,
+  );
 };
+
+/** What a paid call added to its buyer's spend counter, and the verified record of the payment it used. */
+export interface SpendHold {
+  key: string;
+  amountAtomic: string;
+  verifiedKey: string;
+}
 
 /**
  * Marks the transaction that settled an x402 payment as used by the request it paid: the same transaction presented

@@ -1,11 +1,14 @@
 import { authorizationState, devPublicClient, mintUsdc, transferUsdc, usdcBalance } from '@crochet/dev-chains';
+import { redisKeys, utcDay } from '@crochet/protocol';
 import { encodePaymentSignatureHeader } from '@x402/core/http';
 import { toClientEvmSigner } from '@x402/evm';
 import { ExactEvmScheme } from '@x402/evm/exact/client';
 import { x402Client } from '@x402/fetch';
+import { Redis } from 'ioredis';
 import type { Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TEST_REDIS_URL } from '../../control-plane/test/helpers.js';
 import {
   createPaidListing,
   type PaymentStack,
@@ -27,6 +30,7 @@ let sellerKey: string;
 let buyerKey: string;
 let solver: `0x${string}`;
 let buyerWallet: `0x${string}`;
+let buyerId: string;
 const PRICE = 100_000n;
 
 beforeAll(async () => {
@@ -36,10 +40,14 @@ beforeAll(async () => {
   const buyer = await registerVerifiedEvmBuyer(stack, 'buyer', stack.evm.accounts[6]!.privateKey);
   buyerKey = buyer.apiKey;
   buyerWallet = buyer.address;
+  buyerId = buyer.agentId;
   solver = stack.evm.accounts[5]!.privateKey;
   await mintUsdc(stack.evm, privateKeyToAccount(solver).address, 10_000_000n);
 }, 60_000);
+let client: Redis | undefined;
+const redis = () => (client ??= new Redis(TEST_REDIS_URL));
 afterAll(async () => {
+  client?.disconnect();
   stack?.relay.setDelay(0);
   await seller?.close();
   await stack?.stop();
@@ -166,6 +174,19 @@ describe('a payment whose verification times out', () => {
       await anvil('evm_mine');
     }
 
+    // Meanwhile the operator caps the agent at what it has spent today, this payment included: the retry of a
+    // payment already broadcast is not capped (its spend stays counted, once), while a new call is.
+    const spent = BigInt(
+      (await redis().get(redisKeys(stack.plane.config.redisPrefix).spend(buyerId, utcDay()))) ?? '0',
+    );
+    expect(spent).toBeGreaterThanOrEqual(PRICE);
+    await stack.plane.deps.pool.query('UPDATE agents SET daily_spend_cap_atomic = $2 WHERE id = $1', [
+      buyerId,
+      spent.toString(),
+    ]);
+    await stack.plane.deps.publisher.changed({ agentId: buyerId });
+    await eventually(() => expect(second.store.agent(buyerId)?.daily_spend_cap_atomic).toBe(spent.toString()));
+
     // Retried with the same payment (on another proxy): the broadcast settlement is found, not repeated.
     const paid = await gatewayCall(second, listing, buyerKey, { body: { q: 'settle' }, headers: header });
     expect(paid.status, paid.text).toBe(200);
@@ -174,5 +195,9 @@ describe('a payment whose verification times out', () => {
     expect(await authorizationState(stack.evm, buyer.address, nonce)).toBe(true);
     expect(await usdcBalance(stack.evm, stack.evmPayTo)).toBe(payToBefore + PRICE);
     expect(await usdcBalance(stack.evm, buyer.address)).toBe(1_000_000n - PRICE);
+    expect(BigInt((await redis().get(redisKeys(stack.plane.config.redisPrefix).spend(buyerId, utcDay()))) ?? '0')).toBe(
+      spent,
+    );
+    expectApiError(await gatewayCall(second, listing, buyerKey, { body: { q: 'next' } }), 402, 'SPEND_CAP_EXCEEDED');
   });
 });

@@ -111,7 +111,7 @@ for i = 6, #KEYS do
   local by = redis.call('GET', KEYS[i])
   if by then return {'used', 0, 0, 0, 0, by, ''} end
 end
-local verified = redis.call('HMGET', KEYS[4], 'listing', 'buyer', 'payment', 'settlement')
+local verified = redis.call('HMGET', KEYS[4], 'listing', 'buyer', 'payment', 'settlement', 'spend_held')
 if not verified[3] then return {'unverified', 0, 0, 0, 0, '', ''} end
 if verified[1] ~= ARGV[5] or verified[2] ~= ARGV[6] then return {'mismatch', 0, 0, 0, 0, verified[1], ''} end
 -- Every id the verified payment consumes (a Relay request and its fill, say), not only the one presented. They are
@@ -127,8 +127,11 @@ if allowed == 0 then return {'rate_limited', limit, 0, reset, retry, '', ''} end
 -- The operator's cap, before anything is charged. A payment that settles later (x402) is simply not settled: the proof
 -- stays valid for a later call. Money that already moved is never left hanging: the proof is consumed and the call
 -- recorded with the payment, which the gateway marks for refund.
+-- A payment whose settlement was pending when its call was answered still holds its spend (spend_held): its retry is
+-- neither capped nor counted again.
+local held = verified[5]
 local spent = tonumber(redis.call('GET', KEYS[5]) or '0')
-if ARGV[8] ~= '' and spent + tonumber(ARGV[9]) > tonumber(ARGV[8]) then
+if not held and ARGV[8] ~= '' and spent + tonumber(ARGV[9]) > tonumber(ARGV[8]) then
   if ARGV[10] ~= '1' then return {'spend_cap', 0, 0, 0, 0, tostring(spent), ''} end
   for i = 6, #KEYS do redis.call('SET', KEYS[i], ARGV[4]) end
   for _, id in ipairs(ids) do redis.call('SET', ARGV[7] .. id, ARGV[4]) end
@@ -136,8 +139,12 @@ if ARGV[8] ~= '' and spent + tonumber(ARGV[9]) > tonumber(ARGV[8]) then
   return {'spend_cap_refund', 0, 0, 0, 0, tostring(spent), verified[3]}
 end
 charge()
-redis.call('INCRBY', KEYS[5], ARGV[9])
-redis.call('EXPIRE', KEYS[5], 172800)
+if held then
+  redis.call('HDEL', KEYS[4], 'spend_held')
+else
+  redis.call('INCRBY', KEYS[5], ARGV[9])
+  redis.call('EXPIRE', KEYS[5], 172800)
+end
 for i = 6, #KEYS do redis.call('SET', KEYS[i], ARGV[4]) end
 for _, id in ipairs(ids) do redis.call('SET', ARGV[7] .. id, ARGV[4]) end
 redis.call('XADD', KEYS[3], '*', 'e', ARGV[3] .. ',"payment":' .. verified[3] .. '}')
