@@ -4,7 +4,8 @@
 #   node dist/bin/reconcile.mjs      one reconciliation pass (`npm run reconcile`)
 #   node dist/bin/demo-seller.mjs    the compose stack's demo seller
 # The build stage bundles each entry with esbuild (scripts/bundle.ts); the runtime stage holds those bundles, the
-# files they open at run time and Node: no node_modules, no TypeScript, no npm at run time.
+# files they open at run time and Node: no installed dependencies (a stub @crochet/protocol holds the error docs),
+# no TypeScript, no npm at run time.
 
 FROM node:20-slim AS build
 WORKDIR /src

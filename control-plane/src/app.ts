@@ -111,6 +111,10 @@ const toApiError = (error: FastifyError, bodyLimitBytes: number): ApiError | nul
       return new ApiError('INVALID_JSON');
   }
   if (error instanceof SyntaxError) return new ApiError('INVALID_JSON');
+  // Redis unreachable (operator sessions, sign-in and claim limits): a state the client can wait out, not a bug.
+  if (error.name === 'MaxRetriesPerRequestError' || /Connection is closed|ECONNREFUSED/.test(error.message)) {
+    return new ApiError('STATE_UNAVAILABLE', { headers: { 'retry-after': '2' } });
+  }
   const status = error.statusCode ?? 500;
   if (status === 404) return new ApiError('ROUTE_NOT_FOUND');
   if (status === 413) return new ApiError('PAYLOAD_TOO_LARGE');

@@ -88,16 +88,16 @@ export const payForCall = async (
       currency: call.listing.currency,
       expires_at: expiresAtMs,
     };
-    // Kept past its expiry: a transfer made in time and presented late must still find what it paid for. The spend
-    // counter is read in the same round trip: an agent at its cap is told so before it pays, not after.
-    const [spent] = await Promise.all([
-      redis.get(call.admission.spendKey),
-      redis.set(requestKey(keys, id), JSON.stringify(record), 'EX', config.requestTtlSeconds + 24 * 3600),
-    ]);
+    // An agent at its operator's cap is told so before it pays, not after (one read, only for a capped agent). The
+    // request is kept past its expiry: a transfer made in time and presented late must still find what it paid for.
     const cap = call.admission.spendCapAtomic;
-    if (cap !== null && BigInt(spent ?? '0') + call.listing.priceAtomic > BigInt(cap)) {
-      return { ok: false, error: spendCapExceeded(cap, spent ?? '0', call.listing.priceAtomic) };
+    if (cap !== null) {
+      const spent = (await redis.get(call.admission.spendKey)) ?? '0';
+      if (BigInt(spent) + call.listing.priceAtomic > BigInt(cap)) {
+        return { ok: false, error: spendCapExceeded(cap, spent, call.listing.priceAtomic) };
+      }
     }
+    await redis.set(requestKey(keys, id), JSON.stringify(record), 'EX', config.requestTtlSeconds + 24 * 3600);
     const input = {
       paymentRequestId: id,
       listingId: call.listing.id,
@@ -279,7 +279,7 @@ const spendCapExceeded = (
       (moved
         ? `The transfer already made for it is recorded under gateway request ${moved.refunded} and is due back to ` +
           'the agent (refund_due in the history and the ledger).'
-        : 'A payment authorised for it was not settled and stays valid for this listing.'),
+        : 'A payment authorised for it was not settled: no USDC moved, and it stays usable until it expires.'),
     details: {
       daily_spend_cap: fromAtomic(BigInt(capAtomic), 'USDC'),
       spent_today: fromAtomic(BigInt(spentAtomic), 'USDC'),

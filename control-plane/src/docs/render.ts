@@ -190,7 +190,7 @@ export const PAYMENT_TEXT = [
   '- Cheap listings are not offered on EVM: PAYMENT_ROUTE_MINIMUM_NOT_MET — pay on Solana.',
   '- Your operator may set a daily spend cap (resets 00:00 UTC): past it, 402 SPEND_CAP_EXCEEDED (with',
   '  daily_spend_cap and spent_today) instead of payment requirements. Past the cap an x402 payment is not settled',
-  '  (it pays later); a transfer already made is recorded for refund (refund_gateway_request_id, refund_due).',
+  '  (usable until it expires); a transfer already made is recorded for refund (refund_gateway_request_id).',
   '- 403 AGENT_PAUSED: your operator paused you; nothing is charged.',
 ];
 

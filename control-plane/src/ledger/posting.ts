@@ -59,21 +59,26 @@ interface Posting {
   tx: string | null;
 }
 
-// A paid request is booked once it reached the seller (completed, or failed there) and its payment ended settled
-// or due a refund — or when it was refused after its transfer was consumed (the buyer's spend cap): booked and
-// reversed, so the buyer's money shows as due back. `payment ? 'rail'` means the start's payment record is in; the outcome comes with the end.
+/**
+ * Which gateway requests (alias `g`) book a journal — the one rule posting and reconciliation share. A paid request
+ * is booked once it reached the seller (completed, or failed there) and its payment ended settled or due a refund,
+ * or when it was refused after its transfer was consumed (the buyer's spend cap): booked and reversed, so the
+ * buyer's money shows as due back. `payment ? 'rail'` means the start's payment record is in; the outcome comes with
+ * the end.
+ */
+export const BOOKABLE_SQL = `g.buyer_id IS NOT NULL AND g.seller_id IS NOT NULL AND g.price_atomic > 0
+     AND g.payment ? 'rail'
+     AND g.payment -> 'outcome' ->> 'status' IN ('settled', 'refund_due')
+     AND (g.status IN ('completed', 'upstream_error', 'refunded')
+          OR (g.status = 'denied' AND g.payment -> 'outcome' ->> 'status' = 'refund_due'))`;
+
 const CANDIDATES_SQL = `
   SELECT g.id, g.listing_id, g.buyer_id, g.seller_id, g.price_atomic::text AS price_atomic, g.currency,
          g.payment -> 'network' AS network, coalesce(g.payment -> 'outcome' -> 'tx', g.payment -> 'tx') AS tx,
          g.payment -> 'outcome' ->> 'status' AS outcome, l.fee_bps
     FROM gateway_requests g
     LEFT JOIN listings l ON l.id = g.listing_id
-   WHERE g.id = ANY ($1::text[])
-     AND g.buyer_id IS NOT NULL AND g.seller_id IS NOT NULL AND g.price_atomic > 0
-     AND g.payment ? 'rail'
-     AND (g.status IN ('completed', 'upstream_error', 'refunded')
-          OR (g.status = 'denied' AND g.payment -> 'outcome' ->> 'status' = 'refund_due'))
-     AND g.payment -> 'outcome' ->> 'status' IN ('settled', 'refund_due')
+   WHERE g.id = ANY ($1::text[]) AND ${BOOKABLE_SQL}
    ORDER BY g.id`;
 
 const ACCOUNTS_SQL = `

@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
 import type { PublicClient } from 'viem';
 import { type Pool, type PoolClient, transaction } from '../db.js';
 import { type PeriodicJob, startPeriodic } from '../periodic.js';
-import { DEFAULT_FEE_BPS, LedgerDataError, postLedger } from './posting.js';
+import { BOOKABLE_SQL, DEFAULT_FEE_BPS, LedgerDataError, postLedger } from './posting.js';
 
 /**
  * §3.5 reconciliation: settled payments seen by the proxies ↔ journals ↔ (where a rail is configured) on-chain
@@ -127,11 +127,7 @@ const MISSING_SQL = `
          g.payment -> 'outcome' AS outcome,
          NOT EXISTS (SELECT 1 FROM ledger_journals j WHERE j.idempotency_key = g.id || ':payment') AS payment_missing
     FROM gateway_requests g
-   WHERE g.payment -> 'outcome' ->> 'status' IN ('settled', 'refund_due')
-     AND g.buyer_id IS NOT NULL AND g.seller_id IS NOT NULL AND g.price_atomic > 0
-     AND g.payment ? 'rail'
-     AND (g.status IN ('completed', 'upstream_error', 'refunded')
-          OR (g.status = 'denied' AND g.payment -> 'outcome' ->> 'status' = 'refund_due'))
+   WHERE ${BOOKABLE_SQL}
      AND g.id > $1
      AND (NOT EXISTS (SELECT 1 FROM ledger_journals j WHERE j.idempotency_key = g.id || ':payment')
           OR (g.payment -> 'outcome' ->> 'status' = 'refund_due'
@@ -141,11 +137,7 @@ const MISSING_SQL = `
 
 const CHECKED_SQL = `
   SELECT count(*)::int AS n FROM gateway_requests g
-   WHERE g.payment -> 'outcome' ->> 'status' IN ('settled', 'refund_due')
-     AND g.buyer_id IS NOT NULL AND g.seller_id IS NOT NULL AND g.price_atomic > 0
-     AND g.payment ? 'rail'
-     AND (g.status IN ('completed', 'upstream_error', 'refunded')
-          OR (g.status = 'denied' AND g.payment -> 'outcome' ->> 'status' = 'refund_due'))`;
+   WHERE ${BOOKABLE_SQL}`;
 
 const JOURNALS_OF_SQL = `
   SELECT gateway_request_id, kind FROM ledger_journals WHERE gateway_request_id = ANY ($1::text[])`;
