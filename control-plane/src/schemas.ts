@@ -1,4 +1,4 @@
-import { idPattern, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX } from '@crochet/protocol';
+import { ApiError, decodeCursor, idPattern, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX } from '@crochet/protocol';
 import { type TSchema, Type } from 'typebox';
 import { CrochetScoreSchema } from './score/view.js';
 
@@ -17,6 +17,26 @@ export const ChallengeIdSchema = Type.String({ pattern: idPattern('challenge'), 
 export const Data = <T extends TSchema>(schema: T) => Type.Object({ data: schema });
 export const List = <T extends TSchema>(schema: T) =>
   Type.Object({ data: Type.Array(schema), next_cursor: Type.Union([Type.String(), Type.Null()]) });
+
+/**
+ * The id a single-position keyset cursor (a `next_cursor` of a list ordered by id) points after; null without a
+ * cursor. Anything that is not such a cursor — forged, from another list, out of range — is a 400, never a 500.
+ */
+export const cursorId = (cursor: string | undefined, valid: (id: string) => boolean): string | null => {
+  if (cursor === undefined) return null;
+  const position = decodeCursor(cursor);
+  const id = position?.[0];
+  if (position?.length !== 1 || typeof id !== 'string' || !valid(id)) {
+    throw new ApiError('VALIDATION_FAILED', {
+      message: 'cursor is not a next_cursor of this list',
+      details: { field: 'querystring.cursor' },
+    });
+  }
+  return id;
+};
+
+/** A PostgreSQL bigint id (identity column) as text: 1 … 2^63 − 1. */
+export const isBigintId = (id: string): boolean => /^[1-9][0-9]{0,18}$/.test(id) && BigInt(id) <= 2n ** 63n - 1n;
 
 export const PageQuery = {
   limit: Type.Optional(

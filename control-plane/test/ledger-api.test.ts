@@ -1,3 +1,4 @@
+import { encodeCursor } from '@crochet/protocol';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publish } from './events-support.js';
@@ -94,6 +95,15 @@ describe('ledger API', () => {
     expect(later.body.data).toEqual([]);
     const bad = await plane.call('GET', '/api/v1/ledger?cursor=nope', { key: seller.apiKey });
     expect(bad.status).toBe(400);
+    // A well-formed cursor past PostgreSQL's bigint is the client's mistake too: 400, not a database error.
+    for (const id of ['9223372036854775808', '9999999999999999999']) {
+      const outOfRange = await plane.call('GET', `/api/v1/ledger?cursor=${encodeCursor([id])}`, { key: seller.apiKey });
+      expect([outOfRange.status, outOfRange.body.error.code]).toEqual([400, 'VALIDATION_FAILED']);
+    }
+    const largest = await plane.call('GET', `/api/v1/ledger?cursor=${encodeCursor(['9223372036854775807'])}`, {
+      key: seller.apiKey,
+    });
+    expect(largest.status, largest.text).toBe(200);
   });
 
   it('gives balances per role and currency', async () => {

@@ -1,6 +1,7 @@
-import { ApiError, type Currency, decodeCursor, encodeCursor, fromAtomic, isId } from '@crochet/protocol';
+import { ApiError, type Currency, encodeCursor, fromAtomic, isId } from '@crochet/protocol';
 import type { Pool, PoolClient } from '../db.js';
 import { pausedBy } from '../listings.js';
+import { cursorId, isBigintId } from '../schemas.js';
 
 /**
  * What an operator sees of the agents they claimed (DESIGN §3.7): each agent with its controls, spend and earnings
@@ -133,18 +134,6 @@ export const agentSummaryOf = async (db: Db, operatorId: string, agentId: string
 };
 
 /** Reads a page cursor: the last id of the previous page, checked against `valid` before it reaches SQL. */
-const cursorId = (cursor: string | undefined, valid: (id: string) => boolean): string | null => {
-  if (cursor === undefined) return null;
-  const position = decodeCursor(cursor);
-  const id = position?.[0];
-  if (position?.length !== 1 || typeof id !== 'string' || !valid(id)) {
-    throw new ApiError('VALIDATION_FAILED', {
-      message: 'cursor is not a next_cursor of this list',
-      details: { field: 'querystring.cursor' },
-    });
-  }
-  return id;
-};
 
 interface GatewayRow {
   id: string;
@@ -216,7 +205,7 @@ export const operatorLedger = async (
   operatorId: string,
   page: { limit: number; cursor?: string | undefined },
 ) => {
-  const after = cursorId(page.cursor, (id) => /^[1-9][0-9]{0,18}$/.test(id));
+  const after = cursorId(page.cursor, isBigintId);
   const { rows } = await db.query<EntryRow>(
     `SELECT e.id::text, e.created_at, a.owner_id AS agent_id, e.entry_type AS kind, e.amount_atomic::text, a.currency,
             j.gateway_request_id

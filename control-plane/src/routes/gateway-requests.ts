@@ -2,7 +2,6 @@ import { decodeReceipt } from '@crochet/plugins';
 import {
   ApiError,
   type Currency,
-  decodeCursor,
   encodeCursor,
   fromAtomic,
   type GatewayStatus,
@@ -12,7 +11,7 @@ import {
 import { type Static, type TSchema, Type } from 'typebox';
 import type { App, Deps } from '../app.js';
 import { sqlParams } from '../db.js';
-import { AgentIdSchema, Data, List, ListingIdSchema, PageQuery, Price, Timestamp } from '../schemas.js';
+import { AgentIdSchema, cursorId, Data, List, ListingIdSchema, PageQuery, Price, Timestamp } from '../schemas.js';
 
 interface GatewayRequestRow {
   id: string;
@@ -173,17 +172,8 @@ export const gatewayRequestRoutes = (app: App, { pool, config }: Deps): void => 
             ` OR payment -> 'outcome' ->> 'tx' = ${proof} OR payment -> 'outcome' ->> 'tx' = lower(${proof}))`,
         );
       }
-      if (query.cursor !== undefined) {
-        const position = decodeCursor(query.cursor);
-        const id = position?.[0];
-        if (position?.length !== 1 || typeof id !== 'string' || !isId('gatewayRequest', id)) {
-          throw new ApiError('VALIDATION_FAILED', {
-            message: 'cursor is not a next_cursor of this list',
-            details: { field: 'querystring.cursor' },
-          });
-        }
-        where.push(`id < ${bind(id)}`);
-      }
+      const after = cursorId(query.cursor, (id) => isId('gatewayRequest', id));
+      if (after !== null) where.push(`id < ${bind(after)}`);
       const { rows } = await pool.query<GatewayRequestRow>(
         `SELECT ${COLUMNS} FROM gateway_requests WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ${limit + 1}`,
         params,

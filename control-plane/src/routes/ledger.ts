@@ -1,8 +1,8 @@
-import { ApiError, type Currency, decodeCursor, encodeCursor, fromAtomic, PAGE_LIMIT_DEFAULT } from '@crochet/protocol';
+import { type Currency, encodeCursor, fromAtomic, PAGE_LIMIT_DEFAULT } from '@crochet/protocol';
 import { type Static, Type } from 'typebox';
 import type { App, Deps } from '../app.js';
 import { sqlParams } from '../db.js';
-import { Data, List, ListingIdSchema, PageQuery, Timestamp } from '../schemas.js';
+import { cursorId, Data, isBigintId, List, ListingIdSchema, PageQuery, Timestamp } from '../schemas.js';
 
 interface EntryRow {
   id: string; // bigint columns arrive as strings
@@ -98,17 +98,8 @@ export const ledgerRoutes = (app: App, { pool }: Deps): void => {
       const where = [`a.owner_id = ${bind(request.agent!.agentId)}`, `a.role = ANY (${bind(roles)}::text[])`];
       if (query.gateway_request_id) where.push(`j.gateway_request_id = ${bind(query.gateway_request_id)}`);
       if (query.since) where.push(`e.created_at >= ${bind(query.since)}::timestamptz`);
-      if (query.cursor !== undefined) {
-        const position = decodeCursor(query.cursor);
-        const id = position?.[0];
-        if (position?.length !== 1 || typeof id !== 'string' || !/^[1-9][0-9]{0,18}$/.test(id)) {
-          throw new ApiError('VALIDATION_FAILED', {
-            message: 'cursor is not a next_cursor of this list',
-            details: { field: 'querystring.cursor' },
-          });
-        }
-        where.push(`e.id < ${bind(id)}::bigint`);
-      }
+      const after = cursorId(query.cursor, isBigintId);
+      if (after !== null) where.push(`e.id < ${bind(after)}::bigint`);
       const { rows } = await pool.query<EntryRow>(
         `SELECT ${ENTRY_COLUMNS}
            FROM ledger_accounts a

@@ -1,4 +1,4 @@
-import { ApiError, decodeCursor, encodeCursor, idPattern, isId, newId, PAGE_LIMIT_DEFAULT } from '@crochet/protocol';
+import { ApiError, encodeCursor, idPattern, isId, newId, PAGE_LIMIT_DEFAULT } from '@crochet/protocol';
 import { Type } from 'typebox';
 import type { App, Deps } from '../app.js';
 import { isUniqueViolation, sqlParams, transaction } from '../db.js';
@@ -13,7 +13,7 @@ import {
   type ReviewRow,
   reviewView,
 } from '../reviews.js';
-import { AgentIdSchema, Data, List, PageQuery, Timestamp } from '../schemas.js';
+import { AgentIdSchema, cursorId, Data, List, PageQuery, Timestamp } from '../schemas.js';
 
 const ReviewSchema = Type.Object({
   id: Type.String({ description: 'rev_… id' }),
@@ -121,17 +121,8 @@ export const reviewRoutes = (app: App, { pool, config }: Deps): void => {
       const limit = request.query.limit ?? PAGE_LIMIT_DEFAULT;
       const { params, bind } = sqlParams();
       const where = [`listing_id = ${bind(listingId)}`];
-      if (request.query.cursor !== undefined) {
-        const position = decodeCursor(request.query.cursor);
-        const id = position?.[0];
-        if (position?.length !== 1 || typeof id !== 'string' || !isId('review', id)) {
-          throw new ApiError('VALIDATION_FAILED', {
-            message: 'cursor is not a next_cursor of this list',
-            details: { field: 'querystring.cursor' },
-          });
-        }
-        where.push(`id < ${bind(id)}`);
-      }
+      const after = cursorId(request.query.cursor, (id) => isId('review', id));
+      if (after !== null) where.push(`id < ${bind(after)}`);
       const { rows } = await pool.query<ReviewRow>(
         `SELECT ${REVIEW_COLUMNS} FROM reviews WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ${limit + 1}`,
         params,
