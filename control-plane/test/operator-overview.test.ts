@@ -1,4 +1,4 @@
-import type { GatewayEvent } from '@crochet/protocol';
+import { type GatewayEvent, redisKeys, utcDay } from '@crochet/protocol';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publish } from './events-support.js';
@@ -103,19 +103,21 @@ afterAll(async () => {
 
 describe('operator overview', () => {
   it('shows each claimed agent with spend today and in total, earnings, keys and listings', async () => {
+    // Today's spend is what the proxies' cap counter holds (the refunded call included: the cap counts payments).
+    await redis.set(redisKeys(plane.config.redisPrefix).spend(buyer.agentId, utcDay()), '40000');
     const res = await operator.call('GET', '/api/v1/operator/overview');
     expect(res.status, res.text).toBe(200);
     expect(res.headers.get('cache-control')).toBe('no-store');
     expect(res.body.data.operator).toEqual({ id: operator.id, email: operator.email });
     const [first, second] = res.body.data.agents;
     expect(res.body.data.agents).toHaveLength(2);
-    // Today 4 × 0.01 paid, 0.01 refunded; yesterday 0.05.
+    // Today 4 × 0.01 paid (the proxies counted all 4), 0.01 of it refunded; yesterday 0.05.
     expect(first).toMatchObject({
       id: buyer.agentId,
       name: 'buyer',
       status: 'active',
       daily_spend_cap: null,
-      spent_today: '0.03',
+      spent_today: '0.04',
       spent_total: '0.08',
       earned_total: '0',
       claimed_at: expect.any(String),

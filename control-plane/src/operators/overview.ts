@@ -1,4 +1,5 @@
-import { ApiError, type Currency, encodeCursor, fromAtomic, isId } from '@crochet/protocol';
+import { ApiError, type Currency, encodeCursor, fromAtomic, isId, type RedisKeys, utcDay } from '@crochet/protocol';
+import type { Redis } from 'ioredis';
 import type { Pool, PoolClient } from '../db.js';
 import { pausedBy } from '../listings.js';
 import { cursorId, isBigintId } from '../schemas.js';
@@ -113,10 +114,29 @@ const agentSummary = (row: AgentRow, keys: KeyRow[], listings: ListingRow[]) => 
 });
 
 /** The operator's agents (or the one given, when it is theirs) with everything the overview shows of each. */
-export const agentSummaries = async (db: Db, operatorId: string, agentId?: string): Promise<AgentSummary[]> => {
+/**
+ * Where today's spend is read from: the per-agent, per-UTC-day counters the proxies enforce the cap with (so the
+ * dashboard's meter and the cap agree). Without them (or with Redis unreachable) the ledger's sum for today is shown.
+ */
+export interface SpendCounters {
+  redis: Redis;
+  keys: RedisKeys;
+}
+
+export const agentSummaries = async (
+  db: Db,
+  operatorId: string,
+  agentId?: string,
+  counters?: SpendCounters,
+): Promise<AgentSummary[]> => {
   const agents = (await db.query<AgentRow>(AGENTS_SQL, [operatorId, agentId ?? null])).rows;
   if (agents.length === 0) return [];
   const ids = agents.map((a) => a.id);
+  if (counters) {
+    const day = utcDay();
+    const spent = await counters.redis.mget(ids.map((id) => counters.keys.spend(id, day))).catch(() => null);
+    if (spent) for (const [i, agent] of agents.entries()) agent.spent_today = spent[i] ?? '0';
+  }
   const [keys, listings] = await Promise.all([
     db.query<KeyRow>(`SELECT ${KEY_COLUMNS} FROM api_keys WHERE agent_id = ANY ($1) ORDER BY created_at, id`, [ids]),
     db.query<ListingRow>(`SELECT ${LISTING_COLUMNS} FROM listings WHERE seller_id = ANY ($1) ORDER BY created_at, id`, [
@@ -127,13 +147,16 @@ export const agentSummaries = async (db: Db, operatorId: string, agentId?: strin
 };
 
 /** One agent of the operator, or AGENT_NOT_FOUND (also for an agent that exists but is someone else's). */
-export const agentSummaryOf = async (db: Db, operatorId: string, agentId: string): Promise<AgentSummary> => {
-  const [summary] = await agentSummaries(db, operatorId, agentId);
+export const agentSummaryOf = async (
+  db: Db,
+  operatorId: string,
+  agentId: string,
+  counters?: SpendCounters,
+): Promise<AgentSummary> => {
+  const [summary] = await agentSummaries(db, operatorId, agentId, counters);
   if (!summary) throw new ApiError('AGENT_NOT_FOUND');
   return summary;
 };
-
-/** Reads a page cursor: the last id of the previous page, checked against `valid` before it reaches SQL. */
 
 interface GatewayRow {
   id: string;

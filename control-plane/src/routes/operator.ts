@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { isIPv6 } from 'node:net';
-import { ApiError, newId, PAGE_LIMIT_DEFAULT, PRICE_ATOMIC_MAX, toAtomic } from '@crochet/protocol';
+import { ApiError, newId, PAGE_LIMIT_DEFAULT, PRICE_ATOMIC_MAX, redisKeys, toAtomic } from '@crochet/protocol';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
 import type { App, Deps } from '../app.js';
@@ -97,7 +97,7 @@ const AgentSummary = Type.Object({
   name: Type.String(),
   status: Type.Union([Type.Literal('active'), Type.Literal('paused')]),
   daily_spend_cap: Nullable(Decimal('most the agent may spend on paid calls per UTC day (USDC); null: no cap')),
-  spent_today: Decimal('USDC spent on paid calls since 00:00 UTC, net of refunds'),
+  spent_today: Decimal('USDC spent on paid calls since 00:00 UTC, as the daily cap counts it'),
   spent_total: Decimal('USDC spent on paid calls, net of refunds'),
   earned_total: Decimal('USDC earned as a seller, after fees and refunds'),
   claimed_at: Timestamp,
@@ -171,6 +171,7 @@ const guards = (sessions: SessionManager, siteOrigin: string) => ({
 export const operatorRoutes = (app: App, deps: Deps): void => {
   const { config, pool, redis, publisher } = deps;
   const codeKey = claimCodeKey(config.encryptionKey);
+  const counters = { redis, keys: redisKeys(config.redisPrefix) };
   const keys = operatorRedisKeys(config.redisPrefix);
   const limiter = new AttemptLimiter(redis);
   const sessions = new SessionManager({
@@ -345,7 +346,10 @@ export const operatorRoutes = (app: App, deps: Deps): void => {
     },
     async (request) => {
       const { operatorId } = request.operator!;
-      const [operator, agents] = await Promise.all([operatorView(operatorId), agentSummaries(pool, operatorId)]);
+      const [operator, agents] = await Promise.all([
+        operatorView(operatorId),
+        agentSummaries(pool, operatorId, undefined, counters),
+      ]);
       return { data: { operator: { id: operator.id, email: operator.email }, agents } };
     },
   );
@@ -400,7 +404,7 @@ export const operatorRoutes = (app: App, deps: Deps): void => {
       }
       await setSpendCap(pool, operatorId, request.params.id, capAtomic);
       await publisher.changed({ agentId: request.params.id });
-      return { data: await agentSummaryOf(pool, operatorId, request.params.id) };
+      return { data: await agentSummaryOf(pool, operatorId, request.params.id, counters) };
     },
   );
 
@@ -415,7 +419,7 @@ export const operatorRoutes = (app: App, deps: Deps): void => {
         const { operatorId } = request.operator!;
         await setAgentStatus(pool, operatorId, request.params.id, status);
         await publisher.changed({ agentId: request.params.id });
-        return { data: await agentSummaryOf(pool, operatorId, request.params.id) };
+        return { data: await agentSummaryOf(pool, operatorId, request.params.id, counters) };
       },
     );
 
