@@ -180,15 +180,25 @@ export const operatorGatewayRequests = async (
   page: { limit: number; cursor?: string | undefined },
 ) => {
   const after = cursorId(page.cursor, (id) => isId('gatewayRequest', id));
-  // Two index scans (buyer, seller) in id order; the keyset bound applies to both.
+  // A page's worth per claimed agent and role, each from its own index (buyer_id, id / seller_id, id), then merged:
+  // the cost follows the page size and the number of agents, not the size of the history.
   const { rows } = await db.query<GatewayRow>(
-    `SELECT g.id, g.created_at, g.listing_id, l.name AS listing_name, g.buyer_id, g.seller_id, g.method,
+    `WITH claimed AS (${CLAIMED}),
+     picked AS (
+       SELECT g.id FROM claimed c CROSS JOIN LATERAL (
+         SELECT id FROM gateway_requests WHERE buyer_id = c.agent_id AND ($2::text IS NULL OR id < $2)
+          ORDER BY id DESC LIMIT $3) g
+       UNION
+       SELECT g.id FROM claimed c CROSS JOIN LATERAL (
+         SELECT id FROM gateway_requests WHERE seller_id = c.agent_id AND ($2::text IS NULL OR id < $2)
+          ORDER BY id DESC LIMIT $3) g)
+     SELECT g.id, g.created_at, g.listing_id, l.name AS listing_name, g.buyer_id, g.seller_id, g.method,
             g.http_status, g.latency_ms, g.price_atomic::text, g.currency,
             g.payment -> 'outcome' ->> 'status' AS payment_outcome
-       FROM gateway_requests g LEFT JOIN listings l ON l.id = g.listing_id
-      WHERE (g.buyer_id IN (${CLAIMED}) OR g.seller_id IN (${CLAIMED}))
-        AND ($2::text IS NULL OR g.id < $2)
-      ORDER BY g.id DESC LIMIT $3`,
+       FROM (SELECT id FROM picked ORDER BY id DESC LIMIT $3) p
+       JOIN gateway_requests g ON g.id = p.id
+       LEFT JOIN listings l ON l.id = g.listing_id
+      ORDER BY g.id DESC`,
     [operatorId, after, page.limit + 1],
   );
   const data = rows.slice(0, page.limit).map((row) => ({
@@ -233,10 +243,13 @@ export const operatorLedger = async (
     `SELECT e.id::text, e.created_at, a.owner_id AS agent_id, e.entry_type AS kind, e.amount_atomic::text, a.currency,
             j.gateway_request_id
        FROM ledger_accounts a
-       JOIN ledger_entries e ON e.account_id = a.id
+       -- A page's worth per account from its index (account_id, id), then merged: the cost follows the page size.
+       CROSS JOIN LATERAL (
+         SELECT e.id, e.created_at, e.entry_type, e.amount_atomic, e.journal_id FROM ledger_entries e
+          WHERE e.account_id = a.id AND ($2::bigint IS NULL OR e.id < $2::bigint)
+          ORDER BY e.id DESC LIMIT $3) e
        JOIN ledger_journals j ON j.id = e.journal_id
       WHERE a.owner_id IN (${CLAIMED}) AND a.role IN ('buyer', 'seller_payable')
-        AND ($2::bigint IS NULL OR e.id < $2::bigint)
       ORDER BY e.id DESC LIMIT $3`,
     [operatorId, after, page.limit + 1],
   );
