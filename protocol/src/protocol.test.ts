@@ -3,6 +3,7 @@ import { apiKeyDisplayPrefix, bearerToken, generateApiKey, hashApiKey, isWellFor
 import { decodeCursor, encodeCursor } from './envelope.js';
 import { isId, newId } from './ids.js';
 import { fromAtomic, toAtomic } from './money.js';
+import { currentUtcDay, utcDay } from './redis-keys.js';
 import { canonicalString, signatureEntry, signatureHeader } from './signature.js';
 
 describe('api keys', () => {
@@ -76,5 +77,20 @@ describe('signature', () => {
       'v1=b03b50d76ed46310e7a89afa72814866541015797263a94ae0207c0d8e89ad76',
     );
     expect(signatureHeader(['a', 'b'], canonical).split(',')).toHaveLength(2);
+  });
+});
+
+describe('utc day', () => {
+  it('names the UTC day, and the cached form changes exactly at midnight', () => {
+    const midnight = Date.UTC(2026, 10, 28);
+    expect(utcDay(midnight - 1)).toBe('20261127');
+    expect(utcDay(midnight)).toBe('20261128');
+    expect(currentUtcDay(midnight - 1)).toBe('20261127');
+    expect(currentUtcDay(midnight - 1000)).toBe('20261127');
+    expect(currentUtcDay(midnight)).toBe('20261128');
+    expect(currentUtcDay(midnight + 86_399_999)).toBe('20261128');
+    expect(currentUtcDay(midnight + 86_400_000)).toBe('20261129');
+    // A clock that steps back is followed too.
+    expect(currentUtcDay(midnight - 1)).toBe('20261127');
   });
 });

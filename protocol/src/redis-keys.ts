@@ -41,5 +41,15 @@ export type RedisKeys = ReturnType<typeof redisKeys>;
 /** The UTC day of a time as YYYYMMDD: spend caps reset at 00:00 UTC. */
 export const utcDay = (ms: number = Date.now()): string => new Date(ms).toISOString().slice(0, 10).replaceAll('-', '');
 
+const DAY_MS = 86_400_000;
+let today = { day: '', endsAt: 0 };
+/** `utcDay()` for now, computed once per day instead of once per call (the gateway asks on every paid call). */
+export const currentUtcDay = (now: number = Date.now()): string => {
+  if (now >= today.endsAt || now < today.endsAt - DAY_MS) {
+    today = { day: utcDay(now), endsAt: (Math.floor(now / DAY_MS) + 1) * DAY_MS };
+  }
+  return today.day;
+};
+
 /** The consumer group of the control plane on the events stream. */
 export const EVENTS_GROUP = 'control-plane';

@@ -19,6 +19,7 @@ import {
   ApiError,
   bearerToken,
   canonicalString,
+  currentUtcDay,
   type ErrorCode,
   type GatewayEndEvent,
   type GatewayStartEvent,
@@ -27,7 +28,6 @@ import {
   type RedisKeys,
   SIGNATURE_HEADERS,
   signatureHeader,
-  utcDay,
 } from '@crochet/protocol';
 import replyFrom from '@fastify/reply-from';
 import { encodePaymentResponseHeader } from '@x402/core/http';
@@ -354,7 +354,7 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
         request.gateway = state;
         reply.header('x-crochet-request-id', state.id);
       }
-      const spendKey = keys.spend(key.agent_id, utcDay());
+      const spendKey = keys.spend(key.agent_id, currentUtcDay());
       let decision: PaymentDecision;
       try {
         decision = await payForCall(deps.payments, {
