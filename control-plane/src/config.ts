@@ -1,5 +1,5 @@
 import { loadPaymentsConfig, type PaymentsConfig, parseReceiptKeys, type ReceiptPrivateJwk } from '@crochet/plugins';
-import { CryptoBox, DEFAULT_REDIS_PREFIX, EnvReader } from '@crochet/protocol';
+import { ConfigError, CryptoBox, DEFAULT_REDIS_PREFIX, EnvReader } from '@crochet/protocol';
 
 /** Everything the control plane reads from its environment, validated at start. */
 export interface ControlPlaneConfig {
@@ -123,4 +123,18 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
   }
   r.done();
   return config;
+};
+
+/**
+ * For the one-shot commands (`npm run reconcile`, `npm run score`): the configuration from the environment, or null
+ * after printing what is wrong with it as `<command>: …` (the command then exits 2).
+ */
+export const loadCommandConfig = (command: string): ControlPlaneConfig | null => {
+  try {
+    return loadControlPlaneConfig();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(`${command}: ${error.message}`);
+    return null;
+  }
 };

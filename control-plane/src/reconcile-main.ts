@@ -1,6 +1,6 @@
-import { ConfigError, redisKeys } from '@crochet/protocol';
+import { redisKeys } from '@crochet/protocol';
 import { Redis } from 'ioredis';
-import { loadControlPlaneConfig } from './config.js';
+import { loadCommandConfig } from './config.js';
 import { createPool, migrate } from './db.js';
 import { type ReconcileLog, reconcile } from './ledger/reconcile.js';
 
@@ -11,16 +11,8 @@ import { type ReconcileLog, reconcile } from './ledger/reconcile.js';
  * no mismatch; 1: mismatches found; 2: bad configuration; 3: the run failed.
  */
 const main = async (): Promise<number> => {
-  let config: ReturnType<typeof loadControlPlaneConfig>;
-  try {
-    config = loadControlPlaneConfig();
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      console.error(`reconcile: ${error.message}`);
-      return 2;
-    }
-    throw error;
-  }
+  const config = loadCommandConfig('reconcile');
+  if (!config) return 2;
   const quiet = config.logLevel === 'silent';
   const line = (level: string, obj: object, msg: string): void => {
     if (!quiet) process.stderr.write(`${JSON.stringify({ level, time: Date.now(), msg, ...obj })}\n`);

@@ -1,24 +1,15 @@
-import { ConfigError } from '@crochet/protocol';
-import { loadControlPlaneConfig } from '../config.js';
+import { loadCommandConfig } from '../config.js';
 import { createPool, migrate } from '../db.js';
 import { computeScores } from './job.js';
 
 /**
- * `npx tsx control-plane/src/score/main.ts`: computes every Crochet Score once, now, with the control plane's
+ * `npm run score`: computes every Crochet Score once, now, with the control plane's
  * configuration from the environment (what the periodic job does; job.ts). Prints the report as one JSON line.
  * Exit code 0: done; 1: another control plane was computing (nothing written); 2: bad configuration; 3: it failed.
  */
 const main = async (): Promise<number> => {
-  let config: ReturnType<typeof loadControlPlaneConfig>;
-  try {
-    config = loadControlPlaneConfig();
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      console.error(`score: ${error.message}`);
-      return 2;
-    }
-    throw error;
-  }
+  const config = loadCommandConfig('score');
+  if (!config) return 2;
   const pool = createPool(config.databaseUrl, 2);
   try {
     await migrate(pool); // the score tables live in migration 009
