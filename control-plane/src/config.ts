@@ -48,7 +48,14 @@ export interface ControlPlaneConfig {
    * The rails whose chains reconciliation checks journals against: only those whose RPC URL (and receiving address)
    * are set in the control plane's environment (`CROCHET_EVM_RPC_URL`, `CROCHET_SOLANA_RPC_URL`, …).
    */
-  payments: Pick<PaymentsConfig, 'evm' | 'solana'>;
+  payments: Pick<PaymentsConfig, 'evm' | 'solana' | 'acceptWindowSeconds'>;
+  /**
+   * `CROCHET_EPOCH_GRACE_MS`: after Redis lost its data, how long the proxies get to put back what they wrote before
+   * this control plane restores the rest from PostgreSQL (paid calls wait meanwhile).
+   */
+  epochGraceMs: number;
+  /** `CROCHET_EPOCH_POLL_MS`: how often the Redis epoch is checked (also on every reconnect). */
+  epochPollMs: number;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -111,10 +118,16 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
     reconcileIntervalSeconds: r.int('CROCHET_RECONCILE_INTERVAL_SECONDS', 300, { min: 0, max: 86_400 }),
     reconcileStaleSeconds: r.int('CROCHET_RECONCILE_STALE_SECONDS', 600, { min: 1, max: 30 * 86_400 }),
     scoreIntervalSeconds: r.int('CROCHET_SCORE_INTERVAL_SECONDS', 300, { min: 0, max: 86_400 }),
-    payments: { evm: undefined, solana: undefined },
+    payments: { evm: undefined, solana: undefined, acceptWindowSeconds: 0 },
+    epochGraceMs: r.int('CROCHET_EPOCH_GRACE_MS', 2_000, { min: 0, max: 60_000 }),
+    epochPollMs: r.int('CROCHET_EPOCH_POLL_MS', 1_000, { min: 50, max: 60_000 }),
   };
   const payments = loadPaymentsConfig(r);
-  config.payments = { evm: payments.evm, solana: payments.solana };
+  config.payments = {
+    evm: payments.evm,
+    solana: payments.solana,
+    acceptWindowSeconds: payments.acceptWindowSeconds,
+  };
   const receiptKeysText = r.string('CROCHET_RECEIPT_KEYS');
   if (receiptKeysText !== undefined) {
     const parsed = parseReceiptKeys(receiptKeysText);

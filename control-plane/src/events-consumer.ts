@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import {
   EVENT_FIELD,
+  EVENT_PAYMENT_FIELD,
   EVENTS_GROUP,
   type GatewayEndEvent,
   type GatewayEvent,
@@ -8,6 +9,7 @@ import {
   type GatewayStatus,
   isCurrency,
   isId,
+  type PaymentRecord,
   redisKeys,
 } from '@crochet/protocol';
 import type { Redis } from 'ioredis';
@@ -76,8 +78,8 @@ const STATUSES: Record<GatewayStatus, true> = {
   forwarded: true,
   completed: true,
   upstream_error: true,
-  refunded: true,
-  denied: true,
+  client_aborted: true,
+  refused: true,
 };
 const INT32_MAX = 2 ** 31 - 1;
 const ATOMIC = /^(0|[1-9][0-9]{0,17})$/;
@@ -89,8 +91,39 @@ const isCount = (value: unknown, max = Number.MAX_SAFE_INTEGER): value is number
 const isText = (value: unknown, max: number): value is string =>
   typeof value === 'string' && value.length > 0 && value.length <= max;
 
-/** Parses and checks one entry's event; throws EventError with the first problem found. */
-export const parseEvent = (raw: string | null): GatewayEvent => {
+const RAILS = new Set<string>(['solana-transfer', 'evm-transfer', 'relay', 'x402-exact']);
+
+/** Parses and checks a paid start's payment record (the entry's `p` field). */
+const parsePayment = (raw: string): PaymentRecord => {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw new EventError('gateway.start: payment is not JSON');
+  }
+  const p = value as Record<string, unknown> | null;
+  const ok =
+    typeof p === 'object' &&
+    p !== null &&
+    RAILS.has(p['rail'] as string) &&
+    isText(p['network'], 128) &&
+    typeof p['payer'] === 'string' &&
+    typeof p['amount_atomic'] === 'string' &&
+    ATOMIC.test(p['amount_atomic']) &&
+    typeof p['asset'] === 'string' &&
+    (p['tx'] === null || isText(p['tx'], 256)) &&
+    Array.isArray(p['proof_ids']) &&
+    p['proof_ids'].length > 0 &&
+    p['proof_ids'].every((id) => isText(id, 512));
+  if (!ok) throw new EventError('gateway.start: payment is missing or malformed');
+  return value as PaymentRecord;
+};
+
+/**
+ * Parses and checks one entry's event (and, for a paid start, its payment: the `p` field); throws EventError with
+ * the first problem found.
+ */
+export const parseEvent = (raw: string | null, paymentRaw: string | null = null): GatewayEvent => {
   if (raw === null) throw new EventError(`entry has no "${EVENT_FIELD}" field`);
   let value: unknown;
   try {
@@ -119,7 +152,9 @@ export const parseEvent = (raw: string | null): GatewayEvent => {
     check(typeof e['path'] === 'string', 'path');
     check(typeof e['price_atomic'] === 'string' && ATOMIC.test(e['price_atomic']), 'price_atomic');
     check(typeof e['currency'] === 'string' && isCurrency(e['currency']), 'currency');
-    return e as unknown as GatewayStartEvent;
+    const start = e as unknown as GatewayStartEvent;
+    if (paymentRaw !== null) start.payment = parsePayment(paymentRaw);
+    return start;
   }
   check(typeof e['status'] === 'string' && Object.hasOwn(STATUSES, e['status']), 'status');
   check(isCount(e['http_status'], 999), 'http_status');
@@ -129,6 +164,7 @@ export const parseEvent = (raw: string | null): GatewayEvent => {
   check(isCount(e['bytes_in']), 'bytes_in');
   check(isCount(e['bytes_out']), 'bytes_out');
   check(e['receipt'] === undefined || (isText(e['receipt'], 16_384) && RECEIPT.test(e['receipt'])), 'receipt');
+  check(e['payment_request_id'] === undefined || isText(e['payment_request_id'], 64), 'payment_request_id');
   return e as unknown as GatewayEndEvent;
 };
 
@@ -164,12 +200,11 @@ const END_SQL = `
           bytes_out, created_at, completed_at, payment)
   SELECT e.id, e.listing_id, l.seller_id, e.status, e.http_status, e.error_code, e.latency_ms, e.upstream_latency_ms,
          e.bytes_in, e.bytes_out, timestamptz 'epoch' + (e.at - e.latency_ms) * interval '1 ms',
-         timestamptz 'epoch' + e.at * interval '1 ms',
-         CASE WHEN e.outcome IS NULL THEN NULL ELSE jsonb_build_object('outcome', e.outcome) END
+         timestamptz 'epoch' + e.at * interval '1 ms', e.payment
     FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::int[], $8::bigint[],
                 $9::bigint[], $10::bigint[], $11::jsonb[])
          AS e (id, listing_id, status, http_status, error_code, latency_ms, upstream_latency_ms, bytes_in, bytes_out, at,
-               outcome)
+               payment)
     LEFT JOIN listings l ON l.id = e.listing_id
   ON CONFLICT (id) DO UPDATE SET
     payment             = CASE WHEN EXCLUDED.payment IS NULL THEN g.payment
@@ -194,15 +229,15 @@ const MERGED_SQL = `
           payment, http_status, error_code, latency_ms, upstream_latency_ms, bytes_in, bytes_out, completed_at, receipt)
   SELECT m.id, m.listing_id, m.seller_id, m.buyer_id, m.key_id, m.method, m.path, m.status, m.price_atomic,
          m.currency, timestamptz 'epoch' + m.at * interval '1 ms',
-         CASE WHEN m.outcome IS NULL THEN m.payment
-              ELSE coalesce(m.payment, '{}'::jsonb) || jsonb_build_object('outcome', m.outcome) END,
+         CASE WHEN m.end_payment IS NULL THEN m.payment ELSE coalesce(m.payment, '{}'::jsonb) || m.end_payment END,
          m.http_status, m.error_code, m.latency_ms, m.upstream_latency_ms, m.bytes_in, m.bytes_out,
          timestamptz 'epoch' + m.end_at * interval '1 ms', m.receipt
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[],
                 $9::text[], $10::bigint[], $11::jsonb[], $12::text[], $13::int[], $14::text[], $15::int[], $16::int[],
                 $17::bigint[], $18::bigint[], $19::bigint[], $20::jsonb[], $21::text[])
          AS m (id, listing_id, seller_id, buyer_id, key_id, method, path, price_atomic, currency, at, payment, status,
-               http_status, error_code, latency_ms, upstream_latency_ms, bytes_in, bytes_out, end_at, outcome, receipt)
+               http_status, error_code, latency_ms, upstream_latency_ms, bytes_in, bytes_out, end_at, end_payment,
+               receipt)
   ON CONFLICT (id) DO NOTHING
   RETURNING g.id`;
 
@@ -211,6 +246,67 @@ const RECEIPT_SQL = `
   UPDATE gateway_requests AS g SET receipt = r.receipt
     FROM unnest($1::text[], $2::text[]) AS r (id, receipt)
    WHERE g.id = r.id AND g.receipt IS NULL`;
+
+// A paid start's proofs are held by its request; a later start that consumed the same proof (after it was given back,
+// or the same request resumed) takes it over, and an older delivery never takes it back.
+const PROOFS_SQL = `
+  INSERT INTO payment_proofs AS p (proof_id, gateway_request_id, consumed_at)
+  SELECT c.proof_id, c.id, timestamptz 'epoch' + c.at * interval '1 ms'
+    FROM unnest($1::text[], $2::text[], $3::bigint[]) AS c (proof_id, id, at)
+  ON CONFLICT (proof_id) DO UPDATE SET
+    gateway_request_id = EXCLUDED.gateway_request_id, consumed_at = EXCLUDED.consumed_at, released_at = NULL
+  WHERE p.consumed_at < EXCLUDED.consumed_at`;
+
+// A proof given back by its request (nothing charged, or settlement pending: the retry consumes it again).
+const RELEASED_SQL = `
+  UPDATE payment_proofs SET released_at = now()
+   WHERE gateway_request_id = ANY ($1::text[]) AND released_at IS NULL`;
+
+// The transaction that settled an x402 payment is consumed by the request it paid (it could otherwise be presented
+// as a direct transfer): the same id as plugins' txProofId — 'tx:<network>:<tx>', lowercase on EVM.
+const SETTLED_TX_SQL = `
+  INSERT INTO payment_proofs (proof_id, gateway_request_id, consumed_at)
+  SELECT 'tx:' || (g.payment ->> 'network') || ':' ||
+         CASE WHEN g.payment ->> 'network' LIKE 'eip155:%' THEN lower(s.tx) ELSE s.tx END,
+         g.id, timestamptz 'epoch' + s.at * interval '1 ms'
+    FROM unnest($1::text[], $2::text[], $3::bigint[]) AS s (id, tx, at)
+    JOIN gateway_requests g ON g.id = s.id
+   WHERE g.payment ->> 'rail' = 'x402-exact'
+  ON CONFLICT (proof_id) DO NOTHING`;
+
+/** The proofs these events consumed or gave back (DESIGN §2 durability rule). */
+const recordProofs = async (
+  client: PoolClient,
+  events: readonly GatewayEvent[],
+  ends: ReadonlyMap<string, GatewayEndEvent>,
+): Promise<void> => {
+  const consumed = new Map<string, { id: string; at: number }>();
+  for (const event of events) {
+    if (event.type !== 'gateway.start' || !event.payment) continue;
+    for (const proofId of event.payment.proof_ids) {
+      if ((consumed.get(proofId)?.at ?? -1) < event.at) consumed.set(proofId, { id: event.id, at: event.at });
+    }
+  }
+  if (consumed.size > 0) {
+    const rows = [...consumed];
+    await client.query(PROOFS_SQL, [rows.map(([p]) => p), rows.map(([, c]) => c.id), rows.map(([, c]) => c.at)]);
+  }
+  const released: string[] = [];
+  const settled: GatewayEndEvent[] = [];
+  for (const end of ends.values()) {
+    const outcome = end.payment_outcome;
+    if (outcome?.status === 'released' || outcome?.status === 'pending') released.push(end.id);
+    else if (outcome?.status === 'settled' && outcome.tx) settled.push(end);
+  }
+  if (released.length > 0) await client.query(RELEASED_SQL, [released]);
+  if (settled.length > 0) {
+    await client.query(SETTLED_TX_SQL, [
+      settled.map((e) => e.id),
+      settled.map((e) => e.payment_outcome!.tx),
+      settled.map((e) => e.at),
+    ]);
+  }
+};
 
 /**
  * Applies events in two set-based statements. Within one statement a row may change only once, so events are
@@ -258,6 +354,7 @@ export const applyEvents = async (
   if (receipts.length > 0) {
     await client.query(RECEIPT_SQL, [receipts.map((e) => e.id), receipts.map((e) => e.receipt)]);
   }
+  await recordProofs(client, events, ends);
   // §3.5: the journals these events make due, in this same transaction (ledger/posting.ts).
   await postLedger(client, events, ledger);
 };
@@ -292,9 +389,18 @@ const startArrays = (rows: readonly GatewayStartEvent[]): unknown[][] => [
   rows.map((r) => (r.payment ? JSON.stringify(r.payment) : null)),
 ];
 
+// What an end adds to the request's payment record: the payment's outcome, or the payment request a 402 issued.
+const endPayment = (r: GatewayEndEvent): string | null =>
+  r.payment_outcome || r.payment_request_id
+    ? JSON.stringify({
+        ...(r.payment_outcome ? { outcome: r.payment_outcome } : {}),
+        ...(r.payment_request_id ? { request_id: r.payment_request_id } : {}),
+      })
+    : null;
+
 const outcomeArrays = (rows: readonly GatewayEndEvent[]): unknown[][] => [
   ...OUTCOME_FIELDS.map((key) => rows.map((r) => r[key])),
-  rows.map((r) => (r.payment_outcome ? JSON.stringify(r.payment_outcome) : null)),
+  rows.map(endPayment),
 ];
 
 /**
@@ -318,6 +424,12 @@ const flat = (reply: unknown): Record<string, unknown> => {
   const list = reply as unknown[];
   for (let i = 0; i + 1 < list.length; i += 2) out[String(list[i])] = list[i + 1];
   return out;
+};
+
+/** The stream id just before `id` ("<ms>-<seq>"). */
+const streamIdBefore = (id: string): string => {
+  const [ms, seq] = id.split('-').map(BigInt) as [bigint, bigint];
+  return seq > 0n ? `${ms}-${seq - 1n}` : `${ms - 1n}-18446744073709551615`;
 };
 
 const fieldOf = (fields: string[], name: string): string | null => {
@@ -456,7 +568,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
       }
       const raw = fieldOf(fields, EVENT_FIELD);
       try {
-        good.push({ id, raw: raw ?? '', event: parseEvent(raw) });
+        good.push({ id, raw: raw ?? '', event: parseEvent(raw, fieldOf(fields, EVENT_PAYMENT_FIELD)) });
       } catch (error) {
         bad.push({ id, raw, error: messageOf(error) });
       }
@@ -499,6 +611,28 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
     return waiting;
   };
 
+  /**
+   * Publishes the stream id up to which every entry is committed to PostgreSQL (acknowledged, by any consumer of the
+   * group): the proxies keep what they wrote until then, to append it again should Redis lose the stream (DESIGN §2).
+   * At most every 100 ms: two reads and a write.
+   */
+  let committedAt = 0;
+  const publishCommitted = async (): Promise<void> => {
+    if (Date.now() - committedAt < 100) return;
+    committedAt = Date.now();
+    const results = await redis.pipeline().xpending(stream, EVENTS_GROUP).xinfo('GROUPS', stream).exec();
+    const [[pendingError, summary], [groupsError, groups]] = results as [
+      [Error | null, unknown],
+      [Error | null, unknown],
+    ];
+    if (pendingError || groupsError) return;
+    const [count, oldest] = summary as [number, string | null];
+    const group = (groups as unknown[][]).map(flat).find((g) => g['name'] === EVENTS_GROUP);
+    const delivered = group ? String(group['last-delivered-id']) : null;
+    const committed = Number(count) > 0 && oldest ? streamIdBefore(oldest) : delivered;
+    if (committed && committed !== '0-0') await redis.set(keys.eventsCommitted, committed);
+  };
+
   const run = async (): Promise<void> => {
     // null: reading new entries; otherwise the position in this consumer's own pending entries.
     let backlogFrom: string | null = '0';
@@ -526,6 +660,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
           if ((await handle(entries)) || revisit) backlogFrom = '0';
           revisit = false;
         }
+        await publishCommitted();
         backoffMs = 0;
       } catch (error) {
         if (stopped) break;

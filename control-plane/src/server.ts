@@ -5,6 +5,7 @@ import { type App, createApp, type Deps } from './app.js';
 import type { ControlPlaneConfig } from './config.js';
 import { ConfigPublisher } from './config-publisher.js';
 import { createPool, migrate } from './db.js';
+import { EpochKeeper } from './epoch.js';
 import { type EventsConsumer, startEventsConsumer } from './events-consumer.js';
 import { type Reconciler, startReconciler } from './ledger/reconcile.js';
 import { type ControlPlaneMetrics, createControlPlaneMetrics } from './metrics.js';
@@ -32,6 +33,8 @@ export interface ControlPlane {
   reconciler: Reconciler;
   /** The periodic Crochet Score job (§3.6); `runOnce()` computes every score now. */
   scoreJob: ScoreJob;
+  /** Restores a Redis that lost its data (DESIGN §2 durability rule). */
+  epoch: EpochKeeper;
   close(): Promise<void>;
 }
 
@@ -91,6 +94,17 @@ export const startControlPlane = async (
   // Proxies may have started before us, or Redis may have restarted empty: publish the whole state first.
   await publisher.resync();
   publisher.start(config.configResyncSeconds * 1000);
+  const epoch = new EpochKeeper({
+    pool,
+    redis,
+    keys: redisKeys(config.redisPrefix),
+    publisher,
+    acceptWindowSeconds: config.payments.acceptWindowSeconds,
+    graceMs: config.epochGraceMs,
+    pollMs: config.epochPollMs,
+    log: app.log.child({ component: 'epoch' }),
+  });
+  await epoch.start();
   const eventsConsumer = await startEventsConsumer({
     pool,
     redis,
@@ -122,8 +136,10 @@ export const startControlPlane = async (
     eventsConsumer,
     reconciler,
     scoreJob,
+    epoch,
     close: async () => {
       publisher.stop();
+      await epoch.stop();
       await app.close();
       await reconciler.stop(); // waits for a run in progress: before the pool closes
       await scoreJob.stop(); // likewise

@@ -156,7 +156,7 @@ describe('gateway request history', () => {
     expect(await ids(`listing_id=${free}`)).toEqual(newestFirst(mine.slice(5)).map((s) => s.id));
     expect(await ids('status=upstream_error')).toEqual([mine[1]!.id]);
     expect(await ids('status=forwarded')).toEqual([openStart.id]);
-    expect(await ids('status=refunded')).toEqual([]);
+    expect(await ids('status=client_aborted')).toEqual([]);
     expect(await ids(`status=completed&listing_id=${free}`)).toEqual(newestFirst(mine.slice(5, 7)).map((s) => s.id));
     expect(await ids(`payment_proof=proof-${mine[3]!.id}`)).toEqual([mine[3]!.id]);
     expect(await ids(`payment_proof=proof-${mine[3]!.id}&role=seller`, seller)).toEqual([mine[3]!.id]);

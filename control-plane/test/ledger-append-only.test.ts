@@ -124,7 +124,7 @@ describe('ledger schema and amounts', () => {
     ]);
   });
 
-  it('posts nothing for a free call, a released or pending payment, a denied call, or a start without its end', async () => {
+  it('posts nothing for a free call, a released or pending payment, a refused call, or a start without its end', async () => {
     const c = call();
     const free = paidStart(c, 0n, { payment: undefined });
     const released = paidStart(c);
@@ -140,7 +140,7 @@ describe('ledger schema and amounts', () => {
         pending,
         paidEnd(pending, 'pending'),
         denied,
-        paidEnd(denied, 'settled', { status: 'denied', http_status: 413, error_code: 'BODY_TOO_LARGE' }),
+        paidEnd(denied, 'settled', { status: 'refused', http_status: 413, error_code: 'BODY_TOO_LARGE' }),
         alone,
       ]),
     );

@@ -17,7 +17,7 @@ interface CallRow {
   listing: string;
   seller: string;
   buyer: string;
-  status: 'completed' | 'upstream_error' | 'payment_required' | 'denied' | 'forwarded';
+  status: 'completed' | 'upstream_error' | 'payment_required' | 'refused' | 'forwarded';
   http: number | null;
   latencyMs: number | null;
   /** Payment outcome of a paid call; null: no payment at all (unpaid or free). */
@@ -115,7 +115,7 @@ describe('the Crochet Score job', () => {
     for (const [i, buyer] of buyers.slice(0, 10).entries()) {
       rows.push({ ...slow, buyer, status: 'completed', http: 400 + (i % 2) * 4, outcome: 'refund_due' }); // 400, 404
       rows.push({ ...slow, buyer, status: 'payment_required', http: 402, outcome: null, latencyMs: null });
-      rows.push({ ...slow, buyer, status: 'denied', http: 429, outcome: 'released' });
+      rows.push({ ...slow, buyer, status: 'refused', http: 429, outcome: 'released' });
       rows.push({ ...slow, buyer, status: 'completed', http: 200, outcome: 'pending' });
       rows.push({ ...slow, buyer, status: 'completed', http: 302, outcome: 'settled' });
       rows.push({ ...slow, buyer, status: 'forwarded', http: null, outcome: 'settled', latencyMs: null });

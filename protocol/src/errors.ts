@@ -316,6 +316,17 @@ export const ERRORS = define({
     message: 'The payment transaction is not confirmed yet.',
     hint: 'Retry the same call with the same proof once the transaction is confirmed. Do not pay again.',
   },
+  PAYMENT_VERIFIER_UNAVAILABLE: {
+    status: 503,
+    message:
+      "The payment rail's verifier (a chain RPC or Relay) did not answer properly; the payment may well be fine.",
+    hint: 'Retry the same call with the same proof after Retry-After seconds. Do not pay again.',
+  },
+  PAYMENT_PROOF_EXPIRED: {
+    status: 402,
+    message: 'The payment is older than this gateway accepts as a proof.',
+    hint: 'A transfer must be presented within the acceptance window stated in the 402 (payment.accept_window_seconds); pay again for a new call.',
+  },
   PAYMENT_TX_FAILED: {
     status: 402,
     message: 'The payment transaction failed on chain; no funds moved.',

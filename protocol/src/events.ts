@@ -1,17 +1,15 @@
 /**
  * Events the proxies append to the `events` stream (see redis-keys.ts) and the control plane consumes into
- * PostgreSQL. Each stream entry has one field, `e`, holding the JSON of one event. Events of one gateway request
- * share its id; the consumer applies them idempotently and in any order.
+ * PostgreSQL. Each stream entry has a field `e` holding the JSON of one event; a paid call's start entry has a second
+ * field `p` holding the JSON of its verified payment (a PaymentRecord), written by the admission script from the
+ * verification record. Events of one gateway request share its id; the consumer applies them idempotently and in any
+ * order.
  */
 
-export type GatewayStatus =
-  | 'payment_required'
-  | 'payment_pending'
-  | 'forwarded'
-  | 'completed'
-  | 'upstream_error'
-  | 'refunded'
-  | 'denied';
+import type { GatewayState } from './lifecycle.js';
+
+/** The state a gateway request is recorded in (lifecycle.ts). */
+export type GatewayStatus = GatewayState;
 
 /** Written in the same Redis round trip that admitted the request, before it is forwarded. */
 export interface GatewayStartEvent {
@@ -28,7 +26,7 @@ export interface GatewayStartEvent {
   currency: string;
   /** Unix milliseconds. */
   at: number;
-  /** The verified payment of a paid call (added by the admission script from the verification record). */
+  /** The verified payment of a paid call: the entry's `p` field, joined to the event when it is read. */
   payment?: PaymentRecord;
 }
 
@@ -69,6 +67,8 @@ export interface GatewayEndEvent {
   at: number;
   /** Paid calls only. */
   payment_outcome?: PaymentOutcome;
+  /** A 402 with payment requirements: the payment_request_id it issued. */
+  payment_request_id?: string;
   /**
    * Paid calls whose answer streamed to its end: the full receipt (compact JWS, plugins/src/receipts), served later
    * at `GET /api/v1/gateway-requests/:id/receipt`.
@@ -80,3 +80,5 @@ export type GatewayEvent = GatewayStartEvent | GatewayEndEvent;
 
 /** The stream field that holds an event's JSON. */
 export const EVENT_FIELD = 'e';
+/** The stream field of a paid call's start entry that holds its verified payment's JSON. */
+export const EVENT_PAYMENT_FIELD = 'p';

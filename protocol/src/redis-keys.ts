@@ -6,6 +6,17 @@ export const DEFAULT_REDIS_PREFIX = 'crochet:';
 
 export const redisKeys = (prefix: string = DEFAULT_REDIS_PREFIX) =>
   Object.freeze({
+    /**
+     * The Redis epoch (DESIGN §2 durability rule): a random id set when a Redis is first used. A Redis that lost
+     * everything has none (or a new one): both planes then know that what they kept there is gone.
+     */
+    epoch: `${prefix}epoch`,
+    /** The epoch whose state the control plane has restored (config, consumed proofs, spend): paid calls wait for it. */
+    epochRestored: `${prefix}epoch:restored`,
+    /** Held by the control plane restoring an epoch (one at a time; expires should it die meanwhile). */
+    epochRestoreLock: `${prefix}epoch:restoring`,
+    /** The stream id up to which every event is committed to PostgreSQL; proxies keep what they wrote until then. */
+    eventsCommitted: `${prefix}events:committed`,
     /** Integer: the version of the published config; bumped by every change. */
     configVersion: `${prefix}config:version`,
     /** Hash listing id → JSON ListingConfig (see config.ts). */
@@ -26,8 +37,6 @@ export const redisKeys = (prefix: string = DEFAULT_REDIS_PREFIX) =>
     paymentVerified: (proofId: string) => `${prefix}pay:verified:${proofId}`,
     /** An x402 settlement broadcast but not confirmed in time: its transaction hash, keyed by the x402 mechanism. */
     paymentSettling: (key: string) => `${prefix}pay:settling:${key}`,
-    /** A payment request (402) the gateway issued: JSON PaymentRequestRecord. */
-    paymentRequest: (id: string) => `${prefix}pay:req:${id}`,
     /** Atomic units an agent spent on paid calls in one UTC day (`utcDay`); counted at admission, kept two days. */
     spend: (agentId: string, day: string) => `${prefix}spend:${agentId}:${day}`,
     /** Rate-limit state (GCRA theoretical arrival time) for one API key. */

@@ -1,11 +1,11 @@
 import {
-  createAdmission,
+  createGatewayScripts,
   createGuardedAgent,
-  createPaidAdmission,
   createReceiptSigner,
   createX402Schemes,
-  EventWriter,
+  EventOutbox,
   evmTransferRail,
+  type GatewayScripts,
   LocalAdmission,
   metricsRoute,
   type PaymentRail,
@@ -17,7 +17,7 @@ import {
   solanaTransferRail,
   x402Rail,
 } from '@crochet/plugins';
-import { ApiError, CryptoBox, redisKeys } from '@crochet/protocol';
+import { ApiError, CryptoBox, PaymentRequestIds, redisKeys } from '@crochet/protocol';
 import httpProxy from '@fastify/http-proxy';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { Redis } from 'ioredis';
@@ -26,6 +26,8 @@ import type { ProxyConfig } from './config.js';
 import { ConfigStore } from './config-store.js';
 import { type GatewayDeps, gatewayRoutes } from './gateway.js';
 import { createProxyMetrics, type ProxyMetrics, timedRedis } from './metrics.js';
+import { Payments } from './payments.js';
+import { RedisHealth, RedisState } from './redis-state.js';
 
 /** How long a client should wait before retrying when the control plane does not answer. */
 const CONTROL_PLANE_RETRY_AFTER_SECONDS = 5;
@@ -34,7 +36,7 @@ const CONTROL_PLANE_RETRY_AFTER_SECONDS = 5;
  * The public entry point. `/api/v1/gateway/*` is the data plane's own pipeline (when `gateway` deps are given);
  * every other path is passed through to the control plane, so one base URL serves the whole API.
  */
-export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps): FastifyInstance => {
+export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps & { state: RedisState }): FastifyInstance => {
   const app = Fastify({
     ...serverOptions(config.logLevel),
     bodyLimit: config.bodyLimitBytes,
@@ -60,11 +62,19 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps): FastifyI
   const metrics = gateway?.metrics ?? createProxyMetrics(gateway?.store);
   metricsRoute(app, metrics.register);
   if (gateway) {
+    // Ready: config loaded, and the Redis epoch adopted (after a Redis loss the config in memory may be stale and paid
+    // calls wait until the control plane has restored the new Redis).
     app.get('/readyz', async (_request, reply) => {
-      const ready = gateway.store.loaded;
-      return reply
-        .code(ready ? 200 : 503)
-        .send({ data: { status: ready ? 'ready' : 'unavailable', config_version: gateway.store.version } });
+      const { store, state } = gateway;
+      const ready = store.loaded && !state.restoring;
+      return reply.code(ready ? 200 : 503).send({
+        data: {
+          status: ready ? 'ready' : store.loaded ? 'restoring' : 'unavailable',
+          config_version: store.version,
+          redis_epoch: state.current,
+          restoring: state.restoring,
+        },
+      });
     });
     app.register(gatewayRoutes, { ...gateway, metrics });
   }
@@ -100,7 +110,8 @@ export interface ProxyServer {
   app: FastifyInstance;
   url: string;
   store: ConfigStore;
-  events: EventWriter;
+  outbox: EventOutbox;
+  state: RedisState;
   close(): Promise<void>;
 }
 
@@ -109,7 +120,8 @@ const buildPayments = async (
   config: ProxyConfig,
   redis: Redis,
   keys: ReturnType<typeof redisKeys>,
-  metrics: ProxyMetrics,
+  parts: { scripts: GatewayScripts; outbox: EventOutbox; state: RedisState; metrics: ProxyMetrics },
+  log: () => FastifyInstance | undefined,
 ) => {
   const p = config.payments;
   const rails: PaymentRail[] = [];
@@ -126,16 +138,24 @@ const buildPayments = async (
     rails.push(x402Rail(schemes, { evmMinPriceAtomic: p.evm?.minPriceAtomic ?? null }));
   }
   if (rails.length === 0) return undefined;
-  return {
+  return new Payments({
     config: p,
     rails,
+    ...parts,
     redis,
     keys,
-    paidAdmit: timedRedis(metrics, 'paid_admit', createPaidAdmission(redis, keys.events)),
-    metrics,
+    requestIds: new PaymentRequestIds(config.dataPlaneKey),
     solanaFeePayer,
     publicBaseUrl: config.publicBaseUrl,
-  };
+    keyRateLimitPerMinute: config.keyRateLimitPerMinute,
+    listingRateLimitPerMinute: config.listingRateLimitPerMinute,
+    commandTimeoutMs: config.redisCommandTimeoutMs,
+    resolveMs: config.paymentResolveMs,
+    log: {
+      warn: (details, message) => log()?.log.warn(details, message),
+      error: (details, message) => log()?.log.error(details, message),
+    },
+  });
 };
 
 /**
@@ -156,7 +176,7 @@ export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
   // Both reconnect by themselves; what a request needs is decided per call.
   redis.on('error', () => {});
   subscriber.on('error', () => {});
-  const events = new EventWriter({ redis, streamKey: keys.events });
+  const outbox = new EventOutbox({ redis, streamKey: keys.events });
   const upstream = createGuardedAgent({
     allowPrivate: config.allowPrivateEndpoints,
     connectTimeoutMs: config.connectTimeoutMs,
@@ -164,19 +184,38 @@ export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
     connections: 256,
   });
   let app: FastifyInstance | undefined;
+  const log = {
+    warn: (d: object, m: string) => app?.log.warn(d, m),
+    error: (d: object | string, m?: string) => app?.log.error(d, m),
+  };
   const store = new ConfigStore({
     redis,
     subscriber,
     keys,
     box: new CryptoBox(config.dataPlaneKey),
-    log: {
-      warn: (d: object, m: string) => app?.log.warn(d, m),
-      error: (d: object | string, m?: string) => app?.log.error(d, m),
-    },
+    log,
     pollMs: config.configPollMs,
   });
-  const metrics = createProxyMetrics(store, redis);
-  const payments = await buildPayments(config, redis, keys, metrics);
+  let payments: Payments | undefined;
+  const state = new RedisState({
+    redis,
+    keys,
+    store,
+    outbox,
+    pollMs: config.configPollMs,
+    reassert: (entries) => payments?.reassert(entries) ?? Promise.resolve(),
+    log,
+  });
+  const metrics = createProxyMetrics(store, redis, { outbox, state });
+  const scripts = createGatewayScripts(redis, keys);
+  const timed: GatewayScripts = {
+    admitFree: timedRedis(metrics, 'admit', scripts.admitFree),
+    admitUnpaid: timedRedis(metrics, 'admit_unpaid', scripts.admitUnpaid),
+    admitPaid: timedRedis(metrics, 'paid_admit', scripts.admitPaid),
+    release: timedRedis(metrics, 'release', scripts.release),
+    consume: timedRedis(metrics, 'consume', scripts.consume),
+  };
+  payments = await buildPayments(config, redis, keys, { scripts: timed, outbox, state, metrics }, () => app);
   // Without a receipt key the proxy signs nothing: paid answers then carry no X-Crochet-Receipt.
   const receipts = config.receipts
     ? {
@@ -187,10 +226,11 @@ export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
   app = buildProxy(config, {
     ...(payments ? { payments } : {}),
     store,
-    keys,
-    admit: timedRedis(metrics, 'admit', createAdmission(redis, keys.events)),
+    state,
+    scripts: timed,
     localAdmission: new LocalAdmission(),
-    events,
+    outbox,
+    health: new RedisHealth(),
     upstream,
     keyRateLimitPerMinute: config.keyRateLimitPerMinute,
     listingRateLimitPerMinute: config.listingRateLimitPerMinute,
@@ -199,6 +239,7 @@ export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
   });
   await Promise.all([redis.connect().catch(() => {}), subscriber.connect().catch(() => {})]);
   await store.start();
+  await state.start();
   const url = await app.listen({ host: config.host, port: config.port });
   const server = app;
   let closing: Promise<void> | undefined;
@@ -206,13 +247,15 @@ export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
     app: server,
     url,
     store,
-    events,
-    // Closing the app also destroys `upstream` (reply-from owns the dispatcher it is given).
+    outbox,
+    state,
     close: () =>
       (closing ??= (async () => {
         await server.close();
         store.stop();
-        await events.close();
+        state.stop();
+        await outbox.close();
+        await upstream.close();
         redis.disconnect();
         subscriber.disconnect();
       })()),

@@ -22,6 +22,10 @@ export interface GatewayListing {
   readonly priceAtomic: bigint;
   readonly currency: string;
   readonly upstream: URL;
+  /** The upstream URL split once per config change for the forward: origin, path without trailing slashes, query. */
+  readonly upstreamOrigin: string;
+  readonly upstreamPath: string;
+  readonly upstreamSearch: string;
   /** Newest first; a secret whose `expiresAtMs` has passed is no longer used. */
   readonly secrets: readonly { readonly keyId: string; readonly secret: string; readonly expiresAtMs: number | null }[];
   readonly rateLimitPerMinute: number | null;
@@ -205,6 +209,9 @@ export class ConfigStore {
         priceAtomic: BigInt(config.price_atomic),
         currency: config.currency,
         upstream,
+        upstreamOrigin: upstream.origin,
+        upstreamPath: upstream.pathname.replace(/\/+$/, ''),
+        upstreamSearch: upstream.search,
         secrets: Object.freeze(secrets),
         rateLimitPerMinute: config.rate_limit_per_minute,
         bodyLimitBytes: config.body_limit_bytes,

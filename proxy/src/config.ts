@@ -34,6 +34,11 @@ export interface ProxyConfig {
   connectTimeoutMs: number;
   /** Redis commands on the hot path fail after this long (then the free-listing fallback applies). */
   redisCommandTimeoutMs: number;
+  /**
+   * `CROCHET_PAYMENT_RESOLVE_MS`: how long a paid call whose admission's outcome is unknown (Redis slow or cut off)
+   * waits for Redis to tell before the buyer is answered 503 and told to retry with the same proof.
+   */
+  paymentResolveMs: number;
   payments: PaymentsConfig;
   /**
    * `CROCHET_RECEIPT_KEYS` (JSON array of private Ed25519 JWKs; the first signs) and `CROCHET_RECEIPT_TTL_SECONDS`.
@@ -68,6 +73,7 @@ export const loadProxyConfig = (env: NodeJS.ProcessEnv = process.env): ProxyConf
     configPollMs: r.int('CROCHET_CONFIG_POLL_MS', 1000, { min: 50, max: 60_000 }),
     connectTimeoutMs: r.int('CROCHET_UPSTREAM_CONNECT_TIMEOUT_MS', 5000, { min: 100, max: 60_000 }),
     redisCommandTimeoutMs: r.int('CROCHET_REDIS_COMMAND_TIMEOUT_MS', 500, { min: 10, max: 10_000 }),
+    paymentResolveMs: r.int('CROCHET_PAYMENT_RESOLVE_MS', 5_000, { min: 0, max: 60_000 }),
     payments: loadPaymentsConfig(r),
     receipts: null,
   };

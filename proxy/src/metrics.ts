@@ -26,6 +26,12 @@ export const PROXY_METRIC_LABELS = {
   crochet_config_last_apply_timestamp_seconds: [],
   crochet_config_rejected_entries: [],
   crochet_open_streams: [],
+  crochet_payment_ambiguous_total: ['command'],
+  crochet_events_outbox: ['queue'],
+  crochet_events_dropped_total: [],
+  crochet_events_forgotten_total: [],
+  crochet_redis_epoch_restoring: [],
+  crochet_redis_epoch_changes_total: [],
 } as const satisfies Record<string, readonly string[]>;
 
 type Labels<N extends keyof typeof PROXY_METRIC_LABELS> = (typeof PROXY_METRIC_LABELS)[N][number];
@@ -33,7 +39,7 @@ const labels = <N extends keyof typeof PROXY_METRIC_LABELS>(name: N) =>
   PROXY_METRIC_LABELS[name] as unknown as Labels<N>[];
 
 /** What a gateway call came to (the `outcome` label). */
-export type GatewayOutcome = 'forwarded' | 'payment_required' | 'denied' | 'upstream_error';
+export type GatewayOutcome = 'forwarded' | 'payment_required' | 'denied' | 'upstream_error' | 'client_aborted';
 export type UpstreamErrorKind = 'timeout' | 'reset' | 'refused' | 'ssrf_blocked' | 'other';
 export type VerificationOutcome = 'verified' | 'pending' | 'timeout' | 'rejected' | 'error';
 
@@ -64,7 +70,17 @@ export interface ConfigSource {
   rejected: number;
 }
 
-export const createProxyMetrics = (store?: ConfigSource, redis?: { readonly status: string }) => {
+/** The outbox's and the Redis state's fields the gauges read at scrape time. */
+export interface DurabilitySource {
+  outbox: { unsent: number; uncommitted: number; dropped: number; forgotten: number };
+  state: { restoring: boolean; changes: number };
+}
+
+export const createProxyMetrics = (
+  store?: ConfigSource,
+  redis?: { readonly status: string },
+  durability?: DurabilitySource,
+) => {
   const register: Registry = createMetricsRegistry();
   const registers = [register];
   const m = {
@@ -151,6 +167,12 @@ export const createProxyMetrics = (store?: ConfigSource, redis?: { readonly stat
       help: 'Seller responses being streamed to buyers now.',
       registers,
     }),
+    paymentAmbiguous: new Counter({
+      name: 'crochet_payment_ambiguous_total',
+      help: 'Payment state changes in Redis whose outcome was unknown (timeout, dropped connection) and was resolved.',
+      labelNames: labels('crochet_payment_ambiguous_total'),
+      registers,
+    }),
   };
   for (const kind of UPSTREAM_ERROR_KINDS) m.upstreamErrors.inc({ kind }, 0);
   for (const direction of ['in', 'out']) m.bytes.inc({ direction }, 0);
@@ -163,6 +185,56 @@ export const createProxyMetrics = (store?: ConfigSource, redis?: { readonly stat
       collect() {
         this.set(redis.status === 'ready' ? 1 : 0);
       },
+    });
+  }
+  /** A counter that follows a count the source keeps itself. */
+  const counterOf = (o: { name: string; help: string; read: () => number }) => {
+    let seen = 0;
+    return new Counter({
+      name: o.name,
+      help: o.help,
+      registers,
+      collect() {
+        const now = o.read();
+        if (now > seen) this.inc(now - seen);
+        seen = now;
+      },
+    });
+  };
+  if (durability) {
+    const { outbox, state } = durability;
+    new Gauge({
+      name: 'crochet_events_outbox',
+      help: 'Gateway events the proxy holds: unsent (not in Redis yet) and uncommitted (in the stream, not yet in PostgreSQL).',
+      labelNames: labels('crochet_events_outbox'),
+      registers,
+      collect() {
+        this.set({ queue: 'unsent' }, outbox.unsent);
+        this.set({ queue: 'uncommitted' }, outbox.uncommitted);
+      },
+    });
+    counterOf({
+      name: 'crochet_events_dropped_total',
+      help: 'Unsent gateway events dropped because the outbox was full (reconciliation reports what they left).',
+      read: () => outbox.dropped,
+    });
+    counterOf({
+      name: 'crochet_events_forgotten_total',
+      help: 'Sent gateway events forgotten before their commit because the outbox was full.',
+      read: () => outbox.forgotten,
+    });
+    new Gauge({
+      name: 'crochet_redis_epoch_restoring',
+      help: '1 while Redis is on an epoch this proxy has not adopted (paid calls wait), else 0.',
+      registers,
+      collect() {
+        this.set(state.restoring ? 1 : 0);
+      },
+    });
+    counterOf({
+      name: 'crochet_redis_epoch_changes_total',
+      help: 'Redis epoch changes (a Redis that lost its data) this proxy has lived through.',
+      read: () => state.changes,
     });
   }
   if (store) {

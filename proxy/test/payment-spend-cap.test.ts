@@ -3,7 +3,6 @@ import { redisKeys, utcDay } from '@crochet/protocol';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_REDIS_URL } from '../../control-plane/test/helpers.js';
-import { releaseProof } from '../src/payment-step.js';
 import { createPaidListing, type PaymentStack, paymentTx, startPaymentStack } from './payment-stack.js';
 import { eventually, expectApiError, gatewayCall, startSeller, type TestSeller } from './stack.js';
 
@@ -127,51 +126,5 @@ describe('a daily spend cap set by the operator', () => {
     const other = await stack.plane.register('other buyer');
     const unpaid = await gatewayCall(stack.proxies[0]!, listingId, other.apiKey);
     expectApiError(unpaid, 402, 'PAYMENT_REQUIRED');
-  });
-});
-
-describe('releasing a proof', () => {
-  it('gives the call back to the spend counter once, and only for a proof this request still holds', async () => {
-    const keys = redisKeys(stack.plane.config.redisPrefix);
-    const spend = {
-      key: keys.spend('agt_release', utcDay()),
-      amountAtomic: '700',
-      verifiedKey: keys.paymentVerified('p1'),
-    };
-    await redis.set(spend.key, '1000');
-    await redis.set(keys.paymentUsed('p1'), 'req_a');
-    await redis.set(keys.paymentUsed('p2'), 'req_a');
-    await redis.set(keys.paymentUsed('p3'), 'req_b');
-    const payment = { proofIds: ['p1', 'p2'] } as Parameters<typeof releaseProof>[1];
-    await releaseProof({ redis, keys }, payment, 'req_a', spend);
-    expect(await redis.get(spend.key)).toBe('300');
-    expect(await redis.exists(keys.paymentUsed('p1'), keys.paymentUsed('p2'))).toBe(0);
-    // Released already: a second release changes nothing; another request's proof is never released.
-    await releaseProof({ redis, keys }, payment, 'req_a', spend);
-    await releaseProof({ redis, keys }, { proofIds: ['p3'] } as typeof payment, 'req_a', spend);
-    expect(await redis.get(spend.key)).toBe('300');
-    expect(await redis.get(keys.paymentUsed('p3'))).toBe('req_b');
-  });
-
-  it('keeps the spend counted and marks the payment when its settlement is pending', async () => {
-    const keys = redisKeys(stack.plane.config.redisPrefix);
-    const spend = {
-      key: keys.spend('agt_hold', utcDay()),
-      amountAtomic: '700',
-      verifiedKey: keys.paymentVerified('h1'),
-    };
-    await redis.set(spend.key, '700');
-    await redis.hset(spend.verifiedKey, { listing: 'lst_x', buyer: 'agt_hold', payment: '{}' });
-    await redis.set(keys.paymentUsed('h1'), 'req_h');
-    await releaseProof(
-      { redis, keys },
-      { proofIds: ['h1'] } as Parameters<typeof releaseProof>[1],
-      'req_h',
-      spend,
-      'hold',
-    );
-    expect(await redis.exists(keys.paymentUsed('h1'))).toBe(0);
-    expect(await redis.get(spend.key)).toBe('700');
-    expect(await redis.hget(spend.verifiedKey, 'spend_held')).toBe('1');
   });
 });

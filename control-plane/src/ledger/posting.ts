@@ -69,8 +69,8 @@ interface Posting {
 export const BOOKABLE_SQL = `g.buyer_id IS NOT NULL AND g.seller_id IS NOT NULL AND g.price_atomic > 0
      AND g.payment ? 'rail'
      AND g.payment -> 'outcome' ->> 'status' IN ('settled', 'refund_due')
-     AND (g.status IN ('completed', 'upstream_error', 'refunded')
-          OR (g.status = 'denied' AND g.payment -> 'outcome' ->> 'status' = 'refund_due'))`;
+     AND (g.status IN ('completed', 'upstream_error', 'client_aborted')
+          OR (g.status = 'refused' AND g.payment -> 'outcome' ->> 'status' = 'refund_due'))`;
 
 const CANDIDATES_SQL = `
   SELECT g.id, g.listing_id, g.buyer_id, g.seller_id, g.price_atomic::text AS price_atomic, g.currency,

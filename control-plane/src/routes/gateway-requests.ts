@@ -42,15 +42,21 @@ const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null
 
 const GatewayStatusSchema = Type.Union(
   [
-    Type.Literal('payment_required'),
-    Type.Literal('payment_pending'),
     Type.Literal('forwarded'),
     Type.Literal('completed'),
     Type.Literal('upstream_error'),
-    Type.Literal('refunded'),
-    Type.Literal('denied'),
+    Type.Literal('client_aborted'),
+    Type.Literal('refused'),
+    Type.Literal('payment_required'),
+    Type.Literal('payment_pending'),
   ],
-  { description: 'forwarded until the request finished; then its outcome' },
+  {
+    description:
+      'forwarded until the request finished; then its final state: completed (the seller answered), upstream_error ' +
+      '(the seller failed), client_aborted (you went away before the answer was out), refused (stopped before ' +
+      'forwarding), payment_required (answered 402 with payment requirements) or payment_pending (answered ' +
+      '402/503 telling you to retry with the same proof)',
+  },
 );
 // Fails to compile when the protocol's GatewayStatus gains or loses a value this schema does not.
 const _statusesMatch: [GatewayStatus, Static<typeof GatewayStatusSchema>] extends [
@@ -78,18 +84,19 @@ const GatewayRequest = Type.Object({
   payment: Nullable(Type.Unknown({ description: 'the payment that paid this request, when it was paid' })),
   refund: Nullable(
     Type.Union([Type.Literal('refund_due'), Type.Literal('refunded')], {
-      description: 'refund_due: the payment settled but the seller failed, so it is reversed in the ledger',
+      description:
+        'refund_due: the payment moved but the seller did not serve the call, so it is reversed in the ledger; ' +
+        'refunded: the refund was paid back on chain',
     }),
   ),
   created_at: Timestamp,
   completed_at: Nullable(Timestamp),
 });
 
-/** The refund state of a paid request: from its payment outcome (refund_due) or its status (refunded). */
+/** The refund state of a paid request, from its payment outcome. */
 const refundOf = (row: GatewayRequestRow): 'refund_due' | 'refunded' | null => {
   const outcome = (row.payment as { outcome?: { status?: unknown } } | null)?.outcome?.status;
-  if (row.status === 'refunded' || outcome === 'refunded') return 'refunded';
-  return outcome === 'refund_due' ? 'refund_due' : null;
+  return outcome === 'refund_due' || outcome === 'refunded' ? outcome : null;
 };
 
 const view = (row: GatewayRequestRow) => ({

@@ -55,7 +55,7 @@ const AGGREGATES_SQL = `
                 ELSE 'failure' END AS verdict
       FROM gateway_requests g
      WHERE g.id >= $1
-       AND g.status IN ('completed', 'upstream_error', 'refunded')
+       AND g.status IN ('completed', 'upstream_error')
        AND g.price_atomic > 0 AND g.payment ? 'rail'
        AND g.buyer_id IS NOT NULL AND g.buyer_id IS DISTINCT FROM g.seller_id
   ),

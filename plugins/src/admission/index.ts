@@ -1,61 +1,18 @@
+import type { RedisKeys } from '@crochet/protocol';
 import type { Redis } from 'ioredis';
+import { ADMIT_FREE, ADMIT_PAID, ADMIT_UNPAID, RELEASE } from './scripts.js';
 
 /**
- * Admission: the per-key and per-listing rate limits, checked in the same Redis round trip that records the
- * request's start event (DESIGN §2 hot-path rule). Limits are GCRA (generic cell rate algorithm): one key per limit
- * holding a theoretical arrival time, a burst of a whole minute's allowance, then the steady rate. Both limits are
- * checked before either is charged, so a request refused by one limit costs nothing against the other.
- *
- * When Redis cannot be reached, `LocalAdmission` applies the same limits per process (an explicit, documented
- * fallback for free listings only; the caller decides when to use it).
+ * Admission (DESIGN §2 hot-path rule): the per-key and per-listing rate limits, proof consumption and the spend cap,
+ * checked in the same Redis round trip that records the request's start. The scripts are in `scripts.ts`; these are
+ * their typed calls. When Redis cannot be reached, `LocalAdmission` applies the same limits per process (an explicit,
+ * documented fallback for free listings only; the caller decides when to use it).
  */
 
-// The limits both scripts share. KEYS[1], KEYS[2]: key- and listing-limit state; ARGV[1], ARGV[2]: their limits per
-// minute. limits() decides without writing; charge() records the decision once the script admits the call.
-const LIMITS_LUA = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function gcra(key, limit)
-  local interval = 60000 / limit
-  local tat = tonumber(redis.call('GET', key) or '0')
-  if tat < now then tat = now end
-  local new_tat = tat + interval
-  local allow_at = new_tat - 60000
-  if allow_at > now then return 0, new_tat, 0, allow_at - now end
-  return 1, new_tat, math.floor((now - allow_at) / interval), 0
-end
--- Returns allowed, limit, remaining, reset_ms, retry_after_ms for the tighter limit (the refusing one when refused).
-local ka, ktat, krem, kretry = gcra(KEYS[1], tonumber(ARGV[1]))
-local la, ltat, lrem, lretry = gcra(KEYS[2], tonumber(ARGV[2]))
-local function limits()
-  if ka == 0 or la == 0 then
-    local limit = tonumber(ARGV[1])
-    if ka == 1 then limit = tonumber(ARGV[2]) end
-    local retry = math.ceil(math.max(kretry, lretry))
-    return 0, limit, 0, retry, retry
-  end
-  if lrem < krem then return 1, tonumber(ARGV[2]), lrem, math.ceil(ltat - now), 0 end
-  return 1, tonumber(ARGV[1]), krem, math.ceil(ktat - now), 0
-end
-local function charge()
-  redis.call('SET', KEYS[1], tostring(ktat), 'PX', math.ceil(ktat - now) + 1)
-  redis.call('SET', KEYS[2], tostring(ltat), 'PX', math.ceil(ltat - now) + 1)
-end
-`;
-
-// KEYS: key-limit state, listing-limit state, events stream. ARGV: key limit/min, listing limit/min, event JSON.
-// Returns {allowed, limit, remaining, reset_ms, retry_after_ms} for the tighter of the two limits.
-const ADMIT_SCRIPT = `${LIMITS_LUA}
-local allowed, limit, remaining, reset, retry = limits()
-if allowed == 0 then return {0, limit, 0, reset, retry} end
-charge()
-redis.call('XADD', KEYS[3], '*', 'e', ARGV[3])
-return {1, limit, remaining, reset, 0}
-`;
-
+/** Who is calling what, and under which limits. */
 export interface AdmissionRequest {
-  keyStateKey: string;
-  listingStateKey: string;
+  keyId: string;
+  listingId: string;
   keyLimitPerMinute: number;
   listingLimitPerMinute: number;
   /** JSON of the start event, appended only when admitted. */
@@ -71,161 +28,197 @@ export interface Admission {
   retryAfterMs: number;
 }
 
-type AdmitCommand = (
-  keyState: string,
-  listingState: string,
-  events: string,
-  keyLimit: number,
-  listingLimit: number,
-  event: string,
-) => Promise<[number, number, number, number, number]>;
+/** What the scripts appended to the events stream: its entry id, '' when nothing. */
+export interface Appended {
+  streamId: string;
+}
 
-/** Defines the script on a connection (EVALSHA with a transparent EVAL fallback). */
-export const createAdmission = (redis: Redis, eventsKey: string) => {
-  redis.defineCommand('crochetAdmit', { numberOfKeys: 3, lua: ADMIT_SCRIPT });
-  const admit = (redis as unknown as { crochetAdmit: AdmitCommand }).crochetAdmit.bind(redis);
-  return async (request: AdmissionRequest): Promise<Admission> => {
-    const [allowed, limit, remaining, resetMs, retryAfterMs] = await admit(
-      request.keyStateKey,
-      request.listingStateKey,
-      eventsKey,
-      request.keyLimitPerMinute,
-      request.listingLimitPerMinute,
-      request.startEvent,
-    );
-    return { allowed: allowed === 1, limit, remaining, resetMs, retryAfterMs };
-  };
-};
-
-// Paid calls: the same limits, plus exactly-once use of the payment proof, in the same single round trip.
-// KEYS: key-limit, listing-limit, events, verified record, the buyer's spend today, then one "used" key per proof id.
-// ARGV: key limit/min, listing limit/min, start event JSON (without its closing brace), gateway request id,
-//       listing id, buyer id, "used" key prefix, daily spend cap ('' for none), the price this call adds to spend,
-//       '1' when the payment's money has already moved on chain (a direct transfer or Relay), '0' when it settles later.
-// Returns {outcome, limit, remaining, reset_ms, retry_after_ms, detail, extra} where outcome is one of
-// admitted (detail: the verified payment JSON, extra: its settlement), used (detail: the gateway request it paid),
-// unverified, mismatch, rate_limited, spend_cap (detail: spent today; the proof is untouched), spend_cap_refund
-// (detail: spent today, extra: the payment JSON; the proof is consumed and the call recorded, to be refunded).
-const PAID_ADMIT_SCRIPT = `
-for i = 6, #KEYS do
-  local by = redis.call('GET', KEYS[i])
-  if by then return {'used', 0, 0, 0, 0, by, ''} end
-end
-local verified = redis.call('HMGET', KEYS[4], 'listing', 'buyer', 'payment', 'settlement', 'spend_held')
-if not verified[3] then return {'unverified', 0, 0, 0, 0, '', ''} end
-if verified[1] ~= ARGV[5] or verified[2] ~= ARGV[6] then return {'mismatch', 0, 0, 0, 0, verified[1], ''} end
--- Every id the verified payment consumes (a Relay request and its fill, say), not only the one presented. They are
--- named from ARGV[7], the "used" key prefix: undeclared keys, fine on a single Redis (not on a cluster).
-local ids = cjson.decode(verified[3]).proof_ids
-for _, id in ipairs(ids) do
-  local by = redis.call('GET', ARGV[7] .. id)
-  if by then return {'used', 0, 0, 0, 0, by, ''} end
-end
-${LIMITS_LUA}
-local allowed, limit, remaining, reset, retry = limits()
-if allowed == 0 then return {'rate_limited', limit, 0, reset, retry, '', ''} end
--- The operator's cap, before anything is charged. A payment that settles later (x402) is simply not settled: the proof
--- stays valid for a later call. Money that already moved is never left hanging: the proof is consumed and the call
--- recorded with the payment, which the gateway marks for refund.
--- A payment whose settlement was pending when its call was answered still holds its spend (spend_held): its retry is
--- neither capped nor counted again.
-local held = verified[5]
-local spent = tonumber(redis.call('GET', KEYS[5]) or '0')
-if not held and ARGV[8] ~= '' and spent + tonumber(ARGV[9]) > tonumber(ARGV[8]) then
-  if ARGV[10] ~= '1' then return {'spend_cap', 0, 0, 0, 0, tostring(spent), ''} end
-  for i = 6, #KEYS do redis.call('SET', KEYS[i], ARGV[4]) end
-  for _, id in ipairs(ids) do redis.call('SET', ARGV[7] .. id, ARGV[4]) end
-  redis.call('XADD', KEYS[3], '*', 'e', ARGV[3] .. ',"payment":' .. verified[3] .. '}')
-  return {'spend_cap_refund', 0, 0, 0, 0, tostring(spent), verified[3]}
-end
-charge()
-if held then
-  redis.call('HDEL', KEYS[4], 'spend_held')
-else
-  redis.call('INCRBY', KEYS[5], ARGV[9])
-  redis.call('EXPIRE', KEYS[5], 172800)
-end
-for i = 6, #KEYS do redis.call('SET', KEYS[i], ARGV[4]) end
-for _, id in ipairs(ids) do redis.call('SET', ARGV[7] .. id, ARGV[4]) end
-redis.call('XADD', KEYS[3], '*', 'e', ARGV[3] .. ',"payment":' .. verified[3] .. '}')
-return {'admitted', limit, remaining, reset, 0, verified[3], verified[4] or ''}
-`;
-
-export interface PaidAdmissionRequest extends Omit<AdmissionRequest, 'startEvent'> {
-  /** The start event's JSON; the script appends the verified payment to it. */
-  startEvent: string;
-  verifiedKey: string;
-  usedKeys: string[];
-  /** Prefix of the "used" keys: the script consumes every proof id of the verified payment under it. */
-  usedKeyPrefix: string;
-  gatewayRequestId: string;
-  listingId: string;
+export interface UnpaidAdmissionRequest extends AdmissionRequest {
   buyerId: string;
-  /** The buyer's spend counter for today (`keys.spend`), its daily cap (null: none) and what this call adds. */
-  spendKey: string;
+  /** The UTC day (`currentUtcDay`) whose spend counts against the cap. */
+  day: string;
   spendCapAtomic: string | null;
   priceAtomic: string;
+}
+
+export type UnpaidAdmission = (
+  | ({ outcome: 'payment_required' } & Admission)
+  | ({ outcome: 'spend_cap'; spentAtomic: string } & Admission)
+  | ({ outcome: 'rate_limited' } & Admission)
+) &
+  Appended;
+
+export interface PaidAdmissionRequest extends UnpaidAdmissionRequest {
+  gatewayRequestId: string;
+  /** The epoch this proxy adopted (restored state); a Redis on another epoch refuses. */
+  epoch: string;
+  /** The id the proof is presented under (its verification record and first "used" key). */
+  proofId: string;
   /** The payment's money has already moved (direct transfer, Relay): past the cap it is recorded for refund. */
   alreadySettled: boolean;
+  /** Unix ms by Redis's clock after which the script does nothing. */
+  deadlineMs: number;
+  /** A verification made just now, recorded by the script before it decides (one round trip, not two). */
+  verified?: { payment: string; settlement: string; ttlSeconds: number };
 }
 
 export type PaidAdmission =
-  | ({ outcome: 'admitted'; payment: string; settlement: string } & Admission)
+  | ({ outcome: 'admitted'; payment: string; settlement: string } & Admission & Appended)
   | ({ outcome: 'rate_limited' } & Admission)
   | { outcome: 'spend_cap'; spentAtomic: string }
-  | { outcome: 'spend_cap_refund'; spentAtomic: string; payment: string }
+  | ({ outcome: 'spend_cap_refund'; spentAtomic: string; payment: string } & Appended)
   | { outcome: 'used'; gatewayRequestId: string }
-  | { outcome: 'unverified' }
-  | { outcome: 'mismatch' };
+  | { outcome: 'resume'; gatewayRequestId: string }
+  | { outcome: 'unverified' | 'mismatch' | 'late' | 'epoch' };
 
-type PaidAdmitCommand = (
-  ...args: (string | number)[]
-) => Promise<[string, number, number, number, number, string, string]>;
+export interface ReleaseRequest {
+  gatewayRequestId: string;
+  /** Proof ids to release besides those the verification record lists. */
+  proofIds: readonly string[];
+  /** The presented proof id (its verification record). */
+  proofId: string;
+  buyerId: string;
+  day: string;
+  priceAtomic: string;
+  mode: 'give' | 'hold' | 'abandon';
+}
 
-/** Defines the paid admission script; one EVALSHA per call. */
-export const createPaidAdmission = (redis: Redis, eventsKey: string) => {
-  redis.defineCommand('crochetPaidAdmit', { lua: PAID_ADMIT_SCRIPT });
-  const admit = (redis as unknown as { crochetPaidAdmit: PaidAdmitCommand }).crochetPaidAdmit.bind(redis);
-  return async (request: PaidAdmissionRequest): Promise<PaidAdmission> => {
-    const event = request.startEvent.trimEnd();
-    const keys = [
-      request.keyStateKey,
-      request.listingStateKey,
-      eventsKey,
-      request.verifiedKey,
-      request.spendKey,
-      ...request.usedKeys,
-    ];
-    const [outcome, limit, remaining, resetMs, retryAfterMs, detail, settlement] = await admit(
-      keys.length,
-      ...keys,
-      request.keyLimitPerMinute,
-      request.listingLimitPerMinute,
-      event.endsWith('}') ? event.slice(0, -1) : event,
-      request.gatewayRequestId,
-      request.listingId,
-      request.buyerId,
-      request.usedKeyPrefix,
-      request.spendCapAtomic ?? '',
-      request.priceAtomic,
-      request.alreadySettled ? '1' : '0',
-    );
-    switch (outcome) {
-      case 'admitted':
-        return { outcome, allowed: true, limit, remaining, resetMs, retryAfterMs, payment: detail, settlement };
-      case 'rate_limited':
-        return { outcome, allowed: false, limit, remaining, resetMs, retryAfterMs };
-      case 'used':
-        return { outcome, gatewayRequestId: detail };
-      case 'spend_cap':
-        return { outcome, spentAtomic: detail };
-      case 'spend_cap_refund':
-        return { outcome, spentAtomic: detail, payment: settlement };
-      case 'mismatch':
-        return { outcome };
-      default:
-        return { outcome: 'unverified' };
-    }
+/** The gateway's Redis scripts, defined once on a connection (EVALSHA with a transparent EVAL fallback). */
+export interface GatewayScripts {
+  admitFree(request: AdmissionRequest): Promise<Admission & Appended>;
+  admitUnpaid(request: UnpaidAdmissionRequest): Promise<UnpaidAdmission>;
+  admitPaid(request: PaidAdmissionRequest): Promise<PaidAdmission>;
+  /** Gives a proof back (RELEASE in scripts.ts); idempotent. Returns how many proof ids were released. */
+  release(request: ReleaseRequest): Promise<number>;
+  /** Marks a proof id (an x402 settlement's transaction) used by a gateway request, unless it is already. */
+  consume(proofId: string, gatewayRequestId: string): Promise<void>;
+}
+
+type Reply = (string | number)[];
+type Command = (...args: (string | number)[]) => Promise<Reply>;
+
+const admission = (reply: Reply, allowed: boolean): Admission => ({
+  allowed,
+  limit: Number(reply[1]),
+  remaining: Number(reply[2]),
+  resetMs: Number(reply[3]),
+  retryAfterMs: Number(reply[4]),
+});
+
+export const createGatewayScripts = (redis: Redis, keys: RedisKeys): GatewayScripts => {
+  const define = (name: string, lua: string): Command => {
+    redis.defineCommand(name, { lua });
+    return (redis as unknown as Record<string, Command>)[name]!.bind(redis);
+  };
+  const free = define('crochetAdmitFree', ADMIT_FREE);
+  const unpaid = define('crochetAdmitUnpaid', ADMIT_UNPAID);
+  const paid = define('crochetAdmitPaid', ADMIT_PAID);
+  const release = define('crochetRelease', RELEASE);
+  const usedPrefix = keys.paymentUsed('');
+  return {
+    admitFree: async (r) => {
+      const reply = await free(
+        3,
+        keys.rateKey(r.keyId),
+        keys.rateListing(r.listingId),
+        keys.events,
+        r.keyLimitPerMinute,
+        r.listingLimitPerMinute,
+        r.startEvent,
+      );
+      return { ...admission(reply, reply[0] === 1), streamId: String(reply[5]) };
+    },
+    admitUnpaid: async (r) => {
+      const reply = await unpaid(
+        4,
+        keys.rateKey(r.keyId),
+        keys.rateListing(r.listingId),
+        keys.events,
+        keys.spend(r.buyerId, r.day),
+        r.keyLimitPerMinute,
+        r.listingLimitPerMinute,
+        r.startEvent,
+        r.spendCapAtomic ?? '',
+        r.priceAtomic,
+      );
+      const outcome = String(reply[0]);
+      const streamId = String(reply[6]);
+      if (outcome === 'rate_limited') return { outcome, ...admission(reply, false), streamId };
+      if (outcome === 'spend_cap') {
+        return { outcome, ...admission(reply, true), spentAtomic: String(reply[5]), streamId };
+      }
+      return { outcome: 'payment_required', ...admission(reply, true), streamId };
+    },
+    admitPaid: async (r) => {
+      const reply = await paid(
+        7,
+        keys.epoch,
+        keys.rateKey(r.keyId),
+        keys.rateListing(r.listingId),
+        keys.events,
+        keys.paymentVerified(r.proofId),
+        keys.spend(r.buyerId, r.day),
+        keys.paymentUsed(r.proofId),
+        r.epoch,
+        r.keyLimitPerMinute,
+        r.listingLimitPerMinute,
+        r.startEvent,
+        r.gatewayRequestId,
+        r.listingId,
+        r.buyerId,
+        usedPrefix,
+        r.spendCapAtomic ?? '',
+        r.priceAtomic,
+        r.alreadySettled ? '1' : '0',
+        Math.ceil(r.deadlineMs),
+        r.verified?.payment ?? '',
+        r.verified?.settlement ?? '',
+        r.verified?.ttlSeconds ?? 0,
+      );
+      const [outcome, , , , , detail, extra, streamId] = reply.map(String) as string[];
+      switch (outcome) {
+        case 'admitted':
+          return {
+            outcome,
+            ...admission(reply, true),
+            payment: detail!,
+            settlement: extra!,
+            streamId: streamId!,
+          };
+        case 'rate_limited':
+          return { outcome, ...admission(reply, false) };
+        case 'spend_cap':
+          return { outcome, spentAtomic: detail! };
+        case 'spend_cap_refund':
+          return { outcome, spentAtomic: detail!, payment: extra!, streamId: streamId! };
+        case 'used':
+        case 'resume':
+          return { outcome, gatewayRequestId: detail! };
+        case 'mismatch':
+        case 'late':
+        case 'epoch':
+          return { outcome };
+        default:
+          return { outcome: 'unverified' };
+      }
+    },
+    release: async (r) => {
+      const used = r.proofIds.map((id) => keys.paymentUsed(id));
+      const reply = (await release(
+        2 + used.length,
+        keys.paymentVerified(r.proofId),
+        keys.spend(r.buyerId, r.day),
+        ...used,
+        r.gatewayRequestId,
+        r.priceAtomic,
+        r.mode,
+        usedPrefix,
+      )) as unknown as number;
+      return Number(reply);
+    },
+    consume: async (proofId, gatewayRequestId) => {
+      await redis.set(keys.paymentUsed(proofId), gatewayRequestId, 'NX');
+    },
   };
 };
 
@@ -244,15 +237,17 @@ export class LocalAdmission {
 
   admit(request: Omit<AdmissionRequest, 'startEvent'>, now = Date.now()): Admission {
     if (this.#tat.size > 100_000) this.#sweep(now);
-    const k = this.#check(request.keyStateKey, request.keyLimitPerMinute, now);
-    const l = this.#check(request.listingStateKey, request.listingLimitPerMinute, now);
+    const keyState = `k:${request.keyId}`;
+    const listingState = `l:${request.listingId}`;
+    const k = this.#check(keyState, request.keyLimitPerMinute, now);
+    const l = this.#check(listingState, request.listingLimitPerMinute, now);
     if (!k.ok || !l.ok) {
       const retry = Math.ceil(Math.max(k.retry, l.retry));
       const limit = k.ok ? request.listingLimitPerMinute : request.keyLimitPerMinute;
       return { allowed: false, limit, remaining: 0, resetMs: retry, retryAfterMs: retry };
     }
-    this.#tat.set(request.keyStateKey, k.next);
-    this.#tat.set(request.listingStateKey, l.next);
+    this.#tat.set(keyState, k.next);
+    this.#tat.set(listingState, l.next);
     const tighter = l.remaining < k.remaining ? l : k;
     const limit = tighter === l ? request.listingLimitPerMinute : request.keyLimitPerMinute;
     return {

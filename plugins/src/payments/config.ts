@@ -43,6 +43,11 @@ export interface PaymentsConfig {
   relay: RelayRailConfig | undefined;
   /** How long a payment request (402) stays payable. */
   requestTtlSeconds: number;
+  /**
+   * How long after its money moved a transfer is still accepted as a proof (`CROCHET_PAYMENT_ACCEPT_WINDOW_SECONDS`).
+   * Consumed proofs are restored from PostgreSQL for this long after a Redis loss, so what must be restored is bounded.
+   */
+  acceptWindowSeconds: number;
   /** How long the gateway waits on a chain or on Relay before answering PAYMENT_PENDING. */
   verifyTimeoutMs: number;
   /** x402 maxTimeoutSeconds offered to clients. */
@@ -105,6 +110,7 @@ export const loadPaymentsConfig = (r: EnvReader): PaymentsConfig => {
     evm,
     relay: relayUrl ? { apiUrl: relayUrl.replace(/\/+$/, ''), apiKey: r.string('CROCHET_RELAY_API_KEY') } : undefined,
     requestTtlSeconds: r.int('CROCHET_PAYMENT_REQUEST_TTL_SECONDS', 600, { min: 30, max: 86_400 }),
+    acceptWindowSeconds: r.int('CROCHET_PAYMENT_ACCEPT_WINDOW_SECONDS', 3_600, { min: 60, max: 7 * 86_400 }),
     verifyTimeoutMs: r.int('CROCHET_PAYMENT_VERIFY_TIMEOUT_MS', 5_000, { min: 100, max: 120_000 }),
     maxTimeoutSeconds: r.int('CROCHET_X402_MAX_TIMEOUT_SECONDS', 120, { min: 10, max: 3_600 }),
   };

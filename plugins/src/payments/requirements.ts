@@ -83,6 +83,8 @@ export const buildPaymentBody = (config: PaymentsConfig, accepts: Accept[], inpu
   amount_atomic: input.priceAtomic.toString(),
   currency: input.currency,
   expires_at: new Date(input.expiresAtMs).toISOString(),
+  /** A transfer is accepted as a proof for this long after it moved the money. */
+  accept_window_seconds: config.acceptWindowSeconds,
   accepts,
   direct: {
     header: 'X-Crochet-Payment-Tx',

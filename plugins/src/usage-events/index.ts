@@ -2,37 +2,81 @@ import { EVENT_FIELD, type GatewayEvent } from '@crochet/protocol';
 import type { Redis } from 'ioredis';
 
 /**
- * Appends gateway events to the events stream in batches: a request's completion never waits on Redis, and many
- * completions share one pipeline. When Redis is unreachable the events wait in memory (bounded; the oldest are
- * dropped past the bound and counted — reconciliation restores what the start records allow) and go out when it
- * answers again.
+ * The proxy's outbox of gateway events (DESIGN §2 durability rule). An event is in one of two queues until the
+ * control plane has committed it to PostgreSQL:
+ *
+ *   unsent   not in Redis yet: completion events (batched, so a request's answer never waits on Redis) and start
+ *            records kept while Redis was unreachable. Written in pipelines, on a timer that backs off while Redis
+ *            fails — never once per push.
+ *   sent     in the events stream, with its entry id, waiting for the control plane's committed watermark
+ *            (`events:committed`) to pass it. Start records the admission scripts append are added here directly.
+ *
+ * If Redis loses its data (a new epoch), every sent event goes back to unsent and is appended again: the consumer
+ * applies events idempotently, so what arrives twice changes nothing, and nothing the stream lost is lost.
+ *
+ * Memory is bounded (`maxEvents`, default 200 000 events): past it the oldest sent events are forgotten first (they
+ * are in Redis; only a Redis loss before their commit would lose them), then the oldest unsent ones are dropped.
+ * Both are counted (`forgotten`, `dropped`) for the metrics; reconciliation reports what a drop left incomplete.
  */
-export interface EventWriterOptions {
+export interface EventOutboxOptions {
   redis: Redis;
   streamKey: string;
-  /** Flush when this many events are waiting. */
+  /** Most events in one pipeline. */
   batchSize?: number;
-  /** Flush at least this often while events are waiting. */
+  /** Flush unsent events this often while there are some (and Redis answers). */
   flushIntervalMs?: number;
-  /** Events kept while Redis is unreachable. */
-  maxBuffered?: number;
+  /** Events kept in both queues together. */
+  maxEvents?: number;
+  /** Longest wait between attempts while Redis fails (the backoff doubles from 100 ms up to this). */
+  retryMaxMs?: number;
 }
 
-export class EventWriter {
-  readonly #o: Required<EventWriterOptions>;
-  #buffer: string[] = [];
+/** One stream entry's fields, as appended: `e` and the event JSON, then for a paid start `p` and its payment JSON. */
+export type EventFields = readonly string[];
+
+interface Sent {
+  fields: EventFields;
+  id: string;
+}
+
+/** Stream entry ids ("<ms>-<seq>") compared as the pair of integers they are. */
+export const compareStreamIds = (a: string, b: string): number => {
+  const da = a.indexOf('-');
+  const db = b.indexOf('-');
+  const ma = Number(da < 0 ? a : a.slice(0, da));
+  const mb = Number(db < 0 ? b : b.slice(0, db));
+  if (ma !== mb) return ma < mb ? -1 : 1;
+  const sa = da < 0 ? 0 : Number(a.slice(da + 1));
+  const sb = db < 0 ? 0 : Number(b.slice(db + 1));
+  return sa === sb ? 0 : sa < sb ? -1 : 1;
+};
+
+export class EventOutbox {
+  readonly #o: Required<EventOutboxOptions>;
+  #unsent: EventFields[] = [];
+  #sent: Sent[] = [];
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> | undefined;
-  /** Events written since start, and events dropped because the buffer was full. */
-  written = 0;
+  #failures = 0;
+  /** Events appended to the stream since start (by this outbox or reported by the scripts). */
+  appended = 0;
+  /** Unsent events dropped because the outbox was full: lost unless reconciliation restores them. */
   dropped = 0;
+  /** Sent events forgotten before their commit because the outbox was full. */
+  forgotten = 0;
 
-  constructor(options: EventWriterOptions) {
-    this.#o = { batchSize: 256, flushIntervalMs: 10, maxBuffered: 100_000, ...options };
+  constructor(options: EventOutboxOptions) {
+    this.#o = { batchSize: 256, flushIntervalMs: 10, maxEvents: 200_000, retryMaxMs: 5_000, ...options };
   }
 
-  get pending(): number {
-    return this.#buffer.length;
+  /** Events not in Redis yet. */
+  get unsent(): number {
+    return this.#unsent.length;
+  }
+
+  /** Events in the stream, not yet known to be committed to PostgreSQL. */
+  get uncommitted(): number {
+    return this.#sent.length;
   }
 
   push(event: GatewayEvent): void {
@@ -40,58 +84,114 @@ export class EventWriter {
   }
 
   pushJson(json: string): void {
-    if (this.#buffer.length >= this.#o.maxBuffered) {
-      this.#buffer.shift();
-      this.dropped++;
-    }
-    this.#buffer.push(json);
-    if (this.#buffer.length >= this.#o.batchSize) void this.flush();
-    else this.#timer ??= setTimeout(() => void this.flush(), this.#o.flushIntervalMs);
+    this.pushFields([EVENT_FIELD, json]);
   }
 
-  /** Writes what is waiting; resolves when written (or kept for later because Redis failed). */
+  /** An entry to append as it is (fields as `sent` takes them). */
+  pushFields(fields: EventFields): void {
+    this.#make(1);
+    this.#unsent.push(fields);
+    // A full batch goes out at once, unless Redis is failing: then the backoff timer decides (never a flush per push).
+    if (this.#unsent.length >= this.#o.batchSize && this.#failures === 0) void this.flush();
+    else this.#schedule(this.#delayMs());
+  }
+
+  /** An entry a script appended to the stream (its id as the script returned it). */
+  sent(fields: EventFields, id: string): void {
+    this.appended++;
+    this.#make(1);
+    this.#sent.push({ fields, id });
+  }
+
+  /** The control plane committed every event up to this stream id: forget them. */
+  committed(watermark: string): void {
+    let n = 0;
+    while (n < this.#sent.length && compareStreamIds(this.#sent[n]!.id, watermark) <= 0) n++;
+    if (n > 0) this.#sent.splice(0, n);
+  }
+
+  /**
+   * Redis lost the stream (a new epoch): every sent event is appended again. Returns them, oldest first, so that
+   * the caller can also restore what they consumed (the proofs of paid starts).
+   */
+  rewind(): EventFields[] {
+    const again = this.#sent.map((s) => s.fields);
+    this.#sent = [];
+    this.#unsent = [...again, ...this.#unsent];
+    this.#failures = 0;
+    this.#schedule(0);
+    return again;
+  }
+
+  /** Writes what is unsent; resolves when written (or kept for later because Redis failed). */
   flush(): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#flushing) return this.#flushing.then(() => (this.#buffer.length ? this.flush() : undefined));
-    if (this.#buffer.length === 0) return Promise.resolve();
-    const batch = this.#buffer.splice(0, this.#o.batchSize * 4);
+    if (this.#flushing) return this.#flushing.then(() => (this.#unsent.length ? this.flush() : undefined));
+    if (this.#unsent.length === 0) return Promise.resolve();
+    const batch = this.#unsent.splice(0, this.#o.batchSize * 4);
     const pipeline = this.#o.redis.pipeline();
-    for (const json of batch) pipeline.xadd(this.#o.streamKey, '*', EVENT_FIELD, json);
+    for (const fields of batch) pipeline.xadd(this.#o.streamKey, '*', ...fields);
     this.#flushing = pipeline
       .exec()
       .then((results) => {
-        const failed = batch.filter((_, i) => results?.[i]?.[0]);
-        this.written += batch.length - failed.length;
+        const failed: EventFields[] = [];
+        for (const [i, fields] of batch.entries()) {
+          const [error, id] = results?.[i] ?? [new Error('no reply'), null];
+          if (error || typeof id !== 'string') failed.push(fields);
+          else {
+            this.appended++;
+            this.#sent.push({ fields, id });
+          }
+        }
         if (failed.length) this.#requeue(failed);
         else this.#failures = 0;
       })
       .catch(() => this.#requeue(batch))
       .finally(() => {
         this.#flushing = undefined;
-        if (this.#buffer.length) this.#timer ??= setTimeout(() => void this.flush(), this.#retryDelayMs());
+        if (this.#unsent.length) this.#schedule(this.#delayMs());
       });
     return this.#flushing;
   }
 
-  #requeue(batch: string[]): void {
-    this.#buffer.unshift(...batch);
-    const excess = this.#buffer.length - this.#o.maxBuffered;
-    if (excess > 0) {
-      this.#buffer.splice(0, excess);
-      this.dropped += excess;
-    }
-    this.#failures++;
-  }
-
-  #failures = 0;
-  #retryDelayMs(): number {
-    return this.#failures === 0 ? this.#o.flushIntervalMs : Math.min(5_000, 100 * 2 ** Math.min(this.#failures, 6));
-  }
-
-  /** Flushes and stops; events Redis refused stay counted in `pending`. */
+  /** Flushes (one attempt) and stops the timer; what Redis refused stays counted in `unsent`. */
   async close(): Promise<void> {
     await this.flush();
     clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #schedule(delayMs: number): void {
+    this.#timer ??= setTimeout(() => {
+      this.#timer = undefined;
+      void this.flush();
+    }, delayMs);
+  }
+
+  #delayMs(): number {
+    return this.#failures === 0 ? this.#o.flushIntervalMs : Math.min(this.#o.retryMaxMs, 100 * 2 ** this.#failures);
+  }
+
+  #requeue(batch: EventFields[]): void {
+    this.#unsent.unshift(...batch);
+    this.#failures = Math.min(this.#failures + 1, 16);
+    this.#make(0);
+  }
+
+  /** Makes room for `incoming` more events within the cap. */
+  #make(incoming: number): void {
+    let excess = this.#unsent.length + this.#sent.length + incoming - this.#o.maxEvents;
+    if (excess <= 0) return;
+    const forget = Math.min(excess, this.#sent.length);
+    if (forget > 0) {
+      this.#sent.splice(0, forget);
+      this.forgotten += forget;
+      excess -= forget;
+    }
+    if (excess > 0) {
+      this.#unsent.splice(0, excess);
+      this.dropped += excess;
+    }
   }
 }

@@ -37,7 +37,8 @@ export const checkEvmPayment = async (
   hash: Hash,
   priceAtomic: bigint,
 ): Promise<
-  { ok: true; receipt: TransactionReceipt; paid: bigint; paidBy: Map<string, bigint> } | { ok: false; verdict: Verdict }
+  | { ok: true; receipt: TransactionReceipt; paid: bigint; paidBy: Map<string, bigint>; paidAtMs: number }
+  | { ok: false; verdict: Verdict }
 > => {
   let receipt: TransactionReceipt;
   try {
@@ -75,7 +76,9 @@ export const checkEvmPayment = async (
   const paidBy = new Map<string, bigint>();
   for (const t of inUsdc)
     paidBy.set(t.args.from.toLowerCase(), (paidBy.get(t.args.from.toLowerCase()) ?? 0n) + t.args.value);
-  return { ok: true, receipt, paid, paidBy };
+  // When the money moved: a proof older than the acceptance window is refused by the payment step.
+  const block = await client.getBlock({ blockNumber: receipt.blockNumber });
+  return { ok: true, receipt, paid, paidBy, paidAtMs: Number(block.timestamp) * 1000 };
 };
 
 /** `X-Crochet-Payment-Tx: eip155:<chain>:0x<hash>` — a USDC transfer to the marketplace from the caller's wallet. */
@@ -114,6 +117,7 @@ export const evmTransferRail = (
         asset: config.usdcAddress,
         tx: proof.tx.toLowerCase(),
         proofIds: [txProofId(config.network, proof.tx)],
+        paidAtMs: checked.paidAtMs,
       },
     };
   },

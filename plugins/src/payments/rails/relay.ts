@@ -74,6 +74,7 @@ export const relayRail = (
           asset: evm.usdcAddress,
           tx: fill.toLowerCase(),
           proofIds: [proof.id, txProofId(evm.network, fill)],
+          paidAtMs: checked.paidAtMs,
         },
       };
     },

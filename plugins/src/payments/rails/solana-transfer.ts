@@ -110,6 +110,7 @@ export const solanaTransferRail = (
         asset: config.usdcMint,
         tx: proof.tx,
         proofIds: [txProofId(config.network, proof.tx)],
+        ...(tx.blockTime === null ? {} : { paidAtMs: Number(tx.blockTime) * 1000 }),
       },
     };
   },

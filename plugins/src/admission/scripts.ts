@@ -1,0 +1,195 @@
+/**
+ * Every Lua script the gateway runs in Redis, in one place (DESIGN §2): admission of free, unpaid and paid calls
+ * (rate limits, exactly-once proof consumption, spend caps and the start record in one round trip), and giving a
+ * proof back. `index.ts` wraps each in a typed function; nothing else sends Lua.
+ *
+ * Rules every script keeps:
+ * - The start record is appended as stream fields (`e`: the event JSON the proxy built; `p`: the verified payment's
+ *   JSON from the verification record), never by editing JSON text.
+ * - A paid admission is idempotent by gateway request id: run twice for the same request (a retry after a timeout),
+ *   the second run finds the proof held by that request and answers "admitted" again without a second effect.
+ * - A paid admission carries a deadline in Redis's own clock: a script that reaches Redis after it (queued behind a
+ *   pause, say) does nothing. So once the deadline has passed, one more run tells the whole truth.
+ * - Paid admission refuses to run on a Redis whose epoch is not the one the proxy adopted (restored state).
+ *
+ * Proof ids of a verified payment beyond the presented one are named from the "used" key prefix: undeclared keys,
+ * fine on a single Redis or a primary/replica pair, not on a cluster (DESIGN §4 plans hash tags for that).
+ */
+
+/** `now` in milliseconds by Redis's clock; every script starts with it. */
+const NOW = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`;
+
+// GCRA (generic cell rate algorithm) over two keys: a burst of a whole minute's allowance, then the steady rate.
+// Both limits are decided before either is charged, so a request refused by one costs nothing against the other.
+// lk, ll: key- and listing-limit state keys; kl, ll: their limits per minute.
+const LIMITS = `
+local function gcra(key, limit)
+  local interval = 60000 / limit
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local allow_at = new_tat - 60000
+  if allow_at > now then return 0, new_tat, 0, allow_at - now end
+  return 1, new_tat, math.floor((now - allow_at) / interval), 0
+end
+-- {allowed, limit, remaining, reset_ms, retry_after_ms} of the tighter limit (the refusing one when refused), and a
+-- function that charges both.
+local function limits(key_state, key_limit, listing_state, listing_limit)
+  local ka, ktat, krem, kretry = gcra(key_state, key_limit)
+  local la, ltat, lrem, lretry = gcra(listing_state, listing_limit)
+  local charge = function()
+    redis.call('SET', key_state, tostring(ktat), 'PX', math.ceil(ktat - now) + 1)
+    redis.call('SET', listing_state, tostring(ltat), 'PX', math.ceil(ltat - now) + 1)
+  end
+  if ka == 0 or la == 0 then
+    local limit = key_limit
+    if ka == 1 then limit = listing_limit end
+    local retry = math.ceil(math.max(kretry, lretry))
+    return {0, limit, 0, retry, retry}, charge
+  end
+  if lrem < krem then return {1, listing_limit, lrem, math.ceil(ltat - now), 0}, charge end
+  return {1, key_limit, krem, math.ceil(ktat - now), 0}, charge
+end
+`;
+
+/**
+ * Free calls. KEYS: key-limit state, listing-limit state, events stream. ARGV: key limit/min, listing limit/min,
+ * start event JSON. Returns {allowed, limit, remaining, reset_ms, retry_after_ms, stream id ('' when refused)}.
+ */
+export const ADMIT_FREE = `${NOW}${LIMITS}
+local d, charge = limits(KEYS[1], tonumber(ARGV[1]), KEYS[2], tonumber(ARGV[2]))
+if d[1] == 0 then return {0, d[2], 0, d[4], d[5], ''} end
+charge()
+local id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[3])
+return {1, d[2], d[3], d[4], 0, id}
+`;
+
+/**
+ * A paid listing called without a proof: counted against the limits and recorded like any call (each 402 issues a
+ * payment request, so an agent cannot ask for them without bound), and checked against the buyer's daily spend cap.
+ * KEYS: key-limit, listing-limit, events, the buyer's spend today. ARGV: key limit/min, listing limit/min, start
+ * event JSON, daily cap ('' for none), price. Returns {outcome, limit, remaining, reset_ms, retry_after_ms, spent,
+ * stream id}; outcome: payment_required | spend_cap | rate_limited.
+ */
+export const ADMIT_UNPAID = `${NOW}${LIMITS}
+local d, charge = limits(KEYS[1], tonumber(ARGV[1]), KEYS[2], tonumber(ARGV[2]))
+if d[1] == 0 then return {'rate_limited', d[2], 0, d[4], d[5], '', ''} end
+charge()
+local id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[3])
+local spent = redis.call('GET', KEYS[4]) or '0'
+if ARGV[4] ~= '' and tonumber(spent) + tonumber(ARGV[5]) > tonumber(ARGV[4]) then
+  return {'spend_cap', d[2], d[3], d[4], 0, spent, id}
+end
+return {'payment_required', d[2], d[3], d[4], 0, spent, id}
+`;
+
+/**
+ * A call with a payment proof. KEYS: 1 epoch, 2 key-limit, 3 listing-limit, 4 events, 5 the payment's verification
+ * record (hash listing, buyer, payment, settlement, spend_held, resume), 6 the buyer's spend today, 7… the "used" key
+ * of the presented proof id. ARGV: 1 the proxy's epoch, 2 key limit/min, 3 listing limit/min, 4 start event JSON,
+ * 5 gateway request id, 6 listing id, 7 buyer id, 8 "used" key prefix, 9 daily cap ('' none), 10 price, 11 '1' when
+ * the payment's money has already moved (direct transfer, Relay), 12 deadline (Redis ms), 13 a verification made
+ * just now: payment JSON ('' none), 14 its settlement JSON, 15 seconds to keep the verification record.
+ *
+ * Returns {outcome, limit, remaining, reset_ms, retry_after_ms, detail, extra, stream id}:
+ *   admitted           detail: payment JSON, extra: settlement JSON (also when this request already held the proof)
+ *   used               detail: the gateway request the proof paid for
+ *   resume             detail: the gateway request to resume (its call was abandoned before forwarding: continue it)
+ *   unverified | mismatch | late | epoch
+ *   rate_limited       the proof stays verified and unconsumed
+ *   spend_cap          detail: spent today; nothing consumed (a payment that settles later stays usable)
+ *   spend_cap_refund   detail: spent today, extra: payment JSON; the proof is consumed and the call recorded, for
+ *                      the gateway to mark for refund (its money already moved)
+ * A payment whose settlement was pending when its call was answered holds its spend (spend_held): its retry is neither
+ * capped nor counted again.
+ */
+export const ADMIT_PAID = `${NOW}
+if now > tonumber(ARGV[12]) then return {'late', 0, 0, 0, 0, '', '', ''} end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'epoch', 0, 0, 0, 0, '', '', ''} end
+if ARGV[13] ~= '' and redis.call('EXISTS', KEYS[5]) == 0 then
+  redis.call('HSET', KEYS[5], 'listing', ARGV[6], 'buyer', ARGV[7], 'payment', ARGV[13], 'settlement', ARGV[14])
+  redis.call('EXPIRE', KEYS[5], tonumber(ARGV[15]))
+end
+${LIMITS}
+local me = ARGV[5]
+local v = redis.call('HMGET', KEYS[5], 'listing', 'buyer', 'payment', 'settlement', 'spend_held', 'resume')
+local d, charge = limits(KEYS[2], tonumber(ARGV[2]), KEYS[3], tonumber(ARGV[3]))
+local function again()
+  return {'admitted', d[2], d[3], d[4], 0, v[3] or '', v[4] or '', ''}
+end
+for i = 7, #KEYS do
+  local by = redis.call('GET', KEYS[i])
+  if by == me then return again() end
+  if by then return {'used', 0, 0, 0, 0, by, '', ''} end
+end
+if not v[3] then return {'unverified', 0, 0, 0, 0, '', '', ''} end
+if v[1] ~= ARGV[6] or v[2] ~= ARGV[7] then return {'mismatch', 0, 0, 0, 0, '', '', ''} end
+local used = {}
+for _, id in ipairs(cjson.decode(v[3]).proof_ids) do
+  local key = ARGV[8] .. id
+  local by = redis.call('GET', key)
+  if by == me then return again() end
+  if by then return {'used', 0, 0, 0, 0, by, '', ''} end
+  used[#used + 1] = key
+end
+if v[6] and v[6] ~= me then return {'resume', 0, 0, 0, 0, v[6], '', ''} end
+if d[1] == 0 then return {'rate_limited', d[2], 0, d[4], d[5], '', '', ''} end
+local function consume()
+  for i = 7, #KEYS do redis.call('SET', KEYS[i], me) end
+  for _, key in ipairs(used) do redis.call('SET', key, me) end
+  if v[6] then redis.call('HDEL', KEYS[5], 'resume') end
+  return redis.call('XADD', KEYS[4], '*', 'e', ARGV[4], 'p', v[3])
+end
+local spent = tonumber(redis.call('GET', KEYS[6]) or '0')
+if not v[5] and ARGV[9] ~= '' and spent + tonumber(ARGV[10]) > tonumber(ARGV[9]) then
+  if ARGV[11] ~= '1' then return {'spend_cap', 0, 0, 0, 0, tostring(spent), '', ''} end
+  local id = consume()
+  return {'spend_cap_refund', 0, 0, 0, 0, tostring(spent), v[3], id}
+end
+charge()
+if v[5] then
+  redis.call('HDEL', KEYS[5], 'spend_held')
+else
+  redis.call('INCRBY', KEYS[6], ARGV[10])
+  redis.call('EXPIRE', KEYS[6], 172800)
+end
+local id = consume()
+return {'admitted', d[2], d[3], d[4], 0, v[3], v[4] or '', id}
+`;
+
+/**
+ * Gives a proof back. KEYS: 1 the verification record, 2 the buyer's spend counter, 3… "used" keys of proof ids the
+ * caller knows. ARGV: 1 gateway request id, 2 price, 3 mode, 4 "used" key prefix. Every proof id of the payment (the
+ * given ones and those in the verification record) still held by this request is released — never one another
+ * request holds. When anything was released:
+ *   give     nothing was charged: the price comes off the spend counter
+ *   hold     a settlement is pending: the spend stays counted and is marked on the record for the retry
+ *   abandon  the call could not be answered (its admission's outcome was unknown): spend given back, and the record
+ *            names the request, so the buyer's retry with the same proof resumes it
+ * Idempotent: a second run finds nothing held and changes nothing. Returns the number of ids released.
+ */
+export const RELEASE = `
+local held = {}
+for i = 3, #KEYS do held[#held + 1] = KEYS[i] end
+local payment = redis.call('HGET', KEYS[1], 'payment')
+if payment then
+  for _, id in ipairs(cjson.decode(payment).proof_ids or {}) do held[#held + 1] = ARGV[4] .. id end
+end
+local released = 0
+for _, key in ipairs(held) do
+  if redis.call('GET', key) == ARGV[1] then released = released + redis.call('DEL', key) end
+end
+if released > 0 then
+  local recorded = redis.call('EXISTS', KEYS[1]) == 1
+  if ARGV[3] == 'hold' then
+    if recorded then redis.call('HSET', KEYS[1], 'spend_held', '1') end
+  else
+    if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('DECRBY', KEYS[2], ARGV[2]) end
+    if ARGV[3] == 'abandon' and recorded then redis.call('HSET', KEYS[1], 'resume', ARGV[1]) end
+  end
+end
+return released
+`;

@@ -1,0 +1,127 @@
+import type { HeaderReceiptClaims, PaymentRail, VerifiedPayment } from '@crochet/plugins';
+import type { AgentConfig, ErrorCode, GatewayExit, KeyConfig, PaymentOutcome } from '@crochet/protocol';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { GatewayListing } from './config-store.js';
+
+/**
+ * What the gateway knows about one call, from arrival to its final state (protocol lifecycle.ts). Every step reads
+ * and fills it; the finalizer (steps/finalize.ts) turns it into the completion event, the metrics and, for a paid
+ * call, the payment's outcome.
+ */
+export interface Call {
+  readonly request: FastifyRequest<{ Params: { listingId: string; '*'?: string } }>;
+  readonly reply: FastifyReply;
+  /** The gateway request id (`gr_…`); a resumed paid call takes the id of the request it resumes. */
+  id: string;
+  readonly startedAt: number;
+  /** Time per step, for the metrics. */
+  readonly steps: [string, number][];
+  markAt: number;
+  listing: GatewayListing | null;
+  key: KeyConfig | null;
+  buyer: AgentConfig | undefined;
+  /** The seller URL the call goes to (sub-path applied). */
+  target: string;
+  /** A start record was appended (or may have been: an admission whose outcome is unknown). */
+  admitted: boolean;
+  /** The request body, read once (it is hashed for the signature). */
+  body: Buffer | null;
+  /** RateLimit-* headers of the admission. */
+  limitHeaders: Record<string, string>;
+  /** Other headers the gateway adds to its answer (PAYMENT-RESPONSE). */
+  responseHeaders: Record<string, string>;
+  /** Headers the gateway adds to the seller request (signature…). */
+  signed: Record<string, string> | null;
+  /** The buyer's connection closed before the answer was out. */
+  gone: boolean;
+  /** A request went out to the seller. */
+  forwarded: boolean;
+  upstreamStartedAt: number | null;
+  upstreamHeadersAt: number | null;
+  /** The seller's status, once its answer headers arrived. */
+  sellerStatus: number | null;
+  /** Stops the request to the seller (the buyer left). */
+  abortUpstream: ((reason: Error) => void) | null;
+  bytesIn: number;
+  bytesOut: number;
+  /** The registry code the gateway answered with, if it answered with an error. */
+  errorCode: ErrorCode | null;
+  /** How the call ended; set once, by the step that ended it. */
+  exit: GatewayExit | null;
+  finalized: boolean;
+  paid: PaidCall | null;
+  /**
+   * A paid admission whose outcome stayed unknown: the background release of whatever it consumed (resolves to the
+   * number of proof ids released, null if Redis never answered).
+   */
+  abandoned: Promise<number | null> | null;
+  /** A 402's payment request id. */
+  paymentRequestId: string | null;
+  receipt: ReceiptState | null;
+}
+
+/** A paid call's payment, once admitted (payments.ts). */
+export interface PaidCall {
+  payment: VerifiedPayment;
+  rail: PaymentRail;
+  /** The id the proof was presented under. */
+  proofId: string;
+  /** The UTC day its spend was counted on. */
+  day: string;
+  /** The money already moved (direct transfer, Relay, or settled by the gateway). */
+  moneyMoved: boolean;
+  /** Set when the gateway knows what became of the payment before the end (settled before forwarding, pending…). */
+  outcome: PaymentOutcome | null;
+  /** Refused past the spend cap after its transfer was consumed: recorded for refund. */
+  refundOnly?: boolean;
+}
+
+/** A paid call's receipt (plugins/src/receipts): signed before forwarding, completed when the body has streamed. */
+export interface ReceiptState {
+  claims: HeaderReceiptClaims;
+  header: string;
+  /** Hex SHA-256 of the response body, once it streamed to its end (hashed chunk by chunk, never held). */
+  responseSha256: string | null;
+  /** The full receipt, signed once (by the trailer or the record step, whichever asks first). */
+  full: Promise<string> | null;
+}
+
+export const openCall = (request: Call['request'], reply: FastifyReply, startedAt: number): Call => ({
+  request,
+  reply,
+  id: '',
+  startedAt,
+  steps: [],
+  markAt: startedAt,
+  listing: null,
+  key: null,
+  buyer: undefined,
+  target: '',
+  admitted: false,
+  body: null,
+  limitHeaders: {},
+  responseHeaders: {},
+  signed: null,
+  gone: false,
+  forwarded: false,
+  upstreamStartedAt: null,
+  upstreamHeadersAt: null,
+  sellerStatus: null,
+  abortUpstream: null,
+  bytesIn: 0,
+  bytesOut: 0,
+  errorCode: null,
+  exit: null,
+  finalized: false,
+  paid: null,
+  abandoned: null,
+  paymentRequestId: null,
+  receipt: null,
+});
+
+/** Records the time since the previous mark under a step name. */
+export const mark = (call: Call, step: string): void => {
+  const now = performance.now();
+  call.steps.push([step, now - call.markAt]);
+  call.markAt = now;
+};

@@ -1,0 +1,595 @@
+import {
+  buildAccepts,
+  buildPaymentBody,
+  buildPaymentRequired,
+  type EventFields,
+  type EventOutbox,
+  type GatewayScripts,
+  type PaidAdmission,
+  type PaidAdmissionRequest,
+  type PaymentCall,
+  type PaymentRail,
+  type PaymentsConfig,
+  parseProof,
+  proofKeyId,
+  rateLimitHeaders,
+  txProofId,
+  type VerifiedPayment,
+} from '@crochet/plugins';
+import {
+  ApiError,
+  currentUtcDay,
+  EVENT_FIELD,
+  EVENT_PAYMENT_FIELD,
+  fromAtomic,
+  type GatewayEvent,
+  type GatewayState,
+  type PaymentOutcome,
+  type PaymentRecord,
+  type PaymentRequestIds,
+  paymentAction,
+  type RedisKeys,
+} from '@crochet/protocol';
+import { encodePaymentRequiredHeader, encodePaymentResponseHeader } from '@x402/core/http';
+import type { Redis } from 'ioredis';
+import type { Call, PaidCall } from './call.js';
+import type { ProxyMetrics, VerificationOutcome } from './metrics.js';
+import type { RedisState } from './redis-state.js';
+import { limitsOf, rateLimited, startEvent } from './steps/admit.js';
+
+/**
+ * The payment step of the gateway (DESIGN §3.4) for `per_call` listings: one object, three phases.
+ *
+ *   admit            no proof → 402 with the payment requirements; a proof → admitted (limits, exactly-once
+ *                    consumption, spend cap and the start record in one Redis script), or a precise refusal. A proof
+ *                    not verified yet is verified on its rail once, and the verification is recorded by the same
+ *                    script that admits.
+ *   beforeForward    `before_forward` listings settle an x402 payment before the seller is called.
+ *   afterResponse    at the call's final state: book, settle, release or refund (protocol lifecycle.ts).
+ *
+ * An admission whose outcome is unknown (Redis did not answer in time) is resolved before the buyer is told
+ * anything: the script is idempotent by gateway request id and carries a deadline in Redis's clock, so once that
+ * deadline has passed one more run tells the truth. If Redis stays silent past the resolve budget, the buyer is told
+ * to retry with the same proof, and the call is abandoned in the background: the proof is given back and marked so
+ * that the retry resumes this gateway request.
+ */
+
+export interface PaymentsOptions {
+  config: PaymentsConfig;
+  rails: PaymentRail[];
+  scripts: GatewayScripts;
+  redis: Redis;
+  keys: RedisKeys;
+  outbox: EventOutbox;
+  state: RedisState;
+  requestIds: PaymentRequestIds;
+  solanaFeePayer: string | undefined;
+  publicBaseUrl: string;
+  keyRateLimitPerMinute: number;
+  listingRateLimitPerMinute: number;
+  /** How long a Redis command may take before its outcome counts as unknown (the hot-path command timeout). */
+  commandTimeoutMs: number;
+  /** How long an unknown admission is resolved before the buyer is answered. */
+  resolveMs: number;
+  metrics?: ProxyMetrics;
+  log: { warn(details: object, message: string): void; error(details: object, message: string): void };
+}
+
+/** Verified-but-unconsumed proofs are remembered this long (a retry after a timeout does not hit the chain again). */
+const VERIFIED_TTL_SECONDS = 24 * 3600;
+/** Margin for the difference between the proxy's estimate of Redis's clock and the real one. */
+const CLOCK_MARGIN_MS = 1_000;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const toRecord = (p: VerifiedPayment): PaymentRecord => ({
+  rail: p.rail,
+  network: p.network,
+  payer: p.payer,
+  amount_atomic: p.amountAtomic,
+  asset: p.asset,
+  tx: p.tx,
+  proof_ids: p.proofIds,
+});
+
+const fromRecord = (json: string, settlement: string): VerifiedPayment => {
+  const record = JSON.parse(json) as PaymentRecord;
+  return {
+    rail: record.rail,
+    network: record.network,
+    payer: record.payer,
+    amountAtomic: record.amount_atomic,
+    asset: record.asset,
+    tx: record.tx,
+    proofIds: record.proof_ids,
+    ...(settlement ? { settlement: JSON.parse(settlement) as unknown } : {}),
+  };
+};
+
+const unavailable = (message?: string, seconds = 2) =>
+  new ApiError('STATE_UNAVAILABLE', { ...(message ? { message } : {}), headers: { 'retry-after': String(seconds) } });
+
+export class Payments {
+  readonly #o: PaymentsOptions;
+
+  constructor(options: PaymentsOptions) {
+    this.#o = options;
+    for (const command of ['admit_paid', 'release']) options.metrics?.paymentAmbiguous.inc({ command }, 0);
+  }
+
+  // --- admit -------------------------------------------------------------------------------------------------------
+
+  async admit(call: Call): Promise<ApiError | null> {
+    const parsed = parseProof(call.request.headers);
+    if (!parsed.ok) return new ApiError('PAYMENT_INVALID', { message: parsed.message });
+    const listing = call.listing!;
+    const buyerId = call.key!.agent_id;
+    const base = {
+      ...limitsOf(call, this.#o),
+      startEvent: startEvent(call),
+      buyerId,
+      day: currentUtcDay(),
+      spendCapAtomic: call.buyer?.daily_spend_cap_atomic ?? null,
+      priceAtomic: listing.priceAtomic.toString(),
+    };
+    if (!parsed.proof) return this.#requirePayment(call, base);
+
+    const proof = parsed.proof;
+    const rail = this.#o.rails.find((r) => r.accepts(proof));
+    if (!rail) return new ApiError('PAYMENT_NETWORK_UNSUPPORTED');
+    const proofId = proofKeyId(proof);
+    if (!proofId) return new ApiError('PAYMENT_INVALID');
+    if (this.#o.state.restoring) {
+      void this.#o.state.check();
+      return unavailable('Payment state is being restored after a Redis restart; nothing was charged.', 1);
+    }
+    const request: Omit<PaidAdmissionRequest, 'gatewayRequestId' | 'epoch' | 'deadlineMs'> = {
+      ...base,
+      proofId,
+      alreadySettled: rail.settle === undefined,
+    };
+
+    let outcome = await this.#admitPaid(call, request);
+    if (outcome?.outcome === 'unverified') {
+      const verdict = await this.#verify(rail, proof, call);
+      if (verdict instanceof ApiError) return verdict;
+      outcome = await this.#admitPaid(call, {
+        ...request,
+        verified: {
+          payment: JSON.stringify(toRecord(verdict)),
+          settlement: verdict.settlement === undefined ? '' : JSON.stringify(verdict.settlement),
+          ttlSeconds: VERIFIED_TTL_SECONDS,
+        },
+      });
+    }
+    if (outcome?.outcome === 'resume') {
+      // This proof's call was abandoned before it reached the seller (its admission's outcome was unknown): the
+      // retry carries on under that gateway request's id.
+      call.id = outcome.gatewayRequestId;
+      request.startEvent = startEvent(call);
+      outcome = await this.#admitPaid(call, request);
+    }
+    if (outcome === null) return this.#abandon(call, request);
+    return this.#decide(call, outcome, rail, request);
+  }
+
+  #decide(
+    call: Call,
+    outcome: PaidAdmission,
+    rail: PaymentRail,
+    request: Omit<PaidAdmissionRequest, 'gatewayRequestId' | 'epoch' | 'deadlineMs'>,
+  ): ApiError | null {
+    const paid = (payment: string, settlement: string, streamId: string): PaidCall => {
+      const fields = [EVENT_FIELD, request.startEvent, EVENT_PAYMENT_FIELD, payment];
+      // Admitted again after an unknown outcome: the first run's entry id is not known, so the start goes out once
+      // more (a duplicate start record changes nothing) and the outbox keeps it until it is committed.
+      if (streamId) this.#o.outbox.sent(fields, streamId);
+      else this.#o.outbox.pushFields(fields);
+      call.admitted = true;
+      const verified = fromRecord(payment, settlement);
+      return {
+        payment: verified,
+        rail,
+        proofId: request.proofId,
+        day: request.day,
+        moneyMoved: rail.settle === undefined,
+        outcome: null,
+      };
+    };
+    switch (outcome.outcome) {
+      case 'admitted':
+        call.paid = paid(outcome.payment, outcome.settlement, outcome.streamId);
+        call.limitHeaders = rateLimitHeaders(outcome);
+        return null;
+      case 'spend_cap_refund': {
+        // Refused past the cap after its transfer was consumed (money already moved): recorded, to be refunded.
+        call.paid = { ...paid(outcome.payment, '', outcome.streamId), refundOnly: true };
+        const cap = request.spendCapAtomic ?? '0';
+        return spendCapExceeded(cap, outcome.spentAtomic, BigInt(request.priceAtomic), { refunded: call.id });
+      }
+      case 'used':
+        return new ApiError('PAYMENT_ALREADY_USED', {
+          message: `This payment proof already paid for gateway request ${outcome.gatewayRequestId}.`,
+          details: { gateway_request_id: outcome.gatewayRequestId },
+        });
+      case 'spend_cap':
+        return spendCapExceeded(request.spendCapAtomic ?? '0', outcome.spentAtomic, BigInt(request.priceAtomic));
+      case 'mismatch':
+        return new ApiError('PAYMENT_ALREADY_USED', {
+          message: 'This payment proof is bound to another listing or agent.',
+        });
+      case 'rate_limited':
+        // As on free listings (DESIGN §3.3): Retry-After and RateLimit-*. The proof stays verified and unconsumed.
+        return rateLimited(outcome.limit, rateLimitHeaders(outcome), '; the payment was not used');
+      case 'epoch':
+        void this.#o.state.check();
+        return unavailable('Payment state is being restored after a Redis restart; nothing was charged.', 1);
+      default:
+        // unverified twice (the record expired between two runs), late or resume twice: nothing happened.
+        return new ApiError('PAYMENT_PENDING', { headers: { 'retry-after': '1' } });
+    }
+  }
+
+  /** A 402: limits, start record and the spend cap in one script; the payment request id proves itself. */
+  async #requirePayment(call: Call, request: Parameters<GatewayScripts['admitUnpaid']>[0]): Promise<ApiError | null> {
+    const listing = call.listing!;
+    const { config } = this.#o;
+    let admission: Awaited<ReturnType<GatewayScripts['admitUnpaid']>>;
+    call.admitted = true; // even unanswered, the script may have appended the start: the end closes it
+    try {
+      admission = await this.#o.scripts.admitUnpaid(request);
+    } catch {
+      return unavailable();
+    }
+    if (admission.streamId) this.#o.outbox.sent([EVENT_FIELD, request.startEvent], admission.streamId);
+    else call.admitted = false;
+    call.limitHeaders = rateLimitHeaders(admission);
+    if (admission.outcome === 'rate_limited') return rateLimited(admission.limit, call.limitHeaders);
+    if (admission.outcome === 'spend_cap') {
+      return spendCapExceeded(request.spendCapAtomic ?? '0', admission.spentAtomic, listing.priceAtomic);
+    }
+    const id = this.#o.requestIds.issue(listing.id, request.buyerId);
+    call.paymentRequestId = id;
+    const input = {
+      paymentRequestId: id,
+      listingId: listing.id,
+      priceAtomic: listing.priceAtomic,
+      currency: 'USDC' as const,
+      resourceUrl: `${this.#o.publicBaseUrl}/api/v1/gateway/${listing.id}`,
+      expiresAtMs: Date.now() + config.requestTtlSeconds * 1000,
+      solanaFeePayer: this.#o.solanaFeePayer,
+    };
+    const accepts = buildAccepts(config, input);
+    const message = 'This listing is paid per call; the call was not paid.';
+    return new ApiError('PAYMENT_REQUIRED', {
+      message,
+      headers: {
+        ...call.limitHeaders,
+        'payment-required': encodePaymentRequiredHeader(buildPaymentRequired(accepts, input, message) as never),
+      },
+      details: { payment: buildPaymentBody(config, accepts, input) },
+    });
+  }
+
+  /**
+   * Runs the paid admission until its outcome is known: a timeout or a dropped connection leaves it unknown, so the
+   * script is run again (idempotent by gateway request id) once the first run's deadline has passed in Redis's
+   * clock — from then on the first run can do nothing, and the new answer is the truth. Null when Redis stayed silent
+   * for the whole resolve budget.
+   */
+  async #admitPaid(
+    call: Call,
+    request: Omit<PaidAdmissionRequest, 'gatewayRequestId' | 'epoch' | 'deadlineMs'>,
+  ): Promise<PaidAdmission | null> {
+    const { scripts, state, commandTimeoutMs, resolveMs } = this.#o;
+    const giveUpAt = performance.now() + resolveMs;
+    for (;;) {
+      const deadlineMs = state.redisNow() + commandTimeoutMs + CLOCK_MARGIN_MS;
+      try {
+        const outcome = await scripts.admitPaid({
+          ...request,
+          gatewayRequestId: call.id,
+          epoch: state.epoch ?? '',
+          deadlineMs,
+        });
+        if (outcome.outcome !== 'late') return outcome;
+      } catch {
+        // It may have run (and consumed the proof for this call): the call counts as admitted until resolved.
+        call.admitted = true;
+        this.#o.metrics?.paymentAmbiguous.inc({ command: 'admit_paid' });
+      }
+      const waitMs = Math.max(50, deadlineMs - state.redisNow() + 50);
+      if (performance.now() + waitMs > giveUpAt) return null;
+      await sleep(waitMs);
+    }
+  }
+
+  /**
+   * Redis stayed silent: the buyer is told to retry with the same proof. In the background, once Redis answers, the
+   * proof is given back if this call holds it, and marked so that the retry resumes this gateway request.
+   */
+  #abandon(call: Call, request: Omit<PaidAdmissionRequest, 'gatewayRequestId' | 'epoch' | 'deadlineMs'>): ApiError {
+    call.admitted = true;
+    call.abandoned = this.#retry('release', () =>
+      this.#o.scripts.release({
+        gatewayRequestId: call.id,
+        proofIds: [request.proofId],
+        proofId: request.proofId,
+        buyerId: request.buyerId,
+        day: request.day,
+        priceAtomic: request.priceAtomic,
+        mode: 'abandon',
+      }),
+    );
+    return unavailable(
+      'The payment state did not answer in time; this call was not forwarded and its payment was not used. ' +
+        'Retry the same call with the same proof: it will not pay twice.',
+    );
+  }
+
+  async #verify(rail: PaymentRail, proof: Parameters<PaymentRail['verify']>[0], call: Call) {
+    const { config, requestIds } = this.#o;
+    const listing = call.listing!;
+    const paymentCall: PaymentCall = {
+      listingId: listing.id,
+      buyerId: call.key!.agent_id,
+      buyerEvmWallets: call.buyer?.evm_wallets ?? [],
+      priceAtomic: listing.priceAtomic,
+      paymentRequest: async (id) => {
+        const claims = requestIds.check(id, listing.id, call.key!.agent_id);
+        return claims
+          ? {
+              id,
+              listing_id: claims.listingId,
+              buyer_id: claims.buyerId,
+              amount_atomic: listing.priceAtomic.toString(),
+              currency: listing.currency,
+              expires_at: claims.issuedAtMs + config.requestTtlSeconds * 1000,
+            }
+          : null;
+      },
+    };
+    const started = performance.now();
+    let outcome: VerificationOutcome = 'error';
+    try {
+      const verdict = await withDeadline(rail.verify(proof, paymentCall), config.verifyTimeoutMs).catch(
+        (error: unknown) => {
+          // The chain's RPC or Relay failed (not our stores): the payment may be fine, so it is pending.
+          this.#o.log.warn({ err: error, rail: rail.name }, 'payment verifier failed');
+          return 'failed' as const;
+        },
+      );
+      if (verdict === 'failed') {
+        return new ApiError('PAYMENT_VERIFIER_UNAVAILABLE', {
+          message: `The ${rail.name} verifier did not answer properly; the payment may well be fine.`,
+          headers: { 'retry-after': '2' },
+        });
+      }
+      if (verdict === 'timeout') {
+        outcome = 'timeout';
+        return new ApiError('PAYMENT_PENDING', { headers: { 'retry-after': '2' } });
+      }
+      if (verdict.ok === 'pending') {
+        outcome = 'pending';
+        return new ApiError(verdict.code, {
+          ...(verdict.message ? { message: verdict.message } : {}),
+          headers: { 'retry-after': String(verdict.retryAfterSeconds) },
+        });
+      }
+      if (verdict.ok === false) {
+        outcome = 'rejected';
+        return new ApiError(verdict.code, verdict.message ? { message: verdict.message } : {});
+      }
+      // A proof presented past the window is refused: consumed proofs are remembered (in PostgreSQL too) that long.
+      const paidAtMs = verdict.payment.paidAtMs;
+      if (paidAtMs !== undefined && Date.now() - paidAtMs > config.acceptWindowSeconds * 1000) {
+        outcome = 'rejected';
+        return new ApiError('PAYMENT_PROOF_EXPIRED');
+      }
+      outcome = 'verified';
+      return verdict.payment;
+    } finally {
+      const labels = { rail: rail.name, outcome };
+      this.#o.metrics?.verifications.inc(labels);
+      this.#o.metrics?.verificationDuration.observe(labels, (performance.now() - started) / 1000);
+    }
+  }
+
+  // --- before forward ----------------------------------------------------------------------------------------------
+
+  /** `before_forward` (the default): settle an x402 payment before the seller is called. */
+  async beforeForward(call: Call): Promise<ApiError | null> {
+    const paid = call.paid;
+    if (!paid?.rail.settle || paid.moneyMoved || call.listing!.settlementPolicy !== 'before_forward') return null;
+    const { payment, rail } = paid;
+    const settled = await rail.settle!(payment).catch((error: unknown) => {
+      // A settlement that throws (RPC down mid-way) may or may not have been broadcast: treat it as pending.
+      this.#o.log.warn({ err: error }, 'settlement failed to complete');
+      return { ok: false, pending: true, tx: null };
+    });
+    if (settled.pending) {
+      // Broadcast, not confirmed in time. The buyer is told to retry with the same payment, so the proof is given
+      // back first: the retry is admitted from the verification already made and settles by waiting for this same
+      // transaction (the facilitator remembers it in Redis), never by paying twice.
+      paid.outcome = { status: 'pending', tx: settled.tx };
+      await this.#release(call, 'hold');
+      return new ApiError('PAYMENT_PENDING', { headers: { 'retry-after': '2' } });
+    }
+    if (!settled.ok) {
+      paid.outcome = { status: 'released', tx: null };
+      await this.#release(call, 'give');
+      return new ApiError(
+        'PAYMENT_SETTLEMENT_FAILED',
+        'message' in settled && settled.message ? { message: `Settlement failed: ${settled.message}.` } : {},
+      );
+    }
+    paid.moneyMoved = true;
+    paid.outcome = { status: 'settled', tx: settled.tx };
+    call.responseHeaders['payment-response'] = encodePaymentResponseHeader({
+      success: true,
+      transaction: settled.tx ?? '',
+      network: payment.network as never,
+      payer: payment.payer,
+    });
+    // Settled: the call goes ahead even if Redis hiccups here (the own-settler check keeps the tx from paying again).
+    this.#consumeTx(call, settled.tx);
+    return null;
+  }
+
+  // --- after response ----------------------------------------------------------------------------------------------
+
+  /** What became of a paid call's payment at its final state (protocol `paymentAction`). Never throws. */
+  async afterResponse(call: Call, state: GatewayState): Promise<PaymentOutcome> {
+    const paid = call.paid!;
+    const tx = paid.outcome?.tx ?? paid.payment.tx;
+    if (paid.refundOnly) return { status: 'refund_due', tx };
+    if (paid.outcome && paid.outcome.status !== 'settled') return paid.outcome; // released or pending before forward
+    const action = paymentAction({
+      forwarded: call.forwarded,
+      sellerStatus: call.sellerStatus,
+      state,
+      moneyMoved: paid.moneyMoved,
+      reusable: paid.rail.settle === undefined,
+    });
+    switch (action) {
+      case 'book':
+        return { status: 'settled', tx };
+      case 'refund':
+        return { status: 'refund_due', tx };
+      case 'release':
+        await this.#release(call, 'give');
+        return { status: 'released', tx: null };
+      case 'settle':
+        try {
+          const settled = await paid.rail.settle!(paid.payment);
+          if (settled.ok) {
+            this.#consumeTx(call, settled.tx);
+            return { status: 'settled', tx: settled.tx };
+          }
+          // The seller has served; a settlement refused now leaves the call unpaid (the ledger and operators see it).
+          return { status: settled.pending ? 'pending' : 'unpaid', tx: settled.tx };
+        } catch {
+          return { status: 'pending', tx: null };
+        }
+    }
+  }
+
+  // --- Redis effects that must happen ------------------------------------------------------------------------------
+
+  /** Gives the call's proof back; retried until Redis answers (idempotent). */
+  #release(call: Call, mode: 'give' | 'hold'): Promise<void> {
+    const paid = call.paid!;
+    return this.#retry('release', () =>
+      this.#o.scripts.release({
+        gatewayRequestId: call.id,
+        proofIds: paid.payment.proofIds,
+        proofId: paid.proofId,
+        buyerId: call.key!.agent_id,
+        day: paid.day,
+        priceAtomic: call.listing!.priceAtomic.toString(),
+        mode,
+      }),
+    ).then(() => undefined);
+  }
+
+  /**
+   * Marks the transaction that settled an x402 payment as used by the request it paid: the same transaction
+   * presented afterwards as `X-Crochet-Payment-Tx` (its sender is the buyer, on Solana its memo is the buyer's
+   * payment request) would otherwise pay for a second call.
+   */
+  #consumeTx(call: Call, tx: string | null): void {
+    if (!tx) return;
+    const network = call.paid!.payment.network;
+    void this.#retry('consume', () => this.#o.scripts.consume(txProofId(network, tx), call.id));
+  }
+
+  /**
+   * An idempotent Redis effect, tried until it succeeds: at once, then with a backoff up to 5 s, for up to ten
+   * minutes (then logged: reconciliation reports what it left).
+   */
+  async #retry<T>(command: string, effect: () => Promise<T>): Promise<T | null> {
+    const giveUpAt = Date.now() + 10 * 60_000;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await effect();
+      } catch (error) {
+        if (attempt === 0) this.#o.metrics?.paymentAmbiguous.inc({ command });
+        if (Date.now() > giveUpAt) {
+          this.#o.log.error({ err: error, command }, 'a payment state change could not be written to Redis');
+          return null;
+        }
+        await sleep(Math.min(5_000, 50 * 2 ** attempt));
+      }
+    }
+  }
+
+  /**
+   * A new Redis epoch: marks again the proofs that events this proxy had not seen committed consumed (a paid start's
+   * proof ids, an x402 settlement's transaction), unless the same events show the proof given back.
+   */
+  async reassert(entries: EventFields[]): Promise<void> {
+    const held = new Map<string, { network: string; proofIds: string[] }>();
+    for (const fields of entries) {
+      const json = fields[fields.indexOf(EVENT_FIELD) + 1];
+      if (!json) continue;
+      const event = JSON.parse(json) as GatewayEvent;
+      const paymentAt = fields.indexOf(EVENT_PAYMENT_FIELD);
+      if (event.type === 'gateway.start' && paymentAt >= 0) {
+        const payment = JSON.parse(fields[paymentAt + 1]!) as PaymentRecord;
+        held.set(event.id, { network: payment.network, proofIds: [...payment.proof_ids] });
+      } else if (event.type === 'gateway.end' && event.payment_outcome) {
+        const { status, tx } = event.payment_outcome;
+        if (status === 'released' || status === 'pending') held.delete(event.id);
+        else if (status === 'settled' && tx)
+          held.get(event.id)?.proofIds.push(txProofId(held.get(event.id)!.network, tx));
+      }
+    }
+    const pipeline = this.#o.redis.pipeline();
+    for (const [id, { proofIds }] of held) {
+      for (const proofId of proofIds) pipeline.set(this.#o.keys.paymentUsed(proofId), id, 'NX');
+    }
+    const results = await pipeline.exec();
+    const failed = results?.find(([error]) => error)?.[0];
+    if (failed) throw failed;
+  }
+}
+
+/**
+ * Past the cap. A payment that settles later (x402) was not settled and stays valid for this listing; a transfer that
+ * already moved money (`refunded`: the gateway request it was recorded under) is booked and reversed in the ledger.
+ */
+const spendCapExceeded = (
+  capAtomic: string,
+  spentAtomic: string,
+  priceAtomic: bigint,
+  moved: { refunded: string } | null = null,
+) =>
+  new ApiError('SPEND_CAP_EXCEEDED', {
+    message:
+      `This call (${fromAtomic(priceAtomic, 'USDC')} USDC) would take the agent past its daily spend cap of ` +
+      `${fromAtomic(BigInt(capAtomic), 'USDC')} USDC (spent today: ${fromAtomic(BigInt(spentAtomic), 'USDC')} USDC). ` +
+      (moved
+        ? `The transfer already made for it is recorded under gateway request ${moved.refunded} and is due back to ` +
+          'the agent (refund_due in the history and the ledger).'
+        : 'A payment authorised for it was not settled: no USDC moved, and it stays usable until it expires.'),
+    details: {
+      daily_spend_cap: fromAtomic(BigInt(capAtomic), 'USDC'),
+      spent_today: fromAtomic(BigInt(spentAtomic), 'USDC'),
+      ...(moved ? { refund_gateway_request_id: moved.refunded } : {}),
+    },
+  });
+
+const withDeadline = <T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> =>
+  new Promise((resolve, reject) => {
+    const timer = setTimeout(() => resolve('timeout'), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });

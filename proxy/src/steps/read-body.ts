@@ -1,0 +1,46 @@
+import type { IncomingMessage } from 'node:http';
+import { ApiError } from '@crochet/protocol';
+import type { Call } from '../call.js';
+
+/**
+ * The request body, read once — after the caller is authenticated and admitted, so unpaid or unknown callers never
+ * make the gateway hold a body — with the listing's limit applied while reading (a chunked body declares no length).
+ */
+export const readBody = (call: Call): Promise<ApiError | null> => {
+  const stream = call.request.body as IncomingMessage | undefined;
+  if (!stream) {
+    call.body = Buffer.alloc(0);
+    return Promise.resolve(null);
+  }
+  const limitBytes = call.listing!.bodyLimitBytes;
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const tooLarge = () => {
+      call.responseHeaders['connection'] = 'close';
+      return new ApiError('PAYLOAD_TOO_LARGE', {
+        message: `The request body is larger than this listing accepts (${limitBytes} bytes).`,
+        details: { limit_bytes: limitBytes },
+      });
+    };
+    stream.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limitBytes) {
+        stream.removeAllListeners('data');
+        stream.resume();
+        resolve(tooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    });
+    stream.once('end', () => {
+      call.body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+      call.bytesIn = size;
+      resolve(null);
+    });
+    // The buyer's connection broke mid-body: the sequencer sees the call gone and ends it as client_aborted.
+    const cut = () => resolve(new ApiError('VALIDATION_FAILED', { message: 'The request body was cut short.' }));
+    stream.once('error', cut);
+    stream.once('aborted', cut);
+  });
+};
