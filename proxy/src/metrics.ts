@@ -30,6 +30,7 @@ export const PROXY_METRIC_LABELS = {
   crochet_events_outbox: ['queue'],
   crochet_events_dropped_total: [],
   crochet_events_forgotten_total: [],
+  crochet_events_write_failures_total: [],
   crochet_redis_epoch_restoring: [],
   crochet_redis_epoch_changes_total: [],
 } as const satisfies Record<string, readonly string[]>;
@@ -72,7 +73,7 @@ export interface ConfigSource {
 
 /** The outbox's and the Redis state's fields the gauges read at scrape time. */
 export interface DurabilitySource {
-  outbox: { unsent: number; uncommitted: number; dropped: number; forgotten: number };
+  outbox: { unsent: number; uncommitted: number; dropped: number; forgotten: number; failedWrites: number };
   state: { restoring: boolean; changes: number };
 }
 
@@ -222,6 +223,11 @@ export const createProxyMetrics = (
       name: 'crochet_events_forgotten_total',
       help: 'Sent gateway events forgotten before their commit because the outbox was full.',
       read: () => outbox.forgotten,
+    });
+    counterOf({
+      name: 'crochet_events_write_failures_total',
+      help: 'Writes of gateway events to Redis that failed (retried on a backoff timer).',
+      read: () => outbox.failedWrites,
     });
     new Gauge({
       name: 'crochet_redis_epoch_restoring',

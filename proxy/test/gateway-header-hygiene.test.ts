@@ -151,12 +151,18 @@ describe("the buyer's request as the seller sees it", () => {
     '/a%2F..%2Fadmin',
     '/a%5C..',
     '/a%2Fb',
-  ])('refuses the dot-segment or encoded-slash sub-path %s with 400 VALIDATION_FAILED', async (subPath) => {
-    const before = seller.requests.length;
-    const res = await gatewayCall(proxy, listingId, buyerKey, { subPath });
-    expectApiError(res, 400, 'VALIDATION_FAILED');
-    expect(seller.requests.length).toBe(before);
-  });
+    '/x%00y',
+    '/a%0Ab',
+    '/%7F',
+  ])(
+    'refuses the dot-segment, encoded-slash or control-character sub-path %s with 400 VALIDATION_FAILED',
+    async (subPath) => {
+      const before = seller.requests.length;
+      const res = await gatewayCall(proxy, listingId, buyerKey, { subPath });
+      expectApiError(res, 400, 'VALIDATION_FAILED');
+      expect(seller.requests.length).toBe(before);
+    },
+  );
 });
 
 describe("the seller's response as the buyer sees it", () => {

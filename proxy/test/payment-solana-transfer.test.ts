@@ -26,8 +26,8 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-const call = (headers: Record<string, string> = {}) =>
-  fetch(`${stack.proxies[0]!.url}/api/v1/gateway/${listingId}`, {
+const call = (headers: Record<string, string> = {}, subPath = '') =>
+  fetch(`${stack.proxies[0]!.url}/api/v1/gateway/${listingId}${subPath}`, {
     method: 'POST',
     headers: { authorization: `Bearer ${buyerKey}`, 'content-type': 'application/json', ...headers },
     body: '{"q":1}',
@@ -94,5 +94,18 @@ describe('a per_call listing paid by a direct Solana USDC transfer', () => {
     const r3 = await call({ 'x-crochet-payment-tx': `${stack.solana.caip2}:${elsewhere}` });
     expect([r3.status, ((await r3.json()) as any).error.code]).toEqual([402, 'PAYMENT_WRONG_RECIPIENT']);
     expect(seller.requests).toHaveLength(1);
+  });
+
+  it('refuses a NUL in the sub-path (400) before anything is paid or forwarded: the proof pays the next call', async () => {
+    const wallet = await createFundedWallet(stack.solana, { sol: 1, usdcAtomic: 1_000_000n });
+    const id = ((await (await call()).json()) as any).payment.payment_request_id;
+    const signature = await transferUsdcWithMemo(stack.solana, wallet.signer, stack.solanaPayTo, 10_000n, id);
+    const proof = { 'x-crochet-payment-tx': `${stack.solana.caip2}:${signature}` };
+    const before = seller.requests.length;
+    const refused = await call(proof, '/x%00y');
+    expect([refused.status, ((await refused.json()) as any).error.code]).toEqual([400, 'VALIDATION_FAILED']);
+    expect(seller.requests.length).toBe(before);
+    const served = await call(proof, '/x');
+    expect(served.status, await served.text()).toBe(200);
   });
 });

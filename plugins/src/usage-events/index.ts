@@ -64,6 +64,8 @@ export class EventOutbox {
   dropped = 0;
   /** Sent events forgotten before their commit because the outbox was full. */
   forgotten = 0;
+  /** Writes to Redis that failed (each is followed by a backoff, never by a write per push). */
+  failedWrites = 0;
 
   constructor(options: EventOutboxOptions) {
     this.#o = { batchSize: 256, flushIntervalMs: 10, maxEvents: 200_000, retryMaxMs: 5_000, ...options };
@@ -91,7 +93,9 @@ export class EventOutbox {
   pushFields(fields: EventFields): void {
     this.#make(1);
     this.#unsent.push(fields);
-    // A full batch goes out at once, unless Redis is failing: then the backoff timer decides (never a flush per push).
+    // A write in flight schedules what follows it. Otherwise a full batch goes out at once, unless Redis is failing:
+    // then the backoff timer decides (never a write per push).
+    if (this.#flushing) return;
     if (this.#unsent.length >= this.#o.batchSize && this.#failures === 0) void this.flush();
     else this.#schedule(this.#delayMs());
   }
@@ -123,11 +127,13 @@ export class EventOutbox {
     return again;
   }
 
-  /** Writes what is unsent; resolves when written (or kept for later because Redis failed). */
+  /** Writes what is unsent; resolves when written, or after one failed attempt (what failed is kept for later). */
   flush(): Promise<void> {
+    if (this.#flushing) {
+      return this.#flushing.then(() => (this.#unsent.length && this.#failures === 0 ? this.flush() : undefined));
+    }
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#flushing) return this.#flushing.then(() => (this.#unsent.length ? this.flush() : undefined));
     if (this.#unsent.length === 0) return Promise.resolve();
     const batch = this.#unsent.splice(0, this.#o.batchSize * 4);
     const pipeline = this.#o.redis.pipeline();
@@ -150,7 +156,9 @@ export class EventOutbox {
       .catch(() => this.#requeue(batch))
       .finally(() => {
         this.#flushing = undefined;
-        if (this.#unsent.length) this.#schedule(this.#delayMs());
+        if (this.#unsent.length === 0) return;
+        const full = this.#unsent.length >= this.#o.batchSize && this.#failures === 0;
+        this.#schedule(full ? 0 : this.#delayMs());
       });
     return this.#flushing;
   }
@@ -174,6 +182,7 @@ export class EventOutbox {
   }
 
   #requeue(batch: EventFields[]): void {
+    this.failedWrites++;
     this.#unsent.unshift(...batch);
     this.#failures = Math.min(this.#failures + 1, 16);
     this.#make(0);
