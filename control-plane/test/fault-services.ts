@@ -212,6 +212,29 @@ export const startRedisProcess = async (options: { appendonly?: boolean } = {}):
 
 // ----------------------------------------------------------------------------------------------- PostgreSQL
 
+/**
+ * The postmaster and every process it forked: backends call setsid(), so they are not in the postmaster's process
+ * group, and a signal to the group alone would leave every open connection answering.
+ */
+const signalCluster = (child: ChildProcess, signal: NodeJS.Signals): void => {
+  signalGroup(child, signal);
+  let children: string[] = [];
+  try {
+    children = execFileSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean);
+  } catch {
+    // pgrep exits 1 when there are none
+  }
+  for (const pid of children) {
+    try {
+      process.kill(Number(pid), signal);
+    } catch {
+      // already gone
+    }
+  }
+};
+
 /** The newest Debian PostgreSQL install, or `pg_config --bindir`. */
 const postgresBinDir = (): string => {
   const base = '/usr/lib/postgresql';
@@ -313,8 +336,8 @@ export const startPostgresProcess = async (): Promise<PostgresProcess> => {
     port,
     stop,
     start,
-    pause: () => child && signalGroup(child, 'SIGSTOP'),
-    resume: () => child && signalGroup(child, 'SIGCONT'),
+    pause: () => child && signalCluster(child, 'SIGSTOP'),
+    resume: () => child && signalCluster(child, 'SIGCONT'),
     destroy: async () => {
       await stop('immediate');
       rmSync(root, { recursive: true, force: true });

@@ -36,7 +36,9 @@ export interface ProxyConfig {
   redisCommandTimeoutMs: number;
   /**
    * `CROCHET_PAYMENT_RESOLVE_MS`: how long a paid call whose admission's outcome is unknown (Redis slow or cut off)
-   * waits for Redis to tell before the buyer is answered 503 and told to retry with the same proof.
+   * waits for Redis to tell before the buyer is answered 503 and told to retry with the same proof. Asking again is
+   * only safe once the first script's deadline has passed (command timeout + 1 s), so a budget below about twice the
+   * command timeout + 1 s gives up after the first timeout.
    */
   paymentResolveMs: number;
   payments: PaymentsConfig;

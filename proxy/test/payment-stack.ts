@@ -8,6 +8,7 @@ import { decodePaymentRequiredHeader } from '@x402/core/http';
 import type { Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { expect } from 'vitest';
+import type { TestServices } from '../../control-plane/test/helpers.js';
 import { eventually, type RawResponse, startTestStack, type TestStack } from './stack.js';
 
 /**
@@ -25,7 +26,12 @@ export interface PaymentStack extends TestStack {
 }
 
 export const startPaymentStack = async (
-  options: { proxies?: number; proxyEnv?: Record<string, string>; planeEnv?: Record<string, string> } = {},
+  options: {
+    proxies?: number;
+    proxyEnv?: Record<string, string>;
+    planeEnv?: Record<string, string>;
+    services?: TestServices;
+  } = {},
 ): Promise<PaymentStack> => {
   const network = await startDevPaymentNetwork();
   const proxyEnv: Record<string, string> = { ...network.env, CROCHET_EVM_MIN_PRICE: '0.05', ...options.proxyEnv };
@@ -33,6 +39,7 @@ export const startPaymentStack = async (
     proxies: options.proxies ?? 1,
     proxyEnv: proxyEnv,
     ...(options.planeEnv ? { planeEnv: options.planeEnv } : {}),
+    ...(options.services ? { services: options.services } : {}),
   });
   return {
     ...stack,
