@@ -71,9 +71,26 @@ export class EventOutbox {
     this.#o = { batchSize: 256, flushIntervalMs: 10, maxEvents: 200_000, retryMaxMs: 5_000, ...options };
   }
 
-  /** Events not in Redis yet. */
+  /** Events not in Redis yet, including those promised (`promise`) and not pushed yet. */
   get unsent(): number {
-    return this.#unsent.length;
+    return this.#unsent.length + this.#promised;
+  }
+
+  #promised = 0;
+
+  /**
+   * Promises an event that will be pushed later (a completion whose payment outcome is still being settled): counted
+   * in `unsent` from now on, so that nobody takes the outbox for drained while it is on its way.
+   */
+  promise(): (event: GatewayEvent) => void {
+    this.#promised++;
+    let kept = false;
+    return (event) => {
+      if (kept) return;
+      kept = true;
+      this.#promised--;
+      this.push(event);
+    };
   }
 
   /** Events in the stream, not yet known to be committed to PostgreSQL. */

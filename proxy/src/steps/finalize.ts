@@ -52,7 +52,8 @@ export const finalize = (call: Call, exit: GatewayExit, deps: FinalizeDeps): voi
   const status = res.headersSent ? res.statusCode : CLIENT_CLOSED;
   recordMetrics(call, state, status, endedAt, deps);
   if (!call.admitted) return;
-  record(call, state, status, endedAt, deps).catch((error: unknown) =>
+  const push = deps.outbox.promise();
+  record(call, state, status, endedAt, deps, push).catch((error: unknown) =>
     call.request.log.error({ err: error, id: call.id }, 'completion not recorded'),
   );
 };
@@ -91,6 +92,7 @@ const record = async (
   status: number,
   endedAt: number,
   deps: FinalizeDeps,
+  push: (event: GatewayEndEvent) => void,
 ): Promise<void> => {
   const event: GatewayEndEvent = {
     type: 'gateway.end',
@@ -121,7 +123,7 @@ const record = async (
     event.payment_outcome = { status: 'released', tx: null };
   }
   event.at = Date.now();
-  deps.outbox.push(event);
+  push(event);
 };
 
 /**
