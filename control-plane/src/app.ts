@@ -25,6 +25,7 @@ import type { Redis } from 'ioredis';
 import type { ControlPlaneConfig } from './config.js';
 import type { ConfigPublisher } from './config-publisher.js';
 import type { Pool } from './db.js';
+import { refuseNul } from './text.js';
 
 /** The caller of a route that needs an API key. */
 export interface AuthedAgent {
@@ -167,8 +168,10 @@ export const createApp = (deps: Deps): { app: App; catalog: RouteDoc[] } => {
   });
 
   // A bodiless request validates as an empty object, so the error names the missing field rather than the body.
+  // Then the one rule for U+0000, on every route's params, query and body, before anything reaches PostgreSQL.
   app.addHook('preValidation', async (request) => {
     if (request.body === undefined && request.routeOptions.schema?.body) request.body = {};
+    refuseNul(request);
   });
 
   app.decorateRequest('agent', null);
