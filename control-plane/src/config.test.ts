@@ -14,6 +14,8 @@ describe('control-plane configuration', () => {
     expect(config).toMatchObject({ port: 8081, powDifficulty: 20, allowPrivateEndpoints: false });
     expect(config.publicBaseUrl).toBe('http://localhost:8080');
     expect(config.trustedProxies).toEqual([]);
+    expect(config.bodyLimitBytes).toBe(256 * 1024);
+    expect(config.limits).toMatchObject({ headersTimeoutMs: 10_000, maxConnectionsPerClient: 256 });
   });
 
   it('reads trusted proxies as addresses and CIDRs of both families', () => {

@@ -1,4 +1,11 @@
-import { loadPaymentsConfig, type PaymentsConfig, parseReceiptKeys, type ReceiptPrivateJwk } from '@crochet/plugins';
+import {
+  loadPaymentsConfig,
+  type PaymentsConfig,
+  parseReceiptKeys,
+  type ReceiptPrivateJwk,
+  readServerLimits,
+  type ServerLimits,
+} from '@crochet/plugins';
 import { ConfigError, CryptoBox, DEFAULT_REDIS_PREFIX, EnvReader } from '@crochet/protocol';
 
 /** Everything the control plane reads from its environment, validated at start. */
@@ -30,7 +37,10 @@ export interface ControlPlaneConfig {
   evmChainId: number;
   solanaChainId: string;
   maxActiveKeys: number;
+  /** `CONTROL_PLANE_BODY_LIMIT_BYTES`; the proxies read it too and enforce it before passing a body through. */
   bodyLimitBytes: number;
+  /** Timeouts and connection caps of the server (`CROCHET_HEADERS_TIMEOUT_MS`, …; the same names as the proxy's). */
+  limits: ServerLimits;
   /** `CROCHET_FEE_BPS`: the marketplace fee in basis points when a listing has no `fee_bps` of its own (§3.5). */
   feeBps: number;
   /**
@@ -106,6 +116,7 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
     solanaChainId: r.string('CROCHET_SIWS_CHAIN_ID', 'mainnet'),
     maxActiveKeys: r.int('CROCHET_MAX_ACTIVE_KEYS', 10, { min: 1, max: 100 }),
     bodyLimitBytes: r.int('CONTROL_PLANE_BODY_LIMIT_BYTES', 256 * 1024, { min: 1024, max: 16 * 1024 * 1024 }),
+    limits: readServerLimits(r),
     feeBps: r.int('CROCHET_FEE_BPS', 500, { min: 0, max: 10_000 }),
     receiptKeys: [],
     reconcileIntervalSeconds: r.int('CROCHET_RECONCILE_INTERVAL_SECONDS', 300, { min: 0, max: 86_400 }),

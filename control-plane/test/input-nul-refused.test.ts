@@ -125,7 +125,9 @@ describe('a NUL character in any input', () => {
     }
     // Without any credential: operator sign-up and log-in.
     for (const path of ['/api/v1/operator/signup', '/api/v1/operator/login']) {
-      const res = await plane.call('POST', path, { body: { email: 'a\u0000@example.test', password: 'long enough pw' } });
+      const res = await plane.call('POST', path, {
+        body: { email: 'a\u0000@example.test', password: 'long enough pw' },
+      });
       expectNulRefused(res, 'body.email', path);
     }
     // Nothing was stored on the way: the listing is as it was.
