@@ -1,3 +1,4 @@
+import { startMetricsListener } from '@crochet/plugins';
 import { CryptoBox, redisKeys } from '@crochet/protocol';
 import type { FastifyBaseLogger } from 'fastify';
 import { Redis } from 'ioredis';
@@ -26,6 +27,8 @@ export interface ControlPlane {
   deps: Deps;
   /** The URL the control plane listens on. */
   url: string;
+  /** Where Prometheus scrapes `/metrics` (CONTROL_PLANE_METRICS_PORT), apart from the API port. */
+  metricsUrl: string;
   /** Records the proxies' gateway events into PostgreSQL (tests await `drain()`). */
   eventsConsumer: EventsConsumer;
   /** The periodic reconciliation job (§3.5); `runOnce()` runs it now (one at a time across control planes). */
@@ -115,16 +118,22 @@ export const startControlPlane = async (
     log: app.log.child({ component: 'score' }),
   });
   const url = await app.listen({ host: config.host, port: config.port });
+  const metricsListener = await startMetricsListener(metrics.register, {
+    host: config.metricsHost,
+    port: config.metricsPort,
+  });
   return {
     app,
     deps,
     url,
+    metricsUrl: metricsListener.url,
     eventsConsumer,
     reconciler,
     scoreJob,
     close: async () => {
       publisher.stop();
       await app.close();
+      await metricsListener.close();
       await reconciler.stop(); // waits for a run in progress: before the pool closes
       await scoreJob.stop(); // likewise
       await eventsConsumer.stop(); // commits and acknowledges its batch in hand: before the pool closes

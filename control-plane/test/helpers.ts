@@ -83,6 +83,7 @@ export const startTestControlPlane = async (
     DATABASE_URL: db.url,
     REDIS_URL: TEST_REDIS_URL,
     CONTROL_PLANE_PORT: '0',
+    CONTROL_PLANE_METRICS_PORT: '0',
     CROCHET_POW_DIFFICULTY: '4',
     CROCHET_ALLOW_PRIVATE_ENDPOINTS: '1',
     CROCHET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),

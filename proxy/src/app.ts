@@ -8,7 +8,6 @@ import {
   evmTransferRail,
   LocalAdmission,
   limitConnections,
-  metricsRoute,
   type PaymentRail,
   payloadTooLarge,
   redisPendingSettlementStore,
@@ -17,6 +16,7 @@ import {
   sendApiError,
   serverOptions,
   solanaTransferRail,
+  startMetricsListener,
   x402Rail,
 } from '@crochet/plugins';
 import { ApiError, CryptoBox, redisKeys } from '@crochet/protocol';
@@ -35,7 +35,8 @@ const CONTROL_PLANE_RETRY_AFTER_SECONDS = 5;
 
 /**
  * The public entry point. `/api/v1/gateway/*` is the data plane's own pipeline (when `gateway` deps are given);
- * every other path is passed through to the control plane, so one base URL serves the whole API.
+ * every other path is passed through to the control plane, so one base URL serves the whole API. Metrics are served
+ * on their own listener (`startProxy`), never here.
  */
 export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps): FastifyInstance => {
   const app = Fastify({
@@ -59,9 +60,9 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps): FastifyI
   });
 
   app.get('/healthz', async () => ({ data: { status: 'ok' } }));
-  // The proxy's own metrics: registered here so that /metrics is not passed through to the control plane's.
+  // Not here and not the control plane's either (the passthrough would reach it): metrics have their own listener.
+  app.all('/metrics', (_request, reply) => sendApiError(reply, new ApiError('ROUTE_NOT_FOUND')));
   const metrics = gateway?.metrics ?? createProxyMetrics(gateway?.store);
-  metricsRoute(app, metrics.register);
   if (gateway) {
     app.get('/readyz', async (_request, reply) => {
       const ready = gateway.store.loaded;
@@ -122,6 +123,8 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps): FastifyI
 export interface ProxyServer {
   app: FastifyInstance;
   url: string;
+  /** Where Prometheus scrapes `/metrics` (CROCHET_METRICS_PORT), apart from the public port. */
+  metricsUrl: string;
   store: ConfigStore;
   events: EventWriter;
   close(): Promise<void>;
@@ -223,17 +226,23 @@ export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
   await Promise.all([redis.connect().catch(() => {}), subscriber.connect().catch(() => {})]);
   await store.start();
   const url = await app.listen({ host: config.host, port: config.port });
+  const metricsListener = await startMetricsListener(metrics.register, {
+    host: config.metricsHost,
+    port: config.metricsPort,
+  });
   const server = app;
   let closing: Promise<void> | undefined;
   return {
     app: server,
     url,
+    metricsUrl: metricsListener.url,
     store,
     events,
     // Closing the app also destroys `upstream` (reply-from owns the dispatcher it is given).
     close: () =>
       (closing ??= (async () => {
         await server.close();
+        await metricsListener.close();
         store.stop();
         await events.close();
         redis.disconnect();

@@ -15,11 +15,17 @@ describe('proxy configuration', () => {
     );
   });
 
-  it('reads the server limits', () => {
+  it('reads the server limits and the metrics listener', () => {
     const config = loadProxyConfig({
       CROCHET_DATA_PLANE_KEY: KEY,
       CROCHET_REQUEST_TIMEOUT_MS: '30000',
+      CROCHET_METRICS_HOST: '0.0.0.0',
+      CROCHET_METRICS_PORT: '9100',
     });
     expect(config.limits.requestTimeoutMs).toBe(30_000);
+    expect(config).toMatchObject({ metricsHost: '0.0.0.0', metricsPort: 9100 });
+    expect(() => loadProxyConfig({ CROCHET_DATA_PLANE_KEY: KEY, CROCHET_METRICS_PORT: '8080' })).toThrow(
+      /CROCHET_METRICS_PORT/,
+    );
   });
 });

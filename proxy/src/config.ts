@@ -31,6 +31,9 @@ export interface ProxyConfig {
   bodyLimitBytes: number;
   /** Timeouts and connection caps of the public server (`CROCHET_HEADERS_TIMEOUT_MS`, …). */
   limits: ServerLimits;
+  /** `CROCHET_METRICS_HOST`/`CROCHET_METRICS_PORT`: the Prometheus listener, never the public port. 0: any free port. */
+  metricsHost: string;
+  metricsPort: number;
   /** Opens the upstream URLs and signing secrets the control plane publishes. */
   dataPlaneKey: Buffer;
   allowPrivateEndpoints: boolean;
@@ -70,6 +73,8 @@ export const loadProxyConfig = (env: NodeJS.ProcessEnv = process.env): ProxyConf
     trustedProxies: r.addresses('PROXY_TRUSTED_PROXIES'),
     bodyLimitBytes: r.int('CONTROL_PLANE_BODY_LIMIT_BYTES', 256 * 1024, { min: 1024, max: 16 * 1024 * 1024 }),
     limits: readServerLimits(r),
+    metricsHost: r.string('CROCHET_METRICS_HOST', '127.0.0.1'),
+    metricsPort: r.int('CROCHET_METRICS_PORT', 9464, { min: 0, max: 65535 }),
     dataPlaneKey: dataPlaneKey ?? Buffer.alloc(32),
     allowPrivateEndpoints: r.flag('CROCHET_ALLOW_PRIVATE_ENDPOINTS'),
     keyRateLimitPerMinute: r.int('CROCHET_KEY_RATE_LIMIT_PER_MINUTE', 600, { min: 1, max: 1_000_000 }),
@@ -85,6 +90,9 @@ export const loadProxyConfig = (env: NodeJS.ProcessEnv = process.env): ProxyConf
       'PROXY_BODY_LIMIT_BYTES',
       'is replaced by CONTROL_PLANE_BODY_LIMIT_BYTES (set the same value for both planes)',
     );
+  }
+  if (config.metricsPort !== 0 && config.metricsPort === config.port) {
+    r.problem('CROCHET_METRICS_PORT', 'must differ from PORT: metrics are never served on the public port');
   }
   const receiptKeysText = r.string('CROCHET_RECEIPT_KEYS');
   const receiptTtlSeconds = r.int('CROCHET_RECEIPT_TTL_SECONDS', RECEIPT_TTL_SECONDS_DEFAULT, {
