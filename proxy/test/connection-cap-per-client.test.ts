@@ -19,7 +19,7 @@ beforeAll(async () => {
     proxyEnv: {
       CROCHET_MAX_CONNECTIONS_PER_CLIENT: String(PER_CLIENT),
       CROCHET_MAX_CONNECTIONS: String(TOTAL),
-      PROXY_TRUSTED_PROXIES: TRUSTED,
+      PROXY_TRUSTED_PROXIES: `${TRUSTED},127.0.3.0/24`,
     },
   });
 });
@@ -64,7 +64,7 @@ describe('connection caps', () => {
 
   it('exempts trusted proxies from the per-client cap', async () => {
     const open: RawConnection[] = [];
-    for (let i = 0; i < PER_CLIENT + 2; i++) open.push(await held(TRUSTED));
+    for (let i = 0; i < PER_CLIENT + 1; i++) open.push(await held(TRUSTED), await held('127.0.3.7'));
     for (const connection of open) connection.destroy();
   });
 

@@ -85,9 +85,12 @@ const clientOf = (remoteAddress: string | undefined): { address: ipaddr.IPv4 | i
 export const limitConnections = (app: FastifyInstance, limits: ServerLimits, trustedProxies: readonly string[]) => {
   app.server.maxConnections = limits.maxConnections;
   const trusted = trustedProxies.map((text) => {
-    const [address, bits] = text.includes('/') ? ipaddr.parseCIDR(text) : [ipaddr.parse(text), undefined];
-    const base = ipaddr.process(address.toString());
-    return { base, bits: bits ?? (base.kind() === 'ipv4' ? 32 : 128) };
+    if (text.includes('/')) {
+      const [base, bits] = ipaddr.parseCIDR(text);
+      return { base, bits };
+    }
+    const base = ipaddr.process(text);
+    return { base, bits: base.kind() === 'ipv4' ? 32 : 128 };
   });
   const isTrusted = (address: ipaddr.IPv4 | ipaddr.IPv6) =>
     trusted.some(({ base, bits }) => base.kind() === address.kind() && address.match(base, bits));
