@@ -31,5 +31,7 @@ ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /out ./
 USER node
-EXPOSE 8080 8081
+# 8080 the proxy's public port, 8081 the control plane; 9464/9465 their metrics listeners (on 127.0.0.1 unless
+# CROCHET_METRICS_HOST / CONTROL_PLANE_METRICS_HOST say otherwise; never publish them).
+EXPOSE 8080 8081 9464 9465
 CMD ["node", "dist/bin/proxy.mjs"]

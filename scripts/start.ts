@@ -71,8 +71,17 @@ const main = async (): Promise<void> => {
       LOG_LEVEL: process.env['LOG_LEVEL'] ?? 'warn',
     };
     // Validate before starting anything, so a bad variable costs nothing to fix.
-    loadProxyConfig(env);
-    loadControlPlaneConfig({ ...env, DATABASE_URL: env['DATABASE_URL'] ?? 'postgres://check@localhost/check' });
+    const proxyMetricsPort = loadProxyConfig(env).metricsPort;
+    const planeMetricsPort = loadControlPlaneConfig({
+      ...env,
+      DATABASE_URL: env['DATABASE_URL'] ?? 'postgres://check@localhost/check',
+    }).metricsPort;
+    // Both planes run in this one process, each with its own metrics listener.
+    if (proxyMetricsPort !== 0 && proxyMetricsPort === planeMetricsPort) {
+      throw new ConfigError([
+        'CROCHET_METRICS_PORT: must differ from CONTROL_PLANE_METRICS_PORT (npm start runs both)',
+      ]);
+    }
 
     const postgres = await ensurePostgres(root, say);
     if (postgres.started) started.push(postgres);
@@ -98,6 +107,7 @@ const main = async (): Promise<void> => {
       say('CROCHET_ALLOW_PRIVATE_ENDPOINTS=1: sellers may use http and local endpoints (development only)');
     }
     say(`control plane at ${plane.url}`);
+    say(`metrics (Prometheus): ${proxy.metricsUrl}/metrics (proxy), ${plane.metricsUrl}/metrics (control plane)`);
     say(`Crochet is running at ${publicBaseUrl}  (try ${publicBaseUrl}/llms.txt) — Ctrl-C stops everything`);
     say(`operator dashboard: ${publicBaseUrl}/dashboard (open it on this host: the session is bound to it)`);
   } catch (error) {

@@ -1,4 +1,4 @@
-import { sendApiError, serverOptions } from '@crochet/plugins';
+import { limitConnections, payloadTooLarge, sendApiError, serverOptions } from '@crochet/plugins';
 import type { CryptoBox } from '@crochet/protocol';
 import {
   ApiError,
@@ -15,7 +15,6 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
-  type FastifyReply,
   type FastifySchema,
   type RawReplyDefaultExpression,
   type RawRequestDefaultExpression,
@@ -25,6 +24,7 @@ import type { Redis } from 'ioredis';
 import type { ControlPlaneConfig } from './config.js';
 import type { ConfigPublisher } from './config-publisher.js';
 import type { Pool } from './db.js';
+import { refuseNul } from './text.js';
 
 /** The caller of a route that needs an API key. */
 export interface AuthedAgent {
@@ -93,18 +93,13 @@ const validationMessage = (error: FastifyError): { message: string; field: strin
 };
 
 /** Maps anything a route or Fastify threw to a registry error; null for a bug or an infrastructure failure. */
-const toApiError = (error: FastifyError, bodyLimitBytes: number): ApiError | null => {
+const toApiError = (error: FastifyError): ApiError | null => {
   if (error instanceof ApiError) return error;
   if (error.validation) {
     const { message, field } = validationMessage(error);
     return new ApiError('VALIDATION_FAILED', { message, details: { field } });
   }
   switch (error.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new ApiError('PAYLOAD_TOO_LARGE', {
-        message: `The request body is larger than ${bodyLimitBytes} bytes.`,
-        details: { limit_bytes: bodyLimitBytes },
-      });
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new ApiError('UNSUPPORTED_MEDIA_TYPE');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
@@ -130,21 +125,14 @@ const toApiError = (error: FastifyError, bodyLimitBytes: number): ApiError | nul
 export const createApp = (deps: Deps): { app: App; catalog: RouteDoc[] } => {
   const { config, pool } = deps;
   const app = Fastify({
-    ...serverOptions(config.logLevel),
+    ...serverOptions(config.logLevel, config.limits),
     bodyLimit: config.bodyLimitBytes,
     // request.ip: the peer, unless it is a configured proxy that forwards the client's address.
     trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
     ajv: { customOptions: { removeAdditional: false } },
-    // Errors the router raises before any route runs (bad URL encoding, over-long parameters).
-    frameworkErrors: (error, _request, reply) => {
-      const code = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'URI_TOO_LONG' : 'VALIDATION_FAILED';
-      return sendApiError(
-        reply as FastifyReply,
-        new ApiError(code, code === 'URI_TOO_LONG' ? {} : { message: error.message }),
-      );
-    },
     routerOptions: { ignoreTrailingSlash: true },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  limitConnections(app as unknown as FastifyInstance, config.limits, config.trustedProxies);
 
   // Bodies are validated strictly (a number is not a string); query strings and params arrive as text and are coerced.
   const strict = addFormats(new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, strict: false }));
@@ -167,8 +155,10 @@ export const createApp = (deps: Deps): { app: App; catalog: RouteDoc[] } => {
   });
 
   // A bodiless request validates as an empty object, so the error names the missing field rather than the body.
+  // Then the one rule for U+0000, on every route's params, query and body, before anything reaches PostgreSQL.
   app.addHook('preValidation', async (request) => {
     if (request.body === undefined && request.routeOptions.schema?.body) request.body = {};
+    refuseNul(request);
   });
 
   app.decorateRequest('agent', null);
@@ -199,7 +189,8 @@ export const createApp = (deps: Deps): { app: App; catalog: RouteDoc[] } => {
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const apiError = toApiError(error, config.bodyLimitBytes);
+    const apiError =
+      error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? payloadTooLarge(reply, config.bodyLimitBytes) : toApiError(error);
     if (apiError) return sendApiError(reply, apiError);
     request.log.error({ err: error }, 'unhandled error');
     return sendApiError(reply, new ApiError('INTERNAL_ERROR'));

@@ -14,6 +14,16 @@ describe('control-plane configuration', () => {
     expect(config).toMatchObject({ port: 8081, powDifficulty: 20, allowPrivateEndpoints: false });
     expect(config.publicBaseUrl).toBe('http://localhost:8080');
     expect(config.trustedProxies).toEqual([]);
+    expect(config).toMatchObject({ metricsHost: '127.0.0.1', metricsPort: 9465, bodyLimitBytes: 256 * 1024 });
+    expect(config.limits).toMatchObject({ headersTimeoutMs: 10_000, maxConnectionsPerClient: 256 });
+  });
+
+  it('keeps metrics off the API port', () => {
+    const env = { DATABASE_URL: 'postgres://x@h/db', CROCHET_ENCRYPTION_KEY: KEY, CROCHET_DATA_PLANE_KEY: KEY };
+    expect(() => loadControlPlaneConfig({ ...env, CONTROL_PLANE_METRICS_PORT: '8081' })).toThrow(
+      /CONTROL_PLANE_METRICS_PORT: must differ from CONTROL_PLANE_PORT/,
+    );
+    expect(loadControlPlaneConfig({ ...env, CONTROL_PLANE_METRICS_PORT: '0' }).metricsPort).toBe(0);
   });
 
   it('reads trusted proxies as addresses and CIDRs of both families', () => {

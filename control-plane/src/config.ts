@@ -1,4 +1,11 @@
-import { loadPaymentsConfig, type PaymentsConfig, parseReceiptKeys, type ReceiptPrivateJwk } from '@crochet/plugins';
+import {
+  loadPaymentsConfig,
+  type PaymentsConfig,
+  parseReceiptKeys,
+  type ReceiptPrivateJwk,
+  readServerLimits,
+  type ServerLimits,
+} from '@crochet/plugins';
 import { ConfigError, CryptoBox, DEFAULT_REDIS_PREFIX, EnvReader } from '@crochet/protocol';
 
 /** Everything the control plane reads from its environment, validated at start. */
@@ -30,7 +37,16 @@ export interface ControlPlaneConfig {
   evmChainId: number;
   solanaChainId: string;
   maxActiveKeys: number;
+  /** `CONTROL_PLANE_BODY_LIMIT_BYTES`; the proxies read it too and enforce it before passing a body through. */
   bodyLimitBytes: number;
+  /** Timeouts and connection caps of the server (`CROCHET_HEADERS_TIMEOUT_MS`, …; the same names as the proxy's). */
+  limits: ServerLimits;
+  /**
+   * `CONTROL_PLANE_METRICS_HOST`/`CONTROL_PLANE_METRICS_PORT`: the Prometheus listener, apart from the API port (which
+   * the proxies pass public requests through to). 0: any free port.
+   */
+  metricsHost: string;
+  metricsPort: number;
   /** `CROCHET_FEE_BPS`: the marketplace fee in basis points when a listing has no `fee_bps` of its own (§3.5). */
   feeBps: number;
   /**
@@ -113,6 +129,9 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
     solanaChainId: r.string('CROCHET_SIWS_CHAIN_ID', 'mainnet'),
     maxActiveKeys: r.int('CROCHET_MAX_ACTIVE_KEYS', 10, { min: 1, max: 100 }),
     bodyLimitBytes: r.int('CONTROL_PLANE_BODY_LIMIT_BYTES', 256 * 1024, { min: 1024, max: 16 * 1024 * 1024 }),
+    limits: readServerLimits(r),
+    metricsHost: r.string('CONTROL_PLANE_METRICS_HOST', '127.0.0.1'),
+    metricsPort: r.int('CONTROL_PLANE_METRICS_PORT', 9465, { min: 0, max: 65535 }),
     feeBps: r.int('CROCHET_FEE_BPS', 500, { min: 0, max: 10_000 }),
     receiptKeys: [],
     reconcileIntervalSeconds: r.int('CROCHET_RECONCILE_INTERVAL_SECONDS', 300, { min: 0, max: 86_400 }),
@@ -122,6 +141,9 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
     epochGraceMs: r.int('CROCHET_EPOCH_GRACE_MS', 2_000, { min: 0, max: 60_000 }),
     epochPollMs: r.int('CROCHET_EPOCH_POLL_MS', 1_000, { min: 50, max: 60_000 }),
   };
+  if (config.metricsPort !== 0 && config.metricsPort === port) {
+    r.problem('CONTROL_PLANE_METRICS_PORT', 'must differ from CONTROL_PLANE_PORT: metrics are kept off the API port');
+  }
   const payments = loadPaymentsConfig(r);
   config.payments = {
     evm: payments.evm,

@@ -4,7 +4,6 @@ import {
   Gauge,
   Histogram,
   LATENCY_BUCKETS,
-  metricsRoute,
   type Registry,
   statusClass,
 } from '@crochet/plugins';
@@ -174,7 +173,7 @@ export const createControlPlaneMetrics = (deps: Pick<Deps, 'pool' | 'redis' | 'p
     setConsumer: (c: EventsConsumer) => {
       consumer = c;
     },
-    /** HTTP RED by route template (`routeOptions.url`, never the raw URL) and GET /metrics. Call before routes. */
+    /** HTTP RED by route template (`routeOptions.url`, never the raw URL). Served apart: `startMetricsListener`. */
     install: (app: App) => {
       app.addHook('onResponse', async (request, reply) => {
         const route = request.routeOptions.url ?? 'unmatched';
@@ -182,7 +181,6 @@ export const createControlPlaneMetrics = (deps: Pick<Deps, 'pool' | 'redis' | 'p
         http.inc(l);
         httpDuration.observe(l, reply.elapsedTime / 1000);
       });
-      metricsRoute(app as never, register);
     },
   };
 };

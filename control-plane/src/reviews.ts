@@ -3,27 +3,14 @@
  * buyer's word on one paid call that completed, so it is tied to that call and made once per call.
  */
 
+import { cleanText } from './text.js';
+
 /** The longest comment, in characters (code points), before and after cleaning. */
 export const REVIEW_COMMENT_MAX = 1000;
 
-// Control characters (Cc) but the line feed, UTF-16 halves without their other half (Cs: PostgreSQL cannot store
-// them), and the bidirectional overrides and isolates that make text read differently from how it is stored.
-const UNWANTED = /(?!\n)[\p{Cc}\p{Cs}\u202A-\u202E\u2066-\u2069]/gu;
-
-/**
- * A comment as stored and served: plain text without control characters but line breaks (normalized to \n), tabs
- * as spaces, trimmed; null when nothing is left. It is never HTML: it is returned as a JSON string, and whatever
- * renders it escapes it.
- */
-export const cleanComment = (raw: string | undefined): string | null => {
-  if (raw === undefined) return null;
-  const text = raw
-    .replace(/\r\n?|[\u2028\u2029]/g, '\n')
-    .replace(/\t/g, ' ')
-    .replace(UNWANTED, '')
-    .trim();
-  return text === '' ? null : text;
-};
+/** A comment as stored and served (`cleanText`, line breaks kept); null when nothing is left. */
+export const cleanComment = (raw: string | undefined): string | null =>
+  raw === undefined ? null : cleanText(raw, { multiline: true }) || null;
 
 /** What the review check reads of a gateway request (gateway_requests, see migrations 002 and 004). */
 export interface ReviewedCall {

@@ -1,3 +1,4 @@
+import { startMetricsListener } from '@crochet/plugins';
 import { CryptoBox, redisKeys } from '@crochet/protocol';
 import type { FastifyBaseLogger } from 'fastify';
 import { Redis } from 'ioredis';
@@ -27,6 +28,8 @@ export interface ControlPlane {
   deps: Deps;
   /** The URL the control plane listens on. */
   url: string;
+  /** Where Prometheus scrapes `/metrics` (CONTROL_PLANE_METRICS_PORT), apart from the API port. */
+  metricsUrl: string;
   /** Records the proxies' gateway events into PostgreSQL (tests await `drain()`). */
   eventsConsumer: EventsConsumer;
   /** The periodic reconciliation job (§3.5); `runOnce()` runs it now (one at a time across control planes). */
@@ -129,10 +132,15 @@ export const startControlPlane = async (
     log: app.log.child({ component: 'score' }),
   });
   const url = await app.listen({ host: config.host, port: config.port });
+  const metricsListener = await startMetricsListener(metrics.register, {
+    host: config.metricsHost,
+    port: config.metricsPort,
+  });
   return {
     app,
     deps,
     url,
+    metricsUrl: metricsListener.url,
     eventsConsumer,
     reconciler,
     scoreJob,
@@ -141,6 +149,7 @@ export const startControlPlane = async (
       publisher.stop();
       await epoch.stop();
       await app.close();
+      await metricsListener.close();
       await reconciler.stop(); // waits for a run in progress: before the pool closes
       await scoreJob.stop(); // likewise
       await eventsConsumer.stop(); // commits and acknowledges its batch in hand: before the pool closes

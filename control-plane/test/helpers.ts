@@ -96,6 +96,7 @@ export const startTestControlPlane = async (
     DATABASE_URL: db.url,
     REDIS_URL: redisUrl,
     CONTROL_PLANE_PORT: '0',
+    CONTROL_PLANE_METRICS_PORT: '0',
     CROCHET_POW_DIFFICULTY: '4',
     CROCHET_EPOCH_GRACE_MS: '200',
     CROCHET_ALLOW_PRIVATE_ENDPOINTS: '1',

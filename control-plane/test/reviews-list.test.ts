@@ -75,16 +75,21 @@ describe('reading reviews', () => {
 
   it('strips control characters, keeps line breaks and text, trims, and stores an empty comment as null', async () => {
     const cases: [string, string | null][] = [
-      ['  fast\u0000 and\u0007 right\r\nwould buy again\u001b[31m \t ', 'fast and right\nwould buy again[31m'],
+      ['  fast and\u0007 right\r\nwould buy again\u001b[31m \t ', 'fast and right\nwould buy again[31m'],
       ['\u202Eevil\u202C text \u2066isolated\u2069', 'evil text isolated'],
       ['emoji 😀 and accents éü 中文', 'emoji 😀 and accents éü 中文'],
       ['lone \ud800 half', 'lone  half'],
-      [' \u0000\t\r\n ', null],
+      [' \u0001\t\r\n ', null],
     ];
     for (const [sent, stored] of cases) {
       const res = await write(4, sent);
       expect(res.body.data.comment, JSON.stringify(sent)).toBe(stored);
     }
+    // U+0000 is refused in any input, comments included (one rule: control-plane/test/input-nul-refused.test.ts).
+    const [buyer, id] = next();
+    const nul = await review(buyer, id, 4, 'fast\u0000 and right');
+    expectError(nul, 400, 'VALIDATION_FAILED');
+    expect(nul.body.error.field).toBe('body.comment');
   });
 
   it('takes a comment of up to 1000 characters (emoji count as one)', async () => {

@@ -116,7 +116,7 @@ export const startObservedStack = async (options: { scrapeIntervalSeconds?: numb
     const wallet = await createFundedWallet(stack.solana, { sol: 10, usdcAtomic: 1_000_000_000n });
 
     prometheus = await startPrometheus(
-      { proxies: stack.proxies.map((p) => p.url), controlPlanes: [stack.plane.url] },
+      { proxies: stack.proxies.map((p) => p.metricsUrl), controlPlanes: [stack.plane.metricsUrl] },
       { scrapeIntervalSeconds: options.scrapeIntervalSeconds ?? 1 },
     );
     // Counters that first appear after the first scrape still lose their first increment to rate(): start the load

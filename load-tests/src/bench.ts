@@ -278,6 +278,9 @@ const main = async () => {
     CROCHET_DATA_PLANE_KEY: randomBytes(32).toString('base64'),
     CROCHET_ALLOW_PRIVATE_ENDPOINTS: '1',
     LOG_LEVEL: 'warn',
+    // Two proxies and a control plane on one host: each metrics listener on a port of its own.
+    CROCHET_METRICS_PORT: '0',
+    CONTROL_PLANE_METRICS_PORT: '0',
   };
   let nginxPrefix: string | undefined;
   try {

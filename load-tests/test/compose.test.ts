@@ -145,6 +145,12 @@ describe('docker-compose.yml', () => {
       'proxy/src/main.ts': env(name)['PORT'] ?? '8080',
       'scripts/demo-seller.ts': env(name)['DEMO_SELLER_PORT'] ?? '4000',
     })[sourceOf(name) ?? ''] ?? { redis: '6379', postgres: '5432', prometheus: '9090', grafana: '3000' }[name];
+  /** The port each of our planes serves /metrics on: a listener of its own, apart from the API port. */
+  const metricsOn = (name: string): string | undefined =>
+    ({
+      'control-plane/src/main.ts': env(name)['CONTROL_PLANE_METRICS_PORT'] ?? '9465',
+      'proxy/src/main.ts': env(name)['CROCHET_METRICS_PORT'] ?? '9464',
+    })[sourceOf(name) ?? ''];
   /** Every `ports:` entry: host port, container port, service. */
   const portMappings = Object.entries(services).flatMap(([name, service]) =>
     ((service.ports ?? []) as string[]).map((port) => {
@@ -166,11 +172,11 @@ describe('docker-compose.yml', () => {
     const mount = mounts(name).find((m) => path === m.container || path.startsWith(`${m.container}/`));
     return mount ? join(mount.host, path.slice(mount.container.length)) : undefined;
   };
-  /** Every `service:port` written in a text names a service listening on that port. */
+  /** Every `service:port` written in a text names a service listening on that port (its API or its metrics). */
   const expectServicePortsAgree = (what: string, doc: string) => {
     for (const [, name, port] of doc.matchAll(/\b([a-z][a-z0-9-]*):(\d{2,5})\b/g))
       if (name! in services)
-        expect(`${name}:${listensOn(name!)}`, `${what} says ${name}:${port}`).toBe(`${name}:${port}`);
+        expect([listensOn(name!), metricsOn(name!)], `${what} says ${name}:${port}`).toContain(port);
   };
 
   it('has redis (AOF on), postgres, the control plane, two proxies, the demo seller, Prometheus and Grafana', () => {
@@ -289,8 +295,14 @@ describe('docker-compose.yml', () => {
     const targets = (prometheus.scrape_configs ?? []).flatMap((job: any) =>
       (job.static_configs ?? []).flatMap((c: any) => c.targets ?? []),
     ) as string[];
-    for (const scraped of ['control-plane', 'proxy-a', 'proxy-b'])
-      expect(targets, `Prometheus scrapes ${scraped}`).toContain(`${scraped}:${listensOn(scraped)}`);
+    // Prometheus scrapes each plane's metrics listener, which listens beyond loopback here and is published nowhere.
+    for (const scraped of ['control-plane', 'proxy-a', 'proxy-b']) {
+      expect(targets, `Prometheus scrapes ${scraped}`).toContain(`${scraped}:${metricsOn(scraped)}`);
+      expect(metricsOn(scraped), `${scraped}: metrics apart from the API`).not.toBe(listensOn(scraped));
+      const host = scraped === 'control-plane' ? 'CONTROL_PLANE_METRICS_HOST' : 'CROCHET_METRICS_HOST';
+      expect(env(scraped)[host], `${scraped}: ${host}`).toBe('0.0.0.0');
+      expect(portMappings.filter((p) => p.name === scraped).map((p) => p.container)).not.toContain(metricsOn(scraped));
+    }
     expectServicePortsAgree(prometheusYml, targets.join(' '));
     for (const rules of (prometheus.rule_files ?? []) as string[]) {
       const host = hostPathOf('prometheus', posix.resolve('/etc/prometheus', rules));

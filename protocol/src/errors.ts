@@ -48,6 +48,26 @@ export const ERRORS = define({
     message: 'No route matches this method and path.',
     hint: 'GET /llms.txt lists every route.',
   },
+  HTTP_REQUEST_MALFORMED: {
+    status: 400,
+    message: 'The request is not a well-formed HTTP/1.1 request.',
+    hint: 'Send a standard HTTP/1.1 request (method, origin-form path, headers); any HTTP client library does.',
+  },
+  HEADERS_TOO_LARGE: {
+    status: 431,
+    message: 'The request headers are larger than this server accepts.',
+    hint: 'Send fewer or shorter headers (cookies are the usual cause); the limit is 16 KiB in all.',
+  },
+  REQUEST_TIMEOUT: {
+    status: 408,
+    message: 'The request was not received in time.',
+    hint: 'Send the headers and the whole body without pauses; the connection was closed, so open a new one.',
+  },
+  TOO_MANY_CONNECTIONS: {
+    status: 429,
+    message: 'Your address has more open connections to this server than it allows.',
+    hint: 'Reuse keep-alive connections instead of opening new ones; retry after the seconds in Retry-After.',
+  },
   // --- authentication ----------------------------------------------------------------------------------------------
   AUTH_REQUIRED: {
     status: 401,

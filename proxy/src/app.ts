@@ -7,14 +7,16 @@ import {
   evmTransferRail,
   type GatewayScripts,
   LocalAdmission,
-  metricsRoute,
+  limitConnections,
   type PaymentRail,
+  payloadTooLarge,
   redisPendingSettlementStore,
   registerSvmScheme,
   relayRail,
   sendApiError,
   serverOptions,
   solanaTransferRail,
+  startMetricsListener,
   x402Rail,
 } from '@crochet/plugins';
 import { ApiError, CryptoBox, PaymentRequestIds, redisKeys } from '@crochet/protocol';
@@ -25,6 +27,7 @@ import { privateKeyToAccount } from 'viem/accounts';
 import type { ProxyConfig } from './config.js';
 import { ConfigStore } from './config-store.js';
 import { type GatewayDeps, gatewayRoutes } from './gateway.js';
+import { withoutHopByHop } from './headers.js';
 import { createProxyMetrics, type ProxyMetrics, timedRedis } from './metrics.js';
 import { Payments } from './payments.js';
 import { RedisHealth, RedisState } from './redis-state.js';
@@ -34,33 +37,34 @@ const CONTROL_PLANE_RETRY_AFTER_SECONDS = 5;
 
 /**
  * The public entry point. `/api/v1/gateway/*` is the data plane's own pipeline (when `gateway` deps are given);
- * every other path is passed through to the control plane, so one base URL serves the whole API.
+ * every other path is passed through to the control plane, so one base URL serves the whole API. Metrics are served
+ * on their own listener (`startProxy`), never here.
  */
 export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps & { state: RedisState }): FastifyInstance => {
   const app = Fastify({
-    ...serverOptions(config.logLevel),
+    ...serverOptions(config.logLevel, config.limits),
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
   });
+  limitConnections(app, config.limits, config.trustedProxies);
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
     if (error instanceof ApiError) return sendApiError(reply, error);
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      return sendApiError(
-        reply,
-        new ApiError('PAYLOAD_TOO_LARGE', {
-          message: `The request body is larger than ${config.bodyLimitBytes} bytes.`,
-        }),
-      );
+      return sendApiError(reply, payloadTooLarge(reply, config.bodyLimitBytes));
+    }
+    // The body as sent did not match its Content-Length, or the client went away while sending it.
+    if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+      return sendApiError(reply, new ApiError('HTTP_REQUEST_MALFORMED', { message: error.message }));
     }
     request.log.error({ err: error }, 'unhandled proxy error');
     return sendApiError(reply, new ApiError('INTERNAL_ERROR'));
   });
 
   app.get('/healthz', async () => ({ data: { status: 'ok' } }));
-  // The proxy's own metrics: registered here so that /metrics is not passed through to the control plane's.
+  // Not here and not the control plane's either (the passthrough would reach it): metrics have their own listener.
+  app.all('/metrics', (_request, reply) => sendApiError(reply, new ApiError('ROUTE_NOT_FOUND')));
   const metrics = gateway?.metrics ?? createProxyMetrics(gateway?.store);
-  metricsRoute(app, metrics.register);
   if (gateway) {
     // Ready: config loaded, and the Redis epoch adopted (after a Redis loss the config in memory may be stale and paid
     // calls wait until the control plane has restored the new Redis).
@@ -79,28 +83,48 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps & { state:
     app.register(gatewayRoutes, { ...gateway, metrics });
   }
 
-  app.register(httpProxy, {
-    upstream: config.controlPlaneUrl,
-    prefix: '/',
-    undici: { connections: 64, keepAliveTimeout: 30_000, headersTimeout: 30_000, bodyTimeout: 30_000 },
-    replyOptions: {
-      // The client's address replaces any X-Forwarded-For it sent: the control plane trusts this header from the
-      // proxies (CONTROL_PLANE_TRUSTED_PROXIES) for per-client limits such as operator sign-in.
-      rewriteRequestHeaders: (request, headers) => ({
-        ...headers,
-        'x-request-id': String(request.id),
-        'x-forwarded-for': request.ip,
-      }),
-      onError: (reply, { error }) => {
-        reply.request.log.warn({ err: error }, 'control plane unreachable');
-        sendApiError(
-          reply as FastifyReply,
-          new ApiError('CONTROL_PLANE_UNAVAILABLE', {
-            headers: { 'retry-after': String(CONTROL_PLANE_RETRY_AFTER_SECONDS) },
-          }),
-        );
+  app.register(async (passthrough) => {
+    // The whole body is read here, up to the control plane's own limit, before anything is sent on: a body too large
+    // is our 413, and the control plane never answers early while we are still writing to it.
+    passthrough.removeAllContentTypeParsers();
+    passthrough.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+    passthrough.register(httpProxy, {
+      upstream: config.controlPlaneUrl,
+      prefix: '/',
+      proxyPayloads: false,
+      undici: { connections: 64, keepAliveTimeout: 30_000, headersTimeout: 30_000, bodyTimeout: 30_000 },
+      // As read, byte for byte (reply-from would otherwise serialize a Buffer it takes for parsed JSON); an empty
+      // chunked body goes on as no body, as the control plane reads a bodiless POST.
+      handler: (request, reply, dest, options) =>
+        Buffer.isBuffer(request.body)
+          ? reply.from(dest, {
+              ...options,
+              body: request.body.length > 0 ? request.body : null,
+              contentType: request.headers['content-type'] ?? 'application/octet-stream',
+            })
+          : reply.from(dest, options),
+      replyOptions: {
+        // The client's address replaces any X-Forwarded-For it sent: the control plane trusts this header from the
+        // proxies (CONTROL_PLANE_TRUSTED_PROXIES) for per-client limits such as operator sign-in.
+        // `Expect` is answered here (Node sends 100 Continue before the body is read) and is not sent on: undici
+        // refuses a request that carries it, which made every such request a 503.
+        rewriteRequestHeaders: (request, { expect: _answered, ...headers }) => ({
+          ...headers,
+          'x-request-id': String(request.id),
+          'x-forwarded-for': request.ip,
+        }),
+        rewriteHeaders: (headers) => withoutHopByHop(headers),
+        onError: (reply, { error }) => {
+          reply.request.log.warn({ err: error }, 'control plane unreachable');
+          sendApiError(
+            reply as FastifyReply,
+            new ApiError('CONTROL_PLANE_UNAVAILABLE', {
+              headers: { 'retry-after': String(CONTROL_PLANE_RETRY_AFTER_SECONDS) },
+            }),
+          );
+        },
       },
-    },
+    });
   });
 
   return app;
@@ -109,6 +133,8 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps & { state:
 export interface ProxyServer {
   app: FastifyInstance;
   url: string;
+  /** Where Prometheus scrapes `/metrics` (CROCHET_METRICS_PORT), apart from the public port. */
+  metricsUrl: string;
   store: ConfigStore;
   outbox: EventOutbox;
   state: RedisState;
@@ -241,17 +267,23 @@ export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
   await store.start();
   await state.start();
   const url = await app.listen({ host: config.host, port: config.port });
+  const metricsListener = await startMetricsListener(metrics.register, {
+    host: config.metricsHost,
+    port: config.metricsPort,
+  });
   const server = app;
   let closing: Promise<void> | undefined;
   return {
     app: server,
     url,
+    metricsUrl: metricsListener.url,
     store,
     outbox,
     state,
     close: () =>
       (closing ??= (async () => {
         await server.close();
+        await metricsListener.close();
         store.stop();
         state.stop();
         await outbox.close();

@@ -4,6 +4,8 @@ import {
   parseReceiptKeys,
   RECEIPT_TTL_SECONDS_DEFAULT,
   type ReceiptPrivateJwk,
+  readServerLimits,
+  type ServerLimits,
 } from '@crochet/plugins';
 import { CryptoBox, DEFAULT_REDIS_PREFIX, EnvReader } from '@crochet/protocol';
 
@@ -21,8 +23,17 @@ export interface ProxyConfig {
    * the client; empty: the peer is the client. The proxy passes the client's address on to the control plane.
    */
   trustedProxies: string[];
-  /** Limit of non-gateway request bodies passed to the control plane. */
+  /**
+   * `CONTROL_PLANE_BODY_LIMIT_BYTES`, the control plane's own limit: the proxy reads each non-gateway body up to it
+   * before passing it through, so a body too large is a 413 from here, never a race with the control plane closing
+   * the connection mid-upload (which the client would see as 503).
+   */
   bodyLimitBytes: number;
+  /** Timeouts and connection caps of the public server (`CROCHET_HEADERS_TIMEOUT_MS`, …). */
+  limits: ServerLimits;
+  /** `CROCHET_METRICS_HOST`/`CROCHET_METRICS_PORT`: the Prometheus listener, never the public port. 0: any free port. */
+  metricsHost: string;
+  metricsPort: number;
   /** Opens the upstream URLs and signing secrets the control plane publishes. */
   dataPlaneKey: Buffer;
   allowPrivateEndpoints: boolean;
@@ -67,7 +78,10 @@ export const loadProxyConfig = (env: NodeJS.ProcessEnv = process.env): ProxyConf
     redisPrefix,
     logLevel: r.string('LOG_LEVEL', 'info'),
     trustedProxies: r.addresses('PROXY_TRUSTED_PROXIES'),
-    bodyLimitBytes: r.int('PROXY_BODY_LIMIT_BYTES', 1024 * 1024, { min: 1024, max: 64 * 1024 * 1024 }),
+    bodyLimitBytes: r.int('CONTROL_PLANE_BODY_LIMIT_BYTES', 256 * 1024, { min: 1024, max: 16 * 1024 * 1024 }),
+    limits: readServerLimits(r),
+    metricsHost: r.string('CROCHET_METRICS_HOST', '127.0.0.1'),
+    metricsPort: r.int('CROCHET_METRICS_PORT', 9464, { min: 0, max: 65535 }),
     dataPlaneKey: dataPlaneKey ?? Buffer.alloc(32),
     allowPrivateEndpoints: r.flag('CROCHET_ALLOW_PRIVATE_ENDPOINTS'),
     keyRateLimitPerMinute: r.int('CROCHET_KEY_RATE_LIMIT_PER_MINUTE', 600, { min: 1, max: 1_000_000 }),
@@ -79,6 +93,15 @@ export const loadProxyConfig = (env: NodeJS.ProcessEnv = process.env): ProxyConf
     payments: loadPaymentsConfig(r),
     receipts: null,
   };
+  if (r.string('PROXY_BODY_LIMIT_BYTES') !== undefined) {
+    r.problem(
+      'PROXY_BODY_LIMIT_BYTES',
+      'is replaced by CONTROL_PLANE_BODY_LIMIT_BYTES (set the same value for both planes)',
+    );
+  }
+  if (config.metricsPort !== 0 && config.metricsPort === config.port) {
+    r.problem('CROCHET_METRICS_PORT', 'must differ from PORT: metrics are never served on the public port');
+  }
   const receiptKeysText = r.string('CROCHET_RECEIPT_KEYS');
   const receiptTtlSeconds = r.int('CROCHET_RECEIPT_TTL_SECONDS', RECEIPT_TTL_SECONDS_DEFAULT, {
     min: 60,

@@ -17,6 +17,19 @@ const HOP_BY_HOP = [
   'upgrade',
 ];
 
+/**
+ * An upstream's response headers without the hop-by-hop ones (and those its `Connection` names): the connection to
+ * the client is the proxy's own, with its own keep-alive and timeouts.
+ */
+export const withoutHopByHop = (headers: IncomingHttpHeaders): IncomingHttpHeaders => {
+  const listed = (headers.connection ?? '').toLowerCase().split(',');
+  const out: IncomingHttpHeaders = {};
+  for (const name in headers) {
+    if (!HOP_BY_HOP.includes(name) && !listed.some((h) => h.trim() === name)) out[name] = headers[name];
+  }
+  return out;
+};
+
 const REQUEST_DROP = new Set([
   ...HOP_BY_HOP,
   'host',

@@ -29,7 +29,7 @@ const sample = (text: string, name: string, labels: Record<string, string>): num
 };
 
 describe('metrics', () => {
-  it('the proxy serves its own /metrics: requests by outcome, steps and the config version', async () => {
+  it('the proxy serves its own /metrics on its metrics listener: requests by outcome, steps and the config version', async () => {
     const sellerKey = (await stack.plane.register('seller')).apiKey;
     const buyerKey = (await stack.plane.register('buyer')).apiKey;
     const { listing } = await stack.plane.createListing(sellerKey, { private_endpoint_url: `${seller.url}/echo` });
@@ -45,10 +45,10 @@ describe('metrics', () => {
     expect((await gatewayCall(proxy, listing.id, buyerKey, { method: 'PUT' })).status).toBe(429);
     expect((await gatewayCall(proxy, 'lst_doesnotexist', buyerKey)).status).toBe(404);
 
-    const { status, type, text } = await scrape(proxy.url);
+    const { status, type, text } = await scrape(proxy.metricsUrl);
     expect(status).toBe(200);
     expect(type).toContain('text/plain');
-    // The proxy's registry, not the control plane's (which the catch-all would otherwise reach).
+    // The proxy's registry, not the control plane's.
     expect(text).not.toContain('crochet_cp_http_requests_total');
     expect(
       sample(text, 'crochet_gateway_requests_total', {
@@ -90,10 +90,10 @@ describe('metrics', () => {
     expect(text).toContain('# TYPE crochet_gateway_request_duration_seconds histogram');
   });
 
-  it('the control plane serves HTTP RED by route template and the consumer gauges', async () => {
+  it('the control plane serves HTTP RED by route template and the consumer gauges on its metrics listener', async () => {
     const { plane } = stack;
     await plane.eventsConsumer.drain();
-    const { status, text } = await scrape(plane.url);
+    const { status, text } = await scrape(plane.metricsUrl);
     expect(status).toBe(200);
     expect(
       sample(text, 'crochet_cp_http_requests_total', {

@@ -44,6 +44,7 @@ export const startTestStack = async (
       loadProxyConfig({
         HOST: '127.0.0.1',
         PORT: '0',
+        CROCHET_METRICS_PORT: '0',
         CONTROL_PLANE_URL: plane.url,
         REDIS_URL: options.services?.redisUrl ?? TEST_REDIS_URL,
         CROCHET_REDIS_PREFIX: plane.config.redisPrefix,

@@ -6,6 +6,7 @@ import type { App, Deps } from '../app.js';
 import { isUniqueViolation, transaction } from '../db.js';
 import { consumeChallenge, issueChallenge } from '../pow.js';
 import { Data, IssuedKey, PowChallenge, PowSolution, Timestamp, WalletChainSchema } from '../schemas.js';
+import { cleanRequiredText, cleanText } from '../text.js';
 import {
   buildRecoveryMessage,
   normalizeWalletAddress,
@@ -57,8 +58,14 @@ export const authRoutes = (app: App, { config, pool, publisher }: Deps): void =>
         body: Type.Object(
           {
             ...PowSolution,
-            name: Type.String({ minLength: 1, maxLength: 100 }),
-            description: Type.Optional(Type.String({ maxLength: 2000 })),
+            name: Type.String({
+              minLength: 1,
+              maxLength: 100,
+              description: 'one line; stored without control or bidirectional formatting characters, trimmed',
+            }),
+            description: Type.Optional(
+              Type.String({ maxLength: 2000, description: 'plain text, cleaned like a listing description' }),
+            ),
             wallet: Type.Optional(WalletInput),
           },
           { additionalProperties: false },
@@ -87,7 +94,11 @@ export const authRoutes = (app: App, { config, pool, publisher }: Deps): void =>
         const { rows } = await client.query<AgentRow>(
           `INSERT INTO agents (id, name, description) VALUES ($1, $2, $3)
            RETURNING id, name, description, status, created_at`,
-          [newId('agent'), body.name.trim(), body.description ?? ''],
+          [
+            newId('agent'),
+            cleanRequiredText(body.name, 'body.name', { multiline: false }),
+            cleanText(body.description ?? '', { multiline: true }),
+          ],
         );
         const agent = rows[0]!;
         if (wallet) {

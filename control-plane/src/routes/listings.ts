@@ -29,15 +29,28 @@ import {
   Timestamp,
 } from '../schemas.js';
 import { LISTING_SCORE_COLUMN } from '../score/view.js';
+import { cleanRequiredText } from '../text.js';
 
 const Tags = Type.Array(Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,31}$' }), {
   maxItems: 10,
   uniqueItems: true,
   description: 'lowercase words or kebab-case, at most 10',
 });
-// Both are stored trimmed, so they need a non-blank character (a blank name would be stored empty).
-const Name = Type.String({ minLength: 1, maxLength: 120, pattern: '\\S' });
-const Description = Type.String({ minLength: 1, maxLength: 4000, pattern: '\\S' });
+// Both are stored cleaned (text.ts), so they need a visible character: one left with none is refused too.
+const Name = Type.String({
+  minLength: 1,
+  maxLength: 120,
+  pattern: '\\S',
+  description: 'one line; stored without control or bidirectional formatting characters, trimmed',
+});
+const Description = Type.String({
+  minLength: 1,
+  maxLength: 4000,
+  pattern: '\\S',
+  description: 'plain text; stored without control (but line breaks) or bidirectional formatting characters, trimmed',
+});
+const ONE_LINE = { multiline: false };
+const MULTILINE = { multiline: true };
 const JsonDocument = Type.Unknown({ description: 'any JSON document' });
 /** Gateway settings a seller controls; the proxies enforce them. */
 const GatewaySettingsInput = {
@@ -193,8 +206,8 @@ export const listingRoutes = (app: App, deps: Deps): void => {
           [
             listingId,
             agentId,
-            body.name.trim(),
-            body.description.trim(),
+            cleanRequiredText(body.name, 'body.name', ONE_LINE),
+            cleanRequiredText(body.description, 'body.description', MULTILINE),
             body.pricing_model,
             price.atomic.toString(),
             price.currency,
@@ -368,8 +381,9 @@ export const listingRoutes = (app: App, deps: Deps): void => {
         params.push(value);
         sets.push(`${column} = $${params.length}`);
       };
-      if (body.name !== undefined) set('name', body.name.trim());
-      if (body.description !== undefined) set('description', body.description.trim());
+      if (body.name !== undefined) set('name', cleanRequiredText(body.name, 'body.name', ONE_LINE));
+      if (body.description !== undefined)
+        set('description', cleanRequiredText(body.description, 'body.description', MULTILINE));
       if (body.status !== undefined) set('status', body.status);
       if (body.tags !== undefined) set('tags', body.tags);
       if (body.input_schema !== undefined) set('input_schema', JSON.stringify(body.input_schema));

@@ -5,6 +5,7 @@ import type { App, Deps } from '../app.js';
 import { transaction } from '../db.js';
 import { operatorClaimOf } from '../operators/claims.js';
 import { Agent, Data, KeyIdSchema, KeyView, Timestamp, WalletView } from '../schemas.js';
+import { cleanText } from '../text.js';
 
 /** §3.1: the calling agent and its keys. */
 export const meRoutes = (app: App, { config, pool, publisher }: Deps): void => {
@@ -100,7 +101,7 @@ export const meRoutes = (app: App, { config, pool, publisher }: Deps): void => {
             message: `You have ${config.maxActiveKeys} active keys, the maximum.`,
           });
         }
-        return createKey(client, agentId, request.body.name ?? '');
+        return createKey(client, agentId, cleanText(request.body.name ?? '', { multiline: false }));
       });
       await publisher.changed({ agentId });
       return reply.code(201).send({

@@ -1,5 +1,7 @@
-import type { FastifyInstance } from 'fastify';
+import { ApiError } from '@crochet/protocol';
+import Fastify from 'fastify';
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import { sendApiError } from '../http-common/reply.js';
 
 export { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
@@ -19,10 +21,26 @@ export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 /** `2xx`, `4xx`, …: the status code's class, a bounded label. */
 export const statusClass = (status: number): string => `${Math.floor(status / 100)}xx`;
 
-/** GET /metrics in the Prometheus text format; left out of the API documents. */
-export const metricsRoute = (app: FastifyInstance, register: Registry, url = '/metrics'): void => {
-  app.get(url, { config: { documented: false } as never, logLevel: 'warn' }, async (_request, reply) => {
+export interface MetricsListener {
+  /** Base URL of the listener; Prometheus scrapes `${url}/metrics`. */
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * GET /metrics in the Prometheus text format on a listener of its own (DESIGN §4): never on a public or API port, so
+ * metrics (listing ids, traffic) are reachable only where the operator binds this one. Anything else is a 404.
+ */
+export const startMetricsListener = async (
+  register: Registry,
+  options: { host: string; port: number },
+): Promise<MetricsListener> => {
+  const app = Fastify({ logger: false });
+  app.get('/metrics', async (_request, reply) => {
     const body = await register.metrics();
     return reply.type(register.contentType).header('cache-control', 'no-store').send(body);
   });
+  app.setNotFoundHandler((_request, reply) => sendApiError(reply, new ApiError('ROUTE_NOT_FOUND')));
+  const url = await app.listen({ host: options.host, port: options.port });
+  return { url, close: () => app.close() };
 };
