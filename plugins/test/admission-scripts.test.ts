@@ -121,11 +121,17 @@ describe('paid admission', () => {
     expect(await redis.get(keys.paymentUsed('extra:1'))).toBe(moved.gatewayRequestId);
     expect(await entries()).toHaveLength(1);
     expect(await redis.get(keys.spend('agt_buyer', '20261203'))).toBeNull();
+    // Its reply lost, the same request runs again: the same refusal, never "admitted" past the cap.
+    expect(await scripts.admitPaid({ ...moved, verified: undefined })).toMatchObject({
+      outcome: 'spend_cap_refund',
+      payment: PAYMENT,
+    });
+    expect(await redis.get(keys.spend('agt_buyer', '20261203'))).toBeNull();
   });
 });
 
 describe('giving a proof back', () => {
-  const release = (gatewayRequestId: string, mode: 'give' | 'hold' | 'abandon') =>
+  const release = (gatewayRequestId: string, mode: 'give' | 'hold') =>
     scripts.release({
       gatewayRequestId,
       proofIds: [],
@@ -158,18 +164,13 @@ describe('giving a proof back', () => {
     expect(await redis.get(keys.spend('agt_buyer', '20261203'))).toBe('1000');
   });
 
-  it('abandon: the retry with the same proof resumes the abandoned gateway request', async () => {
-    const abandoned = request();
-    await scripts.admitPaid(abandoned);
-    expect(await release(abandoned.gatewayRequestId, 'abandon')).toBe(2);
-    const retry = request({ verified: undefined });
-    expect(await scripts.admitPaid(retry)).toEqual({ outcome: 'resume', gatewayRequestId: abandoned.gatewayRequestId });
-    expect(await entries()).toHaveLength(1); // nothing consumed or recorded by the refused run
-    const resumed = await scripts.admitPaid({ ...retry, gatewayRequestId: abandoned.gatewayRequestId });
-    expect(resumed).toMatchObject({ outcome: 'admitted' });
-    expect(await redis.get(keys.paymentUsed('extra:1'))).toBe(abandoned.gatewayRequestId);
-    expect(await redis.hget(keys.paymentVerified(retry.proofId), 'resume')).toBeNull();
-    expect(await redis.get(keys.spend('agt_buyer', '20261203'))).toBe('1000');
+  it('after a proof is given back, concurrent retries with it: exactly one is admitted', async () => {
+    const first = request();
+    await scripts.admitPaid(first);
+    await release(first.gatewayRequestId, 'give');
+    const retries = await Promise.all([1, 2, 3, 4].map(() => scripts.admitPaid(request({ verified: undefined }))));
+    expect(retries.filter((r) => r.outcome === 'admitted')).toHaveLength(1);
+    expect(retries.filter((r) => r.outcome === 'used')).toHaveLength(3);
   });
 });
 

@@ -50,8 +50,11 @@ import { limitsOf, rateLimited, startEvent } from './steps/admit.js';
  * An admission whose outcome is unknown (Redis did not answer in time) is resolved before the buyer is told
  * anything: the script is idempotent by gateway request id and carries a deadline in Redis's clock, so once that
  * deadline has passed one more run tells the truth. If Redis stays silent past the resolve budget, the buyer is told
- * to retry with the same proof, and the call is abandoned in the background: the proof is given back and marked so
- * that the retry resumes this gateway request.
+ * to retry with the same proof, and the call is abandoned in the background: it is recorded refused and, if it had
+ * consumed the proof, the proof is given back — so the retry (a new gateway request) pays with it, once.
+ *
+ * Giving a proof back is an effect that must happen: the proxy tries for a minute, and the control plane does it
+ * again (idempotently) when it records the call's end — whatever the proxy managed.
  */
 
 export interface PaymentsOptions {
@@ -162,13 +165,6 @@ export class Payments {
         },
       });
     }
-    if (outcome?.outcome === 'resume') {
-      // This proof's call was abandoned before it reached the seller (its admission's outcome was unknown): the
-      // retry carries on under that gateway request's id.
-      call.id = outcome.gatewayRequestId;
-      request.startEvent = startEvent(call);
-      outcome = await this.#admitPaid(call, request);
-    }
     if (outcome === null) return this.#abandon(call, request);
     return this.#decide(call, outcome, rail, request);
   }
@@ -225,7 +221,7 @@ export class Payments {
         void this.#o.state.check();
         return unavailable('Payment state is being restored after a Redis restart; nothing was charged.', 1);
       default:
-        // unverified twice (the record expired between two runs), late or resume twice: nothing happened.
+        // unverified twice (the record expired between two runs), or late: nothing happened.
         return new ApiError('PAYMENT_PENDING', { headers: { 'retry-after': '1' } });
     }
   }
@@ -306,7 +302,7 @@ export class Payments {
 
   /**
    * Redis stayed silent: the buyer is told to retry with the same proof. In the background, once Redis answers, the
-   * proof is given back if this call holds it, and marked so that the retry resumes this gateway request.
+   * proof is given back if this call holds it (and its spend with it), so that the retry pays with it.
    */
   #abandon(call: Call, request: Omit<PaidAdmissionRequest, 'gatewayRequestId' | 'epoch' | 'deadlineMs'>): ApiError {
     call.admitted = true;
@@ -318,7 +314,7 @@ export class Payments {
         buyerId: request.buyerId,
         day: request.day,
         priceAtomic: request.priceAtomic,
-        mode: 'abandon',
+        mode: 'give',
       }),
     );
     return unavailable(
@@ -412,12 +408,12 @@ export class Payments {
       // back first: the retry is admitted from the verification already made and settles by waiting for this same
       // transaction (the facilitator remembers it in Redis), never by paying twice.
       paid.outcome = { status: 'pending', tx: settled.tx };
-      await this.#release(call, 'hold');
+      await this.#briefly(this.#release(call, 'hold'));
       return new ApiError('PAYMENT_PENDING', { headers: { 'retry-after': '2' } });
     }
     if (!settled.ok) {
       paid.outcome = { status: 'released', tx: null };
-      await this.#release(call, 'give');
+      await this.#briefly(this.#release(call, 'give'));
       return new ApiError(
         'PAYMENT_SETTLEMENT_FAILED',
         'message' in settled && settled.message ? { message: `Settlement failed: ${settled.message}.` } : {},
@@ -503,12 +499,17 @@ export class Payments {
     void this.#retry('consume', () => this.#o.scripts.consume(txProofId(network, tx), call.id));
   }
 
+  /** Waits for an effect before answering the buyer, but no longer than the resolve budget (it goes on after). */
+  #briefly(effect: Promise<unknown>): Promise<unknown> {
+    return Promise.race([effect, sleep(this.#o.resolveMs)]);
+  }
+
   /**
-   * An idempotent Redis effect, tried until it succeeds: at once, then with a backoff up to 5 s, for up to ten
-   * minutes (then logged: reconciliation reports what it left).
+   * An idempotent Redis effect, tried until it succeeds: at once, then with a backoff up to 5 s, for a minute. Past
+   * that it is logged and left to the control plane, which gives proofs back again when it records a call's end.
    */
   async #retry<T>(command: string, effect: () => Promise<T>): Promise<T | null> {
-    const giveUpAt = Date.now() + 10 * 60_000;
+    const giveUpAt = Date.now() + 60_000;
     for (let attempt = 0; ; attempt++) {
       try {
         return await effect();

@@ -68,7 +68,6 @@ export type PaidAdmission =
   | { outcome: 'spend_cap'; spentAtomic: string }
   | ({ outcome: 'spend_cap_refund'; spentAtomic: string; payment: string } & Appended)
   | { outcome: 'used'; gatewayRequestId: string }
-  | { outcome: 'resume'; gatewayRequestId: string }
   | { outcome: 'unverified' | 'mismatch' | 'late' | 'epoch' };
 
 export interface ReleaseRequest {
@@ -80,7 +79,7 @@ export interface ReleaseRequest {
   buyerId: string;
   day: string;
   priceAtomic: string;
-  mode: 'give' | 'hold' | 'abandon';
+  mode: 'give' | 'hold';
 }
 
 /** The gateway's Redis scripts, defined once on a connection (EVALSHA with a transparent EVAL fallback). */
@@ -192,7 +191,6 @@ export const createGatewayScripts = (redis: Redis, keys: RedisKeys): GatewayScri
         case 'spend_cap_refund':
           return { outcome, spentAtomic: detail!, payment: extra!, streamId: streamId! };
         case 'used':
-        case 'resume':
           return { outcome, gatewayRequestId: detail! };
         case 'mismatch':
         case 'late':

@@ -88,7 +88,7 @@ return {'payment_required', d[2], d[3], d[4], 0, spent, id}
 
 /**
  * A call with a payment proof. KEYS: 1 epoch, 2 key-limit, 3 listing-limit, 4 events, 5 the payment's verification
- * record (hash listing, buyer, payment, settlement, spend_held, resume), 6 the buyer's spend today, 7… the "used" key
+ * record (hash listing, buyer, payment, settlement, spend_held, refused), 6 the buyer's spend today, 7… the "used" key
  * of the presented proof id. ARGV: 1 the proxy's epoch, 2 key limit/min, 3 listing limit/min, 4 start event JSON,
  * 5 gateway request id, 6 listing id, 7 buyer id, 8 "used" key prefix, 9 daily cap ('' none), 10 price, 11 '1' when
  * the payment's money has already moved (direct transfer, Relay), 12 deadline (Redis ms), 13 a verification made
@@ -97,12 +97,12 @@ return {'payment_required', d[2], d[3], d[4], 0, spent, id}
  * Returns {outcome, limit, remaining, reset_ms, retry_after_ms, detail, extra, stream id}:
  *   admitted           detail: payment JSON, extra: settlement JSON (also when this request already held the proof)
  *   used               detail: the gateway request the proof paid for
- *   resume             detail: the gateway request to resume (its call was abandoned before forwarding: continue it)
  *   unverified | mismatch | late | epoch
  *   rate_limited       the proof stays verified and unconsumed
  *   spend_cap          detail: spent today; nothing consumed (a payment that settles later stays usable)
  *   spend_cap_refund   detail: spent today, extra: payment JSON; the proof is consumed and the call recorded, for
- *                      the gateway to mark for refund (its money already moved)
+ *                      the gateway to mark for refund (its money already moved). Remembered on the verification
+ *                      record (`refused`), so a run again for the same request repeats the refusal.
  * A payment whose settlement was pending when its call was answered holds its spend (spend_held): its retry is neither
  * capped nor counted again.
  */
@@ -115,9 +115,11 @@ if ARGV[13] ~= '' and redis.call('EXISTS', KEYS[5]) == 0 then
 end
 ${LIMITS}
 local me = ARGV[5]
-local v = redis.call('HMGET', KEYS[5], 'listing', 'buyer', 'payment', 'settlement', 'spend_held', 'resume')
+local v = redis.call('HMGET', KEYS[5], 'listing', 'buyer', 'payment', 'settlement', 'spend_held', 'refused')
 local d, charge = limits(KEYS[2], tonumber(ARGV[2]), KEYS[3], tonumber(ARGV[3]))
+-- This request already holds the proof (a run again after a timeout): the same answer as the first run gave.
 local function again()
+  if v[6] == me then return {'spend_cap_refund', 0, 0, 0, 0, redis.call('GET', KEYS[6]) or '0', v[3] or '', ''} end
   return {'admitted', d[2], d[3], d[4], 0, v[3] or '', v[4] or '', ''}
 end
 for i = 7, #KEYS do
@@ -135,17 +137,16 @@ for _, id in ipairs(cjson.decode(v[3]).proof_ids) do
   if by then return {'used', 0, 0, 0, 0, by, '', ''} end
   used[#used + 1] = key
 end
-if v[6] and v[6] ~= me then return {'resume', 0, 0, 0, 0, v[6], '', ''} end
 if d[1] == 0 then return {'rate_limited', d[2], 0, d[4], d[5], '', '', ''} end
 local function consume()
   for i = 7, #KEYS do redis.call('SET', KEYS[i], me) end
   for _, key in ipairs(used) do redis.call('SET', key, me) end
-  if v[6] then redis.call('HDEL', KEYS[5], 'resume') end
   return redis.call('XADD', KEYS[4], '*', 'e', ARGV[4], 'p', v[3])
 end
 local spent = tonumber(redis.call('GET', KEYS[6]) or '0')
 if not v[5] and ARGV[9] ~= '' and spent + tonumber(ARGV[10]) > tonumber(ARGV[9]) then
   if ARGV[11] ~= '1' then return {'spend_cap', 0, 0, 0, 0, tostring(spent), '', ''} end
+  redis.call('HSET', KEYS[5], 'refused', me)
   local id = consume()
   return {'spend_cap_refund', 0, 0, 0, 0, tostring(spent), v[3], id}
 end
@@ -167,8 +168,6 @@ return {'admitted', d[2], d[3], d[4], 0, v[3], v[4] or '', id}
  * request holds. When anything was released:
  *   give     nothing was charged: the price comes off the spend counter
  *   hold     a settlement is pending: the spend stays counted and is marked on the record for the retry
- *   abandon  the call could not be answered (its admission's outcome was unknown): spend given back, and the record
- *            names the request, so the buyer's retry with the same proof resumes it
  * Idempotent: a second run finds nothing held and changes nothing. Returns the number of ids released.
  */
 export const RELEASE = `
@@ -188,7 +187,6 @@ if released > 0 then
     if recorded then redis.call('HSET', KEYS[1], 'spend_held', '1') end
   else
     if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('DECRBY', KEYS[2], ARGV[2]) end
-    if ARGV[3] == 'abandon' and recorded then redis.call('HSET', KEYS[1], 'resume', ARGV[1]) end
   end
 end
 return released
