@@ -11,12 +11,21 @@ export const TEST_DATABASE_URL = process.env['TEST_DATABASE_URL'] ?? 'postgres:/
 export const TEST_DATA_PLANE_KEY = randomBytes(32).toString('base64');
 export const TEST_REDIS_URL = process.env['TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 
+/**
+ * The servers a test's stack keeps its state on: the shared ones, unless a fault test brings processes of its own
+ * (`fault-services.ts`). `databaseUrl` names the server the fresh test database is created on.
+ */
+export interface TestServices {
+  databaseUrl?: string;
+  redisUrl?: string;
+}
+
 /** A Redis key prefix of its own, so that test files running at once never share keys. */
 export const testRedisPrefix = (): string => `t:${randomBytes(6).toString('hex')}:`;
 
 /** Deletes every key under a test prefix (SCAN, never KEYS: other test files share the server). */
-export const deleteRedisPrefix = async (prefix: string): Promise<void> => {
-  const redis = new Redis(TEST_REDIS_URL);
+export const deleteRedisPrefix = async (prefix: string, redisUrl = TEST_REDIS_URL): Promise<void> => {
+  const redis = new Redis(redisUrl);
   try {
     let cursor = '0';
     do {
@@ -30,18 +39,20 @@ export const deleteRedisPrefix = async (prefix: string): Promise<void> => {
 };
 
 /** A fresh database for one test file, dropped by the returned function. */
-export const createTestDatabase = async (): Promise<{ url: string; drop: () => Promise<void> }> => {
+export const createTestDatabase = async (
+  serverUrl = TEST_DATABASE_URL,
+): Promise<{ url: string; drop: () => Promise<void> }> => {
   const name = `crochet_t_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: TEST_DATABASE_URL });
+  const admin = new pg.Client({ connectionString: serverUrl });
   await admin.connect();
   await admin.query(`CREATE DATABASE ${name}`);
   await admin.end();
-  const url = new URL(TEST_DATABASE_URL);
+  const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   return {
     url: url.toString(),
     drop: async () => {
-      const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+      const client = new pg.Client({ connectionString: serverUrl });
       await client.connect();
       await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await client.end();
@@ -77,11 +88,13 @@ export interface TestPlane extends ControlPlane {
 export const startTestControlPlane = async (
   env: Record<string, string> = {},
   overrides: Parameters<typeof startControlPlane>[1] = {},
+  services: TestServices = {},
 ): Promise<TestPlane> => {
-  const db = await createTestDatabase();
+  const db = await createTestDatabase(services.databaseUrl);
+  const redisUrl = services.redisUrl ?? TEST_REDIS_URL;
   const config = loadControlPlaneConfig({
     DATABASE_URL: db.url,
-    REDIS_URL: TEST_REDIS_URL,
+    REDIS_URL: redisUrl,
     CONTROL_PLANE_PORT: '0',
     CROCHET_POW_DIFFICULTY: '4',
     CROCHET_ALLOW_PRIVATE_ENDPOINTS: '1',
@@ -150,7 +163,7 @@ export const startTestControlPlane = async (
     },
     stop: async () => {
       await plane.close();
-      await deleteRedisPrefix(config.redisPrefix);
+      await deleteRedisPrefix(config.redisPrefix, redisUrl);
       await db.drop();
     },
   };

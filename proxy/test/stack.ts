@@ -14,6 +14,7 @@ import {
   TEST_DATA_PLANE_KEY,
   TEST_REDIS_URL,
   type TestPlane,
+  type TestServices,
 } from '../../control-plane/test/helpers.js';
 import { type ProxyServer, startProxy } from '../src/app.js';
 import { loadProxyConfig } from '../src/config.js';
@@ -28,9 +29,15 @@ export interface TestStack {
 }
 
 export const startTestStack = async (
-  options: { proxies?: number; planeEnv?: Record<string, string>; proxyEnv?: Record<string, string> } = {},
+  options: {
+    proxies?: number;
+    planeEnv?: Record<string, string>;
+    proxyEnv?: Record<string, string>;
+    /** Fault tests: PostgreSQL and Redis processes of their own instead of the shared servers. */
+    services?: TestServices;
+  } = {},
 ): Promise<TestStack> => {
-  const plane = await startTestControlPlane(options.planeEnv);
+  const plane = await startTestControlPlane(options.planeEnv, {}, options.services);
   const proxies: ProxyServer[] = [];
   const addProxy = async (env: Record<string, string> = {}) => {
     const proxy = await startProxy(
@@ -38,7 +45,7 @@ export const startTestStack = async (
         HOST: '127.0.0.1',
         PORT: '0',
         CONTROL_PLANE_URL: plane.url,
-        REDIS_URL: TEST_REDIS_URL,
+        REDIS_URL: options.services?.redisUrl ?? TEST_REDIS_URL,
         CROCHET_REDIS_PREFIX: plane.config.redisPrefix,
         CROCHET_DATA_PLANE_KEY: TEST_DATA_PLANE_KEY,
         CROCHET_ALLOW_PRIVATE_ENDPOINTS: '1',
