@@ -17,28 +17,29 @@ export interface Load {
 }
 
 type Header = string | string[] | undefined;
+type Response = { status: number; headers: Record<string, Header>; json?: any };
+
+const headerText = (header: Header) => (typeof header === 'string' ? header : undefined);
+
+/** What a client saw of an answer. */
+export const answerOf = (res: Response): Answer => ({
+  status: res.status,
+  requestId: headerText(res.headers['x-crochet-request-id']),
+  code: res.json?.error?.code,
+  retryAfter: headerText(res.headers['retry-after']),
+});
 
 /**
  * Calls from `workers` clients, each waiting `pauseMs` between calls, until stopped: a bounded load that keeps going
  * through a fault, recording what each client saw.
  */
-export const startLoad = (
-  call: () => Promise<{ status: number; headers: Record<string, Header>; json?: any }>,
-  { workers = 2, pauseMs = 25 } = {},
-): Load => {
+export const startLoad = (call: () => Promise<Response>, { workers = 2, pauseMs = 25 } = {}): Load => {
   const answers: Answer[] = [];
   let stopped = false;
-  const text = (header: Header) => (typeof header === 'string' ? header : undefined);
   const worker = async (): Promise<void> => {
     while (!stopped) {
       try {
-        const res = await call();
-        answers.push({
-          status: res.status,
-          requestId: text(res.headers['x-crochet-request-id']),
-          code: res.json?.error?.code,
-          retryAfter: text(res.headers['retry-after']),
-        });
+        answers.push(answerOf(await call()));
       } catch (error) {
         answers.push({ status: 0, requestId: undefined, error: (error as Error).message });
       }
@@ -92,4 +93,27 @@ export const expectAllRecorded = async (
   } finally {
     await client.end();
   }
+};
+
+/**
+ * Holds a lock that the events consumer's next insert into `gateway_requests` waits on, and resolves once one waits:
+ * from then on the consumer has a client checked out of its pool, inside a transaction, with a query in flight —
+ * the state that ended the process when PostgreSQL went away (issue 11). The gateway load must keep events coming.
+ * The returned function lets go (also fine after PostgreSQL stopped).
+ */
+export const catchConsumerMidTransaction = async (databaseUrl: string): Promise<() => Promise<void>> => {
+  const locker = new pg.Client({ connectionString: databaseUrl });
+  locker.on('error', () => {}); // it is cut off too when PostgreSQL stops
+  await locker.connect();
+  await locker.query('BEGIN; LOCK TABLE gateway_requests IN SHARE MODE');
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const { rows } = await locker.query(
+      "SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'gateway_requests'::regclass AND NOT granted",
+    );
+    if (rows[0].n > 0) break;
+    if (Date.now() > deadline) throw new Error('the events consumer never waited on the lock: is the load running?');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return () => locker.end().catch(() => {});
 };

@@ -1,4 +1,3 @@
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   eventually,
@@ -11,7 +10,7 @@ import {
   type TestStack,
 } from '../../proxy/test/stack.js';
 import { type PostgresProcess, type RedisProcess, startPostgresProcess, startRedisProcess } from './fault-services.js';
-import { type Answer, expectAllRecorded, startLoad } from './outage-support.js';
+import { type Answer, answerOf, catchConsumerMidTransaction, expectAllRecorded, startLoad } from './outage-support.js';
 
 /**
  * DESIGN §4: "PostgreSQL down: events wait in the stream; no process exits; the control plane answers 503." Under a
@@ -55,12 +54,11 @@ describe('PostgreSQL stopped and started under load', () => {
     const buyer = await plane.register('buyer');
     const { listing } = await plane.createListing(sellerAgent.apiKey, { private_endpoint_url: `${seller.url}/echo` });
     const answers: Answer[] = [];
-    const free = async () => {
+    await eventually(async () => {
       const res = await gatewayCall(proxy, listing.id, buyer.apiKey, { body: { n: 1 } });
-      answers.push({ status: res.status, requestId: res.headers['x-crochet-request-id'] as string | undefined });
-      return res;
-    };
-    await eventually(async () => expect((await free()).status).toBe(200)); // the proxy knows the listing
+      expect(res.status).toBe(200); // the proxy knows the listing
+      answers.push(answerOf(res));
+    });
     const me = () =>
       rawRequest(proxy.url, '/api/v1/me', { method: 'GET', headers: { authorization: `Bearer ${buyer.apiKey}` } });
     const ready = () => rawRequest(plane.url, '/readyz', { method: 'GET' });
@@ -72,19 +70,10 @@ describe('PostgreSQL stopped and started under load', () => {
       // queries of a transaction (held here), and the events consumer's, inside its transaction (its insert waits on
       // a lock this test holds, while the load keeps events coming).
       const held = await plane.deps.pool.connect();
-      const locker = new pg.Client({ connectionString: plane.config.databaseUrl });
-      locker.on('error', () => {});
-      await locker.connect();
-      await locker.query('BEGIN; LOCK TABLE gateway_requests IN SHARE MODE');
-      await eventually(async () => {
-        const { rows } = await held.query(
-          "SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'gateway_requests'::regclass AND NOT granted",
-        );
-        expect(rows[0].n).toBeGreaterThan(0);
-      }, 10_000);
+      const letGo = await catchConsumerMidTransaction(plane.config.databaseUrl);
       await postgres.stop(mode);
       held.release();
-      await locker.end().catch(() => {});
+      await letGo();
       const outageEnds = Date.now() + OUTAGE_MS;
       const gatewaySeen = gateway.answers.length;
 
