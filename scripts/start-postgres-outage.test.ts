@@ -11,13 +11,12 @@ import {
 } from '../control-plane/test/fault-services.js';
 import { apiClient } from '../control-plane/test/helpers.js';
 import {
-  type Answer,
-  answerOf,
   catchConsumerMidTransaction,
   expectAllRecorded,
+  startFreeListing,
   startLoad,
 } from '../control-plane/test/outage-support.js';
-import { eventually, gatewayCall, rawRequest, startSeller, type TestSeller } from '../proxy/test/stack.js';
+import { eventually, startSeller, type TestSeller } from '../proxy/test/stack.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const STARTED = /Crochet is running at/;
@@ -86,20 +85,7 @@ describe('npm start through a PostgreSQL stop and start', () => {
   });
 
   it('keeps running and serving, answers 503 meanwhile, records every call after, and stops cleanly', async () => {
-    const api = apiClient(proxyUrl);
-    const sellerAgent = await api.register('seller');
-    const buyer = await api.register('buyer');
-    const { listing } = await api.createListing(sellerAgent.apiKey, { private_endpoint_url: `${seller.url}/echo` });
-    const call = () => gatewayCall({ url: proxyUrl }, listing.id, buyer.apiKey, { body: { n: 1 } });
-    const answers: Answer[] = [];
-    await eventually(async () => {
-      const res = await call();
-      expect(res.status).toBe(200); // the proxy knows the listing
-      answers.push(answerOf(res));
-    }, 10_000);
-    const me = () =>
-      rawRequest(proxyUrl, '/api/v1/me', { method: 'GET', headers: { authorization: `Bearer ${buyer.apiKey}` } });
-
+    const { listingId, call, me, answers } = await startFreeListing(apiClient(proxyUrl), proxyUrl, seller.url);
     const load = startLoad(call);
     for (const mode of ['fast', 'immediate'] as const) {
       const letGo = await catchConsumerMidTransaction(postgres.url);
@@ -115,7 +101,7 @@ describe('npm start through a PostgreSQL stop and start', () => {
 
     expect(exit).toBeNull();
     expect(answers.filter((a) => a.status !== 200)).toEqual([]);
-    expect(await expectAllRecorded(postgres.url, listing.id, answers)).toBe(answers.length);
+    expect(await expectAllRecorded(postgres.url, listingId, answers)).toBe(answers.length);
     // The guard's lines, a crash, or a 500 (the error handler logs "unhandled error"): none of them.
     expect(output).not.toMatch(/unhandled|uncaught|triggerUncaughtException/i);
 

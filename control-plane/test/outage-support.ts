@@ -1,9 +1,54 @@
 import pg from 'pg';
 import { expect } from 'vitest';
+import {
+  eventually,
+  gatewayCall,
+  type RawResponse,
+  rawRequest,
+  startSeller,
+  startTestStack,
+  type TestSeller,
+  type TestStack,
+} from '../../proxy/test/stack.js';
+import { type PostgresProcess, type RedisProcess, startPostgresProcess, startRedisProcess } from './fault-services.js';
+import type { ApiClient } from './helpers.js';
 
-/** What one client saw of one call: its status (0: no answer), request id, error code and Retry-After. */
+/** A control plane and a proxy on PostgreSQL and Redis processes of their own, and a seller. */
+export interface OutageStack {
+  postgres: PostgresProcess;
+  redis: RedisProcess;
+  stack: TestStack;
+  seller: TestSeller;
+  /** Whatever state a failed test left PostgreSQL in, runs it again for the stack's cleanup, then ends everything. */
+  stop(): Promise<void>;
+}
+
+export const startOutageStack = async (): Promise<OutageStack> => {
+  const [postgres, redis, seller] = await Promise.all([startPostgresProcess(), startRedisProcess(), startSeller()]);
+  const stack = await startTestStack({
+    services: { databaseUrl: postgres.url, redisUrl: redis.url },
+    // Load from one buyer key, well past the default per-key limit.
+    proxyEnv: { CROCHET_KEY_RATE_LIMIT_PER_MINUTE: '1000000' },
+  });
+  return {
+    postgres,
+    redis,
+    stack,
+    seller,
+    stop: async () => {
+      postgres.resume();
+      await postgres.start().catch(() => {}); // already running
+      await seller.close();
+      await stack.stop();
+      await Promise.all([postgres.destroy(), redis.stop()]);
+    },
+  };
+};
+
+/** What one client saw of one call: its status (0: no answer), request id, error code, Retry-After, duration. */
 export interface Answer {
   status: number;
+  ms?: number;
   requestId: string | undefined;
   code?: string;
   retryAfter?: string;
@@ -38,10 +83,11 @@ export const startLoad = (call: () => Promise<Response>, { workers = 2, pauseMs 
   let stopped = false;
   const worker = async (): Promise<void> => {
     while (!stopped) {
+      const started = Date.now();
       try {
-        answers.push(answerOf(await call()));
+        answers.push({ ...answerOf(await call()), ms: Date.now() - started });
       } catch (error) {
-        answers.push({ status: 0, requestId: undefined, error: (error as Error).message });
+        answers.push({ status: 0, requestId: undefined, error: (error as Error).message, ms: Date.now() - started });
       }
       await new Promise((resolve) => setTimeout(resolve, pauseMs));
     }
@@ -116,4 +162,36 @@ export const catchConsumerMidTransaction = async (databaseUrl: string): Promise<
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return () => locker.end().catch(() => {});
+};
+
+/** A seller's free listing and a buyer, as the outage tests drive them. */
+export interface FreeListing {
+  listingId: string;
+  /** One free gateway call through the proxy. */
+  call(): Promise<RawResponse>;
+  /** GET /api/v1/me as the buyer, at `baseUrl` (the proxy unless told): a route that needs PostgreSQL. */
+  me(baseUrl?: string): Promise<RawResponse>;
+  /** What clients saw so far: the first call that answered 200 (the proxy knew the listing by then). */
+  answers: Answer[];
+}
+
+/** Registers a seller and a buyer through `api`, lists `sellerUrl`/echo for free, and waits until the proxy serves it. */
+export const startFreeListing = async (api: ApiClient, proxyUrl: string, sellerUrl: string): Promise<FreeListing> => {
+  const seller = await api.register('seller');
+  const buyer = await api.register('buyer');
+  const { listing } = await api.createListing(seller.apiKey, { private_endpoint_url: `${sellerUrl}/echo` });
+  const call = () => gatewayCall({ url: proxyUrl }, listing.id, buyer.apiKey, { body: { n: 1 } });
+  const answers: Answer[] = [];
+  await eventually(async () => {
+    const res = await call();
+    expect(res.status).toBe(200);
+    answers.push(answerOf(res));
+  }, 10_000);
+  return {
+    listingId: listing.id,
+    call,
+    me: (baseUrl = proxyUrl) =>
+      rawRequest(baseUrl, '/api/v1/me', { method: 'GET', headers: { authorization: `Bearer ${buyer.apiKey}` } }),
+    answers,
+  };
 };

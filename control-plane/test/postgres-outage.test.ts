@@ -1,16 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually, expectApiError, rawRequest } from '../../proxy/test/stack.js';
 import {
-  eventually,
-  expectApiError,
-  gatewayCall,
-  rawRequest,
-  startSeller,
-  startTestStack,
-  type TestSeller,
-  type TestStack,
-} from '../../proxy/test/stack.js';
-import { type PostgresProcess, type RedisProcess, startPostgresProcess, startRedisProcess } from './fault-services.js';
-import { type Answer, answerOf, catchConsumerMidTransaction, expectAllRecorded, startLoad } from './outage-support.js';
+  catchConsumerMidTransaction,
+  expectAllRecorded,
+  type OutageStack,
+  startFreeListing,
+  startLoad,
+  startOutageStack,
+} from './outage-support.js';
 
 /**
  * DESIGN §4: "PostgreSQL down: events wait in the stream; no process exits; the control plane answers 503." Under a
@@ -20,10 +17,7 @@ import { type Answer, answerOf, catchConsumerMidTransaction, expectAllRecorded, 
  */
 describe('PostgreSQL stopped and started under load', () => {
   const OUTAGE_MS = 5_000;
-  let postgres: PostgresProcess;
-  let redis: RedisProcess;
-  let stack: TestStack;
-  let seller: TestSeller;
+  let outage: OutageStack;
   /** Whatever reached the process-wide last resort while this file ran (the servers run in this process). */
   const unhandled: unknown[] = [];
   const record = (error: unknown) => unhandled.push(error);
@@ -31,39 +25,22 @@ describe('PostgreSQL stopped and started under load', () => {
   beforeAll(async () => {
     process.on('unhandledRejection', record);
     process.on('uncaughtException', record);
-    [postgres, redis] = await Promise.all([startPostgresProcess(), startRedisProcess()]);
-    stack = await startTestStack({
-      services: { databaseUrl: postgres.url, redisUrl: redis.url },
-      proxyEnv: { CROCHET_KEY_RATE_LIMIT_PER_MINUTE: '1000000' },
-    });
-    seller = await startSeller();
+    outage = await startOutageStack();
   });
   afterAll(async () => {
-    await seller?.close();
-    await postgres?.start().catch(() => {}); // a failed test may leave it stopped; the stack's cleanup needs it
-    await stack?.stop();
-    await Promise.all([postgres?.destroy(), redis?.stop()]);
+    await outage?.stop();
     process.off('unhandledRejection', record);
     process.off('uncaughtException', record);
   });
 
   it('survives, answers 503 while it is down, keeps the gateway serving, and records everything after', async () => {
+    const { postgres, stack, seller } = outage;
     const { plane } = stack;
     const proxy = stack.proxies[0]!;
-    const sellerAgent = await plane.register('seller');
-    const buyer = await plane.register('buyer');
-    const { listing } = await plane.createListing(sellerAgent.apiKey, { private_endpoint_url: `${seller.url}/echo` });
-    const answers: Answer[] = [];
-    await eventually(async () => {
-      const res = await gatewayCall(proxy, listing.id, buyer.apiKey, { body: { n: 1 } });
-      expect(res.status).toBe(200); // the proxy knows the listing
-      answers.push(answerOf(res));
-    });
-    const me = () =>
-      rawRequest(proxy.url, '/api/v1/me', { method: 'GET', headers: { authorization: `Bearer ${buyer.apiKey}` } });
+    const { listingId, call, me, answers } = await startFreeListing(plane, proxy.url, seller.url);
     const ready = () => rawRequest(plane.url, '/readyz', { method: 'GET' });
 
-    const gateway = startLoad(() => gatewayCall(proxy, listing.id, buyer.apiKey, { body: { n: 2 } }));
+    const gateway = startLoad(call);
     const api = startLoad(me, { workers: 1, pauseMs: 50 });
     for (const mode of ['fast', 'immediate'] as const) {
       // The moment the outage starts, some clients are checked out of the control plane's pool: one between two
@@ -109,7 +86,7 @@ describe('PostgreSQL stopped and started under load', () => {
     expect(apiAnswers.filter((a) => a.status !== 200 && a.status !== 503)).toEqual([]);
     expect(refused.filter((a) => a.code !== 'STATE_UNAVAILABLE' || !a.retryAfter)).toEqual([]);
     expect(answers.filter((a) => a.status !== 200)).toEqual([]);
-    expect(await expectAllRecorded(plane.config.databaseUrl, listing.id, answers)).toBe(answers.length);
+    expect(await expectAllRecorded(plane.config.databaseUrl, listingId, answers)).toBe(answers.length);
     expect(unhandled).toEqual([]);
   });
 });
