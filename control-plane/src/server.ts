@@ -88,48 +88,50 @@ export const startControlPlane = async (
   const metrics = createControlPlaneMetrics(deps);
   const app = buildControlPlane(deps, metrics);
   log = app.log;
-  // Proxies may have started before us, or Redis may have restarted empty: publish the whole state first.
-  await publisher.resync();
-  publisher.start(config.configResyncSeconds * 1000);
-  const eventsConsumer = await startEventsConsumer({
-    pool,
-    redis,
-    prefix: config.redisPrefix,
-    feeBps: config.feeBps,
-    log: app.log.child({ component: 'events-consumer' }),
-  });
-  metrics.setConsumer(eventsConsumer);
-  const reconciler = startReconciler({
-    pool,
-    redis,
-    keys: redisKeys(config.redisPrefix),
-    payments: config.payments,
-    staleSeconds: config.reconcileStaleSeconds,
-    feeBps: config.feeBps,
-    intervalMs: config.reconcileIntervalSeconds * 1000,
-    log: app.log.child({ component: 'reconcile' }),
-  });
-  const scoreJob = startScoreJob({
-    pool,
-    intervalMs: config.scoreIntervalSeconds * 1000,
-    log: app.log.child({ component: 'score' }),
-  });
-  const url = await app.listen({ host: config.host, port: config.port });
-  return {
-    app,
-    deps,
-    url,
-    eventsConsumer,
-    reconciler,
-    scoreJob,
-    close: async () => {
-      publisher.stop();
-      await app.close();
-      await reconciler.stop(); // waits for a run in progress: before the pool closes
-      await scoreJob.stop(); // likewise
-      await eventsConsumer.stop(); // commits and acknowledges its batch in hand: before the pool closes
-      await pool.end();
-      redis.disconnect();
-    },
+  let eventsConsumer: EventsConsumer | undefined;
+  let reconciler: Reconciler | undefined;
+  let scoreJob: ScoreJob | undefined;
+  const close = async (): Promise<void> => {
+    await publisher.stop(); // waits for a resync in progress: before the pool closes
+    await app.close();
+    await reconciler?.stop(); // waits for a run in progress: before the pool closes
+    await scoreJob?.stop(); // likewise
+    await eventsConsumer?.stop(); // commits and acknowledges its batch in hand: before the pool closes
+    await pool.end();
+    redis.disconnect();
   };
+  try {
+    // Proxies may have started before us, or Redis may have restarted empty: publish the whole state first.
+    await publisher.resync();
+    publisher.start(config.configResyncSeconds * 1000);
+    eventsConsumer = await startEventsConsumer({
+      pool,
+      redis,
+      prefix: config.redisPrefix,
+      feeBps: config.feeBps,
+      log: app.log.child({ component: 'events-consumer' }),
+    });
+    metrics.setConsumer(eventsConsumer);
+    reconciler = startReconciler({
+      pool,
+      redis,
+      keys: redisKeys(config.redisPrefix),
+      payments: config.payments,
+      staleSeconds: config.reconcileStaleSeconds,
+      feeBps: config.feeBps,
+      intervalMs: config.reconcileIntervalSeconds * 1000,
+      log: app.log.child({ component: 'reconcile' }),
+    });
+    scoreJob = startScoreJob({
+      pool,
+      intervalMs: config.scoreIntervalSeconds * 1000,
+      log: app.log.child({ component: 'score' }),
+    });
+    const url = await app.listen({ host: config.host, port: config.port });
+    return { app, deps, url, eventsConsumer, reconciler, scoreJob, close };
+  } catch (error) {
+    // A start that fails half-way (Redis gone, the port taken) leaves nothing running: no consumer loop, no timers.
+    await close().catch(() => {});
+    throw error;
+  }
 };
