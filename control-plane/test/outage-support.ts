@@ -23,10 +23,11 @@ export interface OutageStack {
   stop(): Promise<void>;
 }
 
-export const startOutageStack = async (): Promise<OutageStack> => {
+export const startOutageStack = async (planeEnv: Record<string, string> = {}): Promise<OutageStack> => {
   const [postgres, redis, seller] = await Promise.all([startPostgresProcess(), startRedisProcess(), startSeller()]);
   const stack = await startTestStack({
     services: { databaseUrl: postgres.url, redisUrl: redis.url },
+    planeEnv,
     // Load from one buyer key, well past the default per-key limit.
     proxyEnv: { CROCHET_KEY_RATE_LIMIT_PER_MINUTE: '1000000' },
   });

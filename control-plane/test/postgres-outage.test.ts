@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, expectApiError, rawRequest } from '../../proxy/test/stack.js';
+import { reconcileStats } from '../src/ledger/reconcile.js';
+import { scoreStats } from '../src/score/job.js';
 import {
   catchConsumerMidTransaction,
   expectAllRecorded,
@@ -13,7 +15,8 @@ import {
  * DESIGN §4: "PostgreSQL down: events wait in the stream; no process exits; the control plane answers 503." Under a
  * steady free load, PostgreSQL is stopped (fast, then immediate shutdown) and started again: the servers live on,
  * control-plane routes answer 503 STATE_UNAVAILABLE with Retry-After and readiness says so, the gateway keeps
- * answering, and afterwards every call a client saw answered is recorded once with its outcome.
+ * answering, and afterwards every call a client saw answered is recorded once with its outcome and the periodic
+ * jobs (reconciliation, scores, config resync) run again.
  */
 describe('PostgreSQL stopped and started under load', () => {
   const OUTAGE_MS = 5_000;
@@ -25,7 +28,12 @@ describe('PostgreSQL stopped and started under load', () => {
   beforeAll(async () => {
     process.on('unhandledRejection', record);
     process.on('uncaughtException', record);
-    outage = await startOutageStack();
+    // The periodic jobs at short intervals, so that they meet the outages and must carry on after them.
+    outage = await startOutageStack({
+      CROCHET_RECONCILE_INTERVAL_SECONDS: '1',
+      CROCHET_SCORE_INTERVAL_SECONDS: '1',
+      CROCHET_CONFIG_RESYNC_SECONDS: '5',
+    });
   });
   afterAll(async () => {
     await outage?.stop();
@@ -87,6 +95,15 @@ describe('PostgreSQL stopped and started under load', () => {
     expect(refused.filter((a) => a.code !== 'STATE_UNAVAILABLE' || !a.retryAfter)).toEqual([]);
     expect(answers.filter((a) => a.status !== 200)).toEqual([]);
     expect(await expectAllRecorded(plane.config.databaseUrl, listingId, answers)).toBe(answers.length);
+
+    // The periodic jobs failed while it was down and run again now: none of them stopped at its failure.
+    const score = () => scoreStats().runs + scoreStats().skipped;
+    const before = { reconcile: reconcileStats().runs, score: score(), published: plane.deps.publisher.published };
+    await eventually(() => {
+      expect(reconcileStats().runs).toBeGreaterThan(before.reconcile);
+      expect(score()).toBeGreaterThan(before.score);
+      expect(plane.deps.publisher.published).toBeGreaterThan(before.published);
+    }, 15_000);
     expect(unhandled).toEqual([]);
   });
 });
