@@ -109,5 +109,5 @@ describe('npm start through a PostgreSQL stop and start', () => {
     child.kill('SIGTERM');
     await gone;
     expect(exit).toEqual({ code: 0, signal: null });
-  });
+  }, 90_000);
 });

@@ -105,5 +105,5 @@ describe('PostgreSQL stopped and started under load', () => {
       expect(plane.deps.publisher.published).toBeGreaterThan(before.published);
     }, 15_000);
     expect(unhandled).toEqual([]);
-  });
+  }, 90_000);
 });
