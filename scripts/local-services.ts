@@ -213,6 +213,7 @@ function checkNoLeftoverPostmaster(dataDir: string): void {
 
 async function ensureDatabase(port: number): Promise<void> {
   const client = new pg.Client({ host: HOST, port, user: PG_USER, password: PG_PASSWORD, database: 'postgres' });
+  client.on('error', () => {}); // a dropped connection fails the awaits below; unheard, it would end the process
   await client.connect();
   try {
     const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [PG_DATABASE]);

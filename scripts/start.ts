@@ -7,7 +7,8 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadControlPlaneConfig, startControlPlane } from '@crochet/control-plane';
+import { isDatabaseUnavailable, loadControlPlaneConfig, startControlPlane } from '@crochet/control-plane';
+import { EXIT_UNSAFE_STATE, installProcessGuard } from '@crochet/plugins';
 import { ConfigError } from '@crochet/protocol';
 import { loadProxyConfig, startProxy } from '@crochet/proxy';
 import { startDevChains } from './dev-chains.js';
@@ -106,6 +107,12 @@ const main = async (): Promise<void> => {
     if (env['CROCHET_ALLOW_PRIVATE_ENDPOINTS'] === '1') {
       say('CROCHET_ALLOW_PRIVATE_ENDPOINTS=1: sellers may use http and local endpoints (development only)');
     }
+    // Both planes share this process: one guard for both (installed once started: a failure to start still ends it).
+    installProcessGuard({
+      log: plane.app.log,
+      survivable: isDatabaseUnavailable,
+      shutdown: () => void stop(EXIT_UNSAFE_STATE),
+    });
     say(`control plane at ${plane.url}`);
     say(`metrics (Prometheus): ${proxy.metricsUrl}/metrics (proxy), ${plane.metricsUrl}/metrics (control plane)`);
     say(`Crochet is running at ${publicBaseUrl}  (try ${publicBaseUrl}/llms.txt) — Ctrl-C stops everything`);

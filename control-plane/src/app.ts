@@ -23,7 +23,7 @@ import Fastify, {
 import type { Redis } from 'ioredis';
 import type { ControlPlaneConfig } from './config.js';
 import type { ConfigPublisher } from './config-publisher.js';
-import type { Pool } from './db.js';
+import { isDatabaseUnavailable, type Pool } from './db.js';
 import { refuseNul } from './text.js';
 
 /** The caller of a route that needs an API key. */
@@ -106,8 +106,13 @@ const toApiError = (error: FastifyError): ApiError | null => {
       return new ApiError('INVALID_JSON');
   }
   if (error instanceof SyntaxError) return new ApiError('INVALID_JSON');
-  // Redis unreachable (operator sessions, sign-in and claim limits): a state the client can wait out, not a bug.
-  if (error.name === 'MaxRetriesPerRequestError' || /Connection is closed|ECONNREFUSED/.test(error.message)) {
+  // PostgreSQL or Redis (operator sessions, sign-in and claim limits) unreachable: a state the client can wait out,
+  // not a bug.
+  if (
+    isDatabaseUnavailable(error) ||
+    error.name === 'MaxRetriesPerRequestError' ||
+    /Connection is closed|ECONNREFUSED/.test(error.message)
+  ) {
     return new ApiError('STATE_UNAVAILABLE', { headers: { 'retry-after': '2' } });
   }
   const status = error.statusCode ?? 500;

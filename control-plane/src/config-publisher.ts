@@ -10,6 +10,7 @@ import {
 import type { Redis } from 'ioredis';
 import { type Pool, transaction } from './db.js';
 import { endpointUrlContext, signingKeyContext } from './listings.js';
+import { type PeriodicJob, startPeriodic } from './periodic.js';
 
 /**
  * Publishes what the proxies need to Redis (DESIGN §2): one hash per kind of entry plus a version, and a notice on a
@@ -101,7 +102,7 @@ export interface ConfigPublisherDeps {
 
 export class ConfigPublisher {
   readonly #deps: ConfigPublisherDeps;
-  #timer: NodeJS.Timeout | undefined;
+  #periodic: PeriodicJob<number> | undefined;
   /** Publishes since start; exposed for metrics. */
   published = 0;
 
@@ -248,15 +249,21 @@ export class ConfigPublisher {
     return version;
   }
 
-  /** Resyncs now and then every `intervalMs`. */
+  /**
+   * Resyncs every `intervalMs`, one run at a time: a run that outlasts the interval (PostgreSQL answering nothing
+   * holds one for the pool's timeouts) delays the next instead of piling more onto the pool.
+   */
   start(intervalMs: number): void {
-    const run = () =>
-      this.resync().catch((error) => this.#deps.log.warn({ err: error }, 'config resync failed; retrying later'));
-    this.#timer = setInterval(run, intervalMs);
-    this.#timer.unref();
+    this.#periodic = startPeriodic({
+      intervalMs,
+      run: () => this.resync(),
+      onSkip: () => {},
+      onError: (error) => this.#deps.log.warn({ err: error }, 'config resync failed; retrying later'),
+    });
   }
 
-  stop(): void {
-    clearInterval(this.#timer);
+  /** Stops the periodic resync and waits for one in progress: call before closing the pool. */
+  async stop(): Promise<void> {
+    await this.#periodic?.stop();
   }
 }

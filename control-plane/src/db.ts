@@ -5,35 +5,108 @@ import pg from 'pg';
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 
-/** A pool with conservative timeouts: a stuck query must not hold a request forever. */
+/** The server cancels a statement that runs longer (57014); a job that needs longer says so per transaction. */
+const STATEMENT_TIMEOUT_MS = 10_000;
+/**
+ * How much longer than its statement_timeout the client waits for a reply before it gives the connection up. The
+ * server's own timeout normally answers first and keeps the connection; this one is for a server that answers
+ * nothing at all (paused, or a network that drops packets), where only the client can end the wait.
+ */
+const QUERY_TIMEOUT_MARGIN_MS = 5_000;
+
+/** A pool with conservative timeouts: a stuck query or a silent database must not hold a request forever. */
 export const createPool = (connectionString: string, max = 10): Pool => {
   const pool = new pg.Pool({
     connectionString,
     max,
+    // Also bounds the wait for a free connection when every one is busy.
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
-    statement_timeout: 10_000,
+    statement_timeout: STATEMENT_TIMEOUT_MS,
+    query_timeout: STATEMENT_TIMEOUT_MS + QUERY_TIMEOUT_MARGIN_MS,
+    // A peer that vanished without a reset (host down, connection tracking lost) is noticed within a minute.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     application_name: 'crochet-control-plane',
   });
   // An idle client that loses its connection emits 'error' on the pool; without a listener that kills the process.
   pool.on('error', () => {});
+  // A client checked out of the pool has no listener of the pool's: when PostgreSQL ends its session (stopped,
+  // restarted, 57P01) or the connection drops, it emits 'error', and unheard that ends the process. Nothing is left
+  // to do there: its queries have already failed with the same error, and the pool discards it when it comes back
+  // (it is no longer queryable).
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 };
 
-/** Runs `work` in a transaction; rolls back on any throw. */
+// Node's socket errors, PostgreSQL's "shutting down / starting up / crashed" (57P01-57P03) and "too many
+// connections" (53300); class 08 (connection exception) is checked by prefix.
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  '57P01',
+  '57P02',
+  '57P03',
+  '53300',
+]);
+// What node-postgres and pg-pool say, without a code, when a connection ends, cannot be made in time, or a reply
+// does not come within query_timeout.
+const UNAVAILABLE_MESSAGE = new RegExp(
+  '^(Connection terminated|timeout exceeded when trying to connect|Query read timeout|' +
+    'Client has encountered a connection error|Client was closed)',
+);
+
+/**
+ * True when `error` says PostgreSQL could not be reached or dropped the session, rather than refused a statement:
+ * a state to wait out (503 with Retry-After), not a bug.
+ */
+export const isDatabaseUnavailable = (error: unknown): boolean => {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && (UNAVAILABLE_CODES.has(code) || code.startsWith('08'))) return true;
+  return typeof message === 'string' && UNAVAILABLE_MESSAGE.test(message);
+};
+
+/**
+ * Runs `work` in a transaction; rolls back on any throw. A connection that failed is not sent a ROLLBACK (it would
+ * only wait out the same failure): it is discarded, which ends its transaction on the server. So is one whose
+ * ROLLBACK failed, so that no pooled connection is ever left inside a transaction.
+ */
 export const transaction = async <T>(pool: Pool, work: (client: PoolClient) => Promise<T>): Promise<T> => {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
     const result = await work(client);
     await client.query('COMMIT');
+    client.release();
     return result;
   } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
+    const discard =
+      isDatabaseUnavailable(error) ||
+      !(await client.query('ROLLBACK').then(
+        () => true,
+        () => false,
+      ));
+    client.release(discard);
     throw error;
-  } finally {
-    client.release();
   }
+};
+
+/**
+ * Raises this transaction's statement_timeout to `timeoutMs` and returns a query function whose client-side timeout
+ * follows it (the pool's is sized for ordinary statements). Call inside `transaction`.
+ */
+export const withStatementTimeout = async (client: PoolClient, timeoutMs: number) => {
+  await client.query(`SET LOCAL statement_timeout = ${Math.trunc(timeoutMs)}`);
+  return <R extends pg.QueryResultRow>(text: string, values?: unknown[]) =>
+    // node-postgres reads query_timeout per query too; its types only know it on the client's config.
+    client.query<R>({ text, values, query_timeout: timeoutMs + QUERY_TIMEOUT_MARGIN_MS } as pg.QueryConfig);
 };
 
 const MIGRATIONS_DIR = new URL('../migrations/', import.meta.url);
@@ -82,14 +155,19 @@ export const migrate = async (pool: Pool): Promise<AppliedMigration[]> => {
         ]);
         await client.query('COMMIT');
       } catch (error) {
-        await client.query('ROLLBACK');
+        await client.query('ROLLBACK').catch(() => {}); // a broken connection is discarded below
         throw new Error(`migration ${name} failed: ${(error as Error).message}`);
       }
       applied.push({ version, name });
     }
   } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => {});
-    client.release();
+    const unlocked = await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).then(
+      () => true,
+      () => false,
+    );
+    // A session-level lock lives as long as the session: a connection that could not unlock must not go back to the
+    // pool, or no other control plane could ever migrate.
+    client.release(!unlocked);
   }
   return applied;
 };

@@ -68,6 +68,9 @@ export interface EventsConsumer {
 
 type StreamEntry = [id: string, fields: string[] | null];
 
+/** How long stop() waits for a blocked read to end with its connection before it stops waiting. */
+const STOP_GRACE_MS = 2_000;
+
 /** An event that can never be applied as it is: bad JSON, unknown type or version, a field of the wrong shape. */
 class EventError extends Error {}
 
@@ -453,8 +456,12 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
 
   const stats: EventsConsumerStats = { processed: 0, deadLettered: 0, lastError: null };
   let stopped = false;
-  let reading = false;
   let wake: (() => void) | null = null;
+  /** Settled by stop() when it gives up on a read in hand (see there). */
+  let interrupt: () => void = () => {};
+  const interrupted = new Promise<null>((resolve) => {
+    interrupt = () => resolve(null);
+  });
 
   const ensureGroup = async (): Promise<void> => {
     try {
@@ -481,28 +488,25 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
     });
 
   const read = async (from: string): Promise<StreamEntry[]> => {
-    reading = true;
-    try {
-      // Only new entries ('>') are worth waiting for; a read of the pending list answers at once.
-      const reply =
-        from === '>'
-          ? await blocking.xreadgroup(
-              'GROUP',
-              EVENTS_GROUP,
-              name,
-              'COUNT',
-              batchSize,
-              'BLOCK',
-              Math.min(blockMs, claimEveryMs),
-              'STREAMS',
-              stream,
-              from,
-            )
-          : await blocking.xreadgroup('GROUP', EVENTS_GROUP, name, 'COUNT', batchSize, 'STREAMS', stream, from);
-      return (reply as [string, StreamEntry[]][] | null)?.[0]?.[1] ?? [];
-    } finally {
-      reading = false;
-    }
+    // Only new entries ('>') are worth waiting for; a read of the pending list answers at once.
+    const command =
+      from === '>'
+        ? blocking.xreadgroup(
+            'GROUP',
+            EVENTS_GROUP,
+            name,
+            'COUNT',
+            batchSize,
+            'BLOCK',
+            Math.min(blockMs, claimEveryMs),
+            'STREAMS',
+            stream,
+            from,
+          )
+        : blocking.xreadgroup('GROUP', EVENTS_GROUP, name, 'COUNT', batchSize, 'STREAMS', stream, from);
+    command.catch(() => {}); // when stop() gave up on it (below)
+    const reply = await Promise.race([command, interrupted]);
+    return (reply as [string, StreamEntry[]][] | null)?.[0]?.[1] ?? [];
   };
 
   const ack = async (ids: string[]): Promise<void> => {
@@ -684,10 +688,16 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
     stop: async () => {
       stopped = true;
       wake?.();
-      // A blocked read would hold stop() for up to blockMs; what it would have returned stays pending for next time.
-      if (reading) blocking.disconnect();
-      await loop;
+      // Closing the connection ends a blocked read, and its promise settles once the server has closed its side too,
+      // so no entry can be delivered to this consumer after stop() (what a read returned unacknowledged stays
+      // pending for the next run). A read queued on a connection that is not up (Redis down) was never sent, and
+      // would never settle: disconnecting cancels the reconnection it waits for. That one is given up at once, and
+      // any read after a grace period (a paused Redis never closes its side).
+      if (blocking.status !== 'ready') interrupt();
+      const grace = setTimeout(interrupt, STOP_GRACE_MS);
       blocking.disconnect();
+      await loop;
+      clearTimeout(grace);
     },
     drain: async ({ timeoutMs = 15_000 } = {}) => {
       const deadline = Date.now() + timeoutMs;

@@ -1,5 +1,7 @@
+import { EXIT_UNSAFE_STATE, installProcessGuard } from '@crochet/plugins';
 import { ConfigError } from '@crochet/protocol';
 import { loadControlPlaneConfig } from './config.js';
+import { isDatabaseUnavailable } from './db.js';
 import { startControlPlane } from './server.js';
 
 /** Entry point of a control-plane process (containers, `npm run start -w control-plane`). */
@@ -17,17 +19,23 @@ const main = async (): Promise<void> => {
   const plane = await startControlPlane(config);
   plane.app.log.info({ url: plane.url }, 'control plane listening');
   let closing = false;
-  const shutdown = (signal: string) => {
+  const shutdown = (reason: string, code = 0) => {
     if (closing) return;
     closing = true;
-    plane.app.log.info({ signal }, 'shutting down');
+    plane.app.log.info({ reason }, 'shutting down');
     plane.close().then(
-      () => process.exit(0),
+      () => process.exit(code),
       () => process.exit(1),
     );
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
+  // Installed once started: a failure to start still ends the process, as it should.
+  installProcessGuard({
+    log: plane.app.log,
+    survivable: isDatabaseUnavailable,
+    shutdown: () => shutdown('uncaught exception', EXIT_UNSAFE_STATE),
+  });
 };
 
 await main();

@@ -4,6 +4,7 @@ import {
   Gauge,
   Histogram,
   LATENCY_BUCKETS,
+  processGuardMetric,
   type Registry,
   statusClass,
 } from '@crochet/plugins';
@@ -39,6 +40,7 @@ export const CONTROL_PLANE_METRIC_LABELS = {
   crochet_db_pool_connections: [],
   crochet_db_pool_idle_connections: [],
   crochet_db_pool_waiting_clients: [],
+  crochet_process_unhandled_errors_total: ['kind'],
 } as const satisfies Record<string, readonly string[]>;
 
 type Name = keyof typeof CONTROL_PLANE_METRIC_LABELS;
@@ -167,6 +169,8 @@ export const createControlPlaneMetrics = (deps: Pick<Deps, 'pool' | 'redis' | 'p
     'PostgreSQL pool: queries waiting for a connection.',
     () => pool.waitingCount,
   );
+
+  processGuardMetric(registers);
 
   return {
     register,

@@ -94,67 +94,79 @@ export const startControlPlane = async (
   const metrics = createControlPlaneMetrics(deps);
   const app = buildControlPlane(deps, metrics);
   log = app.log;
-  // Proxies may have started before us, or Redis may have restarted empty: publish the whole state first.
-  await publisher.resync();
-  publisher.start(config.configResyncSeconds * 1000);
-  const epoch = new EpochKeeper({
-    pool,
-    redis,
-    keys: redisKeys(config.redisPrefix),
-    publisher,
-    acceptWindowSeconds: config.payments.acceptWindowSeconds,
-    graceMs: config.epochGraceMs,
-    pollMs: config.epochPollMs,
-    log: app.log.child({ component: 'epoch' }),
-  });
-  await epoch.start();
-  const eventsConsumer = await startEventsConsumer({
-    pool,
-    redis,
-    prefix: config.redisPrefix,
-    feeBps: config.feeBps,
-    log: app.log.child({ component: 'events-consumer' }),
-  });
-  metrics.setConsumer(eventsConsumer);
-  const reconciler = startReconciler({
-    pool,
-    redis,
-    keys: redisKeys(config.redisPrefix),
-    payments: config.payments,
-    staleSeconds: config.reconcileStaleSeconds,
-    feeBps: config.feeBps,
-    intervalMs: config.reconcileIntervalSeconds * 1000,
-    log: app.log.child({ component: 'reconcile' }),
-  });
-  const scoreJob = startScoreJob({
-    pool,
-    intervalMs: config.scoreIntervalSeconds * 1000,
-    log: app.log.child({ component: 'score' }),
-  });
-  const url = await app.listen({ host: config.host, port: config.port });
-  const metricsListener = await startMetricsListener(metrics.register, {
-    host: config.metricsHost,
-    port: config.metricsPort,
-  });
-  return {
-    app,
-    deps,
-    url,
-    metricsUrl: metricsListener.url,
-    eventsConsumer,
-    reconciler,
-    scoreJob,
-    epoch,
-    close: async () => {
-      publisher.stop();
-      await epoch.stop();
-      await app.close();
-      await metricsListener.close();
-      await reconciler.stop(); // waits for a run in progress: before the pool closes
-      await scoreJob.stop(); // likewise
-      await eventsConsumer.stop(); // commits and acknowledges its batch in hand: before the pool closes
-      await pool.end();
-      redis.disconnect();
-    },
+  let eventsConsumer: EventsConsumer | undefined;
+  let reconciler: Reconciler | undefined;
+  let scoreJob: ScoreJob | undefined;
+  let epoch: EpochKeeper | undefined;
+  let metricsListener: Awaited<ReturnType<typeof startMetricsListener>> | undefined;
+  const close = async (): Promise<void> => {
+    await publisher.stop(); // waits for a resync in progress: before the pool closes
+    await epoch?.stop(); // waits for a restore in progress: likewise
+    await app.close();
+    await metricsListener?.close();
+    await reconciler?.stop(); // waits for a run in progress: before the pool closes
+    await scoreJob?.stop(); // likewise
+    await eventsConsumer?.stop(); // commits and acknowledges its batch in hand: before the pool closes
+    await pool.end();
+    redis.disconnect();
   };
+  try {
+    // Proxies may have started before us, or Redis may have restarted empty: publish the whole state first.
+    await publisher.resync();
+    publisher.start(config.configResyncSeconds * 1000);
+    epoch = new EpochKeeper({
+      pool,
+      redis,
+      keys: redisKeys(config.redisPrefix),
+      publisher,
+      acceptWindowSeconds: config.payments.acceptWindowSeconds,
+      graceMs: config.epochGraceMs,
+      pollMs: config.epochPollMs,
+      log: app.log.child({ component: 'epoch' }),
+    });
+    await epoch.start();
+    eventsConsumer = await startEventsConsumer({
+      pool,
+      redis,
+      prefix: config.redisPrefix,
+      feeBps: config.feeBps,
+      log: app.log.child({ component: 'events-consumer' }),
+    });
+    metrics.setConsumer(eventsConsumer);
+    reconciler = startReconciler({
+      pool,
+      redis,
+      keys: redisKeys(config.redisPrefix),
+      payments: config.payments,
+      staleSeconds: config.reconcileStaleSeconds,
+      feeBps: config.feeBps,
+      intervalMs: config.reconcileIntervalSeconds * 1000,
+      log: app.log.child({ component: 'reconcile' }),
+    });
+    scoreJob = startScoreJob({
+      pool,
+      intervalMs: config.scoreIntervalSeconds * 1000,
+      log: app.log.child({ component: 'score' }),
+    });
+    const url = await app.listen({ host: config.host, port: config.port });
+    metricsListener = await startMetricsListener(metrics.register, {
+      host: config.metricsHost,
+      port: config.metricsPort,
+    });
+    return {
+      app,
+      deps,
+      url,
+      metricsUrl: metricsListener.url,
+      eventsConsumer,
+      reconciler,
+      scoreJob,
+      epoch,
+      close,
+    };
+  } catch (error) {
+    // A start that fails half-way (Redis gone, the port taken) leaves nothing running: no consumer loop, no timers.
+    await close().catch(() => {});
+    throw error;
+  }
 };

@@ -55,9 +55,15 @@ describe('fault fixtures', () => {
     postgres = await startPostgresProcess();
     expect(postgres.url).toBe(`postgres://postgres@127.0.0.1:${postgres.port}/test`);
     await sql(postgres.url, 'CREATE TABLE t (v int); INSERT INTO t VALUES (1)');
+    const open = new pg.Client({ connectionString: postgres.url, query_timeout: 1000 });
+    open.on('error', () => {});
+    await open.connect();
     postgres.pause();
     expect(await sql(postgres.url, 'SELECT v FROM t')).toMatch(/timeout/i);
+    // A session opened before the pause is paused too (its backend is not in the postmaster's process group).
+    expect(await open.query('SELECT 1').catch((error: Error) => error.message)).toMatch(/timeout/i);
     postgres.resume();
+    await open.end().catch(() => {});
     expect(await sql(postgres.url, 'SELECT v FROM t')).toEqual([{ v: 1 }]);
     for (const mode of ['fast', 'immediate'] as const) {
       await postgres.stop(mode);

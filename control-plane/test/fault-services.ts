@@ -62,7 +62,7 @@ export interface PostgresProcess {
 const running = new Set<ChildProcess>();
 const directories = new Set<string>();
 process.on('exit', () => {
-  for (const child of running) signalGroup(child, 'SIGKILL');
+  for (const child of running) signalTree(child, 'SIGKILL');
   for (const dir of directories) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -70,16 +70,34 @@ const isRunning = (child: ChildProcess | undefined): boolean =>
   child !== undefined && child.exitCode === null && child.signalCode === null;
 
 /**
- * Children are started as process-group leaders (`detached`), so that a signal can reach PostgreSQL's backends
- * too: pausing only the postmaster would leave open sessions answering.
+ * Signals a child and its own children. PostgreSQL's backends are children of the postmaster, each in a session of
+ * its own (they call setsid), so neither a signal to the postmaster nor one to its process group reaches them:
+ * pausing only the postmaster would leave open sessions answering. The parent first, so that it forks no more.
  */
-const signalGroup = (child: ChildProcess, signal: NodeJS.Signals): void => {
+const signalTree = (child: ChildProcess, signal: NodeJS.Signals): void => {
   if (!isRunning(child) || child.pid === undefined) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // already gone
+  for (const pid of [child.pid, ...childrenOf(child.pid)]) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // gone meanwhile
+    }
   }
+};
+
+/** Process ids whose parent is `pid` (Linux /proc; field 4 of /proc/<pid>/stat, after the parenthesized name). */
+const childrenOf = (pid: number): number[] => {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) found.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return found;
 };
 
 const exited = (child: ChildProcess): Promise<void> =>
@@ -105,6 +123,7 @@ const guarded = (command: string, args: string[], user?: { uid: number; gid: num
 const launch = (command: string, args: string[], logFile: string, user?: { uid: number; gid: number }) => {
   const log = openSync(logFile, 'a');
   const [file, argv] = guarded(command, args, user);
+  // A process group of its own: a Ctrl-C meant for the test runner reaches the runner only, which then stops these.
   const child = spawn(file, argv, { detached: true, stdio: ['ignore', log, log] });
   closeSync(log);
   child.on('error', () => {}); // surfaces as an early exit in waitUntil
@@ -190,7 +209,7 @@ export const startRedisProcess = async (options: { appendonly?: boolean } = {}):
   const kill = async (): Promise<void> => {
     if (!child || !isRunning(child)) return;
     const gone = exited(child);
-    signalGroup(child, 'SIGKILL');
+    signalTree(child, 'SIGKILL');
     await gone;
   };
 
@@ -198,8 +217,8 @@ export const startRedisProcess = async (options: { appendonly?: boolean } = {}):
   return {
     url: `redis://${HOST}:${port}`,
     port,
-    pause: () => child && signalGroup(child, 'SIGSTOP'),
-    resume: () => child && signalGroup(child, 'SIGCONT'),
+    pause: () => child && signalTree(child, 'SIGSTOP'),
+    resume: () => child && signalTree(child, 'SIGCONT'),
     kill,
     start,
     stop: async () => {
@@ -211,29 +230,6 @@ export const startRedisProcess = async (options: { appendonly?: boolean } = {}):
 };
 
 // ----------------------------------------------------------------------------------------------- PostgreSQL
-
-/**
- * The postmaster and every process it forked: backends call setsid(), so they are not in the postmaster's process
- * group, and a signal to the group alone would leave every open connection answering.
- */
-const signalCluster = (child: ChildProcess, signal: NodeJS.Signals): void => {
-  signalGroup(child, signal);
-  let children: string[] = [];
-  try {
-    children = execFileSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' })
-      .split('\n')
-      .filter(Boolean);
-  } catch {
-    // pgrep exits 1 when there are none
-  }
-  for (const pid of children) {
-    try {
-      process.kill(Number(pid), signal);
-    } catch {
-      // already gone
-    }
-  }
-};
 
 /** The newest Debian PostgreSQL install, or `pg_config --bindir`. */
 const postgresBinDir = (): string => {
@@ -315,7 +311,7 @@ export const startPostgresProcess = async (): Promise<PostgresProcess> => {
     const gone = exited(child);
     // The shutdown signals of postgres(1); a paused cluster must run again to act on them.
     child.kill(mode === 'fast' ? 'SIGINT' : 'SIGQUIT');
-    signalGroup(child, 'SIGCONT');
+    signalTree(child, 'SIGCONT');
     await gone;
   };
 
@@ -325,7 +321,7 @@ export const startPostgresProcess = async (): Promise<PostgresProcess> => {
     await admin.connect();
     await admin.query('CREATE DATABASE test').finally(() => admin.end());
   } catch (error) {
-    if (child) signalGroup(child, 'SIGKILL');
+    if (child) signalTree(child, 'SIGKILL');
     rmSync(root, { recursive: true, force: true });
     directories.delete(root);
     throw error;
@@ -336,8 +332,8 @@ export const startPostgresProcess = async (): Promise<PostgresProcess> => {
     port,
     stop,
     start,
-    pause: () => child && signalCluster(child, 'SIGSTOP'),
-    resume: () => child && signalCluster(child, 'SIGCONT'),
+    pause: () => child && signalTree(child, 'SIGSTOP'),
+    resume: () => child && signalTree(child, 'SIGCONT'),
     destroy: async () => {
       await stop('immediate');
       rmSync(root, { recursive: true, force: true });

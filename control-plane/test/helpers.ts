@@ -60,8 +60,8 @@ export const createTestDatabase = async (
   };
 };
 
-export interface TestPlane extends ControlPlane {
-  config: ControlPlaneConfig;
+/** The API as a test client uses it: plain HTTP against a control plane (or a proxy in front of one). */
+export interface ApiClient {
   /** JSON request against the running control plane. */
   call(
     method: string,
@@ -81,38 +81,20 @@ export interface TestPlane extends ControlPlane {
     apiKey: string,
     fields?: Record<string, unknown>,
   ): Promise<{ listing: any; signingSecret: string; keyId: string }>;
+}
+
+export interface TestPlane extends ControlPlane, ApiClient {
+  config: ControlPlaneConfig;
   stop(): Promise<void>;
 }
 
-/** Starts a control plane on a fresh database with a low proof-of-work difficulty. */
-export const startTestControlPlane = async (
-  env: Record<string, string> = {},
-  overrides: Parameters<typeof startControlPlane>[1] = {},
-  services: TestServices = {},
-): Promise<TestPlane> => {
-  const db = await createTestDatabase(services.databaseUrl);
-  const redisUrl = services.redisUrl ?? TEST_REDIS_URL;
-  const config = loadControlPlaneConfig({
-    DATABASE_URL: db.url,
-    REDIS_URL: redisUrl,
-    CONTROL_PLANE_PORT: '0',
-    CONTROL_PLANE_METRICS_PORT: '0',
-    CROCHET_POW_DIFFICULTY: '4',
-    CROCHET_EPOCH_GRACE_MS: '200',
-    CROCHET_ALLOW_PRIVATE_ENDPOINTS: '1',
-    CROCHET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-    CROCHET_DATA_PLANE_KEY: TEST_DATA_PLANE_KEY,
-    CROCHET_REDIS_PREFIX: testRedisPrefix(),
-    LOG_LEVEL: 'silent',
-    PUBLIC_BASE_URL: 'http://crochet.test:8080',
-    ...env,
-  });
-  const plane = await startControlPlane(config, overrides);
-  const call: TestPlane['call'] = async (method, path, options = {}) => {
+/** An API client for `baseUrl`; registration and listings solve their proof-of-work challenges. */
+export const apiClient = (baseUrl: string): ApiClient => {
+  const call: ApiClient['call'] = async (method, path, options = {}) => {
     const headers: Record<string, string> = { ...options.headers };
     if (options.key) headers['authorization'] = `Bearer ${options.key}`;
     if (options.body !== undefined) headers['content-type'] ??= 'application/json';
-    const response = await fetch(`${plane.url}${path}`, {
+    const response = await fetch(`${baseUrl}${path}`, {
       method,
       headers,
       ...(options.body !== undefined
@@ -134,8 +116,6 @@ export const startTestControlPlane = async (
     };
   };
   return {
-    ...plane,
-    config,
     call,
     register: async (name = 'agent', wallet) => {
       const res = await call('POST', '/api/v1/register', {
@@ -163,6 +143,37 @@ export const startTestControlPlane = async (
         keyId: res.body.data.gateway_endpoint.key_id,
       };
     },
+  };
+};
+
+/** Starts a control plane on a fresh database with a low proof-of-work difficulty. */
+export const startTestControlPlane = async (
+  env: Record<string, string> = {},
+  overrides: Parameters<typeof startControlPlane>[1] = {},
+  services: TestServices = {},
+): Promise<TestPlane> => {
+  const db = await createTestDatabase(services.databaseUrl);
+  const redisUrl = services.redisUrl ?? TEST_REDIS_URL;
+  const config = loadControlPlaneConfig({
+    DATABASE_URL: db.url,
+    REDIS_URL: redisUrl,
+    CONTROL_PLANE_PORT: '0',
+    CONTROL_PLANE_METRICS_PORT: '0',
+    CROCHET_POW_DIFFICULTY: '4',
+    CROCHET_EPOCH_GRACE_MS: '200',
+    CROCHET_ALLOW_PRIVATE_ENDPOINTS: '1',
+    CROCHET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    CROCHET_DATA_PLANE_KEY: TEST_DATA_PLANE_KEY,
+    CROCHET_REDIS_PREFIX: testRedisPrefix(),
+    LOG_LEVEL: 'silent',
+    PUBLIC_BASE_URL: 'http://crochet.test:8080',
+    ...env,
+  });
+  const plane = await startControlPlane(config, overrides);
+  return {
+    ...plane,
+    ...apiClient(plane.url),
+    config,
     stop: async () => {
       await plane.close();
       await deleteRedisPrefix(config.redisPrefix, redisUrl);

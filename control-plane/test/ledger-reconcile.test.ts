@@ -3,7 +3,13 @@ import { newId, type RedisKeys, redisKeys, ulid } from '@crochet/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { transaction } from '../src/db.js';
 import { applyEvents } from '../src/events-consumer.js';
-import { type ReconcileOptions, reconcile, reconcileStats, startReconciler } from '../src/ledger/reconcile.js';
+import {
+  RECONCILE_LOCK,
+  type ReconcileOptions,
+  reconcile,
+  reconcileStats,
+  startReconciler,
+} from '../src/ledger/reconcile.js';
 import type { Call } from './events-support.js';
 import { startTestControlPlane, type TestPlane } from './helpers.js';
 import { ledgerTotals, paidEnd, paidStart, unbalancedJournals } from './ledger-support.js';
@@ -193,11 +199,11 @@ describe('ledger reconciliation', () => {
     const holder = await plane.deps.pool.connect();
     try {
       const before = reconcileStats().skipped;
-      await holder.query('SELECT pg_advisory_lock(7312004118)');
+      await holder.query('SELECT pg_advisory_lock($1)', [RECONCILE_LOCK]);
       expect(await other.runOnce()).toBeNull();
       expect(await plane.reconciler.runOnce()).toBeNull();
       expect(reconcileStats().skipped).toBe(before + 2);
-      await holder.query('SELECT pg_advisory_unlock(7312004118)');
+      await holder.query('SELECT pg_advisory_unlock($1)', [RECONCILE_LOCK]);
       expect(await other.runOnce()).not.toBeNull();
     } finally {
       holder.release();

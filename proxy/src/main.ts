@@ -1,3 +1,4 @@
+import { EXIT_UNSAFE_STATE, installProcessGuard } from '@crochet/plugins';
 import { ConfigError } from '@crochet/protocol';
 import { startProxy } from './app.js';
 import { loadProxyConfig } from './config.js';
@@ -17,17 +18,19 @@ const main = async (): Promise<void> => {
   const proxy = await startProxy(config);
   proxy.app.log.info({ url: proxy.url }, 'proxy listening');
   let closing = false;
-  const shutdown = (signal: string) => {
+  const shutdown = (reason: string, code = 0) => {
     if (closing) return;
     closing = true;
-    proxy.app.log.info({ signal }, 'shutting down');
+    proxy.app.log.info({ reason }, 'shutting down');
     proxy.close().then(
-      () => process.exit(0),
+      () => process.exit(code),
       () => process.exit(1),
     );
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
+  // Installed once started: a failure to start still ends the process, as it should.
+  installProcessGuard({ log: proxy.app.log, shutdown: () => shutdown('uncaught exception', EXIT_UNSAFE_STATE) });
 };
 
 await main();

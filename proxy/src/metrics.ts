@@ -1,4 +1,12 @@
-import { Counter, createMetricsRegistry, Gauge, Histogram, LATENCY_BUCKETS, type Registry } from '@crochet/plugins';
+import {
+  Counter,
+  createMetricsRegistry,
+  Gauge,
+  Histogram,
+  LATENCY_BUCKETS,
+  processGuardMetric,
+  type Registry,
+} from '@crochet/plugins';
 import { ERRORS, type ErrorCode } from '@crochet/protocol';
 
 /**
@@ -33,6 +41,7 @@ export const PROXY_METRIC_LABELS = {
   crochet_events_write_failures_total: [],
   crochet_redis_epoch_restoring: [],
   crochet_redis_epoch_changes_total: [],
+  crochet_process_unhandled_errors_total: ['kind'],
 } as const satisfies Record<string, readonly string[]>;
 
 type Labels<N extends keyof typeof PROXY_METRIC_LABELS> = (typeof PROXY_METRIC_LABELS)[N][number];
@@ -175,6 +184,7 @@ export const createProxyMetrics = (
       registers,
     }),
   };
+  processGuardMetric(registers);
   for (const kind of UPSTREAM_ERROR_KINDS) m.upstreamErrors.inc({ kind }, 0);
   for (const direction of ['in', 'out']) m.bytes.inc({ direction }, 0);
   for (const code of WATCHED_ERROR_CODES) m.errors.inc({ code, status: String(ERRORS[code].status) }, 0);

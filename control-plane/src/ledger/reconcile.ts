@@ -608,8 +608,10 @@ export const reconcile = async (options: ReconcileOptions): Promise<ReconcileRep
   return report;
 };
 
-// Any constant works; the same in every control plane so that only one reconciles at a time.
-const RECONCILE_LOCK = 7_312_004_118;
+// Any constant works; the same in every control plane so that only one reconciles at a time. It must differ from
+// the other advisory locks (db.ts 7_312_004_117, config-publisher.ts 7_312_004_118, score/job.ts 7_312_009_001):
+// they share one key space, and sharing the publisher's key made every config publish wait for a reconciliation run.
+export const RECONCILE_LOCK = 7_312_004_119;
 
 /**
  * One run at a time under the cluster-wide advisory lock; `runOnce` answers null (counted as skipped) when a run is
@@ -637,8 +639,15 @@ export const startReconciler = (options: Omit<ReconcileOptions, 'scanCursor'> & 
       scanCursor = report.next_scan_cursor;
       return report;
     } finally {
-      if (locked) await client.query('SELECT pg_advisory_unlock($1)', [RECONCILE_LOCK]).catch(() => {});
-      client.release();
+      const unlocked =
+        !locked ||
+        (await client.query('SELECT pg_advisory_unlock($1)', [RECONCILE_LOCK]).then(
+          () => true,
+          () => false,
+        ));
+      // A session-level lock lives as long as the session: a connection that could not unlock (PostgreSQL gone, or a
+      // reply that timed out) is discarded rather than pooled, or no control plane could reconcile again.
+      client.release(!unlocked);
     }
   };
 

@@ -1,3 +1,4 @@
+import type { QueryConfig } from 'pg';
 import type { App, Deps } from '../app.js';
 
 const CHECK_TIMEOUT_MS = 1_000;
@@ -23,7 +24,10 @@ const check = async (probe: () => Promise<unknown>): Promise<'ok' | 'unavailable
 export const healthRoutes = (app: App, { pool, redis }: Deps): void => {
   app.get('/healthz', { config: { documented: false } }, async () => ({ data: { status: 'ok' } }));
   app.get('/readyz', { config: { documented: false } }, async (_request, reply) => {
-    const [postgres, redisState] = await Promise.all([check(() => pool.query('SELECT 1')), check(() => redis.ping())]);
+    // The probe's own query_timeout, not only the race above: on a database that answers nothing, a probe holding a
+    // pooled connection for the pool's full timeout would take connections from the routes at every poll.
+    const probe = { text: 'SELECT 1', query_timeout: CHECK_TIMEOUT_MS } as QueryConfig;
+    const [postgres, redisState] = await Promise.all([check(() => pool.query(probe)), check(() => redis.ping())]);
     const ready = postgres === 'ok' && redisState === 'ok';
     return reply
       .code(ready ? 200 : 503)

@@ -1,5 +1,5 @@
 import { ID_PREFIX, ulid } from '@crochet/protocol';
-import { type Pool, transaction } from '../db.js';
+import { type Pool, transaction, withStatementTimeout } from '../db.js';
 import { type PeriodicJob, startPeriodic } from '../periodic.js';
 import { type ListingScore, SCORE, type ScoreInputs, scoreListing, scoreSeller } from './formula.js';
 
@@ -34,7 +34,7 @@ export interface ScoreStats {
 // Any constant works as long as every control plane uses the same one (db.ts and reconcile.ts hold the others).
 const SCORE_LOCK = 7_312_009_001;
 /** The aggregation reads up to the whole window of history: more than the pool's default statement timeout. */
-const STATEMENT_TIMEOUT = '300s';
+const STATEMENT_TIMEOUT_MS = 300_000;
 
 const stats: ScoreStats = { runs: 0, failures: 0, skipped: 0, last: null };
 
@@ -151,23 +151,19 @@ export const computeScores = (pool: Pool, freshForMs = 0): Promise<ScoreReport |
       );
       if (recent.length > 0) return null;
     }
-    await client.query(`SET LOCAL statement_timeout = '${STATEMENT_TIMEOUT}'`);
-    const { rows: clock } = await client.query<{ now: Date }>('SELECT now() AS now');
+    const query = await withStatementTimeout(client, STATEMENT_TIMEOUT_MS);
+    const { rows: clock } = await query<{ now: Date }>('SELECT now() AS now');
     const computedAt = clock[0]!.now;
-    const { rows } = await client.query<AggregateRow>(AGGREGATES_SQL, [windowStartId(computedAt.getTime())]);
+    const { rows } = await query<AggregateRow>(AGGREGATES_SQL, [windowStartId(computedAt.getTime())]);
 
     const scores: ListingScore[] = rows.map((row) => scoreListing(inputsOf(row)));
-    await client.query(LISTING_SCORES_SQL, [
+    await query(LISTING_SCORES_SQL, [
       rows.map((r) => r.id),
       scores.map((s) => s.value),
       scores.map((s) => JSON.stringify(s.components)),
       computedAt,
     ]);
-    await client.query(LISTINGS_SQL, [
-      rows.map((r) => r.id),
-      scores.map((s) => s.value),
-      scores.map((s) => s.verified),
-    ]);
+    await query(LISTINGS_SQL, [rows.map((r) => r.id), scores.map((s) => s.value), scores.map((s) => s.verified)]);
 
     const bySeller = new Map<string, { score: number; paidCalls: number; archived: boolean }[]>();
     for (const [i, row] of rows.entries()) {
@@ -178,7 +174,7 @@ export const computeScores = (pool: Pool, freshForMs = 0): Promise<ScoreReport |
     const sellers = [...bySeller]
       .map(([id, listings]) => ({ id, score: scoreSeller(listings), listings }))
       .filter((s): s is typeof s & { score: number } => s.score !== null);
-    await client.query(SELLER_SCORES_SQL, [
+    await query(SELLER_SCORES_SQL, [
       sellers.map((s) => s.id),
       sellers.map((s) => s.score),
       sellers.map((s) => s.listings.reduce((total, l) => total + l.paidCalls, 0)),
