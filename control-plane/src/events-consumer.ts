@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { createGatewayScripts, type GatewayScripts } from '@crochet/plugins';
 import {
   EVENT_FIELD,
   EVENT_PAYMENT_FIELD,
@@ -11,6 +12,7 @@ import {
   isId,
   type PaymentRecord,
   redisKeys,
+  utcDay,
 } from '@crochet/protocol';
 import type { Redis } from 'ioredis';
 import { type Pool, type PoolClient, transaction } from './db.js';
@@ -260,10 +262,13 @@ const PROOFS_SQL = `
     gateway_request_id = EXCLUDED.gateway_request_id, consumed_at = EXCLUDED.consumed_at, released_at = NULL
   WHERE p.consumed_at < EXCLUDED.consumed_at`;
 
-// A proof given back by its request (nothing charged, or settlement pending: the retry consumes it again).
+// A proof given back by its request (nothing charged, or settlement pending: the retry consumes it again), by what
+// the request's row says — so an end applied before its start (or a start redelivered after its end) still counts.
 const RELEASED_SQL = `
-  UPDATE payment_proofs SET released_at = now()
-   WHERE gateway_request_id = ANY ($1::text[]) AND released_at IS NULL`;
+  UPDATE payment_proofs p SET released_at = now()
+    FROM gateway_requests g
+   WHERE p.gateway_request_id = g.id AND g.id = ANY ($1::text[]) AND p.released_at IS NULL
+     AND g.payment -> 'outcome' ->> 'status' IN ('released', 'pending')`;
 
 // The transaction that settled an x402 payment is consumed by the request it paid (it could otherwise be presented
 // as a direct transfer): the same id as plugins' txProofId — 'tx:<network>:<tx>', lowercase on EVM.
@@ -294,14 +299,16 @@ const recordProofs = async (
     const rows = [...consumed];
     await client.query(PROOFS_SQL, [rows.map(([p]) => p), rows.map(([, c]) => c.id), rows.map(([, c]) => c.at)]);
   }
-  const released: string[] = [];
+  const paid = new Set<string>();
+  for (const event of events) {
+    if (event.type === 'gateway.start' ? event.payment : event.payment_outcome) paid.add(event.id);
+  }
+  if (paid.size > 0) await client.query(RELEASED_SQL, [[...paid]]);
   const settled: GatewayEndEvent[] = [];
   for (const end of ends.values()) {
     const outcome = end.payment_outcome;
-    if (outcome?.status === 'released' || outcome?.status === 'pending') released.push(end.id);
-    else if (outcome?.status === 'settled' && outcome.tx) settled.push(end);
+    if (outcome?.status === 'settled' && outcome.tx) settled.push(end);
   }
-  if (released.length > 0) await client.query(RELEASED_SQL, [released]);
   if (settled.length > 0) {
     await client.query(SETTLED_TX_SQL, [
       settled.map((e) => e.id),
@@ -429,6 +436,45 @@ const flat = (reply: unknown): Record<string, unknown> => {
   return out;
 };
 
+const GIVEN_BACK_SQL = `
+  SELECT id, buyer_id, price_atomic::text AS price_atomic, payment, created_at FROM gateway_requests
+   WHERE id = ANY ($1::text[]) AND buyer_id IS NOT NULL AND payment ? 'proof_ids'
+     AND payment -> 'outcome' ->> 'status' IN ('released', 'pending')`;
+
+/**
+ * Gives back in Redis the proofs of calls recorded as given back (DESIGN §2: giving a proof back must happen). The
+ * proxy did it already, unless Redis failed it for long: the script is idempotent and only releases a proof still
+ * held by that very request, so doing it again here is harmless — and makes sure it happens.
+ */
+const releaseInRedis = async (pool: Pool, scripts: GatewayScripts, events: readonly GatewayEvent[]) => {
+  const ids = events
+    .filter(
+      (e) =>
+        e.type === 'gateway.end' &&
+        (e.payment_outcome?.status === 'released' || e.payment_outcome?.status === 'pending'),
+    )
+    .map((e) => e.id);
+  if (ids.length === 0) return;
+  const { rows } = await pool.query<{
+    id: string;
+    buyer_id: string;
+    price_atomic: string;
+    payment: PaymentRecord & { outcome: { status: string } };
+    created_at: Date;
+  }>(GIVEN_BACK_SQL, [ids]);
+  for (const row of rows) {
+    await scripts.release({
+      gatewayRequestId: row.id,
+      proofIds: row.payment.proof_ids,
+      proofId: row.payment.proof_ids[0]!,
+      buyerId: row.buyer_id,
+      day: utcDay(row.created_at.getTime()),
+      priceAtomic: row.price_atomic,
+      mode: row.payment.outcome.status === 'pending' ? 'hold' : 'give',
+    });
+  }
+};
+
 /** The stream id just before `id` ("<ms>-<seq>"). */
 const streamIdBefore = (id: string): string => {
   const [ms, seq] = id.split('-').map(BigInt) as [bigint, bigint];
@@ -473,6 +519,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
   };
   await ensureGroup();
 
+  const scripts = createGatewayScripts(redis, keys);
   const blocking = redis.duplicate();
   blocking.on('error', () => {}); // reconnects by itself; failures surface as rejected reads
 
@@ -582,6 +629,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
       try {
         const events = good.map((g) => g.event);
         await transaction(pool, (client) => applyEvents(client, events, ledger));
+        await releaseInRedis(pool, scripts, events);
         await ack(good.map((g) => g.id));
         stats.processed += good.length;
       } catch (error) {
@@ -589,6 +637,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
         for (const g of good) {
           try {
             await transaction(pool, (client) => applyEvents(client, [g.event], ledger));
+            await releaseInRedis(pool, scripts, [g.event]);
             await ack([g.id]);
             stats.processed++;
           } catch (single) {
@@ -624,7 +673,9 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
   const publishCommitted = async (): Promise<void> => {
     if (Date.now() - committedAt < 100) return;
     committedAt = Date.now();
-    const results = await redis.pipeline().xpending(stream, EVENTS_GROUP).xinfo('GROUPS', stream).exec();
+    // One MULTI: another consumer's read between the two would move last-delivered-id past entries still pending.
+    const results = await redis.multi().xpending(stream, EVENTS_GROUP).xinfo('GROUPS', stream).exec();
+    if (!results) return;
     const [[pendingError, summary], [groupsError, groups]] = results as [
       [Error | null, unknown],
       [Error | null, unknown],

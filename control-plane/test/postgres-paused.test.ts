@@ -33,10 +33,9 @@ describe('PostgreSQL paused under load', () => {
     const ready = () => rawRequest(plane.url, '/readyz', { method: 'GET' });
 
     const gateway = startLoad(call);
-    // At the control plane itself: the proxy's passthrough retries a GET answered 503 (@fastify/reply-from's default,
-    // up to 10 times), which would measure those retries rather than the control plane's bounds. Two clients: the
+    // Through the proxy, as clients call it (its passthrough hands a 503 on instead of retrying it). Two clients: the
     // pool's idle connections are taken (and stuck) first, then new ones are tried.
-    const api = startLoad(() => me(plane.url), { workers: 2, pauseMs: 200 });
+    const api = startLoad(() => me(proxy.url), { workers: 2, pauseMs: 200 });
     await new Promise((resolve) => setTimeout(resolve, 500));
     postgres.pause();
     const pausedAt = Date.now();

@@ -104,6 +104,9 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps & { state:
             })
           : reply.from(dest, options),
       replyOptions: {
+        // reply-from retries a GET answered 503 up to ten times by default (0 means "the default"): the control
+        // plane's 503 and Retry-After go to the client as they are, who decides when to come back.
+        retryDelay: () => null,
         // The client's address replaces any X-Forwarded-For it sent: the control plane trusts this header from the
         // proxies (CONTROL_PLANE_TRUSTED_PROXIES) for per-client limits such as operator sign-in.
         // `Expect` is answered here (Node sends 100 Continue before the body is read) and is not sent on: undici

@@ -11,7 +11,7 @@ import type { GatewayListing } from './config-store.js';
 export interface Call {
   readonly request: FastifyRequest<{ Params: { listingId: string; '*'?: string } }>;
   readonly reply: FastifyReply;
-  /** The gateway request id (`gr_…`); a resumed paid call takes the id of the request it resumes. */
+  /** The gateway request id (`gr_…`), given at admission. */
   id: string;
   readonly startedAt: number;
   /** Time per step, for the metrics. */

@@ -12,8 +12,9 @@ import { startTcpRelay, type TcpRelay } from './tcp-relay.js';
  * DESIGN §2: "Unknown" (a Redis script that timed out) is a state to resolve, never assumed to be "nothing happened".
  * Against a real redis-server: paused (SIGSTOP) while a paid call is admitted, and, through a TCP relay, with its
  * replies held back while it goes on executing. The call is resolved before the buyer is told anything; when Redis
- * stays silent past the resolve budget, the buyer is told to retry with the same proof, and that retry resumes the
- * same gateway request — never a 409 for a call that never reached the seller, never a second payment.
+ * stays silent past the resolve budget, the buyer is told to retry with the same proof: the abandoned call is
+ * recorded refused with its proof given back, and the retry pays with that proof — never a 409 for a call that never
+ * reached the seller, never a second payment.
  */
 
 let redisServer: RedisProcess;
@@ -82,7 +83,7 @@ describe('a paid admission whose outcome is unknown', () => {
     }, 10_000);
   });
 
-  it('replies held past the resolve budget: 503 "retry with the same proof", and the retry resumes that gateway request', async () => {
+  it('replies held past the resolve budget: 503 "retry with the same proof", the proof is given back, the retry pays with it once', async () => {
     const listing = await createPaidListing(stack, sellerKey, `${seller.url}/held`, '0.10');
     const fill = await transferUsdc(stack.evm, solver, stack.evmPayTo, PRICE);
     const usdc = { chainId: stack.evm.chainId, address: stack.evm.usdc, symbol: 'USDC', decimals: 6 };
@@ -109,30 +110,34 @@ describe('a paid admission whose outcome is unknown', () => {
     expect(abandonedId).toMatch(/^gr_/);
     expect(seller.requests.filter((r) => r.url === '/held')).toHaveLength(0);
 
-    // The network heals: the proxy learns the proof was consumed, gives it back and marks it for the retry.
+    // The network heals: the proxy learns the proof was consumed by the abandoned call and gives it back.
     stack.relay.setDelay(0);
     relay.heal();
     const keys = redisKeys(stack.plane.config.redisPrefix);
     await eventually(async () => {
-      expect(await direct.hget(keys.paymentVerified(`relay:${relayId.toLowerCase()}`), 'resume')).toBe(abandonedId);
+      expect(await direct.get(keys.paymentUsed(`relay:${relayId.toLowerCase()}`))).toBeNull();
     }, 10_000);
 
     const retry = await gatewayCall(stack.proxies[0]!, listing, buyer.apiKey, { headers: proof });
     expect(retry.status, retry.text).toBe(200);
-    expect(retry.headers['x-crochet-request-id']).toBe(abandonedId);
+    const servedId = retry.headers['x-crochet-request-id'] as string;
+    expect(servedId).not.toBe(abandonedId);
     expect(seller.requests.filter((r) => r.url === '/held')).toHaveLength(1);
     await eventually(async () => {
       await stack.plane.eventsConsumer.drain();
-      const { rows } = await stack.plane.deps.pool.query('SELECT status FROM gateway_requests WHERE id = $1', [
-        abandonedId,
+      const { rows } = await stack.plane.deps.pool.query(
+        "SELECT id, status, payment -> 'outcome' ->> 'status' AS outcome FROM gateway_requests WHERE id = ANY ($1) ORDER BY id",
+        [[abandonedId, servedId]],
+      );
+      expect(rows).toEqual([
+        { id: abandonedId, status: 'refused', outcome: 'released' },
+        { id: servedId, status: 'completed', outcome: 'settled' },
       ]);
-      expect(rows[0]?.status).toBe('completed');
-      expect(await journals(abandonedId)).toEqual([{ kind: 'payment' }]);
+      expect(await journals(abandonedId)).toEqual([]);
+      expect(await journals(servedId)).toEqual([{ kind: 'payment' }]);
     }, 10_000);
-    expectApiError(
-      await gatewayCall(stack.proxies[0]!, listing, buyer.apiKey, { headers: proof }),
-      409,
-      'PAYMENT_ALREADY_USED',
-    );
+    const replay = await gatewayCall(stack.proxies[0]!, listing, buyer.apiKey, { headers: proof });
+    expectApiError(replay, 409, 'PAYMENT_ALREADY_USED');
+    expect(replay.json.error.gateway_request_id).toBe(servedId);
   });
 });

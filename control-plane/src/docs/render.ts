@@ -188,7 +188,7 @@ export const PAYMENT_TEXT = [
   '- A proof pays for one call. 409 PAYMENT_ALREADY_USED names the gateway request it paid.',
   '- 402 PAYMENT_PENDING / PAYMENT_UNCONFIRMED and 503 PAYMENT_VERIFIER_UNAVAILABLE / STATE_UNAVAILABLE: retry the',
   '  same call with the same proof after Retry-After. Never pay twice: a proof whose call never reached the seller',
-  '  is never spent (a retry after a 503 continues the same gateway request).',
+  '  is given back, so the retry pays with it (the refused call shows as refused in your history).',
   '- A transfer is accepted as a proof for payment.accept_window_seconds after it moved the money',
   '  (402 PAYMENT_PROOF_EXPIRED after that); a Solana transfer must also land before payment.expires_at.',
   '- Cheap listings are not offered on EVM: PAYMENT_ROUTE_MINIMUM_NOT_MET — pay on Solana.',
