@@ -17,7 +17,7 @@ CREATE TABLE payment_proofs (
   consumed_at        timestamptz NOT NULL,   -- the consuming start record's time; a later consumer replaces it
   released_at        timestamptz             -- given back; null while the proof is held
 );
-CREATE INDEX payment_proofs_held_idx ON payment_proofs (consumed_at) WHERE released_at IS NULL;
+CREATE INDEX payment_proofs_consumed_idx ON payment_proofs (consumed_at);
 CREATE INDEX payment_proofs_request_idx ON payment_proofs (gateway_request_id);
 
 -- Today's spend per agent is restored from the paid requests of the day.

@@ -66,8 +66,9 @@ export interface ControlPlaneConfig {
    */
   payments: Pick<PaymentsConfig, 'evm' | 'solana' | 'acceptWindowSeconds'>;
   /**
-   * `CROCHET_EPOCH_GRACE_MS`: after Redis lost its data, how long the proxies get to put back what they wrote before
-   * this control plane restores the rest from PostgreSQL (paid calls wait meanwhile).
+   * `CROCHET_EPOCH_GRACE_MS`: after Redis lost its data, the longest wait for the proxies seen alive lately to put
+   * back what they wrote (each acknowledges when done) before this control plane restores the rest from PostgreSQL
+   * (paid calls wait meanwhile).
    */
   epochGraceMs: number;
   /** `CROCHET_EPOCH_POLL_MS`: how often the Redis epoch is checked (also on every reconnect). */
@@ -138,7 +139,7 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
     reconcileStaleSeconds: r.int('CROCHET_RECONCILE_STALE_SECONDS', 600, { min: 1, max: 30 * 86_400 }),
     scoreIntervalSeconds: r.int('CROCHET_SCORE_INTERVAL_SECONDS', 300, { min: 0, max: 86_400 }),
     payments: { evm: undefined, solana: undefined, acceptWindowSeconds: 0 },
-    epochGraceMs: r.int('CROCHET_EPOCH_GRACE_MS', 2_000, { min: 0, max: 60_000 }),
+    epochGraceMs: r.int('CROCHET_EPOCH_GRACE_MS', 5_000, { min: 0, max: 60_000 }),
     epochPollMs: r.int('CROCHET_EPOCH_POLL_MS', 1_000, { min: 50, max: 60_000 }),
   };
   if (config.metricsPort !== 0 && config.metricsPort === port) {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { currentEpoch, markEpochRestored } from '@crochet/plugins';
 import { currentUtcDay, type RedisKeys } from '@crochet/protocol';
 import type { Redis } from 'ioredis';
 import type { ConfigPublisher } from './config-publisher.js';
@@ -6,8 +6,8 @@ import type { Pool } from './db.js';
 
 /**
  * The control plane's side of the Redis epoch (DESIGN §2 durability rule). Redis is the fast copy; PostgreSQL is the
- * truth for money. When Redis comes back empty (or is replaced), its epoch is missing or new, and nothing in it can be
- * trusted to say which proofs already paid. Paid calls wait (the admission script refuses a Redis whose epoch the
+ * truth for money. When Redis comes back empty, restarts (it may have lost its last writes) or is replaced, its epoch
+ * is new (plugins `currentEpoch`), and nothing in it can be trusted to say which proofs already paid. Paid calls wait (the admission script refuses a Redis whose epoch the
  * proxy has not adopted) until this restores into the new Redis, from PostgreSQL:
  *
  *   1. config: the whole published state (a full resync; proxies reload it when they adopt the epoch);
@@ -17,9 +17,12 @@ import type { Pool } from './db.js';
  *
  * Payment requests need no restore: their ids prove themselves (protocol payment-request.ts).
  *
- * Before restoring it waits `graceMs`: proxies that saw the old Redis append again what the control plane has not
- * committed yet and mark again the proofs those events consumed (proxy/src/redis-state.ts). Then it marks the epoch
- * restored (`epoch:restored`), and proxies adopt it. One control plane restores at a time (a lock in Redis).
+ * Before restoring it waits for the proxies: each one that saw the old Redis appends again what the control plane has
+ * not committed yet, marks again the proofs those events consumed (proxy/src/redis-state.ts), and acknowledges the new
+ * epoch. The control plane waits for every proxy it saw alive in the last minute (it keeps their list in memory: the
+ * registry in Redis is lost with the rest), up to `graceMs`. Then it marks the epoch restored (`epoch:restored`), and
+ * proxies adopt it. One control plane restores at a time (a lock in Redis). Old consumed proofs are pruned: a proof
+ * older than the widest acceptance window can never be presented again.
  */
 
 export interface EpochKeeperOptions {
@@ -29,7 +32,7 @@ export interface EpochKeeperOptions {
   publisher: ConfigPublisher;
   /** `CROCHET_PAYMENT_ACCEPT_WINDOW_SECONDS`: consumed proofs younger than this (plus a margin) are restored. */
   acceptWindowSeconds: number;
-  /** `CROCHET_EPOCH_GRACE_MS`: how long proxies get to put back what they wrote before the restore. */
+  /** `CROCHET_EPOCH_GRACE_MS`: the longest wait for the proxies to put back what they wrote before the restore. */
   graceMs: number;
   pollMs: number;
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
@@ -43,23 +46,25 @@ export interface EpochStats {
   proofsRestored: number;
 }
 
-// Marks the epoch restored only if Redis still has that epoch (it may have been lost again meanwhile).
-const MARK_RESTORED = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[1])
-return 1
-`;
-
 /** A margin on the acceptance window: a proof presented at the very end of its window is still covered. */
 const WINDOW_MARGIN_SECONDS = 300;
 const CHUNK = 1_000;
 
+// Paged by (consumed_at, proof_id) on the consumed_at index: the scan covers the window, not the whole table.
 const HELD_PROOFS_SQL = `
-  SELECT proof_id, gateway_request_id FROM payment_proofs
-   WHERE released_at IS NULL AND consumed_at > now() - $1 * interval '1 second'
-     AND proof_id > $2
-   ORDER BY proof_id
+  SELECT proof_id, gateway_request_id, consumed_at FROM payment_proofs
+   WHERE consumed_at > now() - $1 * interval '1 second' AND (consumed_at, proof_id) > ($2, $3)
+     AND released_at IS NULL
+   ORDER BY consumed_at, proof_id
    LIMIT ${CHUNK}`;
+
+// Proofs older than twice the widest window can never be presented again (the rails refuse them).
+const PRUNE_SQL = `
+  DELETE FROM payment_proofs WHERE proof_id IN (
+    SELECT proof_id FROM payment_proofs WHERE consumed_at < now() - $1 * interval '1 second' LIMIT 10000)`;
+const PRUNE_EVERY_MS = 3_600_000;
+/** Proxies seen in the registry this recently are waited for after an epoch change. */
+const ALIVE_MS = 60_000;
 
 // What the proxies' admission counted against today's cap: paid calls admitted today and not given back (a refusal
 // past the cap was never counted).
@@ -76,6 +81,9 @@ export class EpochKeeper {
   #timer: NodeJS.Timeout | undefined;
   #checking: Promise<void> | undefined;
   #stopped = false;
+  /** Proxy instance → when last seen and its acceptance window, from the registry (kept here: Redis may lose it). */
+  readonly #proxies = new Map<string, { seenMs: number; acceptWindowSeconds: number }>();
+  #prunedAt = 0;
   readonly stats: EpochStats = { restored: null, restores: 0, lastRestoreMs: null, proofsRestored: 0 };
 
   constructor(options: EpochKeeperOptions) {
@@ -108,14 +116,12 @@ export class EpochKeeper {
 
   async #check(): Promise<void> {
     const { redis, keys, log } = this.#o;
-    let [epoch, restored] = await redis.mget(keys.epoch, keys.epochRestored);
-    if (!epoch) {
-      await redis.set(keys.epoch, randomBytes(12).toString('base64url'), 'NX');
-      epoch = await redis.get(keys.epoch);
-      if (!epoch) return;
-    }
+    const epoch = await currentEpoch(redis, keys);
+    const [restored, registry] = await Promise.all([redis.get(keys.epochRestored), redis.hgetall(keys.proxies)]);
+    this.#remember(registry);
     if (restored === epoch) {
       this.stats.restored = epoch;
+      await this.#prune();
       return;
     }
     // One control plane restores an epoch; the lock expires should it die while doing so.
@@ -123,12 +129,11 @@ export class EpochKeeper {
     if (lock !== 'OK') return;
     try {
       if (this.stats.restored !== null) log.warn({ from: this.stats.restored, to: epoch }, 'Redis epoch changed');
-      await new Promise((resolve) => setTimeout(resolve, this.#o.graceMs));
+      await this.#waitForProxies(epoch);
       if (this.#stopped) return;
       const started = performance.now();
       const proofs = await this.#restore();
-      const marked = await redis.eval(MARK_RESTORED, 2, keys.epoch, keys.epochRestored, epoch);
-      if (marked !== 1) return; // lost again meanwhile: the next check restores the newer one
+      if (!(await markEpochRestored(redis, keys, epoch))) return; // lost again meanwhile: the next check restores it
       this.stats.restored = epoch;
       this.stats.restores++;
       this.stats.lastRestoreMs = performance.now() - started;
@@ -139,17 +144,54 @@ export class EpochKeeper {
     }
   }
 
+  #remember(registry: Record<string, string>): void {
+    for (const [instance, json] of Object.entries(registry)) {
+      try {
+        const entry = JSON.parse(json) as { seen_ms?: unknown; accept_window_seconds?: unknown };
+        if (typeof entry.seen_ms !== 'number') continue;
+        const window = typeof entry.accept_window_seconds === 'number' ? entry.accept_window_seconds : 0;
+        this.#proxies.set(instance, { seenMs: entry.seen_ms, acceptWindowSeconds: window });
+      } catch {}
+    }
+    for (const [instance, entry] of this.#proxies)
+      if (Date.now() - entry.seenMs > 10 * ALIVE_MS) this.#proxies.delete(instance);
+  }
+
+  /** The widest acceptance window in use: this control plane's, or a proxy's that accepts older proofs. */
+  #windowSeconds(): number {
+    return Math.max(this.#o.acceptWindowSeconds, ...[...this.#proxies.values()].map((p) => p.acceptWindowSeconds));
+  }
+
+  /** Until every proxy seen alive lately has acknowledged the new epoch (it put back what it had written), or graceMs. */
+  async #waitForProxies(epoch: string): Promise<void> {
+    const alive = [...this.#proxies].filter(([, p]) => Date.now() - p.seenMs < ALIVE_MS).map(([id]) => id);
+    const until = Date.now() + this.#o.graceMs;
+    for (;;) {
+      const acked = new Set(await this.#o.redis.smembers(this.#o.keys.epochAcks(epoch)));
+      if (alive.length > 0 && alive.every((id) => acked.has(id))) return;
+      if (Date.now() >= until || this.#stopped) return;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  async #prune(): Promise<void> {
+    if (Date.now() - this.#prunedAt < PRUNE_EVERY_MS) return;
+    this.#prunedAt = Date.now();
+    await this.#o.pool.query(PRUNE_SQL, [2 * (this.#windowSeconds() + WINDOW_MARGIN_SECONDS)]);
+  }
+
   /** Writes config, held proofs and today's spend into Redis; returns how many proofs it restored. */
   async #restore(): Promise<number> {
     const { pool, redis, keys, publisher } = this.#o;
     await publisher.resync();
-    const windowSeconds = this.#o.acceptWindowSeconds + WINDOW_MARGIN_SECONDS;
+    const windowSeconds = this.#windowSeconds() + WINDOW_MARGIN_SECONDS;
     let restored = 0;
-    for (let after = ''; ; ) {
-      const { rows } = await pool.query<{ proof_id: string; gateway_request_id: string }>(HELD_PROOFS_SQL, [
-        windowSeconds,
-        after,
-      ]);
+    let after: [Date, string] = [new Date(0), ''];
+    for (;;) {
+      const { rows } = await pool.query<{ proof_id: string; gateway_request_id: string; consumed_at: Date }>(
+        HELD_PROOFS_SQL,
+        [windowSeconds, ...after],
+      );
       if (rows.length === 0) break;
       const pipeline = redis.pipeline();
       // NX: a proof a proxy marked again meanwhile (or a call admitted since) keeps its holder.
@@ -158,7 +200,8 @@ export class EpochKeeper {
       const failed = results?.find(([error]) => error)?.[0];
       if (failed) throw failed;
       restored += rows.length;
-      after = rows.at(-1)!.proof_id;
+      const last = rows.at(-1)!;
+      after = [last.consumed_at, last.proof_id];
     }
     const day = currentUtcDay();
     const { rows } = await pool.query<{ buyer_id: string; spent: string }>(SPEND_TODAY_SQL);

@@ -158,9 +158,13 @@ export const parseEvent = (raw: string | null, paymentRaw: string | null = null)
     check(typeof e['price_atomic'] === 'string' && ATOMIC.test(e['price_atomic']), 'price_atomic');
     check(typeof e['currency'] === 'string' && isCurrency(e['currency']), 'currency');
     const start = e as unknown as GatewayStartEvent;
-    if (paymentRaw !== null) start.payment = parsePayment(paymentRaw);
+    // The payment comes as the entry's own field; proxies of the previous release put it inside the event.
+    const payment = paymentRaw ?? (e['payment'] === undefined ? null : JSON.stringify(e['payment']));
+    if (payment !== null) start.payment = parsePayment(payment);
     return start;
   }
+  // Proxies of the release before the lifecycle states call a refusal 'denied' (a rolling upgrade meets both).
+  if (e['status'] === 'denied') e['status'] = 'refused';
   check(typeof e['status'] === 'string' && Object.hasOwn(STATUSES, e['status']), 'status');
   check(isCount(e['http_status'], 999), 'http_status');
   check(e['error_code'] === null || isText(e['error_code'], 64), 'error_code');

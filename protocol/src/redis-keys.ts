@@ -11,6 +11,12 @@ export const redisKeys = (prefix: string = DEFAULT_REDIS_PREFIX) =>
      * everything has none (or a new one): both planes then know that what they kept there is gone.
      */
     epoch: `${prefix}epoch`,
+    /** The Redis server run id the epoch was set under: a restarted or replaced server gets a new epoch. */
+    epochRunId: `${prefix}epoch:run-id`,
+    /** Hash proxy instance → JSON {seen_ms, accept_window_seconds}: the proxies alive, refreshed on every poll. */
+    proxies: `${prefix}proxies`,
+    /** Set of the proxy instances that put back what they had written into a new epoch (`<epoch>` appended). */
+    epochAcks: (epoch: string) => `${prefix}epoch:acks:${epoch}`,
     /** The epoch whose state the control plane has restored (config, consumed proofs, spend): paid calls wait for it. */
     epochRestored: `${prefix}epoch:restored`,
     /** Held by the control plane restoring an epoch (one at a time; expires should it die meanwhile). */
@@ -35,6 +41,11 @@ export const redisKeys = (prefix: string = DEFAULT_REDIS_PREFIX) =>
     paymentUsed: (proofId: string) => `${prefix}pay:used:${proofId}`,
     /** A proof verified on its rail and not yet consumed: hash {listing, buyer, payment, settlement}. */
     paymentVerified: (proofId: string) => `${prefix}pay:verified:${proofId}`,
+    /**
+     * A payment request issued before payment request ids proved themselves (JSON PaymentRequestRecord): read, never
+     * written, so that a buyer who paid against one just before an upgrade is still served.
+     */
+    paymentRequestLegacy: (id: string) => `${prefix}pay:req:${id}`,
     /** An x402 settlement broadcast but not confirmed in time: its transaction hash, keyed by the x402 mechanism. */
     paymentSettling: (key: string) => `${prefix}pay:settling:${key}`,
     /** Atomic units an agent spent on paid calls in one UTC day (`utcDay`); counted at admission, kept two days. */

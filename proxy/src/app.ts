@@ -70,10 +70,12 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps & { state:
     // calls wait until the control plane has restored the new Redis).
     app.get('/readyz', async (_request, reply) => {
       const { store, state } = gateway;
-      const ready = store.loaded && !state.restoring;
+      // A proxy whose Redis is being restored is not ready for a while; if that lasts (no control plane restores it),
+      // it serves free calls on its last config and says it is degraded rather than take itself out of the balancer.
+      const ready = store.loaded && !state.unready;
       return reply.code(ready ? 200 : 503).send({
         data: {
-          status: ready ? 'ready' : store.loaded ? 'restoring' : 'unavailable',
+          status: !store.loaded ? 'unavailable' : state.restoring ? (ready ? 'degraded' : 'restoring') : 'ready',
           config_version: store.version,
           redis_epoch: state.current,
           restoring: state.restoring,
@@ -232,6 +234,7 @@ export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
     store,
     outbox,
     pollMs: config.configPollMs,
+    acceptWindowSeconds: config.payments.acceptWindowSeconds,
     reassert: (entries) => payments?.reassert(entries) ?? Promise.resolve(),
     log,
   });

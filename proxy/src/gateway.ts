@@ -85,7 +85,7 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
   const onClose = (call: Call) => {
     if (call.finalized || call.reply.raw.writableFinished) return;
     call.gone = true;
-    if (!call.forwarded) return;
+    if (call.upstreamStartedAt === null) return;
     finalize(call, { kind: 'client_gone' }, ends);
     call.abortUpstream?.(new Error('the buyer closed the connection'));
   };

@@ -46,7 +46,17 @@ const REQUEST_DROP = new Set([
   'x-real-ip',
 ]);
 
-const RESPONSE_DROP = new Set([...HOP_BY_HOP, 'set-cookie', 'location', 'content-location', 'alt-svc']);
+// x402's headers are the gateway's to send: a seller's PAYMENT-RESPONSE would tell the buyer of a settlement that
+// never happened.
+const RESPONSE_DROP = new Set([
+  ...HOP_BY_HOP,
+  'set-cookie',
+  'location',
+  'content-location',
+  'alt-svc',
+  'payment-response',
+  'payment-required',
+]);
 
 const isCrochet = (name: string): boolean => name.startsWith('x-crochet-');
 

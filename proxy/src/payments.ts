@@ -9,6 +9,7 @@ import {
   type PaidAdmissionRequest,
   type PaymentCall,
   type PaymentRail,
+  type PaymentRequestRecord,
   type PaymentsConfig,
   parseProof,
   proofKeyId,
@@ -80,6 +81,8 @@ export interface PaymentsOptions {
 
 /** Verified-but-unconsumed proofs are remembered this long (a retry after a timeout does not hit the chain again). */
 const VERIFIED_TTL_SECONDS = 24 * 3600;
+/** A payment request id as gateways issued them before they proved themselves (protocol payment-request.ts). */
+const LEGACY_REQUEST_ID = /^pay_[0-9A-HJKMNP-TV-Z]{26}$/;
 /** Margin for the difference between the proxy's estimate of Redis's clock and the real one. */
 const CLOCK_MARGIN_MS = 1_000;
 
@@ -333,6 +336,11 @@ export class Payments {
       priceAtomic: listing.priceAtomic,
       paymentRequest: async (id) => {
         const claims = requestIds.check(id, listing.id, call.key!.agent_id);
+        if (!claims && LEGACY_REQUEST_ID.test(id)) {
+          // Issued before ids proved themselves, during an upgrade: the record the older gateway kept in Redis.
+          const json = await this.#o.redis.get(this.#o.keys.paymentRequestLegacy(id));
+          return json ? (JSON.parse(json) as PaymentRequestRecord) : null;
+        }
         return claims
           ? {
               id,

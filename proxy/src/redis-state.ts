@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { EventFields, EventOutbox } from '@crochet/plugins';
+import { currentEpoch, type EventFields, type EventOutbox } from '@crochet/plugins';
 import type { RedisKeys } from '@crochet/protocol';
 import type { Redis } from 'ioredis';
 import type { ConfigStore } from './config-store.js';
@@ -7,17 +7,17 @@ import type { ConfigStore } from './config-store.js';
 /**
  * What the proxy knows about the Redis it works against (DESIGN §2 durability rule).
  *
- * Epoch: a Redis carries a random id (`epoch`). A proxy adopts an epoch once the control plane has restored it
- * (`epoch:restored`: config, consumed proofs, spend counters from PostgreSQL) and the proxy has loaded that config.
- * A Redis that lost everything has no epoch, or a new one: the proxy then appends again every event the control
- * plane has not committed yet and marks again the proofs those events consumed — before the control plane finishes
- * its restore — and paid calls wait (the admission script refuses a Redis on another epoch) until it adopts the new
- * epoch. Free calls go on from the config in memory meanwhile.
+ * Epoch: a Redis carries a random id (`epoch`), set anew when it has none or its server restarted (plugins
+ * `currentEpoch`). A proxy adopts an epoch once the control plane has restored it (`epoch:restored`: config,
+ * consumed proofs, spend counters from PostgreSQL) and the proxy has loaded that config. When the epoch changes, the
+ * proxy appends again every event the control plane has not committed yet and marks again the proofs those events
+ * consumed, then says so (`epoch:acks:<epoch>`), which the control plane waits for before it restores the rest. Paid
+ * calls wait meanwhile (the admission script refuses a Redis on an epoch the proxy has not adopted), also for the
+ * moment between a reconnection and the next look; free calls go on from the config in memory.
  *
- * Clock: the admission script's deadline is in Redis's clock; the offset to it is measured on every poll.
- *
- * Watermark: the control plane publishes the stream id up to which everything is committed (`events:committed`);
- * the outbox forgets what is below it.
+ * Also here, on the same poll: the offset to Redis's clock (the admission script's deadline is in that clock), the
+ * control plane's committed watermark (`events:committed`: the outbox forgets what is below it), and this proxy's
+ * entry among the live proxies.
  */
 
 export interface RedisStateOptions {
@@ -26,21 +26,32 @@ export interface RedisStateOptions {
   store: ConfigStore;
   outbox: EventOutbox;
   pollMs: number;
+  /** `CROCHET_PAYMENT_ACCEPT_WINDOW_SECONDS`: told to the control plane, which restores proofs that far back. */
+  acceptWindowSeconds: number;
   /** Marks again, in a new Redis, the proofs that the given (rewound) events consumed. */
   reassert: (entries: EventFields[]) => Promise<void>;
   log: { warn(details: object, message: string): void };
 }
 
+/** While a new epoch is being restored, `/readyz` says so (503) at most this long, then serves on, degraded. */
+const RESTORING_UNREADY_MS = 30_000;
+
 export class RedisState {
   readonly #o: RedisStateOptions;
+  readonly #instance = randomBytes(8).toString('hex');
   #timer: NodeJS.Timeout | undefined;
   #checking: Promise<void> | undefined;
   #offsetMs = 0;
-  /** The epoch whose lost events this proxy has put back. */
+  /** Set on every reconnection until the next look: the server may have restarted meanwhile. */
+  #verifying = false;
+  /** The epoch whose lost events this proxy has put back (and acknowledged). */
   #reasserted: string | null = null;
+  /** Events rewound for a new epoch and not yet marked again (kept until that succeeds). */
+  #rewound: EventFields[] | null = null;
+  #restoringSince = 0;
   /** The epoch this proxy adopted (restored state, config loaded); null until then. */
   epoch: string | null = null;
-  /** The epoch Redis had at the last check. */
+  /** The epoch Redis had at the last look. */
   current: string | null = null;
   /** Epoch changes this proxy has lived through (for the metrics). */
   changes = 0;
@@ -49,9 +60,14 @@ export class RedisState {
     this.#o = options;
   }
 
-  /** Paid calls wait: no epoch adopted yet, or Redis is on another one. */
+  /** Paid calls wait: no epoch adopted yet, Redis is on another one, or Redis reconnected and was not looked at. */
   get restoring(): boolean {
-    return this.epoch === null || this.current !== this.epoch;
+    return this.#verifying || this.epoch === null || this.current !== this.epoch;
+  }
+
+  /** `/readyz`: not ready while restoring, for a bounded time (then free calls are served on, degraded). */
+  get unready(): boolean {
+    return this.restoring && performance.now() - this.#restoringSince < RESTORING_UNREADY_MS;
   }
 
   /** Now, in Redis's clock (ms). */
@@ -61,7 +77,11 @@ export class RedisState {
 
   /** Starts watching; resolves after the first look (adopted, if the control plane has restored this Redis). */
   start(): Promise<void> {
-    this.#o.redis.on('ready', () => void this.check());
+    this.#o.redis.on('ready', () => {
+      // Synchronously, before any call can use the new connection: until we have looked, it may be another Redis.
+      this.#verifying = true;
+      void this.check();
+    });
     this.#timer = setInterval(() => void this.check(), this.#o.pollMs);
     this.#timer.unref();
     return this.check();
@@ -83,8 +103,19 @@ export class RedisState {
 
   async #check(): Promise<void> {
     const { redis, keys, outbox, store, log } = this.#o;
+    const verifying = this.#verifying;
+    const epoch = await currentEpoch(redis, keys);
     const sentAt = Date.now();
-    const results = await redis.pipeline().mget(keys.epoch, keys.epochRestored, keys.eventsCommitted).time().exec();
+    const results = await redis
+      .pipeline()
+      .mget(keys.epochRestored, keys.eventsCommitted)
+      .time()
+      .hset(
+        keys.proxies,
+        this.#instance,
+        JSON.stringify({ seen_ms: sentAt, accept_window_seconds: this.#o.acceptWindowSeconds }),
+      )
+      .exec();
     const receivedAt = Date.now();
     const [[mgetError, values], [timeError, time]] = results as [
       [Error | null, (string | null)[]],
@@ -92,28 +123,31 @@ export class RedisState {
     ];
     if (mgetError || timeError) throw mgetError ?? timeError;
     this.#offsetMs = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000) - (sentAt + receivedAt) / 2;
-    let [epoch, restored, committed] = values;
-    if (!epoch) {
-      // A Redis never used, or one that lost everything: give it an epoch (whoever comes first names it).
-      await redis.set(keys.epoch, randomBytes(12).toString('base64url'), 'NX');
-      epoch = await redis.get(keys.epoch);
-      if (!epoch) return;
-    }
+    const [restored, committed] = values;
+    if (epoch !== this.current) this.#restoringSince = performance.now();
+    const seen = this.current;
     this.current = epoch;
+    if (verifying) this.#verifying = false;
     if (epoch === this.epoch) {
       if (committed) outbox.committed(committed);
       return;
     }
-    if (this.epoch !== null && this.#reasserted !== epoch) {
-      // The Redis this proxy worked with is gone: what it had not committed is appended again and the proofs it
-      // consumed are marked again, now, while the control plane waits before restoring the rest.
+    if (seen !== null && seen !== epoch && this.#reasserted !== epoch) {
+      // The Redis this proxy worked with lost what it held (or may have): what the control plane has not committed
+      // is appended again, and the proofs it consumed are marked again — before the control plane restores the rest.
       this.changes++;
-      log.warn({ from: this.epoch, to: epoch }, 'Redis epoch changed: restoring what this proxy had written');
-      const entries = outbox.rewind();
-      await this.#o.reassert(entries);
-      await outbox.flush();
+      log.warn({ from: seen, to: epoch }, 'Redis epoch changed: restoring what this proxy had written');
+      this.#rewound = [...(this.#rewound ?? []), ...outbox.rewind()];
     }
-    this.#reasserted = epoch;
+    if (this.#reasserted !== epoch) {
+      if (this.#rewound) {
+        await this.#o.reassert(this.#rewound);
+        this.#rewound = null;
+        await outbox.flush();
+      }
+      await redis.multi().sadd(keys.epochAcks(epoch), this.#instance).expire(keys.epochAcks(epoch), 86_400).exec();
+      this.#reasserted = epoch;
+    }
     if (restored !== epoch) return;
     await store.reload();
     this.epoch = epoch;

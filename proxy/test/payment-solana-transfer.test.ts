@@ -1,8 +1,10 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createFundedWallet, transferUsdcWithMemo } from '@crochet/dev-chains';
 import { decodePaymentRequiredHeader } from '@x402/core/http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type PaymentStack, startPaymentStack } from './payment-stack.js';
-import { startSeller, type TestSeller } from './stack.js';
+import { eventually, startSeller, type TestSeller } from './stack.js';
 
 let stack: PaymentStack;
 let seller: TestSeller;
@@ -107,5 +109,55 @@ describe('a per_call listing paid by a direct Solana USDC transfer', () => {
     expect(seller.requests.length).toBe(before);
     const served = await call(proof, '/x');
     expect(served.status, await served.text()).toBe(200);
+  });
+
+  it('gives the proof back when the seller cannot even be connected to: nothing charged, the proof pays again', async () => {
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const closedPort = (probe.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const sellerAgent = await stack.plane.register('unreachable seller');
+    const unreachable = (
+      await stack.plane.createListing(sellerAgent.apiKey, {
+        pricing_model: 'per_call',
+        price: { amount: '0.01' },
+        private_endpoint_url: `http://127.0.0.1:${closedPort}/gone`,
+      })
+    ).listing.id;
+    const callUnreachable = (headers: Record<string, string> = {}) =>
+      fetch(`${stack.proxies[0]!.url}/api/v1/gateway/${unreachable}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${buyerKey}`, 'content-type': 'application/json', ...headers },
+        body: '{}',
+      });
+    const unpaid = await eventually(async () => {
+      const res = await callUnreachable();
+      expect(res.status).toBe(402);
+      return (await res.json()) as any;
+    });
+    const wallet = await createFundedWallet(stack.solana, { sol: 1, usdcAtomic: 1_000_000n });
+    const signature = await transferUsdcWithMemo(
+      stack.solana,
+      wallet.signer,
+      stack.solanaPayTo,
+      10_000n,
+      unpaid.payment.payment_request_id,
+    );
+    const proof = { 'x-crochet-payment-tx': `${stack.solana.caip2}:${signature}` };
+    for (let i = 0; i < 2; i++) {
+      const res = await callUnreachable(proof);
+      expect([res.status, ((await res.json()) as any).error.code]).toEqual([502, 'UPSTREAM_UNAVAILABLE']);
+    }
+    await stack.plane.eventsConsumer.drain();
+    const { rows } = await stack.plane.deps.pool.query(
+      `SELECT status, payment -> 'outcome' ->> 'status' AS outcome,
+              (SELECT count(*)::int FROM ledger_journals j WHERE j.gateway_request_id = g.id) AS journals
+         FROM gateway_requests g WHERE listing_id = $1 AND payment ? 'rail'`,
+      [unreachable],
+    );
+    expect(rows).toEqual([
+      { status: 'upstream_error', outcome: 'released', journals: 0 },
+      { status: 'upstream_error', outcome: 'released', journals: 0 },
+    ]);
   });
 });

@@ -1,6 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import type { RedisKeys } from '@crochet/protocol';
 import type { Redis } from 'ioredis';
-import { ADMIT_FREE, ADMIT_PAID, ADMIT_UNPAID, RELEASE } from './scripts.js';
+import { ADMIT_FREE, ADMIT_PAID, ADMIT_UNPAID, EPOCH, MARK_RESTORED, RELEASE } from './scripts.js';
 
 /**
  * Admission (DESIGN §2 hot-path rule): the per-key and per-listing rate limits, proof consumption and the spend cap,
@@ -272,3 +273,21 @@ export const rateLimitHeaders = (admission: Admission): Record<string, string> =
   if (!admission.allowed) headers['retry-after'] = String(Math.max(1, Math.ceil(admission.retryAfterMs / 1000)));
   return headers;
 };
+
+/** The server's run id (INFO server): it changes whenever Redis restarts, or another server takes its place. */
+export const redisRunId = async (redis: Redis): Promise<string> =>
+  /run_id:(\w+)/.exec(await redis.info('server'))?.[1] ?? '';
+
+/**
+ * The epoch in force on this Redis (EPOCH in scripts.ts): read, or set anew when the Redis has none or was restarted
+ * since (its run id changed). Whoever looks first names it; both planes call this.
+ */
+export const currentEpoch = async (redis: Redis, keys: RedisKeys): Promise<string> => {
+  const runId = await redisRunId(redis);
+  const proposed = randomBytes(12).toString('base64url');
+  return String(await redis.eval(EPOCH, 2, keys.epoch, keys.epochRunId, proposed, runId));
+};
+
+/** Marks the epoch restored (the control plane, once it has restored it); false if Redis moved on meanwhile. */
+export const markEpochRestored = async (redis: Redis, keys: RedisKeys, epoch: string): Promise<boolean> =>
+  (await redis.eval(MARK_RESTORED, 2, keys.epoch, keys.epochRestored, epoch)) === 1;

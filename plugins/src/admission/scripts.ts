@@ -191,3 +191,27 @@ if released > 0 then
 end
 return released
 `;
+
+/**
+ * The Redis epoch (DESIGN §2 durability rule), bound to the server's run id. KEYS: epoch, epoch run id. ARGV: a new
+ * random epoch, the server's run id now (INFO server). A Redis with no epoch (never used, or back empty), or one whose
+ * run id changed since the epoch was set (restarted from its AOF or a snapshot, or a replica promoted: it may have
+ * lost its last writes), gets the new epoch — so every such Redis is restored, not only an empty one. Returns the
+ * epoch in force.
+ */
+export const EPOCH = `
+local epoch = redis.call('GET', KEYS[1])
+if not epoch or redis.call('GET', KEYS[2]) ~= ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[2], ARGV[2])
+  return ARGV[1]
+end
+return epoch
+`;
+
+/** Marks an epoch restored, only if Redis still has that epoch. KEYS: epoch, epoch restored. ARGV: the epoch. */
+export const MARK_RESTORED = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+`;

@@ -132,8 +132,9 @@ export class EventOutbox {
   }
 
   /**
-   * Redis lost the stream (a new epoch): every sent event is appended again. Returns them, oldest first, so that
-   * the caller can also restore what they consumed (the proofs of paid starts).
+   * Redis lost the stream (a new epoch): every sent event is appended again. Returns every event not known committed
+   * (the sent ones and those not written yet), oldest first, so that the caller can restore what they consumed (the
+   * proofs of paid starts) and what they gave back (the outcomes of ends).
    */
   rewind(): EventFields[] {
     const again = this.#sent.map((s) => s.fields);
@@ -141,7 +142,7 @@ export class EventOutbox {
     this.#unsent = [...again, ...this.#unsent];
     this.#failures = 0;
     this.#schedule(0);
-    return again;
+    return [...this.#unsent];
   }
 
   /** Writes what is unsent; resolves when written, or after one failed attempt (what failed is kept for later). */
@@ -180,9 +181,17 @@ export class EventOutbox {
     return this.#flushing;
   }
 
-  /** Flushes (one attempt) and stops the timer; what Redis refused stays counted in `unsent`. */
-  async close(): Promise<void> {
-    await this.flush();
+  /**
+   * Waits (at most `timeoutMs`) until every promised event was pushed and everything unsent is written, then stops
+   * the timer. What is still unsent after that is counted in `unsent` (and lost with the process: reconciliation
+   * reports what it leaves).
+   */
+  async close(timeoutMs = 10_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (this.unsent > 0 && Date.now() < until) {
+      await this.flush();
+      if (this.unsent > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     clearTimeout(this.#timer);
     this.#timer = undefined;
   }

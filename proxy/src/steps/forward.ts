@@ -12,7 +12,8 @@ import { type FinalizeDeps, finalize, fullReceipt, refuse } from './finalize.js'
  * connect time, no redirects), and the seller's answer streamed back as it arrives, with backpressure both ways. Each
  * way it can end has its exit: answered (the last byte went out), the seller failed before answering (a gateway
  * error), the seller broke off mid-answer (the buyer's response is cut too), or the buyer left (the seller request is
- * aborted; gateway.ts ends the call).
+ * aborted; gateway.ts ends the call). A request counts as forwarded once its connection is made and it is being
+ * written: a seller that could not even be connected to was never reached (a direct transfer's proof is given back).
  */
 
 export interface ForwardDeps extends FinalizeDeps {
@@ -56,7 +57,6 @@ export const forward = (call: Call, deps: ForwardDeps): void => {
   let hash: Hash | null = null;
   let trailers = false;
   let streaming = false;
-  call.forwarded = true;
   call.upstreamStartedAt = performance.now();
 
   const failed = (error: Error & { code?: string; cause?: unknown }) => {
@@ -82,6 +82,10 @@ export const forward = (call: Call, deps: ForwardDeps): void => {
     },
     {
       onRequestStart(controller) {
+        // Connected, about to write the request: only now has the seller been reached. A buyer who left while the
+        // connection was being made is not forwarded at all.
+        if (call.finalized) return controller.abort(new Error('the buyer left'));
+        call.forwarded = true;
         call.abortUpstream = (reason) => controller.abort(reason);
       },
       onResponseStart(controller, statusCode, upstreamHeaders) {

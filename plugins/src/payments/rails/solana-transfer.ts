@@ -97,8 +97,11 @@ export const solanaTransferRail = (
     if (!request || request.listing_id !== call.listingId || request.buyer_id !== call.buyerId) {
       return refuse('PAYMENT_MEMO_MISMATCH');
     }
-    if (tx.blockTime !== null && Number(tx.blockTime) * 1000 > request.expires_at)
-      return refuse('PAYMENT_REQUEST_EXPIRED');
+    // When the money moved decides both the request's expiry and the acceptance window: without it, no verdict yet.
+    const blockTime = tx.blockTime ?? (await rpc.getBlockTime(tx.slot).send());
+    if (blockTime === null)
+      return pending('PAYMENT_UNCONFIRMED', 'The block time of the transaction is not known yet.');
+    if (Number(blockTime) * 1000 > request.expires_at) return refuse('PAYMENT_REQUEST_EXPIRED');
     const payer = changes.find((c) => c.mint === config.usdcMint && c.delta < 0n)?.owner ?? 'unknown';
     return {
       ok: true,
@@ -110,7 +113,7 @@ export const solanaTransferRail = (
         asset: config.usdcMint,
         tx: proof.tx,
         proofIds: [txProofId(config.network, proof.tx)],
-        ...(tx.blockTime === null ? {} : { paidAtMs: Number(tx.blockTime) * 1000 }),
+        paidAtMs: Number(blockTime) * 1000,
       },
     };
   },
