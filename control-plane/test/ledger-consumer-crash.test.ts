@@ -104,14 +104,14 @@ describe('ledger postings through the events consumer', () => {
     expect(await unbalancedJournals(pool)).toEqual([]);
   });
 
-  it('dead-letters an event whose payment cannot be booked after maxDeliveries, and posts the rest', async () => {
+  it('dead-letters a start whose payment is malformed after maxDeliveries, and posts the rest', async () => {
     const { starts, ends, ids } = paid(4);
     const bad = paidStart(call, 5000n);
     const badStart = { ...bad, payment: { ...bad.payment!, network: 42 } };
     const badEnd = paidEnd(bad);
     await publish(redis, prefix, ...starts);
-    await publishRaw(redis, prefix, JSON.stringify(badStart));
-    const [badEndId] = await publish(redis, prefix, badEnd);
+    const [badStartId] = await publishRaw(redis, prefix, JSON.stringify(badStart));
+    await publish(redis, prefix, badEnd);
     await publish(redis, prefix, ...ends);
     const c = await consumer('cp-c', { claimIdleMs: 200, maxDeliveries: 3 });
     await c.drain();
@@ -120,8 +120,8 @@ describe('ledger postings through the events consumer', () => {
     const dead = await redis.xrange(redisKeys(prefix).eventsDead, '-', '+');
     expect(dead).toHaveLength(1);
     const fields = dead[0]![1];
-    expect(fields[fields.indexOf('id') + 1]).toBe(badEndId);
-    expect(fields[fields.indexOf('error') + 1]).toMatch(/payment network is malformed/);
+    expect(fields[fields.indexOf('id') + 1]).toBe(badStartId);
+    expect(fields[fields.indexOf('error') + 1]).toMatch(/payment is missing or malformed/);
     expect(fields[fields.indexOf('deliveries') + 1]).toBe('3');
     expect(c.stats()).toMatchObject({ deadLettered: 1 });
   });
