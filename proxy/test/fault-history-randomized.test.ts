@@ -9,7 +9,7 @@ import {
   startRedisProcess,
 } from '../../control-plane/test/fault-services.js';
 import { TEST_DATA_PLANE_KEY } from '../../control-plane/test/helpers.js';
-import { type PaymentStack, paymentTx, startPaymentStack } from './payment-stack.js';
+import { createPaidListing, type PaymentStack, paymentTx, startPaymentStack } from './payment-stack.js';
 import { eventually, rawRequest, startSeller, type TestSeller } from './stack.js';
 import { startTcpRelay, type TcpRelay } from './tcp-relay.js';
 
@@ -83,16 +83,7 @@ beforeAll(async () => {
   const sellerKey = (await stack.plane.register('seller')).apiKey;
   buyer = await stack.plane.register('buyer');
   free = (await stack.plane.createListing(sellerKey, { private_endpoint_url: seller.url })).listing.id;
-  paid = (
-    await stack.plane.createListing(sellerKey, {
-      pricing_model: 'per_call',
-      price: { amount: '0.01' },
-      private_endpoint_url: seller.url,
-    })
-  ).listing.id;
-  await eventually(() => {
-    for (const p of stack.proxies) expect(p.store.listing(paid)).toBeDefined();
-  });
+  paid = await createPaidListing(stack, sellerKey, seller.url, '0.01');
 }, 120_000);
 afterAll(async () => {
   await seller?.close();

@@ -1,10 +1,17 @@
-import { createFundedWallet, mintUsdc, transferUsdc, transferUsdcWithMemo } from '@crochet/dev-chains';
+import { mintUsdc } from '@crochet/dev-chains';
 import { redisKeys } from '@crochet/protocol';
 import { Redis } from 'ioredis';
 import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisProcess, startRedisProcess } from '../../control-plane/test/fault-services.js';
-import { createPaidListing, type PaymentStack, registerVerifiedEvmBuyer, startPaymentStack } from './payment-stack.js';
+import {
+  createPaidListing,
+  type PaymentStack,
+  paySolana,
+  payThroughRelay,
+  registerVerifiedEvmBuyer,
+  startPaymentStack,
+} from './payment-stack.js';
 import { eventually, expectApiError, gatewayCall, startSeller, type TestSeller } from './stack.js';
 import { startTcpRelay, type TcpRelay } from './tcp-relay.js';
 
@@ -57,11 +64,7 @@ const journals = async (id: string) =>
 describe('a paid admission whose outcome is unknown', () => {
   it('Redis paused 1.5 s: the call waits, is resolved, reaches the seller once and is booked once', async () => {
     const listing = await createPaidListing(stack, sellerKey, `${seller.url}/paused`, '0.10');
-    const wallet = await createFundedWallet(stack.solana, { sol: 1, usdcAtomic: 1_000_000n });
-    const unpaid = await gatewayCall(stack.proxies[0]!, listing, buyer.apiKey);
-    const id = unpaid.json.payment.payment_request_id as string;
-    const signature = await transferUsdcWithMemo(stack.solana, wallet.signer, stack.solanaPayTo, PRICE, id);
-    const proof = { 'x-crochet-payment-tx': `${stack.solana.caip2}:${signature}` };
+    const proof = await paySolana(stack, listing, buyer.apiKey, PRICE);
 
     redisServer.pause();
     const resume = setTimeout(() => redisServer.resume(), 1_500);
@@ -85,19 +88,8 @@ describe('a paid admission whose outcome is unknown', () => {
 
   it('replies held past the resolve budget: 503 "retry with the same proof", the proof is given back, the retry pays with it once', async () => {
     const listing = await createPaidListing(stack, sellerKey, `${seller.url}/held`, '0.10');
-    const fill = await transferUsdc(stack.evm, solver, stack.evmPayTo, PRICE);
-    const usdc = { chainId: stack.evm.chainId, address: stack.evm.usdc, symbol: 'USDC', decimals: 6 };
-    const relayId = stack.relay.createRequest({
-      status: 'success',
-      user: buyer.address,
-      recipient: stack.evmPayTo,
-      originChainId: stack.evm.chainId,
-      destinationChainId: stack.evm.chainId,
-      currencyOut: usdc,
-      amountOut: PRICE.toString(),
-      outTxHashes: [fill],
-    }).id;
-    const proof = { 'x-crochet-relay-request-id': relayId };
+    const proof = await payThroughRelay(stack, solver, buyer.address, PRICE);
+    const relayId = proof['x-crochet-relay-request-id']!;
 
     // Verification takes 400 ms (Relay is slow); while it runs, Redis's replies start being held back. The admission
     // that follows executes in Redis — it consumes the proof for this call — but its answer never arrives in time.

@@ -1,7 +1,6 @@
-import { createFundedWallet, transferUsdcWithMemo } from '@crochet/dev-chains';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisProcess, startRedisProcess } from '../../control-plane/test/fault-services.js';
-import { type PaymentStack, paymentTx, startPaymentStack } from './payment-stack.js';
+import { createPaidListing, type PaymentStack, paySolana, startPaymentStack } from './payment-stack.js';
 import { eventually, expectApiError, gatewayCall, rawRequest, startSeller, type TestSeller } from './stack.js';
 
 /**
@@ -23,16 +22,7 @@ beforeAll(async () => {
   seller = await startSeller();
   const sellerKey = (await stack.plane.register('seller')).apiKey;
   buyer = await stack.plane.register('buyer');
-  listing = (
-    await stack.plane.createListing(sellerKey, {
-      pricing_model: 'per_call',
-      price: { amount: '0.01' },
-      private_endpoint_url: seller.url,
-    })
-  ).listing.id;
-  await eventually(() => {
-    for (const p of stack.proxies) expect(p.store.listing(listing)).toBeDefined();
-  });
+  listing = await createPaidListing(stack, sellerKey, seller.url, '0.01');
 }, 90_000);
 afterAll(async () => {
   await seller?.close();
@@ -42,16 +32,7 @@ afterAll(async () => {
 
 describe('Redis restarted from its append-only file', () => {
   it('is a new epoch: restored before paid calls go on, and a proof still pays once', async () => {
-    const unpaid = await gatewayCall(stack.proxies[0]!, listing, buyer.apiKey);
-    const wallet = await createFundedWallet(stack.solana, { sol: 1, usdcAtomic: 1_000_000n });
-    const signature = await transferUsdcWithMemo(
-      stack.solana,
-      wallet.signer,
-      stack.solanaPayTo,
-      10_000n,
-      unpaid.json.payment.payment_request_id,
-    );
-    const proof = paymentTx(stack.solana.caip2, signature);
+    const proof = await paySolana(stack, listing, buyer.apiKey, 10_000n);
     const paid = await gatewayCall(stack.proxies[0]!, listing, buyer.apiKey, { headers: proof });
     expect(paid.status, paid.text).toBe(200);
     const before = stack.proxies.map((p) => p.state.current);

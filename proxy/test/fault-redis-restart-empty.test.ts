@@ -16,6 +16,8 @@ import {
   type PaymentStack,
   paymentRequiredOf,
   paymentTx,
+  paySolana,
+  payThroughRelay,
   registerVerifiedEvmBuyer,
   startPaymentStack,
 } from './payment-stack.js';
@@ -68,25 +70,11 @@ const call = (i: number, headers: Record<string, string> = {}, key = evmBuyer.ap
   gatewayCall(proxy(i), paid, key, { headers });
 const servedPaid = () => seller.requests.filter((r) => r.url === '/paid').length;
 
+/** A Solana transfer against a given payment request (one issued before a restart, say). */
 const solanaProof = async (paymentRequestId: string) => {
   const wallet = await createFundedWallet(stack.solana, { sol: 1, usdcAtomic: 1_000_000n });
   const signature = await transferUsdcWithMemo(stack.solana, wallet.signer, stack.solanaPayTo, PRICE, paymentRequestId);
   return paymentTx(stack.solana.caip2, signature);
-};
-const relayProof = async () => {
-  const fill = await transferUsdc(stack.evm, solver, stack.evmPayTo, PRICE);
-  const usdc = { chainId: stack.evm.chainId, address: stack.evm.usdc, symbol: 'USDC', decimals: 6 };
-  const id = stack.relay.createRequest({
-    status: 'success',
-    user: evmBuyer.address,
-    recipient: stack.evmPayTo,
-    originChainId: stack.evm.chainId,
-    destinationChainId: stack.evm.chainId,
-    currencyOut: usdc,
-    amountOut: PRICE.toString(),
-    outTxHashes: [fill],
-  }).id;
-  return { 'x-crochet-relay-request-id': id };
 };
 const x402Proof = async () => {
   const client = new x402Client().register(
@@ -122,12 +110,12 @@ describe('Redis killed and restarted empty', () => {
   it('pays once, ever, on every rail; keeps earlier payment requests payable; takes config changes made after', async () => {
     // Before: one paid call per rail (on either proxy), committed to PostgreSQL.
     const proofs = {
-      solana: await solanaProof((await call(a)).json.payment.payment_request_id),
+      solana: await paySolana(stack, paid, evmBuyer.apiKey, PRICE),
       evm: paymentTx(
         stack.evm.caip2,
         await transferUsdc(stack.evm, stack.evm.accounts[4]!.privateKey, stack.evmPayTo, PRICE),
       ),
-      relay: await relayProof(),
+      relay: await payThroughRelay(stack, solver, evmBuyer.address, PRICE),
       x402: await x402Proof(),
     };
     const servedBy: Record<string, string> = {};
@@ -174,7 +162,7 @@ describe('Redis killed and restarted empty', () => {
   });
 
   it('puts back a paid call the control plane had not committed: paid calls wait, the proof never pays again, the call is booked once', async () => {
-    const proof = await solanaProof((await call(a)).json.payment.payment_request_id);
+    const proof = await paySolana(stack, paid, evmBuyer.apiKey, PRICE);
     // The control plane cannot commit anything: PostgreSQL answers nothing.
     postgres.pause();
     let resumed = false;

@@ -1,7 +1,6 @@
 import { request as httpRequest } from 'node:http';
-import { createFundedWallet, type FundedWallet, transferUsdcWithMemo } from '@crochet/dev-chains';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PaymentStack, startPaymentStack } from './payment-stack.js';
+import { createPaidListing, type PaymentStack, paySolana, startPaymentStack } from './payment-stack.js';
 import { eventually, gatewayCall, startSeller, type TestSeller } from './stack.js';
 
 /**
@@ -14,7 +13,6 @@ let seller: TestSeller;
 let free: string;
 let paid: string;
 let buyerKey: string;
-let wallet: FundedWallet;
 /** Requests the seller saw closed by the gateway before it answered them. */
 const abandoned: string[] = [];
 
@@ -49,14 +47,7 @@ beforeAll(async () => {
   const sellerKey = (await stack.plane.register('seller')).apiKey;
   buyerKey = (await stack.plane.register('buyer')).apiKey;
   free = (await stack.plane.createListing(sellerKey, { private_endpoint_url: seller.url })).listing.id;
-  paid = (
-    await stack.plane.createListing(sellerKey, {
-      pricing_model: 'per_call',
-      price: { amount: '0.01' },
-      private_endpoint_url: seller.url,
-    })
-  ).listing.id;
-  wallet = await createFundedWallet(stack.solana, { sol: 1, usdcAtomic: 1_000_000n });
+  paid = await createPaidListing(stack, sellerKey, seller.url, '0.01');
 }, 60_000);
 afterAll(async () => {
   await seller.close();
@@ -115,17 +106,7 @@ const journals = async (gatewayRequestId: string) =>
   ).rows.map((r) => r.kind as string);
 
 /** A direct Solana transfer paying for one call of the paid listing. */
-const payment = async () => {
-  const unpaid = await gatewayCall(stack.proxies[0]!, paid, buyerKey);
-  const signature = await transferUsdcWithMemo(
-    stack.solana,
-    wallet.signer,
-    stack.solanaPayTo,
-    10_000n,
-    unpaid.json.payment.payment_request_id,
-  );
-  return { 'x-crochet-payment-tx': `${stack.solana.caip2}:${signature}` };
-};
+const payment = () => paySolana(stack, paid, buyerKey, 10_000n);
 
 describe('a buyer that goes away', () => {
   it('waiting on a slow seller: the call is client_aborted within seconds and the seller request is abandoned', async () => {
@@ -176,7 +157,7 @@ describe('a buyer that goes away', () => {
     const before = seller.requests.length;
     await abortingCall(paid, '', { ms: 300, bodySent: '{"q":', declared: 100 }, proof);
     const [aborted] = await eventually(async () => {
-      const rows = await row(`payment ->> 'tx' = $1`, proof['x-crochet-payment-tx'].split(':').at(-1)!);
+      const rows = await row(`payment ->> 'tx' = $1`, proof['x-crochet-payment-tx']!.split(':').at(-1)!);
       expect(rows[0]?.status).toBe('client_aborted');
       return rows;
     }, 5_000);

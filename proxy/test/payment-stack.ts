@@ -1,15 +1,18 @@
 import {
+  createFundedWallet,
   type EvmDevChain,
   type SolanaDevChain,
   startDevPaymentNetwork,
   type startRelayStandIn,
+  transferUsdc,
+  transferUsdcWithMemo,
 } from '@crochet/dev-chains';
 import { decodePaymentRequiredHeader } from '@x402/core/http';
 import type { Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { expect } from 'vitest';
 import type { TestServices } from '../../control-plane/test/helpers.js';
-import { eventually, type RawResponse, startTestStack, type TestStack } from './stack.js';
+import { eventually, gatewayCall, type RawResponse, startTestStack, type TestStack } from './stack.js';
 
 /**
  * The whole paid path for tests: a Solana dev chain (litesvm over JSON-RPC), anvil with the test USDC, a Relay
@@ -113,3 +116,52 @@ export const paymentRequiredOf = (res: RawResponse) => {
 
 /** The `X-Crochet-Payment-Tx` header for a transaction on a CAIP-2 network. */
 export const paymentTx = (network: string, tx: string) => ({ 'x-crochet-payment-tx': `${network}:${tx}` });
+
+/**
+ * A direct Solana USDC transfer paying for one call of a listing: the gateway's 402 (on `proxy`) gives the payment
+ * request the transfer's memo names; a fresh funded wallet pays it. Returns the proof header.
+ */
+export const paySolana = async (
+  stack: PaymentStack,
+  listingId: string,
+  apiKey: string,
+  amountAtomic: bigint,
+  proxy: { url: string } = stack.proxies[0]!,
+): Promise<Record<string, string>> => {
+  const unpaid = await gatewayCall(proxy, listingId, apiKey);
+  expect(unpaid.status, unpaid.text).toBe(402);
+  const wallet = await createFundedWallet(stack.solana, { sol: 1, usdcAtomic: amountAtomic * 10n });
+  const signature = await transferUsdcWithMemo(
+    stack.solana,
+    wallet.signer,
+    stack.solanaPayTo,
+    amountAtomic,
+    unpaid.json.payment.payment_request_id,
+  );
+  return paymentTx(stack.solana.caip2, signature);
+};
+
+/**
+ * A Relay payment: a request (status success) made by `user`, whose fill — a USDC transfer from the `solverKey`
+ * account — paid `amountAtomic` to the marketplace on anvil. Returns the proof header.
+ */
+export const payThroughRelay = async (
+  stack: PaymentStack,
+  solverKey: Hex,
+  user: `0x${string}`,
+  amountAtomic: bigint,
+): Promise<Record<string, string>> => {
+  const fill = await transferUsdc(stack.evm, solverKey, stack.evmPayTo, amountAtomic);
+  const usdc = { chainId: stack.evm.chainId, address: stack.evm.usdc, symbol: 'USDC', decimals: 6 };
+  const { id } = stack.relay.createRequest({
+    status: 'success',
+    user,
+    recipient: stack.evmPayTo,
+    originChainId: stack.evm.chainId,
+    destinationChainId: stack.evm.chainId,
+    currencyOut: usdc,
+    amountOut: amountAtomic.toString(),
+    outTxHashes: [fill],
+  });
+  return { 'x-crochet-relay-request-id': id };
+};
