@@ -277,8 +277,9 @@ export class ConfigStore {
   /**
    * Looks a key hash up in Redis when it is not in memory: a key created a moment ago whose notice has not arrived.
    * One round trip, only on a miss; misses are remembered briefly so unknown keys cannot make every call a lookup.
+   * 'unavailable' when Redis could not answer: the key may well exist.
    */
-  async fetchKey(hash: string): Promise<KeyConfig | undefined> {
+  async fetchKey(hash: string): Promise<KeyConfig | undefined | 'unavailable'> {
     const until = this.#misses.get(hash);
     if (until !== undefined && until > Date.now()) return undefined;
     try {
@@ -289,7 +290,7 @@ export class ConfigStore {
         return entry;
       }
     } catch {
-      return undefined;
+      return 'unavailable';
     }
     if (this.#misses.size > 10_000) this.#misses.clear();
     this.#misses.set(hash, Date.now() + 2_000);

@@ -27,6 +27,8 @@ export const authenticate = async (call: Call, store: ConfigStore): Promise<ApiE
   const hash = store.keyHash(token);
   if (hash === null) return new ApiError('API_KEY_MALFORMED');
   const key = store.key(hash) ?? (await store.fetchKey(hash));
+  // A key this proxy has not seen yet, and Redis cannot say: our store's outage, not the caller's mistake.
+  if (key === 'unavailable') return new ApiError('STATE_UNAVAILABLE', retryAfter(1));
   if (!key) return new ApiError('API_KEY_INVALID');
   if (key.status === 'revoked') return new ApiError('API_KEY_REVOKED');
   const buyer = store.agent(key.agent_id);
