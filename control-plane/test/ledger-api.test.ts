@@ -51,7 +51,7 @@ describe('ledger API', () => {
     expect(res.body.data).toHaveLength(7);
     expect(res.body.data.map((e: { entry_type: string }) => e.entry_type).sort()).toEqual([
       ...Array(6).fill('buyer_debit'),
-      'buyer_debit_reversal',
+      'refund_owed',
     ]);
     const debit = res.body.data.find((e: { entry_type: string }) => e.entry_type === 'buyer_debit');
     expect(debit).toMatchObject({
@@ -59,11 +59,13 @@ describe('ledger API', () => {
       amount_atomic: '-10000',
       currency: 'USDC',
       role: 'buyer',
+      account: 'paid',
       listing_id: listingId,
       payment: { network: 'eip155:8453', tx: expect.stringMatching(/^0x[0-9a-f]{64}$/) },
     });
-    const refund = res.body.data.find((e: { entry_type: string }) => e.entry_type === 'buyer_debit_reversal');
-    expect(refund).toMatchObject({ amount: '0.01', gateway_request_id: refundedId });
+    // The refund: the call is not charged, and its price is owed back until it is sent on chain.
+    const refund = res.body.data.find((e: { entry_type: string }) => e.entry_type === 'refund_owed');
+    expect(refund).toMatchObject({ amount: '0.01', gateway_request_id: refundedId, account: 'refund_due' });
     // As seller the buyer has nothing.
     expect((await plane.call('GET', '/api/v1/ledger?role=seller', { key: buyer.apiKey })).body.data).toEqual([]);
   });
@@ -109,11 +111,12 @@ describe('ledger API', () => {
   it('gives balances per role and currency', async () => {
     const buyerBalances = await plane.call('GET', '/api/v1/ledger/balances', { key: buyer.apiKey });
     expect(buyerBalances.body.data).toEqual([
-      { role: 'buyer', amount: '-0.05', amount_atomic: '-50000', currency: 'USDC', entries: 7 },
+      { role: 'buyer', account: 'paid', amount: '-0.06', amount_atomic: '-60000', currency: 'USDC', entries: 6 },
+      { role: 'buyer', account: 'refund_due', amount: '0.01', amount_atomic: '10000', currency: 'USDC', entries: 1 },
     ]);
     const sellerBalances = await plane.call('GET', '/api/v1/ledger/balances', { key: seller.apiKey });
     expect(sellerBalances.body.data).toEqual([
-      { role: 'seller', amount: '0.045', amount_atomic: '45000', currency: 'USDC', entries: 7 },
+      { role: 'seller', account: 'payable', amount: '0.045', amount_atomic: '45000', currency: 'USDC', entries: 7 },
     ]);
   });
 

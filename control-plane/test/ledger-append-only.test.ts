@@ -124,6 +124,20 @@ describe('ledger schema and amounts', () => {
     ]);
   });
 
+  it("books a call the seller served whose settlement was refused afterwards as the marketplace's loss", async () => {
+    const c = call();
+    await insertListing(pool, c, null, 1_000n);
+    const served = paidStart(c, 1_000n);
+    await transaction(pool, (client) => applyEvents(client, [served, paidEnd(served, 'unpaid')], { feeBps: 500 }));
+    // The buyer never paid: the seller gets its share (1000 − 5 %) from the marketplace's fees.
+    expect(await entriesOf(served.id)).toEqual([
+      { entry_type: 'seller_credit', amount: '950', owner_id: c.sellerId, role: 'seller_payable' },
+      { entry_type: 'marketplace_loss', amount: '-950', owner_id: 'marketplace', role: 'marketplace_fee' },
+    ]);
+    const { rows } = await pool.query('SELECT kind FROM ledger_journals WHERE gateway_request_id = $1', [served.id]);
+    expect(rows).toEqual([{ kind: 'loss' }]);
+  });
+
   it('posts nothing for a free call, a released or pending payment, a refused call, or a start without its end', async () => {
     const c = call();
     const free = paidStart(c, 0n, { payment: undefined });

@@ -209,7 +209,7 @@ describe('operator overview', () => {
       'buyer_debit -0.01',
       'buyer_debit -0.01',
       'buyer_debit -0.05',
-      'buyer_debit_reversal 0.01',
+      'refund_owed 0.01',
     ]);
     expect(summary(seller.agentId)).toEqual([
       'seller_credit 0.009',

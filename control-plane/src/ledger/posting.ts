@@ -45,11 +45,12 @@ interface Candidate {
   currency: string;
   network: unknown;
   tx: unknown;
-  outcome: 'settled' | 'refund_due';
+  outcome: 'settled' | 'refund_due' | 'unpaid';
   fee_bps: number | null;
 }
 
 interface Posting {
+  kind: 'payment' | 'loss';
   key: string;
   candidate: Candidate;
   amountAtomic: bigint;
@@ -68,9 +69,15 @@ interface Posting {
  */
 export const BOOKABLE_SQL = `g.buyer_id IS NOT NULL AND g.seller_id IS NOT NULL AND g.price_atomic > 0
      AND g.payment ? 'rail'
-     AND g.payment -> 'outcome' ->> 'status' IN ('settled', 'refund_due')
+     AND g.payment -> 'outcome' ->> 'status' IN ('settled', 'refund_due', 'unpaid')
      AND (g.status IN ('completed', 'upstream_error', 'client_aborted')
           OR (g.status = 'refused' AND g.payment -> 'outcome' ->> 'status' = 'refund_due'))`;
+
+/**
+ * The journal a bookable request books first: a payment, or — when its settlement was refused after the seller
+ * served (`unpaid`, an after_response listing) — the marketplace's loss, which pays the seller its share anyway.
+ */
+export const FIRST_JOURNAL_SQL = `CASE WHEN g.payment -> 'outcome' ->> 'status' = 'unpaid' THEN 'loss' ELSE 'payment' END`;
 
 const CANDIDATES_SQL = `
   SELECT g.id, g.listing_id, g.buyer_id, g.seller_id, g.price_atomic::text AS price_atomic, g.currency,
@@ -95,11 +102,11 @@ const ACCOUNTS_SQL = `
 const PAYMENTS_SQL = `
   INSERT INTO ledger_journals (kind, gateway_request_id, idempotency_key, listing_id, buyer_id, seller_id, currency,
                                amount_atomic, fee_atomic, fee_bps, network, tx)
-  SELECT 'payment', p.id, p.id || ':payment', p.listing_id, p.buyer_id, p.seller_id, p.currency, p.amount, p.fee,
+  SELECT p.kind, p.id, p.id || ':' || p.kind, p.listing_id, p.buyer_id, p.seller_id, p.currency, p.amount, p.fee,
          p.fee_bps, p.network, p.tx
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::int[],
-                $9::text[], $10::text[])
-         AS p (id, listing_id, buyer_id, seller_id, currency, amount, fee, fee_bps, network, tx)
+                $9::text[], $10::text[], $11::text[])
+         AS p (id, listing_id, buyer_id, seller_id, currency, amount, fee, fee_bps, network, tx, kind)
   ON CONFLICT DO NOTHING
   RETURNING id::text, gateway_request_id`;
 
@@ -112,8 +119,10 @@ const EXISTING_SQL = `
          fee_atomic::text AS fee_atomic, network, tx
     FROM ledger_journals WHERE idempotency_key = ANY ($1::text[])`;
 
-// The reversed journals' entries are read journal by journal (a lateral subquery kept apart by OFFSET 0): joined
-// as a whole, the planner does not know how few journals the CTE returns and scans every entry.
+// A refund reverses the payment: the seller's credit and the fee are taken back, and the price the buyer paid becomes
+// owed to the buyer (refund_payable) until the refund transfer sends it back on chain (transfers.ts books that). The
+// reversed journals' entries are read journal by journal (a lateral subquery kept apart by OFFSET 0): joined as a
+// whole, the planner does not know how few journals the CTE returns and scans every entry.
 const REFUNDS_SQL = `
   WITH reversed AS (
     INSERT INTO ledger_journals (kind, gateway_request_id, idempotency_key, listing_id, buyer_id, seller_id, currency,
@@ -124,10 +133,14 @@ const REFUNDS_SQL = `
      WHERE j.idempotency_key = ANY ($1::text[])
      ORDER BY j.id
     ON CONFLICT DO NOTHING
-    RETURNING id, reverses_journal_id)
+    RETURNING id, reverses_journal_id, buyer_id, currency)
   INSERT INTO ledger_entries (journal_id, account_id, entry_type, amount_atomic)
-  SELECT r.id, e.account_id, e.entry_type || '_reversal', -e.amount_atomic
+  SELECT r.id,
+         CASE WHEN e.entry_type = 'buyer_debit' THEN owed.id ELSE e.account_id END,
+         CASE WHEN e.entry_type = 'buyer_debit' THEN 'refund_owed' ELSE e.entry_type || '_reversal' END,
+         -e.amount_atomic
     FROM reversed r
+    JOIN ledger_accounts owed ON owed.owner_id = r.buyer_id AND owed.role = 'refund_payable' AND owed.currency = r.currency
    CROSS JOIN LATERAL (
          SELECT e.account_id, e.entry_type, e.amount_atomic FROM ledger_entries e
           WHERE e.journal_id = r.reverses_journal_id ORDER BY e.id OFFSET 0) e`;
@@ -164,11 +177,13 @@ export const postLedger = async (
   if (candidates.length === 0) return;
 
   // --- amounts ---------------------------------------------------------------------------------------------------
-  const postings: Posting[] = candidates.map((candidate) => {
+  const all: Posting[] = candidates.map((candidate) => {
     const feeBps = candidate.fee_bps ?? options.feeBps;
     const amountAtomic = BigInt(candidate.price_atomic);
+    const kind = candidate.outcome === 'unpaid' ? ('loss' as const) : ('payment' as const);
     return {
-      key: `${candidate.id}:payment`,
+      kind,
+      key: `${candidate.id}:${kind}`,
       candidate,
       amountAtomic,
       feeAtomic: feeAtomic(amountAtomic, feeBps),
@@ -177,6 +192,9 @@ export const postLedger = async (
       tx: optionalText(candidate.tx, 'tx', candidate.id),
     };
   });
+  // A loss of nothing (a 100 % fee leaves the seller no share) is no journal: a journal needs two entries.
+  const postings = all.filter((p) => p.kind === 'payment' || p.amountAtomic > p.feeAtomic);
+  if (postings.length === 0) return;
 
   // --- accounts (sorted, so that concurrent transactions creating the same ones wait instead of deadlocking) -----
   const wanted = new Map<string, [string, string, string]>();
@@ -185,6 +203,7 @@ export const postLedger = async (
       [c.buyer_id, 'buyer', c.currency],
       [c.seller_id, 'seller_payable', c.currency],
       ['marketplace', 'marketplace_fee', c.currency],
+      ...(c.outcome === 'refund_due' ? [[c.buyer_id, 'refund_payable', c.currency]] : []),
     ] as [string, string, string][]) {
       wanted.set(account.join('\u0000'), account);
     }
@@ -214,6 +233,7 @@ export const postLedger = async (
     column((p) => p.feeBps),
     column((p) => p.network),
     column((p) => p.tx),
+    column((p) => p.kind),
   ]);
   const journalOf = new Map(inserted.map((r) => [r.gateway_request_id, r.id]));
   postingCounts.payment += inserted.length;
@@ -222,16 +242,17 @@ export const postLedger = async (
     const journal = journalOf.get(p.candidate.id);
     if (journal === undefined) continue;
     const { buyer_id, seller_id, currency } = p.candidate;
-    entries.push([journal, account(buyer_id, 'buyer', currency), 'buyer_debit', -p.amountAtomic]);
-    entries.push([
-      journal,
-      account(seller_id, 'seller_payable', currency),
-      'seller_credit',
-      p.amountAtomic - p.feeAtomic,
-    ]);
-    if (p.feeAtomic > 0n) {
-      entries.push([journal, account('marketplace', 'marketplace_fee', currency), 'marketplace_fee', p.feeAtomic]);
+    const share = p.amountAtomic - p.feeAtomic;
+    const seller = account(seller_id, 'seller_payable', currency);
+    const fees = account('marketplace', 'marketplace_fee', currency);
+    if (p.kind === 'loss') {
+      // The buyer never paid: the marketplace pays the seller's share out of its fees.
+      entries.push([journal, seller, 'seller_credit', share], [journal, fees, 'marketplace_loss', -share]);
+      continue;
     }
+    entries.push([journal, account(buyer_id, 'buyer', currency), 'buyer_debit', -p.amountAtomic]);
+    entries.push([journal, seller, 'seller_credit', share]);
+    if (p.feeAtomic > 0n) entries.push([journal, fees, 'marketplace_fee', p.feeAtomic]);
   }
   // A 100 % fee leaves the seller nothing: a zero entry says nothing, so it is left out.
   const nonZero = entries.filter((e) => e[3] !== 0n);

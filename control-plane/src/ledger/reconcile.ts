@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
 import type { PublicClient } from 'viem';
 import { type Pool, type PoolClient, transaction } from '../db.js';
 import { type PeriodicJob, startPeriodic } from '../periodic.js';
-import { BOOKABLE_SQL, DEFAULT_FEE_BPS, LedgerDataError, postLedger } from './posting.js';
+import { BOOKABLE_SQL, DEFAULT_FEE_BPS, FIRST_JOURNAL_SQL, LedgerDataError, postLedger } from './posting.js';
 
 /**
  * §3.5 reconciliation: settled payments seen by the proxies ↔ journals ↔ (where a rail is configured) on-chain
@@ -125,11 +125,12 @@ const MISSING_SQL = `
   SELECT g.id, g.listing_id, g.status, g.http_status, g.error_code, g.latency_ms, g.upstream_latency_ms,
          g.bytes_in::text AS bytes_in, g.bytes_out::text AS bytes_out, g.completed_at, g.created_at,
          g.payment -> 'outcome' AS outcome,
-         NOT EXISTS (SELECT 1 FROM ledger_journals j WHERE j.idempotency_key = g.id || ':payment') AS payment_missing
+         NOT EXISTS (SELECT 1 FROM ledger_journals j WHERE j.idempotency_key = g.id || ':' || ${FIRST_JOURNAL_SQL})
+           AS payment_missing
     FROM gateway_requests g
    WHERE ${BOOKABLE_SQL}
      AND g.id > $1
-     AND (NOT EXISTS (SELECT 1 FROM ledger_journals j WHERE j.idempotency_key = g.id || ':payment')
+     AND (NOT EXISTS (SELECT 1 FROM ledger_journals j WHERE j.idempotency_key = g.id || ':' || ${FIRST_JOURNAL_SQL})
           OR (g.payment -> 'outcome' ->> 'status' = 'refund_due'
               AND NOT EXISTS (SELECT 1 FROM ledger_journals j WHERE j.idempotency_key = g.id || ':refund')))
    ORDER BY g.id
@@ -394,7 +395,8 @@ export const reconcile = async (options: ReconcileOptions): Promise<ReconcileRep
       const have = new Set(journals.map((j) => `${j.gateway_request_id}:${j.kind}`));
       for (const row of rows) {
         const known = unposted.find((u) => u.row === row);
-        const missing = [`${row.id}:payment`, ...(row.outcome?.status === 'refund_due' ? [`${row.id}:refund`] : [])]
+        const first = row.outcome?.status === 'unpaid' ? 'loss' : 'payment';
+        const missing = [`${row.id}:${first}`, ...(row.outcome?.status === 'refund_due' ? [`${row.id}:refund`] : [])]
           .filter((k) => !have.has(k))
           .map((k) => k.slice(k.lastIndexOf(':') + 1));
         if (!known && missing.length === 0) continue;

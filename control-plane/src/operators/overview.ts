@@ -15,19 +15,21 @@ type Db = Pool | PoolClient;
 /** The claimed agents of an operator, as a subquery over parameter `$1`. */
 const CLAIMED = 'SELECT agent_id FROM operator_agents WHERE operator_id = $1';
 
-// Buyer entries are negative (debits) and positive (refunds): spend is their negated sum. Seller entries are credits
-// and their reversals: earnings are their sum. Only USDC is priced today.
+// Buyer entries are negative (debits) and positive (refunds, owed or sent back): spend is their negated sum over the
+// buyer and refund_payable accounts. Seller entries are credits and their reversals; a payout moves them from payable
+// to paid out: earnings are the sum over both. Only USDC is priced today.
 const AGENTS_SQL = `
   SELECT a.id, a.name, a.status, a.daily_spend_cap_atomic::text, oa.claimed_at,
          greatest(0, -coalesce((SELECT sum(e.amount_atomic) FROM ledger_accounts la
                     JOIN ledger_entries e ON e.account_id = la.id
-                   WHERE la.owner_id = a.id AND la.role = 'buyer' AND la.currency = 'USDC'
+                   WHERE la.owner_id = a.id AND la.role IN ('buyer', 'refund_payable') AND la.currency = 'USDC'
                      AND e.created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'), 0))::text
            AS spent_today,
          (-coalesce((SELECT sum(e.amount_atomic) FROM ledger_accounts la JOIN ledger_entries e ON e.account_id = la.id
-                      WHERE la.owner_id = a.id AND la.role = 'buyer' AND la.currency = 'USDC'), 0))::text AS spent_total,
+                      WHERE la.owner_id = a.id AND la.role IN ('buyer', 'refund_payable') AND la.currency = 'USDC'), 0))::text
+           AS spent_total,
          coalesce((SELECT sum(e.amount_atomic) FROM ledger_accounts la JOIN ledger_entries e ON e.account_id = la.id
-                    WHERE la.owner_id = a.id AND la.role = 'seller_payable' AND la.currency = 'USDC'), 0)::text
+                    WHERE la.owner_id = a.id AND la.role IN ('seller_payable', 'seller_paid') AND la.currency = 'USDC'), 0)::text
            AS earned_total
     FROM operator_agents oa JOIN agents a ON a.id = oa.agent_id
    WHERE oa.operator_id = $1 AND ($2::text IS NULL OR oa.agent_id = $2)
@@ -249,7 +251,7 @@ export const operatorLedger = async (
           WHERE e.account_id = a.id AND ($2::bigint IS NULL OR e.id < $2::bigint)
           ORDER BY e.id DESC LIMIT $3) e
        JOIN ledger_journals j ON j.id = e.journal_id
-      WHERE a.owner_id IN (${CLAIMED}) AND a.role IN ('buyer', 'seller_payable')
+      WHERE a.owner_id IN (${CLAIMED}) AND a.role IN ('buyer', 'refund_payable', 'seller_payable', 'seller_paid')
       ORDER BY e.id DESC LIMIT $3`,
     [operatorId, after, page.limit + 1],
   );
