@@ -1,4 +1,16 @@
 import { type EnvReader, toAtomic } from '@crochet/protocol';
+import { getBase58Decoder, getBase58Encoder } from '@solana/kit';
+import { privateKeyToAccount } from 'viem/accounts';
+
+/** The address of a base58 64-byte Solana secret key (its second half is the public key); null if it is not one. */
+const solanaAddressOf = (secretKey: string): string | null => {
+  try {
+    const bytes = getBase58Encoder().encode(secretKey);
+    return bytes.length === 64 ? getBase58Decoder().decode(bytes.slice(32)) : null;
+  } catch {
+    return null;
+  }
+};
 
 /**
  * Payment settings (DESIGN §4): the marketplace's receiving addresses, assets, networks, RPC URLs, route minimums.
@@ -13,6 +25,11 @@ export interface SolanaRailConfig {
   payTo: string;
   /** Base58 64-byte secret key that pays fees when the gateway settles x402 payments itself. */
   feePayerKey: string | undefined;
+  /**
+   * `CROCHET_SOLANA_TREASURY_KEY`: base58 64-byte secret key of the pay-to owner, which sends payouts and refunds
+   * (the control plane's; proxies need none). Its address must be `payTo`.
+   */
+  treasuryKey: string | undefined;
 }
 
 export interface EvmRailConfig {
@@ -30,6 +47,8 @@ export interface EvmRailConfig {
   /** Prices below this (atomic USDC) are not offered on EVM, and EVM proofs for them are refused. */
   minPriceAtomic: bigint;
   confirmations: number;
+  /** `CROCHET_EVM_TREASURY_KEY`: 0x key of `payTo`, which sends payouts and refunds (the control plane's). */
+  treasuryKey: `0x${string}` | undefined;
 }
 
 export interface RelayRailConfig {
@@ -66,7 +85,15 @@ export const loadPaymentsConfig = (r: EnvReader): PaymentsConfig => {
       usdcMint: r.required('CROCHET_SOLANA_USDC_MINT', 'USDC mint address'),
       payTo: r.required('CROCHET_SOLANA_PAY_TO', "the marketplace's Solana owner address"),
       feePayerKey: r.string('CROCHET_SOLANA_FEE_PAYER_KEY'),
+      treasuryKey: r.string('CROCHET_SOLANA_TREASURY_KEY'),
     };
+    const treasury = solana.treasuryKey ? solanaAddressOf(solana.treasuryKey) : undefined;
+    if (solana.treasuryKey && treasury !== solana.payTo) {
+      r.problem(
+        'CROCHET_SOLANA_TREASURY_KEY',
+        treasury ? `is the key of ${treasury}, not of CROCHET_SOLANA_PAY_TO` : 'must be base58 of a 64-byte secret key',
+      );
+    }
     if (solana.network && !solana.network.startsWith('solana:')) {
       r.problem('CROCHET_SOLANA_NETWORK', 'must be a CAIP-2 id starting with solana:');
     }
@@ -102,7 +129,15 @@ export const loadPaymentsConfig = (r: EnvReader): PaymentsConfig => {
       settlerKey: settler as `0x${string}` | undefined,
       minPriceAtomic: minPriceAtomic ?? 0n,
       confirmations: r.int('CROCHET_EVM_CONFIRMATIONS', 1, { min: 0, max: 1000 }),
+      treasuryKey: r.string('CROCHET_EVM_TREASURY_KEY') as `0x${string}` | undefined,
     };
+    if (evm.treasuryKey) {
+      if (!/^0x[0-9a-fA-F]{64}$/.test(evm.treasuryKey))
+        r.problem('CROCHET_EVM_TREASURY_KEY', 'must be a 0x 32-byte hex key');
+      else if (privateKeyToAccount(evm.treasuryKey).address.toLowerCase() !== evm.payTo.toLowerCase()) {
+        r.problem('CROCHET_EVM_TREASURY_KEY', 'is not the key of CROCHET_EVM_PAY_TO');
+      }
+    }
   }
   const relayUrl = r.url('CROCHET_RELAY_API_URL', undefined, ['http:', 'https:']);
   return {
