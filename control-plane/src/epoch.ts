@@ -1,8 +1,9 @@
-import { currentEpoch, markEpochRestored } from '@crochet/plugins';
+import { createGatewayScripts, currentEpoch, type GatewayScripts, markEpochRestored, unlock } from '@crochet/plugins';
 import { currentUtcDay, type RedisKeys } from '@crochet/protocol';
 import type { Redis } from 'ioredis';
 import type { ConfigPublisher } from './config-publisher.js';
 import type { Pool } from './db.js';
+import { releaseInRedis } from './events-consumer.js';
 
 /**
  * The control plane's side of the Redis epoch (DESIGN §2 durability rule). Redis is the fast copy; PostgreSQL is the
@@ -35,7 +36,11 @@ export interface EpochKeeperOptions {
   /** `CROCHET_EPOCH_GRACE_MS`: the longest wait for the proxies to put back what they wrote before the restore. */
   graceMs: number;
   pollMs: number;
-  log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  log: {
+    info(obj: object, msg: string): void;
+    warn(obj: object, msg: string): void;
+    error(obj: object, msg: string): void;
+  };
 }
 
 export interface EpochStats {
@@ -58,10 +63,17 @@ const HELD_PROOFS_SQL = `
    ORDER BY consumed_at, proof_id
    LIMIT ${CHUNK}`;
 
+// Calls whose proofs were given back since a point in time (the restore's start: one given back while the restore
+// ran may have been written back held after the consumer released it).
+const GIVEN_BACK_SINCE_SQL = `
+  SELECT DISTINCT gateway_request_id FROM payment_proofs
+   WHERE consumed_at > now() - $2 * interval '1 second' AND released_at >= $1`;
+
+const PRUNE_SLICE = 10_000;
 // Proofs older than twice the widest window can never be presented again (the rails refuse them).
 const PRUNE_SQL = `
   DELETE FROM payment_proofs WHERE proof_id IN (
-    SELECT proof_id FROM payment_proofs WHERE consumed_at < now() - $1 * interval '1 second' LIMIT 10000)`;
+    SELECT proof_id FROM payment_proofs WHERE consumed_at < now() - $1 * interval '1 second' LIMIT ${PRUNE_SLICE})`;
 const PRUNE_EVERY_MS = 3_600_000;
 /** Proxies seen in the registry this recently are waited for after an epoch change. */
 const ALIVE_MS = 60_000;
@@ -76,6 +88,18 @@ const SPEND_TODAY_SQL = `
      AND buyer_id IS NOT NULL
    GROUP BY buyer_id`;
 
+/** A proxy's registry entry (proxy/src/redis-state.ts writes it); undefined if unreadable. */
+const registryEntry = (json: string): { seenMs: number; acceptWindowSeconds: number } | undefined => {
+  try {
+    const entry = JSON.parse(json) as { seen_ms?: unknown; accept_window_seconds?: unknown };
+    if (typeof entry.seen_ms !== 'number') return undefined;
+    const window = typeof entry.accept_window_seconds === 'number' ? entry.accept_window_seconds : 0;
+    return { seenMs: entry.seen_ms, acceptWindowSeconds: window };
+  } catch {
+    return undefined;
+  }
+};
+
 export class EpochKeeper {
   readonly #o: EpochKeeperOptions;
   #timer: NodeJS.Timeout | undefined;
@@ -84,10 +108,14 @@ export class EpochKeeper {
   /** Proxy instance → when last seen and its acceptance window, from the registry (kept here: Redis may lose it). */
   readonly #proxies = new Map<string, { seenMs: number; acceptWindowSeconds: number }>();
   #prunedAt = 0;
+  /** When this control plane started: a proxy it has not watched for ALIVE_MS may be one it never saw yet. */
+  readonly #startedMs = Date.now();
+  readonly #scripts: GatewayScripts;
   readonly stats: EpochStats = { restored: null, restores: 0, lastRestoreMs: null, proofsRestored: 0 };
 
   constructor(options: EpochKeeperOptions) {
     this.#o = options;
+    this.#scripts = createGatewayScripts(options.redis, options.keys);
   }
 
   /** Checks now (and restores if needed), then every `pollMs` and whenever the Redis connection comes back. */
@@ -140,18 +168,14 @@ export class EpochKeeper {
       this.stats.proofsRestored += proofs;
       log.info({ epoch, proofs, ms: Math.round(this.stats.lastRestoreMs) }, 'Redis epoch restored from PostgreSQL');
     } finally {
-      await redis.del(keys.epochRestoreLock).catch(() => {});
+      await unlock(redis, keys.epochRestoreLock, epoch).catch(() => {});
     }
   }
 
   #remember(registry: Record<string, string>): void {
     for (const [instance, json] of Object.entries(registry)) {
-      try {
-        const entry = JSON.parse(json) as { seen_ms?: unknown; accept_window_seconds?: unknown };
-        if (typeof entry.seen_ms !== 'number') continue;
-        const window = typeof entry.accept_window_seconds === 'number' ? entry.accept_window_seconds : 0;
-        this.#proxies.set(instance, { seenMs: entry.seen_ms, acceptWindowSeconds: window });
-      } catch {}
+      const entry = registryEntry(json);
+      if (entry) this.#proxies.set(instance, entry);
     }
     for (const [instance, entry] of this.#proxies)
       if (Date.now() - entry.seenMs > 10 * ALIVE_MS) this.#proxies.delete(instance);
@@ -165,10 +189,12 @@ export class EpochKeeper {
   /** Until every proxy seen alive lately has acknowledged the new epoch (it put back what it had written), or graceMs. */
   async #waitForProxies(epoch: string): Promise<void> {
     const alive = [...this.#proxies].filter(([, p]) => Date.now() - p.seenMs < ALIVE_MS).map(([id]) => id);
+    // Watched for less than ALIVE_MS (just started): a proxy alive but not yet seen is waited for too (the full grace).
+    const complete = Date.now() - this.#startedMs >= ALIVE_MS;
     const until = Date.now() + this.#o.graceMs;
     for (;;) {
       const acked = new Set(await this.#o.redis.smembers(this.#o.keys.epochAcks(epoch)));
-      if (alive.length > 0 && alive.every((id) => acked.has(id))) return;
+      if (complete && alive.length > 0 && alive.every((id) => acked.has(id))) return;
       if (Date.now() >= until || this.#stopped) return;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
@@ -177,12 +203,25 @@ export class EpochKeeper {
   async #prune(): Promise<void> {
     if (Date.now() - this.#prunedAt < PRUNE_EVERY_MS) return;
     this.#prunedAt = Date.now();
-    await this.#o.pool.query(PRUNE_SQL, [2 * (this.#windowSeconds() + WINDOW_MARGIN_SECONDS)]);
+    const age = 2 * (this.#windowSeconds() + WINDOW_MARGIN_SECONDS);
+    // In slices, so that one prune never holds many rows locked at once.
+    while (!this.#stopped && ((await this.#o.pool.query(PRUNE_SQL, [age])).rowCount ?? 0) >= PRUNE_SLICE);
+    // Proxies gone for long leave the registry (this control plane keeps its own list for the restore).
+    const registry = await this.#o.redis.hgetall(this.#o.keys.proxies);
+    const gone = Object.entries(registry)
+      .filter(([, json]) => {
+        const seen = registryEntry(json)?.seenMs;
+        return seen === undefined || Date.now() - seen > 10 * ALIVE_MS;
+      })
+      .map(([instance]) => instance);
+    if (gone.length > 0) await this.#o.redis.hdel(this.#o.keys.proxies, ...gone);
   }
 
   /** Writes config, held proofs and today's spend into Redis; returns how many proofs it restored. */
   async #restore(): Promise<number> {
     const { pool, redis, keys, publisher } = this.#o;
+    const { rows: now } = await pool.query<{ now: Date }>('SELECT now()');
+    const since = now[0]!.now;
     await publisher.resync();
     const windowSeconds = this.#windowSeconds() + WINDOW_MARGIN_SECONDS;
     let restored = 0;
@@ -210,6 +249,17 @@ export class EpochKeeper {
       for (const row of rows) pipeline.set(keys.spend(row.buyer_id, day), row.spent, 'EX', 172_800);
       await pipeline.exec();
     }
+    // A proof given back while this ran may have been written above after the consumer released it: release again.
+    const { rows: given } = await pool.query<{ gateway_request_id: string }>(GIVEN_BACK_SINCE_SQL, [
+      since,
+      windowSeconds,
+    ]);
+    await releaseInRedis(
+      pool,
+      this.#scripts,
+      given.map((r) => r.gateway_request_id),
+      this.#o.log,
+    );
     return restored;
   }
 }

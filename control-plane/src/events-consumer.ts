@@ -3,6 +3,7 @@ import { createGatewayScripts, type GatewayScripts } from '@crochet/plugins';
 import {
   EVENT_FIELD,
   EVENT_PAYMENT_FIELD,
+  EVENT_TIME_FIELD,
   EVENTS_GROUP,
   type GatewayEndEvent,
   type GatewayEvent,
@@ -128,7 +129,11 @@ const parsePayment = (raw: string): PaymentRecord => {
  * Parses and checks one entry's event (and, for a paid start, its payment: the `p` field); throws EventError with
  * the first problem found.
  */
-export const parseEvent = (raw: string | null, paymentRaw: string | null = null): GatewayEvent => {
+export const parseEvent = (
+  raw: string | null,
+  paymentRaw: string | null = null,
+  consumedAt: string | null = null,
+): GatewayEvent => {
   if (raw === null) throw new EventError(`entry has no "${EVENT_FIELD}" field`);
   let value: unknown;
   try {
@@ -161,6 +166,10 @@ export const parseEvent = (raw: string | null, paymentRaw: string | null = null)
     // The payment comes as the entry's own field; proxies of the previous release put it inside the event.
     const payment = paymentRaw ?? (e['payment'] === undefined ? null : JSON.stringify(e['payment']));
     if (payment !== null) start.payment = parsePayment(payment);
+    if (consumedAt !== null) {
+      check(/^[0-9]{1,16}$/.test(consumedAt), 'consumed time');
+      start.consumed_at = Number(consumedAt);
+    }
     return start;
   }
   // Proxies of the release before the lifecycle states call a refusal 'denied' (a rolling upgrade meets both).
@@ -295,8 +304,10 @@ const recordProofs = async (
   const consumed = new Map<string, { id: string; at: number }>();
   for (const event of events) {
     if (event.type !== 'gateway.start' || !event.payment) continue;
+    // Redis's time of the consumption where the entry has it (one clock for every proxy), else the proxy's.
+    const at = event.consumed_at ?? event.at;
     for (const proofId of event.payment.proof_ids) {
-      if ((consumed.get(proofId)?.at ?? -1) < event.at) consumed.set(proofId, { id: event.id, at: event.at });
+      if ((consumed.get(proofId)?.at ?? -1) < at) consumed.set(proofId, { id: event.id, at });
     }
   }
   if (consumed.size > 0) {
@@ -440,7 +451,7 @@ const flat = (reply: unknown): Record<string, unknown> => {
   return out;
 };
 
-const GIVEN_BACK_SQL = `
+export const GIVEN_BACK_SQL = `
   SELECT id, buyer_id, price_atomic::text AS price_atomic, payment, created_at FROM gateway_requests
    WHERE id = ANY ($1::text[]) AND buyer_id IS NOT NULL AND payment ? 'proof_ids'
      AND payment -> 'outcome' ->> 'status' IN ('released', 'pending')`;
@@ -450,14 +461,12 @@ const GIVEN_BACK_SQL = `
  * proxy did it already, unless Redis failed it for long: the script is idempotent and only releases a proof still
  * held by that very request, so doing it again here is harmless — and makes sure it happens.
  */
-const releaseInRedis = async (pool: Pool, scripts: GatewayScripts, events: readonly GatewayEvent[]) => {
-  const ids = events
-    .filter(
-      (e) =>
-        e.type === 'gateway.end' &&
-        (e.payment_outcome?.status === 'released' || e.payment_outcome?.status === 'pending'),
-    )
-    .map((e) => e.id);
+export const releaseInRedis = async (
+  pool: Pick<Pool, 'query'>,
+  scripts: GatewayScripts,
+  ids: readonly string[],
+  log: Pick<EventsConsumerLog, 'error'>,
+): Promise<void> => {
   if (ids.length === 0) return;
   const { rows } = await pool.query<{
     id: string;
@@ -467,17 +476,31 @@ const releaseInRedis = async (pool: Pool, scripts: GatewayScripts, events: reado
     created_at: Date;
   }>(GIVEN_BACK_SQL, [ids]);
   for (const row of rows) {
-    await scripts.release({
-      gatewayRequestId: row.id,
-      proofIds: row.payment.proof_ids,
-      proofId: row.payment.proof_ids[0]!,
-      buyerId: row.buyer_id,
-      day: utcDay(row.created_at.getTime()),
-      priceAtomic: row.price_atomic,
-      mode: row.payment.outcome.status === 'pending' ? 'hold' : 'give',
-    });
+    try {
+      await scripts.release({
+        gatewayRequestId: row.id,
+        proofIds: row.payment.proof_ids,
+        proofId: row.payment.proof_ids[0]!,
+        buyerId: row.buyer_id,
+        day: utcDay(row.created_at.getTime()),
+        priceAtomic: row.price_atomic,
+        mode: row.payment.outcome.status === 'pending' ? 'hold' : 'give',
+      });
+    } catch (error) {
+      // One row Redis refuses (out of memory, say) does not hold up the stream behind it.
+      log.error({ err: error, id: row.id }, 'could not give a proof back in Redis');
+    }
   }
 };
+
+/** The paid requests events touch: the ones whose proofs may need giving back (an end may come before its start). */
+const paidIds = (events: readonly GatewayEvent[]): string[] => [
+  ...new Set(
+    events
+      .filter((e) => (e.type === 'gateway.start' ? e.payment !== undefined : e.payment_outcome !== undefined))
+      .map((e) => e.id),
+  ),
+];
 
 /** The stream id just before `id` ("<ms>-<seq>"). */
 const streamIdBefore = (id: string): string => {
@@ -623,7 +646,8 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
       }
       const raw = fieldOf(fields, EVENT_FIELD);
       try {
-        good.push({ id, raw: raw ?? '', event: parseEvent(raw, fieldOf(fields, EVENT_PAYMENT_FIELD)) });
+        const event = parseEvent(raw, fieldOf(fields, EVENT_PAYMENT_FIELD), fieldOf(fields, EVENT_TIME_FIELD));
+        good.push({ id, raw: raw ?? '', event });
       } catch (error) {
         bad.push({ id, raw, error: messageOf(error) });
       }
@@ -633,7 +657,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
       try {
         const events = good.map((g) => g.event);
         await transaction(pool, (client) => applyEvents(client, events, ledger));
-        await releaseInRedis(pool, scripts, events);
+        await releaseInRedis(pool, scripts, paidIds(events), log);
         await ack(good.map((g) => g.id));
         stats.processed += good.length;
       } catch (error) {
@@ -641,7 +665,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
         for (const g of good) {
           try {
             await transaction(pool, (client) => applyEvents(client, [g.event], ledger));
-            await releaseInRedis(pool, scripts, [g.event]);
+            await releaseInRedis(pool, scripts, paidIds([g.event]), log);
             await ack([g.id]);
             stats.processed++;
           } catch (single) {

@@ -1,4 +1,4 @@
-import { EXIT_UNSAFE_STATE, installProcessGuard } from '@crochet/plugins';
+import { DRAIN_MS, EXIT_UNSAFE_STATE, installProcessGuard } from '@crochet/plugins';
 import { ConfigError } from '@crochet/protocol';
 import { loadControlPlaneConfig } from './config.js';
 import { isDatabaseUnavailable } from './db.js';
@@ -22,6 +22,8 @@ const main = async (): Promise<void> => {
   const shutdown = (reason: string, code = 0) => {
     if (closing) return;
     closing = true;
+    // Whatever hangs in the drain (a store that does not answer), the process ends: a supervisor restarts it.
+    setTimeout(() => process.exit(code || 1), DRAIN_MS + 15_000).unref();
     plane.app.log.info({ reason }, 'shutting down');
     plane.close().then(
       () => process.exit(code),

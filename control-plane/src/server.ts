@@ -1,4 +1,4 @@
-import { startMetricsListener } from '@crochet/plugins';
+import { closeServer, startMetricsListener } from '@crochet/plugins';
 import { CryptoBox, redisKeys } from '@crochet/protocol';
 import type { FastifyBaseLogger } from 'fastify';
 import { Redis } from 'ioredis';
@@ -64,6 +64,20 @@ export const buildControlPlane = (deps: Deps, metrics: ControlPlaneMetrics = cre
   return app;
 };
 
+/**
+ * Redis must not evict: it holds consumed proofs and events not yet read, and an evicted proof could pay twice. A
+ * managed Redis may refuse CONFIG: then nothing is known, and nothing is said.
+ */
+const warnOnEviction = async (redis: Redis, log: { warn(obj: object, msg: string): void }): Promise<void> => {
+  const policy = (await redis.config('GET', 'maxmemory-policy').catch(() => [])) as string[];
+  if (policy[1] && policy[1] !== 'noeviction') {
+    log.warn(
+      { maxmemory_policy: policy[1] },
+      'Redis may evict keys (maxmemory-policy is not noeviction): a consumed proof evicted could pay twice',
+    );
+  }
+};
+
 /** Connects to PostgreSQL and Redis, applies migrations, and listens. `close()` drains and disconnects. */
 export const startControlPlane = async (
   config: ControlPlaneConfig,
@@ -102,7 +116,7 @@ export const startControlPlane = async (
   const close = async (): Promise<void> => {
     await publisher.stop(); // waits for a resync in progress: before the pool closes
     await epoch?.stop(); // waits for a restore in progress: likewise
-    await app.close();
+    await closeServer(app);
     await metricsListener?.close();
     await reconciler?.stop(); // waits for a run in progress: before the pool closes
     await scoreJob?.stop(); // likewise
@@ -125,6 +139,7 @@ export const startControlPlane = async (
       log: app.log.child({ component: 'epoch' }),
     });
     await epoch.start();
+    await warnOnEviction(redis, app.log);
     eventsConsumer = await startEventsConsumer({
       pool,
       redis,

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { EVENT_FIELD, EVENT_PAYMENT_FIELD, redisKeys } from '@crochet/protocol';
+import { EVENT_FIELD, EVENT_PAYMENT_FIELD, EVENT_TIME_FIELD, redisKeys } from '@crochet/protocol';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createGatewayScripts, type PaidAdmissionRequest } from '../src/admission/index.js';
@@ -69,7 +69,17 @@ describe('paid admission', () => {
     expect(admitted).toMatchObject({ outcome: 'admitted', payment: PAYMENT });
     expect(await redis.get(keys.paymentUsed('tx:solana:test:sig1'))).toBe(first.gatewayRequestId);
     expect(await redis.get(keys.paymentUsed('extra:1'))).toBe(first.gatewayRequestId);
-    expect(await entries()).toEqual([[EVENT_FIELD, first.startEvent, EVENT_PAYMENT_FIELD, PAYMENT]]);
+    // The start carries Redis's time of admission: the control plane orders consumed proofs by it.
+    expect(await entries()).toEqual([
+      [
+        EVENT_FIELD,
+        first.startEvent,
+        EVENT_PAYMENT_FIELD,
+        PAYMENT,
+        EVENT_TIME_FIELD,
+        expect.stringMatching(/^\d{13}$/),
+      ],
+    ]);
     expect(await redis.get(keys.spend('agt_buyer', '20261203'))).toBe('1000');
     // Another request with the same proof, by either of its ids: used, naming the first.
     expect(await scripts.admitPaid(request())).toEqual({ outcome: 'used', gatewayRequestId: first.gatewayRequestId });

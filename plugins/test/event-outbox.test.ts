@@ -41,7 +41,7 @@ describe('the event outbox', () => {
     const scripted = await redis.xadd(stream, '*', EVENT_FIELD, event(2), 'p', '{"proof_ids":["x"]}');
     outbox.sent([EVENT_FIELD, event(2), 'p', '{"proof_ids":["x"]}'], scripted!);
     await redis.del(stream); // Redis restarted empty
-    const rewound = outbox.rewind();
+    const rewound = await outbox.rewind();
     expect(rewound.map((f) => f[1])).toEqual([event(1), event(2)]);
     await outbox.flush();
     const again = await redis.xrange(stream, '-', '+');
@@ -49,6 +49,24 @@ describe('the event outbox', () => {
       [EVENT_FIELD, event(1)],
       [EVENT_FIELD, event(2), 'p', '{"proof_ids":["x"]}'],
     ]);
+    await outbox.close();
+  });
+
+  it('counts a write in flight when rewinding: its events are neither missed nor appended twice', async () => {
+    await redis.del(stream);
+    const outbox = new EventOutbox({ redis, streamKey: stream });
+    outbox.pushJson(event(1));
+    await outbox.flush();
+    outbox.pushJson(event(2));
+    const inFlight = outbox.flush(); // written while the epoch changes
+    await redis.del(stream);
+    const rewound = await outbox.rewind();
+    await inFlight;
+    expect(rewound.map((f) => f[1])).toEqual([event(1), event(2)]);
+    await outbox.flush();
+    // Event 2's own write landed before the stream was lost: the rewind appends both again, once each.
+    const entries = await redis.xrange(stream, '-', '+');
+    expect(entries.map(([, fields]) => fields[1])).toEqual([event(1), event(2)]);
     await outbox.close();
   });
 

@@ -28,6 +28,11 @@ export interface GatewayStartEvent {
   at: number;
   /** The verified payment of a paid call: the entry's `p` field, joined to the event when it is read. */
   payment?: PaymentRecord;
+  /**
+   * A paid call: when the admission script consumed its proof, in Redis's clock (the entry's `t` field): which of two
+   * requests consumed a proof last is decided by one clock.
+   */
+  consumed_at?: number;
 }
 
 /** What the gateway verified about a paid call's payment. */
@@ -82,3 +87,5 @@ export type GatewayEvent = GatewayStartEvent | GatewayEndEvent;
 export const EVENT_FIELD = 'e';
 /** The stream field of a paid call's start entry that holds its verified payment's JSON. */
 export const EVENT_PAYMENT_FIELD = 'p';
+/** The stream field of a paid call's start entry that holds Redis's time of the consumption (unix ms). */
+export const EVENT_TIME_FIELD = 't';

@@ -1,4 +1,5 @@
 import {
+  closeServer,
   createGatewayScripts,
   createGuardedAgent,
   createReceiptSigner,
@@ -288,7 +289,7 @@ export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
     state,
     close: () =>
       (closing ??= (async () => {
-        await server.close();
+        await closeServer(server);
         await metricsListener.close();
         store.stop();
         state.stop();

@@ -50,11 +50,8 @@ export interface Call {
   exit: GatewayExit | null;
   finalized: boolean;
   paid: PaidCall | null;
-  /**
-   * A paid admission whose outcome stayed unknown: the background release of whatever it consumed (resolves to the
-   * number of proof ids released, null if Redis never answered).
-   */
-  abandoned: Promise<number | null> | null;
+  /** A paid admission whose outcome stayed unknown: recorded refused, its proof given back (payments.ts). */
+  abandoned: boolean;
   /** A 402's payment request id. */
   paymentRequestId: string | null;
   receipt: ReceiptState | null;
@@ -114,7 +111,7 @@ export const openCall = (request: Call['request'], reply: FastifyReply, startedA
   exit: null,
   finalized: false,
   paid: null,
-  abandoned: null,
+  abandoned: false,
   paymentRequestId: null,
   receipt: null,
 });

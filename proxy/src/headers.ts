@@ -46,8 +46,8 @@ const REQUEST_DROP = new Set([
   'x-real-ip',
 ]);
 
-// x402's headers are the gateway's to send: a seller's PAYMENT-RESPONSE would tell the buyer of a settlement that
-// never happened.
+// x402's headers are the gateway's to send (v2 and v1 names): a seller's PAYMENT-RESPONSE would tell the buyer of a
+// settlement that never happened.
 const RESPONSE_DROP = new Set([
   ...HOP_BY_HOP,
   'set-cookie',
@@ -56,6 +56,8 @@ const RESPONSE_DROP = new Set([
   'alt-svc',
   'payment-response',
   'payment-required',
+  'x-payment-response',
+  'x-payment-required',
 ]);
 
 const isCrochet = (name: string): boolean => name.startsWith('x-crochet-');

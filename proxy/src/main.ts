@@ -1,4 +1,4 @@
-import { EXIT_UNSAFE_STATE, installProcessGuard } from '@crochet/plugins';
+import { DRAIN_MS, EXIT_UNSAFE_STATE, installProcessGuard } from '@crochet/plugins';
 import { ConfigError } from '@crochet/protocol';
 import { startProxy } from './app.js';
 import { loadProxyConfig } from './config.js';
@@ -21,6 +21,8 @@ const main = async (): Promise<void> => {
   const shutdown = (reason: string, code = 0) => {
     if (closing) return;
     closing = true;
+    // Whatever hangs in the drain (a store that does not answer), the process ends: a supervisor restarts it.
+    setTimeout(() => process.exit(code || 1), DRAIN_MS + 15_000).unref();
     proxy.app.log.info({ reason }, 'shutting down');
     proxy.close().then(
       () => process.exit(code),

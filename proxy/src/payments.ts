@@ -83,6 +83,8 @@ export interface PaymentsOptions {
 const VERIFIED_TTL_SECONDS = 24 * 3600;
 /** A payment request id as gateways issued them before they proved themselves (protocol payment-request.ts). */
 const LEGACY_REQUEST_ID = /^pay_[0-9A-HJKMNP-TV-Z]{26}$/;
+/** ioredis's refusal of a command it never sent (no connection, and no offline queue). */
+const NOT_SENT = /isn't writeable|Connection is closed/i;
 /** Margin for the difference between the proxy's estimate of Redis's clock and the real one. */
 const CLOCK_MARGIN_MS = 1_000;
 
@@ -156,6 +158,16 @@ export class Payments {
     };
 
     let outcome = await this.#admitPaid(call, request);
+    const holder =
+      typeof outcome === 'object' && outcome?.outcome === 'used'
+        ? this.#abandoned.get(outcome.gatewayRequestId)
+        : undefined;
+    if (holder) {
+      // The proof is held by a call this proxy abandoned and is still giving back: give it back now, then admit.
+      await holder().catch(() => {});
+      outcome = await this.#admitPaid(call, request);
+    }
+    if (outcome === 'unavailable') return unavailable();
     if (outcome?.outcome === 'unverified') {
       const verdict = await this.#verify(rail, proof, call);
       if (verdict instanceof ApiError) return verdict;
@@ -169,6 +181,7 @@ export class Payments {
       });
     }
     if (outcome === null) return this.#abandon(call, request);
+    if (outcome === 'unavailable') return unavailable();
     return this.#decide(call, outcome, rail, request);
   }
 
@@ -273,16 +286,22 @@ export class Payments {
   /**
    * Runs the paid admission until its outcome is known: a timeout or a dropped connection leaves it unknown, so the
    * script is run again (idempotent by gateway request id) once the first run's deadline has passed in Redis's
-   * clock — from then on the first run can do nothing, and the new answer is the truth. Null when Redis stayed silent
-   * for the whole resolve budget.
+   * clock — from then on the first run can do nothing, and the new answer is the truth. Null when the outcome stays
+   * unknown: Redis silent for the whole resolve budget, or, after a run that may have happened, a Redis on another
+   * epoch (which cannot say what that run did: its proofs may come back with the restore).
    */
   async #admitPaid(
     call: Call,
     request: Omit<PaidAdmissionRequest, 'gatewayRequestId' | 'epoch' | 'deadlineMs'>,
-  ): Promise<PaidAdmission | null> {
+  ): Promise<PaidAdmission | 'unavailable' | null> {
     const { scripts, state, commandTimeoutMs, resolveMs } = this.#o;
     const giveUpAt = performance.now() + resolveMs;
+    let uncertain = false;
     for (;;) {
+      if (state.restoring) {
+        void state.check();
+        return uncertain ? null : { outcome: 'epoch' };
+      }
       const deadlineMs = state.redisNow() + commandTimeoutMs + CLOCK_MARGIN_MS;
       try {
         const outcome = await scripts.admitPaid({
@@ -291,25 +310,33 @@ export class Payments {
           epoch: state.epoch ?? '',
           deadlineMs,
         });
+        if (outcome.outcome === 'epoch' && uncertain) return null;
         if (outcome.outcome !== 'late') return outcome;
-      } catch {
-        // It may have run (and consumed the proof for this call): the call counts as admitted until resolved.
+      } catch (error) {
+        // Never sent (no connection): nothing happened. Sent and unanswered: it may have run (and consumed the
+        // proof for this call), so the call counts as admitted until resolved.
+        if (!uncertain && NOT_SENT.test((error as Error).message)) return 'unavailable';
+        uncertain = true;
         call.admitted = true;
         this.#o.metrics?.paymentAmbiguous.inc({ command: 'admit_paid' });
       }
-      const waitMs = Math.max(50, deadlineMs - state.redisNow() + 50);
+      // Asked again only once the earlier run's deadline has surely passed in Redis's clock.
+      const waitMs = Math.max(50, deadlineMs - state.redisNow() + CLOCK_MARGIN_MS / 4);
       if (performance.now() + waitMs > giveUpAt) return null;
       await sleep(waitMs);
     }
   }
 
   /**
-   * Redis stayed silent: the buyer is told to retry with the same proof. In the background, once Redis answers, the
-   * proof is given back if this call holds it (and its spend with it), so that the retry pays with it.
+   * Redis could not say what became of the admission: the buyer is told to retry with the same proof. The call is
+   * recorded refused with its proof given back — at once in the record (the control plane then releases it in Redis,
+   * idempotently, whatever this proxy manages), and by this proxy as soon as Redis answers, so that the retry pays
+   * with it.
    */
   #abandon(call: Call, request: Omit<PaidAdmissionRequest, 'gatewayRequestId' | 'epoch' | 'deadlineMs'>): ApiError {
     call.admitted = true;
-    call.abandoned = this.#retry('release', () =>
+    call.abandoned = true;
+    const release = () =>
       this.#o.scripts.release({
         gatewayRequestId: call.id,
         proofIds: [request.proofId],
@@ -318,13 +345,17 @@ export class Payments {
         day: request.day,
         priceAtomic: request.priceAtomic,
         mode: 'give',
-      }),
-    );
+      });
+    this.#abandoned.set(call.id, release);
+    void this.#retry('release', release).finally(() => this.#abandoned.delete(call.id));
     return unavailable(
       'The payment state did not answer in time; this call was not forwarded and its payment was not used. ' +
         'Retry the same call with the same proof: it will not pay twice.',
     );
   }
+
+  /** Calls this proxy abandoned, whose proofs are being given back: a retry that meets one gives it back first. */
+  readonly #abandoned = new Map<string, () => Promise<number>>();
 
   async #verify(rail: PaymentRail, proof: Parameters<PaymentRail['verify']>[0], call: Call) {
     const { config, requestIds } = this.#o;

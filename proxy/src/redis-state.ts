@@ -42,6 +42,8 @@ export class RedisState {
   #timer: NodeJS.Timeout | undefined;
   #checking: Promise<void> | undefined;
   #offsetMs = 0;
+  /** The last few clock samples: the offset is taken from the one with the shortest round trip (the least error). */
+  readonly #samples: { rttMs: number; offsetMs: number }[] = [];
   /** Set on every reconnection until the next look: the server may have restarted meanwhile. */
   #verifying = false;
   /** The epoch whose lost events this proxy has put back (and acknowledged). */
@@ -101,6 +103,13 @@ export class RedisState {
     return this.#checking;
   }
 
+  /** Redis's time read between sentAt and receivedAt: it is within half the round trip of their midpoint. */
+  #clock(redisMs: number, sentAt: number, receivedAt: number): void {
+    this.#samples.push({ rttMs: receivedAt - sentAt, offsetMs: redisMs - (sentAt + receivedAt) / 2 });
+    if (this.#samples.length > 8) this.#samples.shift();
+    this.#offsetMs = this.#samples.reduce((best, s) => (s.rttMs < best.rttMs ? s : best)).offsetMs;
+  }
+
   async #check(): Promise<void> {
     const { redis, keys, outbox, store, log } = this.#o;
     const verifying = this.#verifying;
@@ -122,7 +131,7 @@ export class RedisState {
       [Error | null, string[]],
     ];
     if (mgetError || timeError) throw mgetError ?? timeError;
-    this.#offsetMs = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000) - (sentAt + receivedAt) / 2;
+    this.#clock(Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000), sentAt, receivedAt);
     const [restored, committed] = values;
     if (epoch !== this.current) this.#restoringSince = performance.now();
     const seen = this.current;
@@ -137,7 +146,7 @@ export class RedisState {
       // is appended again, and the proofs it consumed are marked again — before the control plane restores the rest.
       this.changes++;
       log.warn({ from: seen, to: epoch }, 'Redis epoch changed: restoring what this proxy had written');
-      this.#rewound = [...(this.#rewound ?? []), ...outbox.rewind()];
+      this.#rewound = [...(this.#rewound ?? []), ...(await outbox.rewind())];
     }
     if (this.#reasserted !== epoch) {
       if (this.#rewound) {

@@ -32,6 +32,8 @@ beforeAll(async () => {
         connection: 'x-seller-hop',
         'x-seller-hop': 'hop-only',
         'x-seller-visible': 'yes',
+        'payment-response': 'forged-settlement',
+        'x-payment-response': 'forged-settlement-v1',
       });
       res.end(JSON.stringify({ created: true }));
       return;
@@ -176,6 +178,8 @@ describe("the seller's response as the buyer sees it", () => {
     expect(res.headers['location']).toBeUndefined();
     expect(res.headers['x-crochet-receipt']).toBeUndefined();
     expect(res.headers['x-seller-hop']).toBeUndefined();
+    expect(res.headers['payment-response']).toBeUndefined();
+    expect(res.headers['x-payment-response']).toBeUndefined();
     expect(res.headers['connection'] ?? '').not.toContain('x-seller-hop');
     const requestId = res.headers['x-crochet-request-id'];
     expect(requestId).toMatch(/^gr_/);

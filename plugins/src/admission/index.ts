@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { RedisKeys } from '@crochet/protocol';
 import type { Redis } from 'ioredis';
-import { ADMIT_FREE, ADMIT_PAID, ADMIT_UNPAID, EPOCH, MARK_RESTORED, RELEASE } from './scripts.js';
+import { ADMIT_FREE, ADMIT_PAID, ADMIT_UNPAID, EPOCH, MARK_RESTORED, RELEASE, UNLOCK } from './scripts.js';
 
 /**
  * Admission (DESIGN §2 hot-path rule): the per-key and per-listing rate limits, proof consumption and the spend cap,
@@ -274,19 +274,18 @@ export const rateLimitHeaders = (admission: Admission): Record<string, string> =
   return headers;
 };
 
-/** The server's run id (INFO server): it changes whenever Redis restarts, or another server takes its place. */
-export const redisRunId = async (redis: Redis): Promise<string> =>
-  /run_id:(\w+)/.exec(await redis.info('server'))?.[1] ?? '';
-
 /**
  * The epoch in force on this Redis (EPOCH in scripts.ts): read, or set anew when the Redis has none or was restarted
  * since (its run id changed). Whoever looks first names it; both planes call this.
  */
 export const currentEpoch = async (redis: Redis, keys: RedisKeys): Promise<string> => {
-  const runId = await redisRunId(redis);
   const proposed = randomBytes(12).toString('base64url');
-  return String(await redis.eval(EPOCH, 2, keys.epoch, keys.epochRunId, proposed, runId));
+  return String(await redis.eval(EPOCH, 2, keys.epoch, keys.epochRunId, proposed));
 };
+
+/** Ends a lock only if it still holds `value` (UNLOCK in scripts.ts): a lock that expired and was taken stays. */
+export const unlock = async (redis: Redis, key: string, value: string): Promise<boolean> =>
+  (await redis.eval(UNLOCK, 1, key, value)) === 1;
 
 /** Marks the epoch restored (the control plane, once it has restored it); false if Redis moved on meanwhile. */
 export const markEpochRestored = async (redis: Redis, keys: RedisKeys, epoch: string): Promise<boolean> =>

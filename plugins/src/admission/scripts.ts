@@ -138,10 +138,12 @@ for _, id in ipairs(cjson.decode(v[3]).proof_ids) do
   used[#used + 1] = key
 end
 if d[1] == 0 then return {'rate_limited', d[2], 0, d[4], d[5], '', '', ''} end
+-- The start record carries Redis's time of the consumption ('t'): which of two requests consumed a proof last is
+-- decided by one clock, not by the proxies' own.
 local function consume()
   for i = 7, #KEYS do redis.call('SET', KEYS[i], me) end
   for _, key in ipairs(used) do redis.call('SET', key, me) end
-  return redis.call('XADD', KEYS[4], '*', 'e', ARGV[4], 'p', v[3])
+  return redis.call('XADD', KEYS[4], '*', 'e', ARGV[4], 'p', v[3], 't', tostring(now))
 end
 local spent = tonumber(redis.call('GET', KEYS[6]) or '0')
 if not v[5] and ARGV[9] ~= '' and spent + tonumber(ARGV[10]) > tonumber(ARGV[9]) then
@@ -194,19 +196,26 @@ return released
 
 /**
  * The Redis epoch (DESIGN §2 durability rule), bound to the server's run id. KEYS: epoch, epoch run id. ARGV: a new
- * random epoch, the server's run id now (INFO server). A Redis with no epoch (never used, or back empty), or one whose
- * run id changed since the epoch was set (restarted from its AOF or a snapshot, or a replica promoted: it may have
- * lost its last writes), gets the new epoch — so every such Redis is restored, not only an empty one. Returns the
+ * random epoch. A Redis with no epoch (never used, or back empty), or one whose run id changed since the epoch was set
+ * (restarted from its AOF or a snapshot, or a replica promoted: it may have lost its last writes), gets the new epoch
+ * — so every such Redis is restored, not only an empty one. The run id is read here, in the same step. Returns the
  * epoch in force.
  */
 export const EPOCH = `
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
 local epoch = redis.call('GET', KEYS[1])
-if not epoch or redis.call('GET', KEYS[2]) ~= ARGV[2] then
+if not epoch or redis.call('GET', KEYS[2]) ~= run then
   redis.call('SET', KEYS[1], ARGV[1])
-  redis.call('SET', KEYS[2], ARGV[2])
+  redis.call('SET', KEYS[2], run)
   return ARGV[1]
 end
 return epoch
+`;
+
+/** Ends a lock only if it is still the holder's. KEYS: the lock. ARGV: what the holder set. */
+export const UNLOCK = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 `;
 
 /** Marks an epoch restored, only if Redis still has that epoch. KEYS: epoch, epoch restored. ARGV: the epoch. */

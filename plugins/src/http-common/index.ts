@@ -2,7 +2,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { ApiError, ERRORS, type ErrorCode, errorBody, newId } from '@crochet/protocol';
-import type { FastifyError, FastifyReply } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import { type ServerLimits, timeoutOptions } from './limits.js';
 import { sendApiError } from './reply.js';
 
@@ -85,6 +85,25 @@ export const serverOptions = (logLevel: string, limits: ServerLimits) => ({
   frameworkErrors,
   ...timeoutOptions(limits),
 });
+
+/** How long a closing server lets calls in flight finish before it cuts them (then the process's own stop follows). */
+export const DRAIN_MS = 20_000;
+
+/**
+ * Stops accepting, lets calls in flight finish (at most `drainMs`, then cuts them: a stream can last as long as its
+ * seller keeps it open), and closes keep-alive connections as soon as they fall idle — Node closes the idle ones when
+ * close() starts, not those that finish a call afterwards, which a client would otherwise keep open until it times out.
+ */
+export const closeServer = async (app: FastifyInstance, drainMs = DRAIN_MS): Promise<void> => {
+  const idle = setInterval(() => app.server.closeIdleConnections(), 100);
+  const cut = setTimeout(() => app.server.closeAllConnections(), drainMs);
+  try {
+    await app.close();
+  } finally {
+    clearInterval(idle);
+    clearTimeout(cut);
+  }
+};
 
 /**
  * The 413 for a body over `limitBytes`. Fastify marks the reply `Connection: close`; answering without closing lets

@@ -134,9 +134,11 @@ export class EventOutbox {
   /**
    * Redis lost the stream (a new epoch): every sent event is appended again. Returns every event not known committed
    * (the sent ones and those not written yet), oldest first, so that the caller can restore what they consumed (the
-   * proofs of paid starts) and what they gave back (the outcomes of ends).
+   * proofs of paid starts) and what they gave back (the outcomes of ends). A write in flight is waited for first: its
+   * events are counted where it leaves them (sent, or unsent again), never missed.
    */
-  rewind(): EventFields[] {
+  async rewind(): Promise<EventFields[]> {
+    while (this.#flushing) await this.#flushing;
     const again = this.#sent.map((s) => s.fields);
     this.#sent = [];
     this.#unsent = [...again, ...this.#unsent];

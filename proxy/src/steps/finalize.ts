@@ -119,7 +119,8 @@ const record = async (
   }
   if (call.paid && deps.payments) {
     event.payment_outcome = await deps.payments.afterResponse(call, state);
-  } else if (call.abandoned && ((await call.abandoned) ?? 0) > 0) {
+  } else if (call.abandoned) {
+    // Never forwarded: whatever it consumed is given back (the control plane releases it again when it records this).
     event.payment_outcome = { status: 'released', tx: null };
   }
   event.at = Date.now();
