@@ -34,7 +34,8 @@ export interface EvmRailConfig {
 
 export interface RelayRailConfig {
   apiUrl: string;
-  apiKey: string | undefined;
+  /** Relay integrator API key, sent as `x-api-key` (`GET /requests/v3` requires one). */
+  apiKey: string;
 }
 
 export interface PaymentsConfig {
@@ -105,10 +106,17 @@ export const loadPaymentsConfig = (r: EnvReader): PaymentsConfig => {
     };
   }
   const relayUrl = r.url('CROCHET_RELAY_API_URL', undefined, ['http:', 'https:']);
+  // Relay's requests API (v3) refuses calls without an integrator key: a Relay rail without one could verify nothing.
+  const relay = relayUrl
+    ? {
+        apiUrl: relayUrl.replace(/\/+$/, ''),
+        apiKey: r.required('CROCHET_RELAY_API_KEY', 'the Relay API key; GET /requests/v3 requires x-api-key'),
+      }
+    : undefined;
   return {
     solana,
     evm,
-    relay: relayUrl ? { apiUrl: relayUrl.replace(/\/+$/, ''), apiKey: r.string('CROCHET_RELAY_API_KEY') } : undefined,
+    relay,
     requestTtlSeconds: r.int('CROCHET_PAYMENT_REQUEST_TTL_SECONDS', 600, { min: 30, max: 86_400 }),
     acceptWindowSeconds: r.int('CROCHET_PAYMENT_ACCEPT_WINDOW_SECONDS', 3_600, { min: 60, max: 7 * 86_400 }),
     verifyTimeoutMs: r.int('CROCHET_PAYMENT_VERIFY_TIMEOUT_MS', 5_000, { min: 100, max: 120_000 }),

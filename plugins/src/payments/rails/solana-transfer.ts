@@ -1,7 +1,7 @@
 import { createSolanaRpc, type Signature } from '@solana/kit';
 import type { SolanaRailConfig } from '../config.js';
 import { type Proof, txProofId } from '../proof.js';
-import { type PaymentCall, type PaymentRail, pending, refuse, type Verdict } from './types.js';
+import { askVerifier, type PaymentCall, type PaymentRail, pending, refuse, type Verdict } from './types.js';
 
 type SolanaRpc = ReturnType<typeof createSolanaRpc>;
 
@@ -29,6 +29,10 @@ const memos = (instructions: ParsedInstruction[]): string[] =>
     .filter((i) => i.program === 'spl-memo' || (i.programId !== undefined && MEMO_PROGRAMS.has(i.programId)))
     .map((i) => (typeof i.parsed === 'string' ? i.parsed : ''));
 
+/** A Solana RPC call; its failure is the verifier's (503 naming the chain), not the payment's. */
+const askSolanaRpc = <T>(config: SolanaRailConfig, call: () => Promise<T>): Promise<T> =>
+  askVerifier(`Solana RPC (${config.network})`, call);
+
 /**
  * `X-Crochet-Payment-Tx: solana:<network>:<signature>` — a confirmed USDC transfer to the marketplace's token account
  * whose memo is the payment_request_id issued for this call (DESIGN §3.4). What arrived is read from the pre/post
@@ -45,13 +49,16 @@ export const solanaTransferRail = (
   async verify(proof: Proof, call: PaymentCall): Promise<Verdict> {
     if (proof.kind !== 'tx') return refuse('PAYMENT_INVALID');
     if (proof.network !== config.network) return refuse('PAYMENT_NETWORK_UNSUPPORTED');
-    const tx = await rpc
-      .getTransaction(proof.tx as Signature, {
-        commitment: 'confirmed',
-        encoding: 'jsonParsed',
-        maxSupportedTransactionVersion: 0,
-      })
-      .send();
+    const signature = proof.tx as Signature;
+    const tx = await askSolanaRpc(config, () =>
+      rpc
+        .getTransaction(signature, {
+          commitment: 'confirmed',
+          encoding: 'jsonParsed',
+          maxSupportedTransactionVersion: 0,
+        })
+        .send(),
+    );
     if (!tx) return pending('PAYMENT_UNCONFIRMED', 'The transaction is not confirmed yet.');
     const meta = tx.meta as unknown as {
       err: unknown;
@@ -98,7 +105,7 @@ export const solanaTransferRail = (
       return refuse('PAYMENT_MEMO_MISMATCH');
     }
     // When the money moved decides both the request's expiry and the acceptance window: without it, no verdict yet.
-    const blockTime = tx.blockTime ?? (await rpc.getBlockTime(tx.slot).send());
+    const blockTime = tx.blockTime ?? (await askSolanaRpc(config, () => rpc.getBlockTime(tx.slot).send()));
     if (blockTime === null)
       return pending('PAYMENT_UNCONFIRMED', 'The block time of the transaction is not known yet.');
     if (Number(blockTime) * 1000 > request.expires_at) return refuse('PAYMENT_REQUEST_EXPIRED');

@@ -1,15 +1,33 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { type PendingSettlementStore, x402Facilitator } from '@x402/core/facilitator';
 import { decodePaymentSignatureHeader } from '@x402/core/http';
 import type { PaymentPayload, PaymentRequirements } from '@x402/core/types';
 import { toFacilitatorEvmSigner } from '@x402/evm';
 import { ExactEvmScheme } from '@x402/evm/exact/facilitator';
 import type { Redis } from 'ioredis';
-import { createWalletClient, type Hex, http, nonceManager, publicActions } from 'viem';
+import {
+  BaseError,
+  createWalletClient,
+  type Hex,
+  HttpRequestError,
+  http,
+  nonceManager,
+  publicActions,
+  TimeoutError,
+} from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import type { EvmRailConfig, PaymentsConfig } from '../config.js';
 import { type Proof, x402ProofId } from '../proof.js';
 import type { Accept } from '../requirements.js';
-import { type PaymentCall, type PaymentRail, refuse, type SettleResult, type Verdict } from './types.js';
+import {
+  errorKind,
+  type PaymentCall,
+  type PaymentRail,
+  refuse,
+  type SettleResult,
+  type Verdict,
+  VerifierUnavailableError,
+} from './types.js';
 
 /**
  * x402 `exact` (`PAYMENT-SIGNATURE`, or `X-PAYMENT` carrying the same payload): the gateway runs the facilitator
@@ -35,6 +53,36 @@ const evmRequirements =
     extra: { name: evm.usdcName, version: evm.usdcVersion, decimals: 6 },
   });
 
+/**
+ * RPC failures seen while the facilitator works on one payment. The facilitator turns some of them into answers
+ * ("invalid", "transaction failed"); with this record the rail tells a chain that did not answer from a payment
+ * that is bad, and answers the first as 503 PAYMENT_VERIFIER_UNAVAILABLE.
+ */
+const rpcTrouble = new AsyncLocalStorage<{ failure?: VerifierUnavailableError }>();
+
+const noteRpcFailure = (verifier: string, error: unknown): void => {
+  const scope = rpcTrouble.getStore();
+  if (scope && !scope.failure) {
+    scope.failure =
+      error instanceof VerifierUnavailableError
+        ? error
+        : new VerifierUnavailableError(verifier, `failed (${errorKind(error)})`, { cause: error });
+  }
+};
+
+/** An EVM RPC that did not answer, or answered HTTP errors — not a contract that reverted. */
+const evmTransportFailure = (error: unknown): boolean =>
+  error instanceof BaseError && error.walk((e) => e instanceof HttpRequestError || e instanceof TimeoutError) !== null;
+
+/** Calls the chain, noting a transport failure in the current payment's scope. */
+const watchEvm =
+  (verifier: string) =>
+  <T>(call: () => Promise<T>): Promise<T> =>
+    call().catch((error: unknown) => {
+      if (evmTransportFailure(error)) noteRpcFailure(verifier, error);
+      throw error;
+    });
+
 /** The EVM settler: a wallet client on the rail's RPC with a nonce manager (settlements run concurrently). */
 const evmSigner = (evm: EvmRailConfig, key: Hex, confirmationTimeoutMs: number) => {
   const account = privateKeyToAccount(key, { nonceManager });
@@ -49,14 +97,22 @@ const evmSigner = (evm: EvmRailConfig, key: Hex, confirmationTimeoutMs: number) 
     transport: http(evm.rpcUrl),
     pollingInterval: 100,
   }).extend(publicActions);
+  const watch = watchEvm(`EVM RPC (${evm.network})`);
   return toFacilitatorEvmSigner(
     {
       address: account.address,
-      getCode: (args) => client.getCode(args),
-      readContract: (args) => client.readContract({ ...args, args: args.args ?? [] } as never),
-      verifyTypedData: (args) => client.verifyTypedData(args as never),
-      writeContract: (args) => client.writeContract({ ...args, args: args.args ?? [] } as never),
-      sendTransaction: (args) => client.sendTransaction(args),
+      getCode: (args) =>
+        watch(() => client.getCode(args)).catch((error: unknown) => {
+          // x402 starts its asset check (a getCode) ahead of the rest and abandons it when verification stops early:
+          // a rejection there would go unhandled. Within a payment the failure is noted — the answer is 503 whatever
+          // getCode says — so it answers "no code" instead.
+          if (rpcTrouble.getStore()?.failure) return undefined;
+          throw error;
+        }),
+      readContract: (args) => watch(() => client.readContract({ ...args, args: args.args ?? [] } as never)),
+      verifyTypedData: (args) => watch(() => client.verifyTypedData(args as never)),
+      writeContract: (args) => watch(() => client.writeContract({ ...args, args: args.args ?? [] } as never)),
+      sendTransaction: (args) => watch(() => client.sendTransaction(args)),
       waitForTransactionReceipt: (args) => client.waitForTransactionReceipt(args),
     },
     { confirmationTimeoutMs },
@@ -134,14 +190,18 @@ export const x402Rail = (schemes: X402Schemes, options: { evmMinPriceAtomic: big
     // A memo the client copied from our 402 (the payment_request_id) is part of what it signed; keep it.
     const memo = (payload.accepted.extra as Record<string, unknown> | undefined)?.['memo'];
     const requirements = typeof memo === 'string' ? { ...base, extra: { ...base.extra, memo } } : base;
-    // The payment step bounds this call (a slow verification answers PAYMENT_PENDING there).
+    // The payment step bounds this call (past its deadline the buyer is told to retry with the same payment).
+    const scope: { failure?: VerifierUnavailableError } = {};
     let result: Awaited<ReturnType<x402Facilitator['verify']>>;
     try {
-      result = await schemes.facilitator.verify(payload, requirements);
+      result = await rpcTrouble.run(scope, () => schemes.facilitator.verify(payload, requirements));
     } catch (error) {
+      if (scope.failure) throw scope.failure;
       // A payload the scheme cannot even read is the client's mistake, not a reason to retry.
       return refuse('PAYMENT_INVALID', `The x402 payment does not verify: ${(error as Error).message}.`);
     }
+    // A verification during which the chain did not answer is no verdict on the payment, whatever it concluded.
+    if (scope.failure) throw scope.failure;
     if (!result.isValid) {
       const reason = result.invalidReason ?? 'invalid';
       if (reason.includes('amount') || reason.includes('value')) return refuse('PAYMENT_UNDERPAID', reason);
@@ -165,9 +225,12 @@ export const x402Rail = (schemes: X402Schemes, options: { evmMinPriceAtomic: big
   },
   async settle(payment): Promise<SettleResult> {
     const { payload, requirements } = payment.settlement as Settlement;
-    const result = await schemes.facilitator.settle(payload, requirements);
+    const scope: { failure?: VerifierUnavailableError } = {};
+    const result = await rpcTrouble.run(scope, () => schemes.facilitator.settle(payload, requirements));
     if (result.success) return { ok: true, tx: result.transaction ?? null };
     if (result.errorReason?.includes('pending')) return { ok: false, pending: true, tx: result.transaction ?? null };
+    // Not broadcast because the chain (or the settler's coordination) did not answer: retry with the same payment.
+    if (scope.failure && !result.transaction) return { ok: false, tx: null, unavailable: scope.failure };
     return { ok: false, tx: result.transaction ?? null, message: result.errorReason ?? 'settlement failed' };
   },
 });
@@ -183,13 +246,25 @@ export const registerSvmScheme = async (
   maxTimeoutSeconds: number,
 ): Promise<string | undefined> => {
   if (!solana.feePayerKey) return undefined;
-  const { createKeyPairSignerFromBytes, getBase58Encoder } = await import('@solana/kit');
+  const kit = await import('@solana/kit');
   const { toFacilitatorSvmSigner } = await import('@x402/svm');
   const { ExactSvmScheme } = await import('@x402/svm/exact/facilitator');
-  const signer = await createKeyPairSignerFromBytes(getBase58Encoder().encode(solana.feePayerKey));
+  const signer = await kit.createKeyPairSignerFromBytes(kit.getBase58Encoder().encode(solana.feePayerKey));
+  // The facilitator's RPC, watched: a transport failure during a payment is noted for the rail (see rpcTrouble).
+  const http = kit.createDefaultRpcTransport({ url: solana.rpcUrl });
+  const verifier = `Solana RPC (${solana.network})`;
+  const watched = (async (request: Parameters<typeof http>[0]) => {
+    try {
+      return await http(request);
+    } catch (error) {
+      noteRpcFailure(verifier, error);
+      throw error;
+    }
+  }) as typeof http;
+  const rpc = kit.createSolanaRpcFromTransport(watched);
   schemes.facilitator.register(
     solana.network as PaymentRequirements['network'],
-    new ExactSvmScheme(toFacilitatorSvmSigner(signer, { defaultRpcUrl: solana.rpcUrl })),
+    new ExactSvmScheme(toFacilitatorSvmSigner(signer, { [solana.network]: rpc } as never)),
   );
   schemes.requirements.set(solana.network, (priceAtomic: bigint) => ({
     scheme: 'exact',
