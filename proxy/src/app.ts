@@ -159,7 +159,10 @@ const buildPayments = async (
   const schemes = createX402Schemes(p, undefined, {
     pendingSettlementStore: redisPendingSettlementStore(redis, keys.paymentSettling),
   });
-  const solanaFeePayer = p.solana ? await registerSvmScheme(schemes, p.solana, p.maxTimeoutSeconds) : undefined;
+  // A Solana settlement counts at the rail's commitment, waited for as long as an EVM one.
+  const solanaFeePayer = p.solana
+    ? await registerSvmScheme(schemes, p.solana, p.maxTimeoutSeconds, { confirmationTimeoutMs: p.verifyTimeoutMs })
+    : undefined;
   // Transactions this gateway sent to settle x402 payments can never count again as direct transfers.
   const settler = p.evm?.settlerKey ? privateKeyToAccount(p.evm.settlerKey).address.toLowerCase() : undefined;
   if (p.solana) rails.push(solanaTransferRail(p.solana, undefined, solanaFeePayer ? [solanaFeePayer] : []));

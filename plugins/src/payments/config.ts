@@ -13,7 +13,19 @@ export interface SolanaRailConfig {
   payTo: string;
   /** Base58 64-byte secret key that pays fees when the gateway settles x402 payments itself. */
   feePayerKey: string | undefined;
+  /**
+   * How final a Solana payment must be before it counts (`CROCHET_SOLANA_COMMITMENT`): `confirmed` (voted on by a
+   * supermajority, ~1 s) or `finalized` (rooted, ~13 s; the default on mainnet). Below it the answer is pending.
+   */
+  commitment: SolanaCommitment;
 }
+
+/** Commitment levels a payment may be required to reach (`processed` can still be rolled back: never enough). */
+export const SOLANA_COMMITMENTS = ['confirmed', 'finalized'] as const;
+export type SolanaCommitment = (typeof SOLANA_COMMITMENTS)[number];
+
+/** The CAIP-2 id of Solana mainnet-beta (its genesis hash, truncated). */
+export const SOLANA_MAINNET = 'solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp';
 
 export interface EvmRailConfig {
   rpcUrl: string;
@@ -61,16 +73,23 @@ export const loadPaymentsConfig = (r: EnvReader): PaymentsConfig => {
   const solanaRpc = r.url('CROCHET_SOLANA_RPC_URL', undefined, ['http:', 'https:']);
   let solana: SolanaRailConfig | undefined;
   if (solanaRpc) {
+    const network = r.required('CROCHET_SOLANA_NETWORK', 'CAIP-2 network of the Solana rail');
+    if (network && !network.startsWith('solana:')) {
+      r.problem('CROCHET_SOLANA_NETWORK', 'must be a CAIP-2 id starting with solana:');
+    }
+    // Mainnet money waits for finality by default; devnets and test chains are fine at confirmed.
+    const commitment = r.string('CROCHET_SOLANA_COMMITMENT', network === SOLANA_MAINNET ? 'finalized' : 'confirmed');
+    if (!(SOLANA_COMMITMENTS as readonly string[]).includes(commitment)) {
+      r.problem('CROCHET_SOLANA_COMMITMENT', `must be confirmed or finalized, got ${JSON.stringify(commitment)}`);
+    }
     solana = {
       rpcUrl: solanaRpc,
-      network: r.required('CROCHET_SOLANA_NETWORK', 'CAIP-2 network of the Solana rail'),
+      network,
       usdcMint: r.required('CROCHET_SOLANA_USDC_MINT', 'USDC mint address'),
       payTo: r.required('CROCHET_SOLANA_PAY_TO', "the marketplace's Solana owner address"),
       feePayerKey: r.string('CROCHET_SOLANA_FEE_PAYER_KEY'),
+      commitment: commitment as SolanaCommitment,
     };
-    if (solana.network && !solana.network.startsWith('solana:')) {
-      r.problem('CROCHET_SOLANA_NETWORK', 'must be a CAIP-2 id starting with solana:');
-    }
   }
   const evmRpc = r.url('CROCHET_EVM_RPC_URL', undefined, ['http:', 'https:']);
   let evm: EvmRailConfig | undefined;

@@ -33,10 +33,38 @@ const memos = (instructions: ParsedInstruction[]): string[] =>
 const askSolanaRpc = <T>(config: SolanaRailConfig, call: () => Promise<T>): Promise<T> =>
   askVerifier(`Solana RPC (${config.network})`, call);
 
+/** Confirmed blocks on top of a transaction's before it is rooted (finalized), and a slot's length, on mainnet. */
+const FINALITY_DEPTH_SLOTS = 32;
+const SLOT_SECONDS = 0.4;
+
 /**
- * `X-Crochet-Payment-Tx: solana:<network>:<signature>` — a confirmed USDC transfer to the marketplace's token account
- * whose memo is the payment_request_id issued for this call (DESIGN §3.4). What arrived is read from the pre/post
- * token balances, so any way of moving the USDC (transfer, transferChecked, a program) counts the same.
+ * Why a transaction is not there at the required commitment: not landed (or not confirmed) yet, or — when finality
+ * is required — confirmed and on its way to being finalized, with a Retry-After from the blocks still to come.
+ */
+const notFinalYet = async (config: SolanaRailConfig, rpc: SolanaRpc, signature: Signature): Promise<Verdict> => {
+  if (config.commitment !== 'finalized') return pending('PAYMENT_UNCONFIRMED', 'The transaction is not confirmed yet.');
+  const { value } = await askSolanaRpc(config, () => rpc.getSignatureStatuses([signature]).send());
+  const status = value[0];
+  if (!status) return pending('PAYMENT_UNCONFIRMED', 'The transaction is not confirmed yet.');
+  if (status.confirmationStatus === 'finalized') {
+    // Finalized between our two questions: ask again at once.
+    return pending('PAYMENT_UNCONFIRMED', 'The transaction was just finalized.', 1);
+  }
+  const confirmations = Number(status.confirmations ?? 0);
+  const seconds = Math.ceil(Math.max(1, FINALITY_DEPTH_SLOTS - confirmations) * SLOT_SECONDS);
+  return pending(
+    'PAYMENT_UNCONFIRMED',
+    `The transaction is ${status.confirmationStatus ?? 'processed'} (${confirmations} confirmations), not finalized ` +
+      'yet; this gateway accepts finalized Solana payments only.',
+    Math.min(15, Math.max(1, seconds)),
+  );
+};
+
+/**
+ * `X-Crochet-Payment-Tx: solana:<network>:<signature>` — a USDC transfer to the marketplace's token account, at the
+ * rail's commitment (`confirmed`, or `finalized` — the mainnet default), whose memo is the payment_request_id issued
+ * for this call (DESIGN §3.4). What arrived is read from the pre/post token balances, so any way of moving the USDC
+ * (transfer, transferChecked, a program) counts the same.
  */
 export const solanaTransferRail = (
   config: SolanaRailConfig,
@@ -53,13 +81,13 @@ export const solanaTransferRail = (
     const tx = await askSolanaRpc(config, () =>
       rpc
         .getTransaction(signature, {
-          commitment: 'confirmed',
+          commitment: config.commitment,
           encoding: 'jsonParsed',
           maxSupportedTransactionVersion: 0,
         })
         .send(),
     );
-    if (!tx) return pending('PAYMENT_UNCONFIRMED', 'The transaction is not confirmed yet.');
+    if (!tx) return notFinalYet(config, rpc, signature);
     const meta = tx.meta as unknown as {
       err: unknown;
       preTokenBalances?: TokenBalance[];

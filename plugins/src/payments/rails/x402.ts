@@ -239,15 +239,20 @@ export const x402Rail = (schemes: X402Schemes, options: { evmMinPriceAtomic: big
 export const x402Networks = (schemes: X402Schemes, accepts: Accept[]): Accept[] =>
   accepts.filter((a) => schemes.requirements.has(a.network));
 
-/** Registers the Solana `exact` scheme with the gateway's fee payer (the gateway settles SVM payments itself). */
+/**
+ * Registers the Solana `exact` scheme with the gateway's fee payer (the gateway settles SVM payments itself). Its
+ * settlement counts once the transaction reaches the rail's commitment (`CROCHET_SOLANA_COMMITMENT`), waited for up
+ * to `confirmationTimeoutMs`; past that it is pending.
+ */
 export const registerSvmScheme = async (
   schemes: X402Schemes,
   solana: NonNullable<PaymentsConfig['solana']>,
   maxTimeoutSeconds: number,
+  options: { confirmationTimeoutMs?: number } = {},
 ): Promise<string | undefined> => {
   if (!solana.feePayerKey) return undefined;
   const kit = await import('@solana/kit');
-  const { toFacilitatorSvmSigner } = await import('@x402/svm');
+  const { toFacilitatorSvmSigner, TransactionOnchainFailureError } = await import('@x402/svm');
   const { ExactSvmScheme } = await import('@x402/svm/exact/facilitator');
   const signer = await kit.createKeyPairSignerFromBytes(kit.getBase58Encoder().encode(solana.feePayerKey));
   // The facilitator's RPC, watched: a transport failure during a payment is noted for the rail (see rpcTrouble).
@@ -262,9 +267,34 @@ export const registerSvmScheme = async (
     }
   }) as typeof http;
   const rpc = kit.createSolanaRpcFromTransport(watched);
+  const base = toFacilitatorSvmSigner(signer, { [solana.network]: rpc } as never);
+  const confirmationTimeoutMs = options.confirmationTimeoutMs ?? 30_000;
+  const reached = (status: string | null | undefined) =>
+    status === 'finalized' || (solana.commitment === 'confirmed' && status === 'confirmed');
+  const facilitatorSigner = {
+    ...base,
+    // As x402's own wait (getSignatureStatuses, failed transactions are final), but up to the rail's commitment.
+    confirmTransaction: async (signature: string) => {
+      const giveUpAt = Date.now() + confirmationTimeoutMs;
+      for (;;) {
+        const { value } = await rpc.getSignatureStatuses([signature as never]).send();
+        const status = value[0];
+        const landed = status?.confirmationStatus === 'confirmed' || status?.confirmationStatus === 'finalized';
+        if (landed && status?.err) {
+          const reason = JSON.stringify(status.err, (_, v) => (typeof v === 'bigint' ? v.toString() : v));
+          throw new TransactionOnchainFailureError(`Transaction failed onchain: ${reason}`);
+        }
+        if (reached(status?.confirmationStatus)) return;
+        if (Date.now() >= giveUpAt) {
+          throw new Error(`Transaction not ${solana.commitment} within ${confirmationTimeoutMs} ms`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    },
+  };
   schemes.facilitator.register(
     solana.network as PaymentRequirements['network'],
-    new ExactSvmScheme(toFacilitatorSvmSigner(signer, { [solana.network]: rpc } as never)),
+    new ExactSvmScheme(facilitatorSigner),
   );
   schemes.requirements.set(solana.network, (priceAtomic: bigint) => ({
     scheme: 'exact',
