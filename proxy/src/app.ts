@@ -159,9 +159,15 @@ const buildPayments = async (
   const schemes = createX402Schemes(p, undefined, {
     pendingSettlementStore: redisPendingSettlementStore(redis, keys.paymentSettling),
   });
-  // A Solana settlement counts at the rail's commitment, waited for as long as an EVM one.
+  // A Solana settlement counts at the rail's commitment, waited for as long as an EVM one; one not final in time is
+  // remembered in Redis too, as the EVM one is: the buyer's retry may land on another proxy.
   const solanaFeePayer = p.solana
-    ? await registerSvmScheme(schemes, p.solana, p.maxTimeoutSeconds, { confirmationTimeoutMs: p.verifyTimeoutMs })
+    ? await registerSvmScheme(schemes, p.solana, p.maxTimeoutSeconds, {
+        confirmationTimeoutMs: p.verifyTimeoutMs,
+        pendingSettlementStore: redisPendingSettlementStore(redis, (key) =>
+          keys.paymentSettling(`${p.solana!.network}:${key}`),
+        ),
+      })
     : undefined;
   // Transactions this gateway sent to settle x402 payments can never count again as direct transfers.
   const settler = p.evm?.settlerKey ? privateKeyToAccount(p.evm.settlerKey).address.toLowerCase() : undefined;

@@ -242,13 +242,14 @@ export const x402Networks = (schemes: X402Schemes, accepts: Accept[]): Accept[] 
 /**
  * Registers the Solana `exact` scheme with the gateway's fee payer (the gateway settles SVM payments itself). Its
  * settlement counts once the transaction reaches the rail's commitment (`CROCHET_SOLANA_COMMITMENT`), waited for up
- * to `confirmationTimeoutMs`; past that it is pending.
+ * to `confirmationTimeoutMs`; past that it is pending, remembered in `pendingSettlementStore` — shared by all
+ * proxies, so that the buyer's retry on any of them waits for the same transaction instead of sending another.
  */
 export const registerSvmScheme = async (
   schemes: X402Schemes,
   solana: NonNullable<PaymentsConfig['solana']>,
   maxTimeoutSeconds: number,
-  options: { confirmationTimeoutMs?: number } = {},
+  options: { confirmationTimeoutMs?: number; pendingSettlementStore?: PendingSettlementStore } = {},
 ): Promise<string | undefined> => {
   if (!solana.feePayerKey) return undefined;
   const kit = await import('@solana/kit');
@@ -294,7 +295,11 @@ export const registerSvmScheme = async (
   };
   schemes.facilitator.register(
     solana.network as PaymentRequirements['network'],
-    new ExactSvmScheme(facilitatorSigner),
+    new ExactSvmScheme(
+      facilitatorSigner,
+      undefined,
+      options.pendingSettlementStore ? { pendingSettlementStore: options.pendingSettlementStore } : {},
+    ),
   );
   schemes.requirements.set(solana.network, (priceAtomic: bigint) => ({
     scheme: 'exact',
