@@ -158,6 +158,15 @@ const buildPayments = async (
   const rails: PaymentRail[] = [];
   const schemes = createX402Schemes(p, undefined, {
     pendingSettlementStore: redisPendingSettlementStore(redis, keys.paymentSettling),
+    // One settler key, several proxies: nonces are picked under a lease in Redis (plugins settler-nonces.ts).
+    settlerCoordination: {
+      redis,
+      keys: (chainId, address) => ({
+        lease: keys.settlerLease(chainId, address),
+        nonce: keys.settlerNonce(chainId, address),
+      }),
+      log: { warn: (details, message) => log()?.log.warn(details, message) },
+    },
   });
   // A Solana settlement counts at the rail's commitment, waited for as long as an EVM one; one not final in time is
   // remembered in Redis too, as the EVM one is: the buyer's retry may land on another proxy.

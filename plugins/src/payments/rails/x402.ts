@@ -7,18 +7,23 @@ import { ExactEvmScheme } from '@x402/evm/exact/facilitator';
 import type { Redis } from 'ioredis';
 import {
   BaseError,
+  type Chain,
+  createPublicClient,
   createWalletClient,
+  encodeFunctionData,
   type Hex,
   HttpRequestError,
   http,
-  nonceManager,
+  type PublicClient,
   publicActions,
   TimeoutError,
 } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
+import { createNonceManager, jsonRpc } from 'viem/nonce';
 import type { EvmRailConfig, PaymentsConfig } from '../config.js';
 import { type Proof, x402ProofId } from '../proof.js';
 import type { Accept } from '../requirements.js';
+import { createSettlerSender, SettlerUnavailableError } from '../settler-nonces.js';
 import {
   errorKind,
   type PaymentCall,
@@ -79,24 +84,57 @@ const watchEvm =
   (verifier: string) =>
   <T>(call: () => Promise<T>): Promise<T> =>
     call().catch((error: unknown) => {
-      if (evmTransportFailure(error)) noteRpcFailure(verifier, error);
+      if (evmTransportFailure(error) || error instanceof SettlerUnavailableError) noteRpcFailure(verifier, error);
       throw error;
     });
 
-/** The EVM settler: a wallet client on the rail's RPC with a nonce manager (settlements run concurrently). */
-const evmSigner = (evm: EvmRailConfig, key: Hex, confirmationTimeoutMs: number) => {
-  const account = privateKeyToAccount(key, { nonceManager });
-  const client = createWalletClient({
-    account,
-    chain: {
-      id: evm.chainId,
-      name: evm.network,
-      nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
-      rpcUrls: { default: { http: [evm.rpcUrl] } },
-    },
-    transport: http(evm.rpcUrl),
-    pollingInterval: 100,
-  }).extend(publicActions);
+/** Where the settler's nonces are coordinated across proxies (settler-nonces.ts); without it, per process. */
+export interface SettlerCoordination {
+  redis: Redis;
+  keys: (chainId: number, address: string) => { lease: string; nonce: string };
+  log?: { warn(details: object, message: string): void };
+}
+
+/**
+ * The EVM settler: the facilitator's reads go to the rail's RPC; its writes (the `transferWithAuthorization` call,
+ * a wallet deployment) are signed here with the settler key and broadcast with a nonce coordinated across proxies.
+ */
+const evmSigner = (
+  evm: EvmRailConfig,
+  key: Hex,
+  confirmationTimeoutMs: number,
+  coordination: SettlerCoordination | undefined,
+) => {
+  const chain: Chain = {
+    id: evm.chainId,
+    name: evm.network,
+    nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
+    rpcUrls: { default: { http: [evm.rpcUrl] } },
+  };
+  // Alone (no Redis), a nonce manager of this signer's own is enough. (Not viem's process-wide one: proxies that share
+  // a process, as in tests, must behave as the separate processes they are in production.)
+  const account = privateKeyToAccount(
+    key,
+    coordination ? {} : { nonceManager: createNonceManager({ source: jsonRpc() }) },
+  );
+  const client = createWalletClient({ account, chain, transport: http(evm.rpcUrl), pollingInterval: 100 }).extend(
+    publicActions,
+  );
+  // The sender decides itself when to send the same bytes again (viem's retries are off there).
+  const once = http(evm.rpcUrl, { retryCount: 0 });
+  const sender = coordination
+    ? createSettlerSender(
+        createPublicClient({ chain, transport: once, cacheTime: 0 }) as PublicClient,
+        createWalletClient({ account, chain, transport: once }),
+        account,
+        chain,
+        {
+          redis: coordination.redis,
+          keys: coordination.keys(evm.chainId, account.address),
+          ...(coordination.log ? { log: coordination.log } : {}),
+        },
+      )
+    : undefined;
   const watch = watchEvm(`EVM RPC (${evm.network})`);
   return toFacilitatorEvmSigner(
     {
@@ -111,8 +149,18 @@ const evmSigner = (evm: EvmRailConfig, key: Hex, confirmationTimeoutMs: number) 
         }),
       readContract: (args) => watch(() => client.readContract({ ...args, args: args.args ?? [] } as never)),
       verifyTypedData: (args) => watch(() => client.verifyTypedData(args as never)),
-      writeContract: (args) => watch(() => client.writeContract({ ...args, args: args.args ?? [] } as never)),
-      sendTransaction: (args) => watch(() => client.sendTransaction(args)),
+      writeContract: (args) =>
+        watch(() => {
+          if (!sender) return client.writeContract({ ...args, args: args.args ?? [] } as never);
+          const data = encodeFunctionData({ abi: args.abi, functionName: args.functionName, args: args.args } as never);
+          return sender.send({
+            to: args.address,
+            data: args.dataSuffix ? (`${data}${args.dataSuffix.slice(2)}` as Hex) : data,
+            ...(args.gas === undefined ? {} : { gas: args.gas }),
+          });
+        }),
+      sendTransaction: (args) =>
+        watch(() => (sender ? sender.send({ to: args.to, data: args.data }) : client.sendTransaction(args))),
       waitForTransactionReceipt: (args) => client.waitForTransactionReceipt(args),
     },
     { confirmationTimeoutMs },
@@ -142,14 +190,14 @@ export const redisPendingSettlementStore = (
 export const createX402Schemes = (
   config: PaymentsConfig,
   extra?: (schemes: X402Schemes) => void,
-  options: { pendingSettlementStore?: PendingSettlementStore } = {},
+  options: { pendingSettlementStore?: PendingSettlementStore; settlerCoordination?: SettlerCoordination } = {},
 ): X402Schemes => {
   const schemes: X402Schemes = { facilitator: new x402Facilitator(), requirements: new Map() };
   if (config.evm?.settlerKey) {
     schemes.facilitator.register(
       config.evm.network as PaymentRequirements['network'],
       new ExactEvmScheme(
-        evmSigner(config.evm, config.evm.settlerKey, config.verifyTimeoutMs),
+        evmSigner(config.evm, config.evm.settlerKey, config.verifyTimeoutMs, options.settlerCoordination),
         options.pendingSettlementStore ? { pendingSettlementStore: options.pendingSettlementStore } : {},
       ),
     );
