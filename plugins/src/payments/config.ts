@@ -61,7 +61,10 @@ export interface PaymentsConfig {
    * Consumed proofs are restored from PostgreSQL for this long after a Redis loss, so what must be restored is bounded.
    */
   acceptWindowSeconds: number;
-  /** How long the gateway waits on a chain or on Relay before answering PAYMENT_PENDING. */
+  /**
+   * How long the gateway waits on a verifier (a chain RPC, Relay) before answering 503 PAYMENT_VERIFIER_UNAVAILABLE,
+   * and on a settlement's confirmation before answering PAYMENT_PENDING.
+   */
   verifyTimeoutMs: number;
   /** x402 maxTimeoutSeconds offered to clients. */
   maxTimeoutSeconds: number;

@@ -168,9 +168,9 @@ const evmSigner = (
 };
 
 /**
- * Where the EVM facilitator remembers a settlement it broadcast but could not see confirmed in time, shared by all
- * proxies: the buyer's retry (answered PAYMENT_PENDING, told to retry with the same payment) may land on any of them,
- * and must wait for that transaction instead of broadcasting the authorization again.
+ * Where a facilitator (EVM or Solana) remembers a settlement it broadcast but could not see final in time, shared by
+ * all proxies: the buyer's retry (answered PAYMENT_PENDING, told to retry with the same payment) may land on any of
+ * them, and must wait for that transaction instead of broadcasting the payment again.
  */
 export const redisPendingSettlementStore = (
   redis: Redis,
