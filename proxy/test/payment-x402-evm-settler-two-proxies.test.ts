@@ -1,3 +1,5 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { devPublicClient, mintUsdc, usdcBalance } from '@crochet/dev-chains';
 import { redisKeys } from '@crochet/protocol';
 import { encodePaymentSignatureHeader } from '@x402/core/http';
@@ -17,7 +19,8 @@ import { gatewayCall, type RawResponse, startSeller, type TestSeller } from './s
  * same account, so their transactions share one nonce sequence; the proxies pick nonces under a lease in Redis
  * (plugins/src/payments/settler-nonces.ts). Two proxies × 20 concurrent settlements: 40 settled, 40 consecutive
  * nonces, nothing left in the pool. A proxy that died holding the lease delays settlements until the lease expires,
- * and a hole in the nonces (a broadcast dropped from the pool) is refilled instead of blocking what follows.
+ * a hole in the nonces (a broadcast dropped from the pool) is refilled instead of blocking what follows, and a
+ * broadcast whose answer was lost is sent again as the same transaction, never as a second one.
  */
 
 let stack: PaymentStack;
@@ -133,5 +136,49 @@ describe('one settler key, several proxies', () => {
     const answer = await gatewayCall(stack.proxies[1]!, listing, buyerKey, { body: {}, headers: proof! });
     await expectAllMined([settledTx(answer)], nonceBefore);
     expect(await redis.hget(keys.nonce, 'next')).toBe(String(nonceBefore + 1));
+  });
+
+  it('a broadcast whose answer is lost is sent again as the same transaction: one settlement, one nonce', async () => {
+    // An RPC in front of anvil that passes the next eth_sendRawTransaction on and then drops the connection.
+    let dropNextSend = true;
+    let sends = 0;
+    const lossy: Server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', async () => {
+        const body = Buffer.concat(chunks);
+        const upstream = await fetch(stack.evm.rpcUrl, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+        });
+        const answer = Buffer.from(await upstream.arrayBuffer());
+        if (body.includes('eth_sendRawTransaction')) {
+          sends += 1;
+          if (dropNextSend) {
+            dropNextSend = false;
+            req.socket.destroy();
+            return;
+          }
+        }
+        res.writeHead(upstream.status, { 'content-type': 'application/json' }).end(answer);
+      });
+    });
+    await new Promise<void>((resolve) => lossy.listen(0, '127.0.0.1', resolve));
+    try {
+      const proxy = await stack.addProxy({
+        ...stack.proxyEnv,
+        CROCHET_EVM_RPC_URL: `http://127.0.0.1:${(lossy.address() as AddressInfo).port}`,
+      });
+      const [proof] = await payments(1);
+      const nonceBefore = await nonceOf('latest');
+      const answer = await gatewayCall(proxy, listing, buyerKey, { body: {}, headers: proof! });
+      await expectAllMined([settledTx(answer)], nonceBefore);
+      // Sent twice, the second time as the very same bytes (anvil had mined the first): one transaction.
+      expect(sends).toBe(2);
+    } finally {
+      lossy.closeAllConnections();
+      await new Promise((resolve) => lossy.close(resolve));
+    }
   });
 });

@@ -35,8 +35,10 @@ import {
  *      - refused for another reason (insufficient funds, …) → nothing moves; the error goes to the facilitator, which
  *        reports the settlement failed (nothing was broadcast);
  *      - no answer (timeout, connection lost) → the same bytes are sent again (same hash) twice; still no answer:
- *        `next` stays, and the hash is returned — the facilitator waits for that receipt and, not seeing it in time,
- *        records the settlement pending under that hash, so a retry waits for it instead of broadcasting again.
+ *        counted as sent (`next` = nonce + 1) and the hash is returned — the facilitator waits for that receipt and,
+ *        not seeing it in time, records the settlement pending under that hash, so a retry waits for it instead of
+ *        broadcasting again. (Had the node not taken it after all, the hole below refills its nonce; that buyer's
+ *        settlement then stays pending until its authorization expires — no money moves twice, none is lost.)
  *   4. Give the lease back (if still ours).
  *
  * A proxy that dies holding the lease: the lease expires after `leaseMs`; the next holder asks the chain, whose
@@ -162,7 +164,7 @@ export const createSettlerSender = (
 
   const advance = (nonce: number) =>
     redis.hset(keys.nonce, { next: nonce + 1, stuck_at: -1, stuck_since: 0 }).catch(() => {
-      // The next holder asks the chain as well: a lost hint costs at most a "nonce too low".
+      // The next holder asks the chain as well: a lost hint costs at most a "nonce too low" or a refilled hole.
     });
 
   /** accepted | taken | no answer | refused (the node's error). */
@@ -221,10 +223,15 @@ export const createSettlerSender = (
             await advance(nonce);
             return hash;
           }
-          if (outcome === 'unknown') return hash;
+          // No answer: counted as sent. Had the node not taken it, the hole is refilled (gapMs); counting it unsent
+          // instead could let a later settlement replace it in the pool and orphan this one.
+          if (outcome === 'unknown') {
+            await advance(nonce);
+            return hash;
+          }
           if (outcome !== 'taken') throw outcome.refused;
           await advance(nonce);
-          nonce += 1;
+          nonce = await pickNonce();
         }
         throw new SettlerUnavailableError(`the settler's nonce was taken ${MAX_TAKEN} times in a row`);
       } finally {
