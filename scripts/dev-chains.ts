@@ -76,7 +76,8 @@ export const startDevChains = async (root: string, log: (line: string) => void):
       // Well-known anvil development keys, for demo buyers only.
       buyer_keys: evm.accounts.slice(1, 5).map((a) => a.privateKey),
     },
-    relay: { api_url: relay.url },
+    // The stand-in's API key (GET /requests/v3 requires one, as Relay's does); a development key, nothing else.
+    relay: { api_url: relay.url, api_key: relay.apiKey },
     faucet_url: faucetUrl,
   };
   mkdirSync(join(root, '.crochet'), { recursive: true });

@@ -53,6 +53,8 @@ export const startDevPaymentNetwork = async (options: { evmChainId?: number } = 
       CROCHET_EVM_SETTLER_KEY: evm.accounts[8]!.privateKey,
       CROCHET_EVM_CONFIRMATIONS: '1',
       CROCHET_RELAY_API_URL: relay.url,
+      // The key the stand-in issued: GET /requests/v3 refuses calls without it, as Relay does.
+      CROCHET_RELAY_API_KEY: relay.apiKey,
     },
     stop: async () => {
       await Promise.all([solana.stop(), evm.stop(), relay.stop()]);

@@ -255,7 +255,8 @@ const required = requests('outcome="payment_required"');
 const verified = verifications('outcome="verified"');
 /** A paid call passes `settle` once its payment is admitted and settled, just before it is forwarded. */
 const paidForwarded = m('crochet_gateway_step_duration_seconds_count', I, 'step="settle"');
-const PENDING_CODES = 'PAYMENT_PENDING|PAYMENT_UNCONFIRMED';
+/** Answers that tell the buyer to retry with the same proof (the last one a 503: the rail's verifier failed). */
+const PENDING_CODES = 'PAYMENT_PENDING|PAYMENT_UNCONFIRMED|PAYMENT_VERIFIER_UNAVAILABLE';
 
 const payments: DashboardSpec = {
   name: 'payments',
@@ -323,7 +324,7 @@ const payments: DashboardSpec = {
           'Pending',
           'reqps',
           12,
-          'Proofs not final yet (the buyer retries with the same proof) and verifications that outlasted the deadline.',
+          'Proofs not final yet or not checkable now (a chain RPC or Relay failing: the buyer retries with the same proof), and verifications that outlasted the deadline.',
           [
             [sumRate(errors(`code=~"${PENDING_CODES}"`), ['code']), '{{code}}'],
             [sumRate(verifications('outcome=~"pending|timeout"'), ['rail', 'outcome']), '{{rail}} {{outcome}}'],

@@ -333,13 +333,14 @@ export const ERRORS = define({
   },
   PAYMENT_UNCONFIRMED: {
     status: 402,
-    message: 'The payment transaction is not confirmed yet.',
+    message: 'The payment transaction is not confirmed (or, where this gateway requires it, not finalized) yet.',
     hint: 'Retry the same call with the same proof once the transaction is confirmed. Do not pay again.',
   },
   PAYMENT_VERIFIER_UNAVAILABLE: {
     status: 503,
     message:
-      "The payment rail's verifier (a chain RPC or Relay) did not answer properly; the payment may well be fine.",
+      'The service this payment rail checks payments with (its chain RPC, or Relay) failed or did not answer in ' +
+      'time; the payment may well be fine. The error names the rail and the service.',
     hint: 'Retry the same call with the same proof after Retry-After seconds. Do not pay again.',
   },
   PAYMENT_PROOF_EXPIRED: {

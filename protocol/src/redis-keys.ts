@@ -48,6 +48,16 @@ export const redisKeys = (prefix: string = DEFAULT_REDIS_PREFIX) =>
     paymentRequestLegacy: (id: string) => `${prefix}pay:req:${id}`,
     /** An x402 settlement broadcast but not confirmed in time: its transaction hash, keyed by the x402 mechanism. */
     paymentSettling: (key: string) => `${prefix}pay:settling:${key}`,
+    /**
+     * The lease one proxy holds while it picks a nonce for an EVM settler account and broadcasts with it (a random
+     * token, expiring on its own should the proxy die). `<chain id>:<address>`: nonces are per account per chain.
+     */
+    settlerLease: (chainId: number, address: string) => `${prefix}settler:${chainId}:${address.toLowerCase()}:lease`,
+    /**
+     * Hash {next, stuck_at, stuck_since}: the nonce after the last broadcast any proxy made from that account, and
+     * since when the chain's pending nonce has stood still below it (a transaction dropped: the gap gets refilled).
+     */
+    settlerNonce: (chainId: number, address: string) => `${prefix}settler:${chainId}:${address.toLowerCase()}:nonce`,
     /** Atomic units an agent spent on paid calls in one UTC day (`utcDay`); counted at admission, kept two days. */
     spend: (agentId: string, day: string) => `${prefix}spend:${agentId}:${day}`,
     /** Rate-limit state (GCRA theoretical arrival time) for one API key. */

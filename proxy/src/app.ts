@@ -159,8 +159,26 @@ const buildPayments = async (
   const rails: PaymentRail[] = [];
   const schemes = createX402Schemes(p, undefined, {
     pendingSettlementStore: redisPendingSettlementStore(redis, keys.paymentSettling),
+    // One settler key, several proxies: nonces are picked under a lease in Redis (plugins settler-nonces.ts).
+    settlerCoordination: {
+      redis,
+      keys: (chainId, address) => ({
+        lease: keys.settlerLease(chainId, address),
+        nonce: keys.settlerNonce(chainId, address),
+      }),
+      log: { warn: (details, message) => log()?.log.warn(details, message) },
+    },
   });
-  const solanaFeePayer = p.solana ? await registerSvmScheme(schemes, p.solana, p.maxTimeoutSeconds) : undefined;
+  // A Solana settlement counts at the rail's commitment, waited for as long as an EVM one; one not final in time is
+  // remembered in Redis too, as the EVM one is: the buyer's retry may land on another proxy.
+  const solanaFeePayer = p.solana
+    ? await registerSvmScheme(schemes, p.solana, p.maxTimeoutSeconds, {
+        confirmationTimeoutMs: p.verifyTimeoutMs,
+        pendingSettlementStore: redisPendingSettlementStore(redis, (key) =>
+          keys.paymentSettling(`${p.solana!.network}:${key}`),
+        ),
+      })
+    : undefined;
   // Transactions this gateway sent to settle x402 payments can never count again as direct transfers.
   const settler = p.evm?.settlerKey ? privateKeyToAccount(p.evm.settlerKey).address.toLowerCase() : undefined;
   if (p.solana) rails.push(solanaTransferRail(p.solana, undefined, solanaFeePayer ? [solanaFeePayer] : []));

@@ -16,6 +16,7 @@ import {
   rateLimitHeaders,
   txProofId,
   type VerifiedPayment,
+  VerifierUnavailableError,
 } from '@crochet/plugins';
 import {
   ApiError,
@@ -112,6 +113,23 @@ const fromRecord = (json: string, settlement: string): VerifiedPayment => {
     proofIds: record.proof_ids,
     ...(settlement ? { settlement: JSON.parse(settlement) as unknown } : {}),
   };
+};
+
+/**
+ * 503 PAYMENT_VERIFIER_UNAVAILABLE naming the rail and, where the rail said (`VerifierUnavailableError`), the service
+ * that failed and how, in the rail's own words.
+ */
+const verifierUnavailable = (rail: string, failure: unknown, timeoutMs?: number) => {
+  const known = failure instanceof VerifierUnavailableError ? failure : null;
+  const what =
+    timeoutMs !== undefined
+      ? `its verifier did not answer within ${timeoutMs} ms`
+      : (known?.message ?? 'its verifier failed');
+  return new ApiError('PAYMENT_VERIFIER_UNAVAILABLE', {
+    message: `The ${rail} payment could not be checked: ${what}. The payment may well be fine; retry with the same proof.`,
+    details: { rail, ...(known ? { verifier: known.verifier } : {}) },
+    headers: { 'retry-after': String(known?.retryAfterSeconds ?? 2) },
+  });
 };
 
 const unavailable = (message?: string, seconds = 2) =>
@@ -387,22 +405,19 @@ export class Payments {
     const started = performance.now();
     let outcome: VerificationOutcome = 'error';
     try {
+      let failure: unknown;
       const verdict = await withDeadline(rail.verify(proof, paymentCall), config.verifyTimeoutMs).catch(
         (error: unknown) => {
           // The chain's RPC or Relay failed (not our stores): the payment may be fine, so it is pending.
           this.#o.log.warn({ err: error, rail: rail.name }, 'payment verifier failed');
+          failure = error;
           return 'failed' as const;
         },
       );
-      if (verdict === 'failed') {
-        return new ApiError('PAYMENT_VERIFIER_UNAVAILABLE', {
-          message: `The ${rail.name} verifier did not answer properly; the payment may well be fine.`,
-          headers: { 'retry-after': '2' },
-        });
-      }
-      if (verdict === 'timeout') {
-        outcome = 'timeout';
-        return new ApiError('PAYMENT_PENDING', { headers: { 'retry-after': '2' } });
+      if (verdict === 'failed' || verdict === 'timeout') {
+        if (verdict === 'timeout') outcome = 'timeout';
+        // The rail's verifier (an RPC, Relay) failed or did not answer in time: 503 naming the rail, never our stores.
+        return verifierUnavailable(rail.name, failure, verdict === 'timeout' ? config.verifyTimeoutMs : undefined);
       }
       if (verdict.ok === 'pending') {
         outcome = 'pending';
@@ -453,6 +468,8 @@ export class Payments {
     if (!settled.ok) {
       paid.outcome = { status: 'released', tx: null };
       await this.#briefly(this.#release(call, 'give'));
+      // Nothing was broadcast because the chain did not answer: the same payment is retried, it did not fail.
+      if ('unavailable' in settled && settled.unavailable) return verifierUnavailable(rail.name, settled.unavailable);
       return new ApiError(
         'PAYMENT_SETTLEMENT_FAILED',
         'message' in settled && settled.message ? { message: `Settlement failed: ${settled.message}.` } : {},

@@ -19,9 +19,11 @@ import {
 import { eventually, expectApiError, gatewayCall, startSeller, type TestSeller } from './stack.js';
 
 /**
- * DESIGN §3.4 "pending, never failed": a verification that outlasts the gateway's deadline answers PAYMENT_PENDING
- * with Retry-After; the same proof retried later completes the call, and the buyer never pays twice. A proof verified
- * but not consumed is remembered, so its retry does not ask the chain (or Relay) again.
+ * DESIGN §3.4 "pending, never failed": a verifier that outlasts the gateway's deadline answers 503
+ * PAYMENT_VERIFIER_UNAVAILABLE naming the rail, with Retry-After (the rail's verifier did not answer — not our stores,
+ * not the payment); the same proof retried later completes the call, and the buyer never pays twice. A proof verified
+ * but not consumed is remembered, so its retry does not ask the chain (or Relay) again. A settlement broadcast but
+ * not confirmed in time is PAYMENT_PENDING.
  */
 
 let stack: PaymentStack;
@@ -76,21 +78,22 @@ const call = (listingId: string, requestId: string) =>
   });
 
 describe('a payment whose verification times out', () => {
-  it('is pending, and the same proof retried once the rail answers completes the call without a new payment', async () => {
+  it('is answered 503 naming the rail, and the same proof retried once the rail answers completes the call without a new payment', async () => {
     const listing = await createPaidListing(stack, sellerKey, `${seller.url}/slow`, '0.10');
     const received = await usdcBalance(stack.evm, stack.evmPayTo);
     const id = await payThroughRelay();
 
     stack.relay.setDelay(1_000);
     const started = Date.now();
-    const pending = await call(listing, id);
-    expectApiError(pending, 402, 'PAYMENT_PENDING');
+    const pending = await call(listing, id).finally(() => stack.relay.setDelay(0));
+    const error = expectApiError(pending, 503, 'PAYMENT_VERIFIER_UNAVAILABLE');
+    expect(error).toMatchObject({ rail: 'relay' });
+    expect(error.message).toMatch(/did not answer within 200 ms/);
     expect(Number(pending.headers['retry-after'])).toBeGreaterThan(0);
     // The gateway answered at its deadline, not when Relay did.
     expect(Date.now() - started).toBeLessThan(900);
     expect(seller.requests).toHaveLength(0);
 
-    stack.relay.setDelay(0);
     const paid = await call(listing, id);
     expect(paid.status, paid.text).toBe(200);
     expect(seller.requests).toHaveLength(1);

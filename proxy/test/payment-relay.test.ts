@@ -12,9 +12,11 @@ import {
 import { expectApiError, gatewayCall, startSeller, type TestSeller } from './stack.js';
 
 /**
- * DESIGN §3.4 Relay payments (`X-Crochet-Relay-Request-Id`): the request's status comes from Relay's intents status
- * API (here the local stand-in); its recipient, currency and amount must be the marketplace's; its destination fill
- * is a real USDC transfer on anvil, checked on chain, and consumed with the request id.
+ * DESIGN §3.4 Relay payments (`X-Crochet-Relay-Request-Id`) against Relay's current API (the local stand-in speaks
+ * only it; `GET /requests/v2` is retired there as at Relay): the status comes from `GET /intents/status/v3`, the
+ * request from `GET /requests/v3` with the gateway's `x-api-key`; its recipient, currency and amount must be the
+ * marketplace's; its destination fill is a real USDC transfer on anvil, checked on chain, and consumed with the
+ * request id.
  */
 
 let stack: PaymentStack;
@@ -96,6 +98,29 @@ describe('a payment through Relay', () => {
       expectApiError(await call(relayId(id)), 402, 'PAYMENT_RELAY_FAILED');
     }
     expect(seller.requests).toHaveLength(1);
+  });
+
+  it('reads requests through v3 with the API key, never the retired v2', async () => {
+    const before = { ...stack.relay.hits };
+    const { id } = await relayRequest('success');
+    expect((await call(relayId(id))).status).toBe(200);
+    expect(stack.relay.hits.requests).toBe(before.requests + 1);
+    expect(stack.relay.hits.retired).toBe(0);
+  });
+
+  it('a wrong API key is the verifier failing (503 naming Relay), never our stores; the proof stays good', async () => {
+    const misconfigured = await stack.addProxy({ ...stack.proxyEnv, CROCHET_RELAY_API_KEY: 'not-the-key' });
+    const before = seller.requests.length;
+    const { id } = await relayRequest('success');
+    const refused = await gatewayCall(misconfigured, listing, buyerKey, { body: { q: 'relay' }, headers: relayId(id) });
+    const error = expectApiError(refused, 503, 'PAYMENT_VERIFIER_UNAVAILABLE');
+    expect(error).toMatchObject({ rail: 'relay', verifier: 'Relay API' });
+    expect(error.message).toMatch(/refused the gateway's API key \(HTTP 401\)/);
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
+    expect(seller.requests).toHaveLength(before);
+    // The same proof on a well-configured proxy pays, once.
+    expect((await call(relayId(id))).status).toBe(200);
+    expect(seller.requests).toHaveLength(before + 1);
   });
 
   it('answers PAYMENT_PENDING while the request is in flight, then accepts the same id once it succeeded', async () => {

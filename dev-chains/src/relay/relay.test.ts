@@ -66,18 +66,13 @@ describe('Relay client against the Relay stand-in', () => {
       status: 'success',
       user: BUYER,
       recipient: MARKETPLACE,
-      currency: 'usdc',
-      metadata: {
-        sender: BUYER,
-        recipient: MARKETPLACE,
-        currencyOut: {
-          currency: { chainId: BASE_CHAIN, address: USDC_BASE, symbol: 'USDC', decimals: 6 },
-          amount: '1250000',
-          amountFormatted: '1.25',
-        },
+      delivered: {
+        currency: { chainId: BASE_CHAIN, address: USDC_BASE, symbol: 'USDC', decimals: 6 },
+        amount: '1250000',
+        amountFormatted: '1.25',
       },
-      inTxs: [{ hash: '5j7s8K1nSolanaDepositSignature', chainId: SOLANA_CHAIN }],
-      outTxs: [{ hash: hex32('ab'), chainId: BASE_CHAIN, type: 'onchain' }],
+      inTxs: [{ txHash: '5j7s8K1nSolanaDepositSignature', chainId: SOLANA_CHAIN }],
+      outTxs: [{ txHash: hex32('ab'), chainId: BASE_CHAIN, type: 'onchain' }],
     });
     expect(request?.createdAt).toMatch(/^\d{4}-\d\d-\d\dT/);
   });
@@ -91,14 +86,25 @@ describe('Relay client against the Relay stand-in', () => {
     expect(Object.keys(status).sort()).toEqual(
       ['destinationChainId', 'details', 'inTxHashes', 'originChainId', 'status', 'txHashes', 'updatedAt'].sort(),
     );
-    const list = (await (await fetch(`${relay.url}/requests/v2?id=${created.id}`, { headers })).json()) as any;
+    const list = (await (await fetch(`${relay.url}/requests/v3?id=${created.id}`, { headers })).json()) as any;
     expect(Object.keys(list)).toEqual(['requests']);
     expect(list.requests).toHaveLength(1);
     expect(Object.keys(list.requests[0]).sort()).toEqual(
-      ['createdAt', 'data', 'id', 'recipient', 'status', 'updatedAt', 'user'].sort(),
+      ['createdAt', 'data', 'id', 'recipient', 'requestType', 'sender', 'status', 'updatedAt', 'user'].sort(),
     );
-    expect(list.requests[0].data.metadata.currencyOut.currency.symbol).toBe('USDC');
-    expect(list.requests[0].data.outTxs[0]).toMatchObject({ hash: hex32('ab'), chainId: BASE_CHAIN });
+    expect(list.requests[0].data.route.actual.destination.outputCurrency.currency.symbol).toBe('USDC');
+    expect(list.requests[0].data.outTxs[0]).toMatchObject({ txHash: hex32('ab'), chainId: BASE_CHAIN });
+  });
+
+  it('retired GET /requests/v2 as Relay did: 410 with the deprecation signals, whatever the key', async () => {
+    const created = relay.createRequest(input());
+    const before = relay.hits.retired;
+    const res = await fetch(`${relay.url}/requests/v2?id=${created.id}`, { headers: { 'x-api-key': API_KEY } });
+    expect(res.status).toBe(410);
+    expect(res.headers.get('sunset')).toBe('Tue, 24 Nov 2026 00:00:00 GMT');
+    expect(res.headers.get('link')).toContain('rel="successor-version"');
+    expect(((await res.json()) as { message: string }).message).toMatch(/requests\/v3/);
+    expect(relay.hits.retired).toBe(before + 1);
   });
 
   it('follows pending → success: no fill hash until the fill exists', async () => {
@@ -109,11 +115,11 @@ describe('Relay client against the Relay stand-in', () => {
     const requestBefore = await client().getRequest(created.id);
     expect(requestBefore?.status).toBe('pending');
     expect(requestBefore?.outTxs).toEqual([]);
+    expect(requestBefore?.delivered).toBeUndefined();
 
     relay.setStatus(created.id, 'submitted');
     expect((await client().getStatus(created.id)).status).toBe('submitted');
-    // /requests/v2 documents no `submitted`: it shows as pending there.
-    expect((await client().getRequest(created.id))?.status).toBe('pending');
+    expect((await client().getRequest(created.id))?.status).toBe('submitted');
 
     relay.setStatus(created.id, 'success');
     const after = await client().getStatus(created.id);
@@ -122,7 +128,8 @@ describe('Relay client against the Relay stand-in', () => {
     expect(after.updatedAt).toBeGreaterThan(before.updatedAt!);
     const requestAfter = await client().getRequest(created.id);
     expect(requestAfter?.status).toBe('success');
-    expect(requestAfter?.outTxs.map((t) => t.hash)).toEqual([hex32('ab')]);
+    expect(requestAfter?.outTxs.map((t) => t.txHash)).toEqual([hex32('ab')]);
+    expect(requestAfter?.delivered?.amount).toBe('1250000');
   });
 
   it('reports failure and refund', async () => {
@@ -151,17 +158,29 @@ describe('Relay client against the Relay stand-in', () => {
     expect((await client().getRequest(created.id.toUpperCase().replace('0X', '0x')))?.id).toBe(created.id);
   });
 
-  it('wrong or missing API key → RelayApiError 401', async () => {
+  it('a wrong API key → RelayApiError 401 on both endpoints; the client refuses to run without one', async () => {
     const created = relay.createRequest(input());
-    for (const apiKey of ['wrong-key', undefined]) {
-      const c = createRelayClient({ baseUrl: relay.url, apiKey, timeoutMs: 2_000 });
-      const err = await c.getStatus(created.id).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(RelayApiError);
-      expect((err as RelayApiError).status).toBe(401);
-      expect((err as RelayApiError).retryable).toBe(false);
-      expect((err as RelayApiError).relayMessage).toBe('Invalid API key');
-      await expect(c.getRequest(created.id)).rejects.toMatchObject({ name: 'RelayApiError', status: 401 });
+    const c = createRelayClient({ baseUrl: relay.url, apiKey: 'wrong-key', timeoutMs: 2_000 });
+    const err = await c.getStatus(created.id).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RelayApiError);
+    expect((err as RelayApiError).status).toBe(401);
+    expect((err as RelayApiError).retryable).toBe(false);
+    expect((err as RelayApiError).relayMessage).toBe('Invalid API key');
+    await expect(c.getRequest(created.id)).rejects.toMatchObject({ name: 'RelayApiError', status: 401 });
+    for (const apiKey of ['', ' ', undefined]) {
+      expect(() => createRelayClient({ baseUrl: relay.url, apiKey: apiKey as string, timeoutMs: 2_000 })).toThrow(
+        /apiKey is required/,
+      );
     }
+  });
+
+  it('without a key: requests v3 answers 400 as Relay does, the status endpoint serves the caller', async () => {
+    const created = relay.createRequest(input());
+    const v3 = await fetch(`${relay.url}/requests/v3?id=${created.id}`);
+    expect(v3.status).toBe(400);
+    expect(await v3.json()).toEqual({ message: "headers must have required property 'x-api-key'" });
+    const status = await fetch(`${relay.url}/intents/status/v3?requestId=${created.id}`);
+    expect(status.status).toBe(200);
   });
 
   it('slow Relay (delayMs 500) with timeoutMs 100 → RelayTimeoutError, promptly', async () => {
@@ -189,7 +208,7 @@ describe('Relay client against the Relay stand-in', () => {
   it('a stopped Relay → RelayUnavailableError', async () => {
     const gone = await startRelayStandIn();
     await gone.stop();
-    const c = createRelayClient({ baseUrl: gone.url, timeoutMs: 2_000 });
+    const c = createRelayClient({ baseUrl: gone.url, apiKey: gone.apiKey, timeoutMs: 2_000 });
     const err = await c.getStatus(hex32('11')).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RelayUnavailableError);
     expect((err as RelayUnavailableError).retryable).toBe(true);
@@ -213,7 +232,7 @@ describe('Relay client response validation', () => {
     await new Promise((resolve) => server.close(resolve));
   });
 
-  const c = () => createRelayClient({ baseUrl: url, timeoutMs: 2_000 });
+  const c = () => createRelayClient({ baseUrl: url, apiKey: API_KEY, timeoutMs: 2_000 });
 
   it('rejects bodies that are not the documented shape', async () => {
     for (const body of ['not json', '[]', '{"status":"done"}', '{"status":"success","txHashes":"0xab"}']) {
@@ -228,7 +247,13 @@ describe('Relay client response validation', () => {
             id: hex32('22'),
             status: 'success',
             data: {
-              metadata: { currencyOut: { currency: { chainId: 1, address: 'x', symbol: 'USDC' }, amount: '1' } },
+              route: {
+                actual: {
+                  destination: {
+                    outputCurrency: { currency: { chainId: 1, address: 'x', symbol: 'USDC' }, amount: '1' },
+                  },
+                },
+              },
             },
           },
         ],

@@ -1,11 +1,22 @@
 /**
- * A local stand-in for Relay's API (we cannot reach api.relay.link from tests or `npm start`). It serves the two
- * endpoints the gateway reads, with the documented response shapes:
+ * A local stand-in for Relay's API (we cannot reach api.relay.link from tests or `npm start`). It speaks only the
+ * current API, with the documented response shapes, for the two endpoints the gateway reads:
  *
  * - `GET /intents/status/v3?requestId=` — https://docs.relay.link/references/api/get-intents-status-v3
- * - `GET /requests/v2?id=` — https://docs.relay.link/references/api/get-requests-v2
+ * - `GET /requests/v3?id=` — https://docs.relay.link/references/api/get-requests
  *
- * and checks the `x-api-key` header (https://docs.relay.link/references/api/api-keys) when an API key is configured.
+ * and the API key (https://docs.relay.link/references/api/api-keys), always configured here as it is for the gateway:
+ *
+ * - `GET /requests/v3` requires `x-api-key` ("x-api-key is now required", Relay's v3 migration guide). Without it the
+ *   answer is what the real API sends: 400 `{ message: "headers must have required property 'x-api-key'" }`
+ *   (its request-schema validation); with a key it does not know, 401 `{ message }`.
+ * - the status endpoint serves callers without a key (at Relay's lower rate limits); a key that is sent must be
+ *   valid (401 otherwise).
+ * - `GET /requests/v2` was deprecated on 2026-07-22 and retired on 2026-11-24
+ *   (https://docs.relay.link/references/api/api_guides/migrating-to-requests-v3). The guide gives the dates but not
+ *   the status code after them; the stand-in answers 410 Gone (RFC 9110 §15.5.11: removed on purpose, for good) with
+ *   the deprecation signals Relay documents for v2 (`Deprecation`, `Sunset`, `Link` rel="successor-version"), so a
+ *   client still calling v2 fails here as it does against Relay.
  *
  * Behaviour where the docs say nothing (they only document the 200 responses):
  * - unknown `requestId` on the status endpoint: 200 `{ status: "waiting" }` — what Relay answers for a request it
@@ -13,23 +24,22 @@
  *   "waiting" as proof of anything.
  * - unknown `id` on the requests endpoint: 200 `{ requests: [] }` (it is a filtered list).
  * - missing `requestId` on the status endpoint: 400 `{ message }`.
- * - wrong or missing API key (when one is configured): 401 `{ message }`.
  * - while a request is `waiting` / `depositing` / `pending` the destination fill does not exist yet, so its
- *   `outTxHashes` are withheld (`txHashes: []`, `outTxs: []`) until the status moves on.
- * - `/requests/v2` has no `submitted` / `delayed` in its documented status enum: those show there as `pending`.
+ *   `outTxHashes` are withheld (`txHashes: []`, `outTxs: []`, no `route.actual`) until the status moves on.
  *
  * Tests register requests with `createRequest` (putting a real anvil / litesvm transaction in `outTxHashes`) and
- * move them with `setStatus`; `delayMs` (per request, or for the whole server) makes answers slow.
+ * move them with `setStatus`; `delayMs` (per request, or for the whole server) makes answers slow, and `failWith`
+ * makes the server answer an HTTP error (Relay down or erroring).
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import Fastify from 'fastify';
 import type {
   RelayCurrency,
+  RelayCurrencyAmount,
   RelayIntentStatus,
   RelayIntentStatusV3Body,
-  RelayRequestStatus,
-  RelayRequestsV2Body,
-  RelayRequestV2,
+  RelayRequestsV3Body,
+  RelayRequestV3,
 } from '../../../plugins/src/payments/relay-client.js';
 
 export type { RelayCurrency, RelayIntentStatus } from '../../../plugins/src/payments/relay-client.js';
@@ -39,7 +49,7 @@ export interface RelayStandInOptions {
   port?: number;
   /** Default 127.0.0.1. */
   host?: string;
-  /** When set, every call must carry `x-api-key: <apiKey>` (401 otherwise). */
+  /** The integrator API key `GET /requests/v3` requires (`x-api-key`). Default: a random one (see `apiKey`). */
   apiKey?: string;
   /** Delay before every answer, ms (a request's own `delayMs` wins). Default 0. */
   delayMs?: number;
@@ -99,7 +109,8 @@ export type RelayStandInUpdate = Partial<
 export interface RelayStandIn {
   /** Base URL, e.g. `http://127.0.0.1:54321` (no trailing slash): Relay's `https://api.relay.link`. */
   url: string;
-  apiKey: string | undefined;
+  /** The API key this Relay issued to the gateway (`CROCHET_RELAY_API_KEY`). */
+  apiKey: string;
   /** Registers a request; returns its stored record (with the id). */
   createRequest(input: CreateRelayRequestInput): RelayStandInRequest;
   setStatus(id: string, status: RelayIntentStatus): void;
@@ -108,16 +119,30 @@ export interface RelayStandIn {
   getRequest(id: string): RelayStandInRequest | undefined;
   /** Server-wide delay, ms. */
   setDelay(delayMs: number): void;
-  /** How many calls each endpoint has answered (including 401s), for tests. */
-  readonly hits: { status: number; requests: number };
+  /**
+   * From now on every call answers this HTTP status with `{ message }` (Relay erroring), or `malformed`: 200 with a
+   * body that is not the documented shape (Relay answering something unexpected); null: normal again.
+   */
+  failWith(failure: number | 'malformed' | null): void;
+  /**
+   * How many calls each endpoint has answered (including errors), for tests: the status and v3 requests endpoints,
+   * and `retired` calls to `GET /requests/v2`.
+   */
+  readonly hits: { status: number; requests: number; retired: number };
   stop(): Promise<void>;
 }
 
 const HASH_WITHHELD_WHILE: readonly RelayIntentStatus[] = ['waiting', 'depositing', 'pending'];
 
-function toV2Status(status: RelayIntentStatus): RelayRequestStatus {
-  return status === 'submitted' || status === 'delayed' ? 'pending' : status;
-}
+/** The sunset of `GET /requests/v2`, and how Relay signals it (RFC 8594 `Sunset`, RFC 9745 `Deprecation`). */
+const V2_RETIRED_HEADERS = {
+  deprecation: '@1784678400',
+  sunset: 'Tue, 24 Nov 2026 00:00:00 GMT',
+  link:
+    '<https://docs.relay.link/references/api/api_guides/migrating-to-requests-v3>; rel="deprecation", ' +
+    '<https://docs.relay.link/references/api/api_guides/migrating-to-requests-v3>; rel="sunset", ' +
+    '</requests/v3>; rel="successor-version"',
+};
 
 function formatUnits(amount: string, decimals: number): string {
   const value = BigInt(amount);
@@ -138,10 +163,11 @@ function sameSecret(given: string, expected: string): boolean {
 }
 
 export async function startRelayStandIn(options: RelayStandInOptions = {}): Promise<RelayStandIn> {
-  const apiKey = options.apiKey;
+  const apiKey = options.apiKey ?? `relay-dev-${randomBytes(12).toString('hex')}`;
   let serverDelayMs = options.delayMs ?? 0;
+  let failure: number | 'malformed' | null = null;
   const requests = new Map<string, RelayStandInRequest>();
-  const hits = { status: 0, requests: 0 };
+  const hits = { status: 0, requests: 0, retired: 0 };
   // Pending delays end early on stop(), so stop() never waits for a slow answer.
   const stopping = new AbortController();
 
@@ -172,50 +198,50 @@ export async function startRelayStandIn(options: RelayStandInOptions = {}): Prom
     return body;
   }
 
-  function requestBody(r: RelayStandInRequest): RelayRequestV2 {
+  const amountOf = (currency: RelayCurrency, amount: string): RelayCurrencyAmount => ({
+    currency: { ...currency },
+    amount,
+    amountFormatted: formatUnits(amount, currency.decimals),
+  });
+
+  function requestBody(r: RelayStandInRequest): RelayRequestV3 {
     const inTimestamp = Math.floor(r.createdAt.getTime() / 1000);
     const outTimestamp = Math.floor(r.updatedAt.getTime() / 1000);
-    const outTxHashes = HASH_WITHHELD_WHILE.includes(r.status) ? [] : r.outTxHashes;
+    const filled = !HASH_WITHHELD_WHILE.includes(r.status);
+    const outTxHashes = filled ? r.outTxHashes : [];
+    const quoted = {
+      origin: { inputCurrency: amountOf(r.currencyIn, r.amountIn) },
+      destination: { outputCurrency: amountOf(r.currencyOut, r.amountOut) },
+    };
     return {
       id: r.id,
-      status: toV2Status(r.status),
+      status: r.status,
       user: r.user,
       recipient: r.recipient,
+      sender: r.user,
       data: {
-        fees: { gas: '0', fixed: '0', price: '0' },
-        feesUsd: { gas: '0', fixed: '0', price: '0' },
-        inTxs: r.inTxHashes.map((hash) => ({
+        inTxs: r.inTxHashes.map((txHash) => ({
+          txHash,
           fee: '0',
-          hash,
           type: 'onchain',
           chainId: r.originChainId,
           timestamp: inTimestamp,
+          status: 'success' as const,
         })),
-        currency: r.currencyOut.symbol.toLowerCase(),
-        metadata: {
-          sender: r.user,
-          recipient: r.recipient,
-          currencyIn: {
-            currency: { ...r.currencyIn },
-            amount: r.amountIn,
-            amountFormatted: formatUnits(r.amountIn, r.currencyIn.decimals),
-          },
-          currencyOut: {
-            currency: { ...r.currencyOut },
-            amount: r.amountOut,
-            amountFormatted: formatUnits(r.amountOut, r.currencyOut.decimals),
-          },
-          rate: '1',
-        },
-        usesExternalLiquidity: false,
-        outTxs: outTxHashes.map((hash) => ({
+        outTxs: outTxHashes.map((txHash) => ({
+          txHash,
           fee: '0',
-          hash,
           type: 'onchain',
           chainId: r.destinationChainId,
           timestamp: outTimestamp,
+          status: 'success' as const,
         })),
+        // What the recipient actually got exists once the fill does; a refund sends the input back instead.
+        route: r.status === 'success' ? { quoted, actual: quoted } : { quoted },
+        ...(r.status === 'refund' ? { refundCurrencyData: amountOf(r.currencyIn, r.amountIn) } : {}),
+        ...(r.status === 'failure' || r.status === 'refund' ? { failReason: 'UNKNOWN' } : {}),
       },
+      requestType: 'Bridge',
       createdAt: r.createdAt.toISOString(),
       updatedAt: r.updatedAt.toISOString(),
     };
@@ -226,11 +252,17 @@ export async function startRelayStandIn(options: RelayStandInOptions = {}): Prom
   const app = Fastify({ logger: false, forceCloseConnections: true });
 
   app.addHook('onRequest', async (req, reply) => {
-    if (req.url.startsWith('/intents/status/v3')) hits.status += 1;
-    else if (req.url.startsWith('/requests/v2')) hits.requests += 1;
-    if (apiKey === undefined) return;
+    const path = req.url.split('?')[0];
+    if (path === '/intents/status/v3') hits.status += 1;
+    else if (path === '/requests/v3') hits.requests += 1;
+    else if (path === '/requests/v2') hits.retired += 1;
+    if (failure === 'malformed') return reply.code(200).send({ requests: 'soon', status: 42 });
+    if (failure !== null) return reply.code(failure).send({ message: `Relay stand-in failing with ${failure}` });
     const given = req.headers['x-api-key'];
-    if (typeof given !== 'string' || !sameSecret(given, apiKey)) {
+    if (path === '/requests/v3' && given === undefined) {
+      return reply.code(400).send({ message: "headers must have required property 'x-api-key'" });
+    }
+    if (given !== undefined && (typeof given !== 'string' || !sameSecret(given, apiKey))) {
       return reply.code(401).send({ message: 'Invalid API key' });
     }
   });
@@ -244,23 +276,35 @@ export async function startRelayStandIn(options: RelayStandInOptions = {}): Prom
     return statusBody(r);
   });
 
-  app.get<{ Querystring: { id?: string; user?: string; limit?: string } }>('/requests/v2', async (req) => {
-    const { id, user } = req.query;
-    const limit = Math.min(Math.max(Number.parseInt(req.query.limit ?? '20', 10) || 20, 1), 50);
-    let matches: RelayStandInRequest[];
-    if (id !== undefined) {
-      const r = find(id);
-      matches = r ? [r] : [];
-    } else {
-      const u = user?.toLowerCase();
-      matches = [...requests.values()]
-        .filter((r) => u === undefined || r.user.toLowerCase() === u || r.recipient.toLowerCase() === u)
-        .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime())
-        .slice(0, limit);
-    }
-    await sleep(matches.length === 1 ? (matches[0]!.delayMs ?? serverDelayMs) : serverDelayMs);
-    return { requests: matches.map(requestBody) } satisfies RelayRequestsV2Body;
-  });
+  app.get<{ Querystring: { id?: string; user?: string; recipient?: string; limit?: string } }>(
+    '/requests/v3',
+    async (req) => {
+      const { id, user, recipient } = req.query;
+      const limit = Math.min(Math.max(Number.parseInt(req.query.limit ?? '20', 10) || 20, 1), 50);
+      let matches: RelayStandInRequest[];
+      if (id !== undefined) {
+        const r = find(id);
+        matches = r ? [r] : [];
+      } else {
+        const u = user?.toLowerCase();
+        const to = recipient?.toLowerCase();
+        matches = [...requests.values()]
+          .filter((r) => u === undefined || r.user.toLowerCase() === u)
+          .filter((r) => to === undefined || r.recipient.toLowerCase() === to)
+          .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime())
+          .slice(0, limit);
+      }
+      await sleep(matches.length === 1 ? (matches[0]!.delayMs ?? serverDelayMs) : serverDelayMs);
+      return { requests: matches.map(requestBody) } satisfies RelayRequestsV3Body;
+    },
+  );
+
+  app.get('/requests/v2', async (_req, reply) =>
+    reply
+      .code(410)
+      .headers(V2_RETIRED_HEADERS)
+      .send({ message: 'GET /requests/v2 was retired on 2026-11-24; use GET /requests/v3' }),
+  );
 
   const address = await app.listen({ port: options.port ?? 0, host: options.host ?? '127.0.0.1' });
   const url = address.replace(/\/+$/, '');
@@ -316,6 +360,9 @@ export async function startRelayStandIn(options: RelayStandInOptions = {}): Prom
     getRequest: find,
     setDelay(delayMs) {
       serverDelayMs = delayMs;
+    },
+    failWith(next) {
+      failure = next;
     },
     async stop() {
       stopping.abort();

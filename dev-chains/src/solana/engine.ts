@@ -223,12 +223,20 @@ export class SolanaChainEngine {
 
   private readonly validityBlocks: bigint;
 
+  /**
+   * Blocks that must sit on top of a transaction's block before it is `finalized` (rooted); until then it is
+   * `confirmed`. A real cluster roots a block about 32 blocks later (~13 s); 0 (the default) finalizes every landed
+   * transaction at once. Blocks are made by landed transactions and `advanceSlots`.
+   */
+  finalizationDepth: bigint;
+
   constructor(
     readonly svm: LiteSVM,
     private readonly faucet: KeyPairSigner,
-    options: { blockhashValidityBlocks?: bigint } = {},
+    options: { blockhashValidityBlocks?: bigint; finalizationDepth?: bigint } = {},
   ) {
     this.validityBlocks = options.blockhashValidityBlocks ?? BLOCKHASH_VALIDITY_BLOCKS;
+    this.finalizationDepth = options.finalizationDepth ?? 0n;
     this.svm.withSigverify(true).withBlockhashCheck(true);
     this.genesisSlot = this.svm.getClock().slot;
     this.stampClock();
@@ -260,6 +268,23 @@ export class SolanaChainEngine {
   isBlockhashValid(blockhash: string): boolean {
     const lastValid = this.blockhashes.get(blockhash);
     return lastValid !== undefined && this.blockHeight <= lastValid;
+  }
+
+  /** Blocks on top of the block a transaction landed in (0 right after it landed). */
+  confirmationsOf(record: TransactionRecord): bigint {
+    const above = this.slot - record.slot - 1n;
+    return above > 0n ? above : 0n;
+  }
+
+  /** How final a landed transaction is now (this chain has no forks: landed is at least `confirmed`). */
+  commitmentOf(record: TransactionRecord): 'confirmed' | 'finalized' {
+    return this.confirmationsOf(record) >= this.finalizationDepth ? 'finalized' : 'confirmed';
+  }
+
+  /** The newest slot that is finalized. */
+  get finalizedSlot(): bigint {
+    const slot = this.slot - 1n - this.finalizationDepth;
+    return slot > this.genesisSlot ? slot : this.genesisSlot;
   }
 
   blockTime(slot: bigint): number | null {

@@ -81,6 +81,11 @@ export interface StartSolanaDevChainOptions {
    * Raise it when more than ~150 transactions can land between fetching a blockhash and sending (load tests).
    */
   blockhashValidityBlocks?: number;
+  /**
+   * Blocks on top of a transaction's before it is `finalized`; before that it is only `confirmed`. Default 0: every
+   * transaction is finalized as it lands. A real cluster needs about 32 (see `setFinalizationDepth`).
+   */
+  finalizationDepth?: number;
 }
 
 export interface SolanaDevChain {
@@ -106,6 +111,13 @@ export interface SolanaDevChain {
   createFeePayer(lamports?: bigint): Promise<KeyPairSigner>;
   /** Moves the chain forward (new blockhash; blockhashes expire after 150 blocks). */
   advanceSlots(slots?: number): void;
+  /**
+   * From now on a transaction is `finalized` only once `slots` blocks sit on top of its own (0: at once). The RPC
+   * answers by commitment as a cluster does: `getTransaction` at `finalized` (its default) does not see a transaction
+   * that is only `confirmed`, `getSignatureStatuses` says `confirmed` with its confirmations. `advanceSlots(slots)`
+   * finalizes what landed before. Account state is served at the tip whatever the commitment asked.
+   */
+  setFinalizationDepth(slots: number): void;
   stop(): Promise<void>;
 }
 
@@ -152,6 +164,7 @@ export async function startSolanaDevChain(options: StartSolanaDevChainOptions = 
   const engine = new SolanaChainEngine(svm, faucet, {
     blockhashValidityBlocks:
       options.blockhashValidityBlocks === undefined ? undefined : BigInt(options.blockhashValidityBlocks),
+    finalizationDepth: BigInt(options.finalizationDepth ?? 0),
   });
   const handler = new SolanaRpcHandler(engine);
   const server = createServer((req, res) => {
@@ -189,6 +202,9 @@ export async function startSolanaDevChain(options: StartSolanaDevChainOptions = 
       return signer;
     },
     advanceSlots: (slots = 1) => engine.advanceSlots(BigInt(slots)),
+    setFinalizationDepth: (slots) => {
+      engine.finalizationDepth = BigInt(slots);
+    },
     stop: () => closeServer(server),
   };
   return chain;
@@ -356,6 +372,11 @@ export class SolanaRpcHandler {
 
   private context(): Json {
     return { apiVersion: API_VERSION, slot: this.engine.slot };
+  }
+
+  /** Whether a landed transaction is seen at a commitment (`confirmed` sees all of them: this chain has no forks). */
+  private visibleAt(record: TransactionRecord, commitment: 'confirmed' | 'finalized'): boolean {
+    return commitment === 'confirmed' || this.engine.commitmentOf(record) === 'finalized';
   }
 
   private withContext(value: unknown): Json {
@@ -586,8 +607,9 @@ export class SolanaRpcHandler {
     getVersion: () => ({ 'solana-core': API_VERSION, 'feature-set': 3294202862 }),
     getGenesisHash: () => SOLANA_DEV_CHAIN_GENESIS_HASH,
     getIdentity: () => ({ identity: '11111111111111111111111111111111' }),
-    getSlot: () => this.engine.slot,
-    getBlockHeight: () => this.engine.blockHeight,
+    getSlot: (p: unknown[]) => (commitment(p[0]) === 'finalized' ? this.engine.finalizedSlot : this.engine.slot),
+    getBlockHeight: (p: unknown[]) =>
+      commitment(p[0]) === 'finalized' ? this.engine.finalizedSlot : this.engine.blockHeight,
     getTransactionCount: () => this.engine.transactionCount,
     getFirstAvailableBlock: () => this.engine.genesisSlot,
     minimumLedgerSlot: () => this.engine.genesisSlot,
@@ -727,9 +749,10 @@ export class SolanaRpcHandler {
         p[0].map((s) => {
           const record = this.engine.getRecord(asString(s, 'signature'));
           if (!record) return null;
+          const status = this.engine.commitmentOf(record);
           return {
-            confirmationStatus: 'finalized',
-            confirmations: null,
+            confirmationStatus: status,
+            confirmations: status === 'finalized' ? null : Number(this.engine.confirmationsOf(record)),
             err: record.err,
             slot: record.slot,
             status: record.err === null ? { Ok: null } : { Err: record.err },
@@ -741,7 +764,8 @@ export class SolanaRpcHandler {
       const signature = asString(p[0], 'signature');
       const config = typeof p[1] === 'string' ? { encoding: p[1] } : asConfig(p[1]);
       const record = this.engine.getRecord(signature);
-      return record ? this.renderTransaction(record, config) : null;
+      if (!record || !this.visibleAt(record, historyCommitment(config))) return null;
+      return this.renderTransaction(record, config);
     },
     getSignaturesForAddress: (p: unknown[]) => {
       const addr = asAddress(p[0]);
@@ -749,6 +773,7 @@ export class SolanaRpcHandler {
       const limit = Math.min(Number(config['limit'] ?? 1000), 1000);
       const before = typeof config['before'] === 'string' ? config['before'] : undefined;
       const until = typeof config['until'] === 'string' ? config['until'] : undefined;
+      const wanted = historyCommitment(config);
       const out: Json[] = [];
       let started = before === undefined;
       for (const record of this.engine.recordsNewestFirst()) {
@@ -758,9 +783,10 @@ export class SolanaRpcHandler {
         }
         if (record.signature === until) break;
         if (!(record.keys.all as string[]).includes(addr)) continue;
+        if (!this.visibleAt(record, wanted)) continue;
         out.push({
           blockTime: record.blockTime,
-          confirmationStatus: 'finalized',
+          confirmationStatus: this.engine.commitmentOf(record),
           err: record.err,
           memo: this.memoOf(record),
           signature: record.signature,
@@ -771,6 +797,25 @@ export class SolanaRpcHandler {
       return out;
     },
   };
+}
+
+/** The `commitment` of a config object (`processed` and `confirmed` both see every landed transaction here). */
+function commitment(config: unknown): 'processed' | 'confirmed' | 'finalized' {
+  const value =
+    typeof config === 'object' && config !== null ? (config as Record<string, unknown>)['commitment'] : undefined;
+  if (value === undefined || value === null) return 'finalized';
+  if (value === 'processed' || value === 'confirmed' || value === 'finalized') return value;
+  throw invalidParams(`Invalid params: unknown commitment ${String(value)}`);
+}
+
+/**
+ * The commitment of a history query (`getTransaction`, `getSignaturesForAddress`): `finalized` by default, and never
+ * below `confirmed`, as on a real cluster.
+ */
+function historyCommitment(config: unknown): 'confirmed' | 'finalized' {
+  const wanted = commitment(config);
+  if (wanted === 'processed') throw invalidParams('Method does not support commitment below `confirmed`');
+  return wanted;
 }
 
 function matchesFilters(data: Uint8Array, filters: unknown[]): boolean {

@@ -307,6 +307,48 @@ describe('Solana dev chain: USDC transfers', () => {
     ).toBeNull();
   });
 
+  it('finality: held back, a landed transfer is confirmed and counts its confirmations until enough blocks top it', async () => {
+    chain.setFinalizationDepth(4);
+    try {
+      const sig = await transferUsdcWithMemo(chain, buyer.signer, seller.address, 1n, 'finality');
+      const status = async () => (await rpc.getSignatureStatuses([sig]).send()).value[0];
+      const at = (commitment: 'confirmed' | 'finalized') =>
+        rpc.getTransaction(sig, { commitment, encoding: 'json', maxSupportedTransactionVersion: 0 }).send();
+      expect(await status()).toMatchObject({ confirmationStatus: 'confirmed', confirmations: 0n, err: null });
+      expect(await at('confirmed')).not.toBeNull();
+      // As on a cluster, history is served at `finalized` unless asked otherwise (kit itself asks for `confirmed`).
+      expect(await at('finalized')).toBeNull();
+      const raw = await fetch(chain.rpcUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'getTransaction', params: [sig, { encoding: 'json' }] }),
+      });
+      expect(((await raw.json()) as { result: unknown }).result).toBeNull();
+      const history = await rpc.getSignaturesForAddress(buyer.address, { commitment: 'confirmed', limit: 1 }).send();
+      expect(history[0]).toMatchObject({ signature: sig, confirmationStatus: 'confirmed' });
+      const final = await rpc.getSignaturesForAddress(buyer.address, { commitment: 'finalized', limit: 1 }).send();
+      expect(final[0]?.signature).not.toBe(sig);
+      await expect(
+        rpc
+          .getTransaction(sig, {
+            commitment: 'processed' as never,
+            encoding: 'json',
+            maxSupportedTransactionVersion: 0,
+          })
+          .send(),
+      ).rejects.toThrow(/commitment below `confirmed`/);
+      expect(await rpc.getSlot({ commitment: 'finalized' }).send()).toBeLessThan(await rpc.getSlot().send());
+
+      chain.advanceSlots(3);
+      expect(await status()).toMatchObject({ confirmationStatus: 'confirmed', confirmations: 3n });
+      chain.advanceSlots(1);
+      expect(await status()).toMatchObject({ confirmationStatus: 'finalized', confirmations: null });
+      expect(await at('finalized')).not.toBeNull();
+    } finally {
+      chain.setFinalizationDepth(0);
+    }
+  });
+
   it("also runs @solana-program/memo's default memo program address", async () => {
     const sig = await sendInstructions(chain, buyer.signer, [getAddMemoInstruction({ memo: 'default address' })]);
     const tx = await rpc.getTransaction(sig, { encoding: 'jsonParsed', maxSupportedTransactionVersion: 0 }).send();

@@ -30,7 +30,19 @@ export interface SolanaRailConfig {
    * (the control plane's; proxies need none). Its address must be `payTo`.
    */
   treasuryKey: string | undefined;
+  /**
+   * How final a Solana payment must be before it counts (`CROCHET_SOLANA_COMMITMENT`): `confirmed` (voted on by a
+   * supermajority, ~1 s) or `finalized` (rooted, ~13 s; the default on mainnet). Below it the answer is pending.
+   */
+  commitment: SolanaCommitment;
 }
+
+/** Commitment levels a payment may be required to reach (`processed` can still be rolled back: never enough). */
+export const SOLANA_COMMITMENTS = ['confirmed', 'finalized'] as const;
+export type SolanaCommitment = (typeof SOLANA_COMMITMENTS)[number];
+
+/** The CAIP-2 id of Solana mainnet-beta (its genesis hash, truncated). */
+export const SOLANA_MAINNET = 'solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp';
 
 export interface EvmRailConfig {
   rpcUrl: string;
@@ -53,7 +65,8 @@ export interface EvmRailConfig {
 
 export interface RelayRailConfig {
   apiUrl: string;
-  apiKey: string | undefined;
+  /** Relay integrator API key, sent as `x-api-key` (`GET /requests/v3` requires one). */
+  apiKey: string;
 }
 
 export interface PaymentsConfig {
@@ -67,7 +80,10 @@ export interface PaymentsConfig {
    * Consumed proofs are restored from PostgreSQL for this long after a Redis loss, so what must be restored is bounded.
    */
   acceptWindowSeconds: number;
-  /** How long the gateway waits on a chain or on Relay before answering PAYMENT_PENDING. */
+  /**
+   * How long the gateway waits on a verifier (a chain RPC, Relay) before answering 503 PAYMENT_VERIFIER_UNAVAILABLE,
+   * and on a settlement's confirmation before answering PAYMENT_PENDING.
+   */
   verifyTimeoutMs: number;
   /** x402 maxTimeoutSeconds offered to clients. */
   maxTimeoutSeconds: number;
@@ -79,13 +95,23 @@ export const loadPaymentsConfig = (r: EnvReader): PaymentsConfig => {
   const solanaRpc = r.url('CROCHET_SOLANA_RPC_URL', undefined, ['http:', 'https:']);
   let solana: SolanaRailConfig | undefined;
   if (solanaRpc) {
+    const network = r.required('CROCHET_SOLANA_NETWORK', 'CAIP-2 network of the Solana rail');
+    if (network && !network.startsWith('solana:')) {
+      r.problem('CROCHET_SOLANA_NETWORK', 'must be a CAIP-2 id starting with solana:');
+    }
+    // Mainnet money waits for finality by default; devnets and test chains are fine at confirmed.
+    const commitment = r.string('CROCHET_SOLANA_COMMITMENT', network === SOLANA_MAINNET ? 'finalized' : 'confirmed');
+    if (!(SOLANA_COMMITMENTS as readonly string[]).includes(commitment)) {
+      r.problem('CROCHET_SOLANA_COMMITMENT', `must be confirmed or finalized, got ${JSON.stringify(commitment)}`);
+    }
     solana = {
       rpcUrl: solanaRpc,
-      network: r.required('CROCHET_SOLANA_NETWORK', 'CAIP-2 network of the Solana rail'),
+      network,
       usdcMint: r.required('CROCHET_SOLANA_USDC_MINT', 'USDC mint address'),
       payTo: r.required('CROCHET_SOLANA_PAY_TO', "the marketplace's Solana owner address"),
       feePayerKey: r.string('CROCHET_SOLANA_FEE_PAYER_KEY'),
       treasuryKey: r.string('CROCHET_SOLANA_TREASURY_KEY'),
+      commitment: commitment as SolanaCommitment,
     };
     const treasury = solana.treasuryKey ? solanaAddressOf(solana.treasuryKey) : undefined;
     if (solana.treasuryKey && treasury !== solana.payTo) {
@@ -93,9 +119,6 @@ export const loadPaymentsConfig = (r: EnvReader): PaymentsConfig => {
         'CROCHET_SOLANA_TREASURY_KEY',
         treasury ? `is the key of ${treasury}, not of CROCHET_SOLANA_PAY_TO` : 'must be base58 of a 64-byte secret key',
       );
-    }
-    if (solana.network && !solana.network.startsWith('solana:')) {
-      r.problem('CROCHET_SOLANA_NETWORK', 'must be a CAIP-2 id starting with solana:');
     }
   }
   const evmRpc = r.url('CROCHET_EVM_RPC_URL', undefined, ['http:', 'https:']);
@@ -140,10 +163,17 @@ export const loadPaymentsConfig = (r: EnvReader): PaymentsConfig => {
     }
   }
   const relayUrl = r.url('CROCHET_RELAY_API_URL', undefined, ['http:', 'https:']);
+  // Relay's requests API (v3) refuses calls without an integrator key: a Relay rail without one could verify nothing.
+  const relay = relayUrl
+    ? {
+        apiUrl: relayUrl.replace(/\/+$/, ''),
+        apiKey: r.required('CROCHET_RELAY_API_KEY', 'the Relay API key; GET /requests/v3 requires x-api-key'),
+      }
+    : undefined;
   return {
     solana,
     evm,
-    relay: relayUrl ? { apiUrl: relayUrl.replace(/\/+$/, ''), apiKey: r.string('CROCHET_RELAY_API_KEY') } : undefined,
+    relay,
     requestTtlSeconds: r.int('CROCHET_PAYMENT_REQUEST_TTL_SECONDS', 600, { min: 30, max: 86_400 }),
     acceptWindowSeconds: r.int('CROCHET_PAYMENT_ACCEPT_WINDOW_SECONDS', 3_600, { min: 60, max: 7 * 86_400 }),
     verifyTimeoutMs: r.int('CROCHET_PAYMENT_VERIFY_TIMEOUT_MS', 5_000, { min: 100, max: 120_000 }),

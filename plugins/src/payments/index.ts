@@ -7,3 +7,4 @@ export * from './rails/types.js';
 export * from './rails/x402.js';
 export * from './relay-client.js';
 export * from './requirements.js';
+export * from './settler-nonces.js';

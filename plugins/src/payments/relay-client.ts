@@ -4,21 +4,24 @@
  *
  * - `GET /intents/status/v3?requestId=` — https://docs.relay.link/references/api/get-intents-status-v3
  *   `{ status, details?, inTxHashes[], txHashes[], updatedAt, originChainId, destinationChainId }`
- * - `GET /requests/v2?id=` — https://docs.relay.link/references/api/get-requests-v2 (deprecated by Relay on
- *   2026-07-22 in favour of `/requests/v3`, retired 2026-11-24:
- *   https://docs.relay.link/references/api/api_guides/migrating-to-requests-v3)
- *   `{ requests: [{ id, status, user, recipient, data: { fees, inTxs[], currency, metadata: { sender, recipient,
- *   currencyIn, currencyOut: { currency: { chainId, address, symbol, name, decimals }, amount, amountFormatted, … },
- *   rate }, outTxs: [{ hash, chainId, timestamp, … }] }, createdAt, updatedAt }], continuation? }`
+ * - `GET /requests/v3?id=` — https://docs.relay.link/references/api/get-requests (the `x-api-key` header is
+ *   required). `{ requests: [{ id, status, user, recipient, sender, data: { failReason, inTxs[], outTxs[]: [{ txHash,
+ *   chainId, timestamp, … }], route: { quoted, actual: { origin, destination: { inputCurrency, outputCurrency: {
+ *   currency: { chainId, address, symbol, decimals }, amount, … } } } }, refundCurrencyData }, createdAt, updatedAt
+ *   }], continuation? }`.
+ *   It replaced `GET /requests/v2`, deprecated by Relay on 2026-07-22 and retired on 2026-11-24
+ *   (https://docs.relay.link/references/api/api_guides/migrating-to-requests-v3); this client never calls v2.
  *
- * The API key goes in the `x-api-key` header (https://docs.relay.link/references/api/api-keys).
+ * The API key goes in the `x-api-key` header (https://docs.relay.link/references/api/api-keys) on both calls: v3
+ * requires it, and the status endpoint grants a keyed caller higher rate limits.
  *
  * Only the fields the gateway uses are typed and validated; everything Relay marks optional stays optional here,
  * arrays default to `[]`. Whatever the response, nothing here decides whether a payment is good: that is the caller's
  * job (status must be `success`, recipient / currency / amount must match, the fill must be on-chain).
  *
- * Failures are typed so the gateway can map them: `RelayTimeoutError` and `RelayUnavailableError` (and a
- * `RelayApiError` with `retryable`) mean "could not check now" — pending, never failed (DESIGN §3.4).
+ * Failures are typed so the gateway can map them: `RelayTimeoutError`, `RelayUnavailableError`, `RelayApiError`
+ * (any non-2xx, `retryable` for 429 and 5xx) and `RelayResponseError` (not the documented shape) all mean "Relay could
+ * not tell us now" — never that the payment failed (DESIGN §3.4).
  */
 import { type Dispatcher, request } from 'undici';
 
@@ -38,9 +41,9 @@ export type RelayIntentStatus = (typeof RELAY_INTENT_STATUSES)[number];
 /** Statuses after which nothing changes any more. */
 export const RELAY_TERMINAL_STATUSES: readonly RelayIntentStatus[] = ['success', 'refund', 'failure'];
 
-/** `requests[].status` of `GET /requests/v2` (its OpenAPI enum: no `submitted` / `delayed` there). */
-export const RELAY_REQUEST_STATUSES = ['waiting', 'depositing', 'pending', 'success', 'refund', 'failure'] as const;
-export type RelayRequestStatus = (typeof RELAY_REQUEST_STATUSES)[number];
+/** `requests[].status` of `GET /requests/v3`: the intent statuses (its filter enum lists a subset of them). */
+export const RELAY_REQUEST_STATUSES = RELAY_INTENT_STATUSES;
+export type RelayRequestStatus = RelayIntentStatus;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Wire shapes: the documented subset, as Relay sends it (the stand-in in dev-chains serves exactly these).
@@ -80,9 +83,9 @@ export interface RelayCurrencyAmount {
   minimumAmount?: string;
 }
 
-/** An entry of `data.inTxs` / `data.outTxs`. */
+/** An entry of `data.inTxs` / `data.outTxs` (v3 names the hash `txHash`; v2 called it `hash`). */
 export interface RelayTransaction {
-  hash: string;
+  txHash: string;
   chainId: number;
   /** Seconds. */
   timestamp?: number;
@@ -95,44 +98,52 @@ export interface RelayTransaction {
   data?: unknown;
 }
 
-export interface RelayRequestMetadata {
-  sender?: string;
-  recipient?: string;
-  currencyIn?: RelayCurrencyAmount;
-  currencyOut?: RelayCurrencyAmount;
+/** One side of a route: what went in and what came out on that chain. */
+export interface RelayRouteLeg {
+  inputCurrency?: RelayCurrencyAmount;
+  outputCurrency?: RelayCurrencyAmount;
+  router?: string;
+}
+
+/** `data.route.quoted` / `data.route.actual`: `destination.outputCurrency` is what the recipient got. */
+export interface RelayRoute {
+  origin?: RelayRouteLeg;
+  destination?: RelayRouteLeg;
   rate?: string;
 }
 
-/** An element of `requests` in the 200 body of `GET /requests/v2`. */
-export interface RelayRequestV2 {
+/** An element of `requests` in the 200 body of `GET /requests/v3` (the subset the gateway reads). */
+export interface RelayRequestV3 {
   id: string;
   status: RelayRequestStatus;
+  /** The wallet that made the request. */
   user?: string;
+  /** Who receives the destination output. */
   recipient?: string;
+  sender?: string;
+  refundTo?: string;
   data?: {
-    fees?: { gas?: string; fixed?: string; price?: string; gateway?: string };
-    feesUsd?: { gas?: string; fixed?: string; price?: string; gateway?: string };
-    inTxs?: RelayTransaction[];
-    currency?: string;
-    feeCurrency?: string;
-    metadata?: RelayRequestMetadata;
-    price?: string;
-    usesExternalLiquidity?: boolean;
-    timeEstimate?: number;
-    outTxs?: RelayTransaction[];
     failReason?: string;
     refundFailReason?: string;
+    inTxs?: RelayTransaction[];
+    /** Destination-chain fill transactions (and refund transactions, for a refund). */
+    outTxs?: RelayTransaction[];
+    route?: { quoted?: RelayRoute; actual?: RelayRoute };
+    refundCurrencyData?: RelayCurrencyAmount;
+    timeEstimate?: number;
   };
+  requestType?: string;
   /** ISO 8601. */
   createdAt?: string;
   /** ISO 8601. */
   updatedAt?: string;
 }
 
-/** 200 body of `GET /requests/v2`. */
-export interface RelayRequestsV2Body {
-  requests: RelayRequestV2[];
+/** 200 body of `GET /requests/v3`. */
+export interface RelayRequestsV3Body {
+  requests: RelayRequestV3[];
   continuation?: string;
+  total?: number;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -157,12 +168,14 @@ export interface RelayRequest {
   status: RelayRequestStatus;
   user?: string;
   recipient?: string;
-  /** `data.currency` (e.g. `usdc`, `eth`). */
-  currency?: string;
-  metadata: RelayRequestMetadata;
+  sender?: string;
   inTxs: RelayTransaction[];
   /** Destination-chain fill transactions. */
   outTxs: RelayTransaction[];
+  /** What the recipient actually received: `data.route.actual.destination.outputCurrency`. */
+  delivered?: RelayCurrencyAmount;
+  /** What the quote promised: `data.route.quoted.destination.outputCurrency`. */
+  quoted?: RelayCurrencyAmount;
   failReason?: string;
   createdAt?: string;
   updatedAt?: string;
@@ -234,8 +247,8 @@ export class RelayResponseError extends RelayError {
 export interface RelayClientOptions {
   /** e.g. `https://api.relay.link` (a path prefix is kept). */
   baseUrl: string;
-  /** Sent as `x-api-key` when set. */
-  apiKey?: string;
+  /** Sent as `x-api-key` on every call (`GET /requests/v3` requires it). */
+  apiKey: string;
   /** Deadline for one whole call: connect, headers and body. */
   timeoutMs: number;
   /** Largest 2xx body accepted, bytes (default 1 MiB). */
@@ -248,7 +261,7 @@ export interface RelayClient {
   readonly baseUrl: string;
   /** `GET /intents/status/v3?requestId=`. */
   getStatus(requestId: string): Promise<RelayStatus>;
-  /** `GET /requests/v2?id=`; `null` when Relay knows no request with that id (an empty `requests` list). */
+  /** `GET /requests/v3?id=`; `null` when Relay knows no request with that id (an empty `requests` list). */
   getRequest(requestId: string): Promise<RelayRequest | null>;
 }
 
@@ -278,8 +291,10 @@ export function createRelayClient(options: RelayClientOptions): RelayClient {
   }
   const baseUrl = base.href.replace(/\/+$/, '');
   const maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (options.apiKey) headers['x-api-key'] = options.apiKey;
+  if (typeof options.apiKey !== 'string' || options.apiKey.trim() === '') {
+    throw new TypeError('relay apiKey is required (GET /requests/v3 refuses calls without x-api-key)');
+  }
+  const headers: Record<string, string> = { accept: 'application/json', 'x-api-key': options.apiKey };
 
   async function getJson(endpoint: string, query: Record<string, string>): Promise<unknown> {
     const url = new URL(baseUrl + endpoint);
@@ -333,7 +348,7 @@ export function createRelayClient(options: RelayClientOptions): RelayClient {
     },
     async getRequest(requestId) {
       checkId(requestId);
-      const endpoint = '/requests/v2';
+      const endpoint = '/requests/v3';
       const body = await getJson(endpoint, { id: requestId });
       return parseRequests(endpoint, requestId, body);
     },
@@ -427,18 +442,19 @@ function parseRequests(endpoint: string, requestId: string, body: unknown): Rela
 function parseRequest(s: Shape, value: unknown, path: string): RelayRequest {
   const r = s.obj(value, path);
   const data = s.optObj(r.data, `${path}.data`) ?? {};
-  const metadata = s.optObj(data.metadata, `${path}.data.metadata`) ?? {};
+  const route = s.optObj(data.route, `${path}.data.route`) ?? {};
   const result: RelayRequest = {
     id: s.str(r.id, `${path}.id`),
     status: s.oneOf(r.status, RELAY_REQUEST_STATUSES, `${path}.status`),
-    metadata: parseMetadata(s, metadata, `${path}.data.metadata`),
     inTxs: parseTxs(s, data.inTxs, `${path}.data.inTxs`),
     outTxs: parseTxs(s, data.outTxs, `${path}.data.outTxs`),
   };
   const optional = {
     user: s.optStr(r.user, `${path}.user`),
     recipient: s.optStr(r.recipient, `${path}.recipient`),
-    currency: s.optStr(data.currency, `${path}.data.currency`),
+    sender: s.optStr(r.sender, `${path}.sender`),
+    delivered: routeOutput(s, route.actual, `${path}.data.route.actual`),
+    quoted: routeOutput(s, route.quoted, `${path}.data.route.quoted`),
     failReason: s.optStr(data.failReason, `${path}.data.failReason`),
     createdAt: s.optStr(r.createdAt, `${path}.createdAt`),
     updatedAt: s.optStr(r.updatedAt, `${path}.updatedAt`),
@@ -449,21 +465,13 @@ function parseRequest(s: Shape, value: unknown, path: string): RelayRequest {
   return result;
 }
 
-function parseMetadata(s: Shape, m: Obj, path: string): RelayRequestMetadata {
-  const result: RelayRequestMetadata = {};
-  const sender = s.optStr(m.sender, `${path}.sender`);
-  if (sender !== undefined) result.sender = sender;
-  const recipient = s.optStr(m.recipient, `${path}.recipient`);
-  if (recipient !== undefined) result.recipient = recipient;
-  if (m.currencyIn !== undefined && m.currencyIn !== null) {
-    result.currencyIn = parseCurrencyAmount(s, m.currencyIn, `${path}.currencyIn`);
-  }
-  if (m.currencyOut !== undefined && m.currencyOut !== null) {
-    result.currencyOut = parseCurrencyAmount(s, m.currencyOut, `${path}.currencyOut`);
-  }
-  const rate = s.optStr(m.rate, `${path}.rate`);
-  if (rate !== undefined) result.rate = rate;
-  return result;
+/** `route.<quoted|actual>.destination.outputCurrency`, when there. */
+function routeOutput(s: Shape, value: unknown, path: string): RelayCurrencyAmount | undefined {
+  const route = s.optObj(value, path);
+  const destination = s.optObj(route?.destination, `${path}.destination`);
+  const output = destination?.outputCurrency;
+  if (output === undefined || output === null) return undefined;
+  return parseCurrencyAmount(s, output, `${path}.destination.outputCurrency`);
 }
 
 function parseCurrencyAmount(s: Shape, value: unknown, path: string): RelayCurrencyAmount {
@@ -495,7 +503,7 @@ function parseTxs(s: Shape, value: unknown, path: string): RelayTransaction[] {
   return value.map((item, i) => {
     const p = `${path}[${i}]`;
     const t = s.obj(item, p);
-    const tx: RelayTransaction = { hash: s.str(t.hash, `${p}.hash`), chainId: s.int(t.chainId, `${p}.chainId`) };
+    const tx: RelayTransaction = { txHash: s.str(t.txHash, `${p}.txHash`), chainId: s.int(t.chainId, `${p}.chainId`) };
     const timestamp = s.optNum(t.timestamp, `${p}.timestamp`);
     if (timestamp !== undefined) tx.timestamp = timestamp;
     const block = s.optInt(t.block, `${p}.block`);

@@ -9,7 +9,7 @@ import {
 } from 'viem';
 import type { EvmRailConfig } from '../config.js';
 import { type Proof, txProofId } from '../proof.js';
-import { type PaymentCall, type PaymentRail, pending, refuse, type Verdict } from './types.js';
+import { askVerifier, type PaymentCall, type PaymentRail, pending, refuse, type Verdict } from './types.js';
 
 const TRANSFER_EVENT = [
   {
@@ -22,6 +22,10 @@ const TRANSFER_EVENT = [
     ],
   },
 ] as const;
+
+/** An EVM RPC call; its failure is the verifier's (503 naming the chain), not the payment's. */
+const askEvmRpc = <T>(config: Pick<EvmRailConfig, 'network'>, call: () => Promise<T>): Promise<T> =>
+  askVerifier(`EVM RPC (${config.network})`, call);
 
 export const evmClient = (config: EvmRailConfig): PublicClient =>
   // cacheTime 0: the block number used for confirmations must be read, not remembered.
@@ -40,17 +44,15 @@ export const checkEvmPayment = async (
   | { ok: true; receipt: TransactionReceipt; paid: bigint; paidBy: Map<string, bigint>; paidAtMs: number }
   | { ok: false; verdict: Verdict }
 > => {
-  let receipt: TransactionReceipt;
-  try {
-    receipt = await client.getTransactionReceipt({ hash });
-  } catch (error) {
-    if ((error as Error).name === 'TransactionReceiptNotFoundError') {
-      return { ok: false, verdict: pending('PAYMENT_UNCONFIRMED', 'The transaction is not mined yet.') };
-    }
-    throw error;
-  }
+  const receipt: TransactionReceipt | null = await askEvmRpc(config, () =>
+    client.getTransactionReceipt({ hash }).catch((error: Error) => {
+      if (error.name === 'TransactionReceiptNotFoundError') return null;
+      throw error;
+    }),
+  );
+  if (!receipt) return { ok: false, verdict: pending('PAYMENT_UNCONFIRMED', 'The transaction is not mined yet.') };
   if (receipt.status !== 'success') return { ok: false, verdict: refuse('PAYMENT_TX_FAILED') };
-  const head = await client.getBlockNumber({ cacheTime: 0 });
+  const head = await askEvmRpc(config, () => client.getBlockNumber({ cacheTime: 0 }));
   const confirmations = head - receipt.blockNumber + 1n;
   if (confirmations < BigInt(config.confirmations)) {
     return {
@@ -77,7 +79,8 @@ export const checkEvmPayment = async (
   for (const t of inUsdc)
     paidBy.set(t.args.from.toLowerCase(), (paidBy.get(t.args.from.toLowerCase()) ?? 0n) + t.args.value);
   // When the money moved: a proof older than the acceptance window is refused by the payment step.
-  const block = await client.getBlock({ blockNumber: receipt.blockNumber });
+  const { blockNumber } = receipt;
+  const block = await askEvmRpc(config, () => client.getBlock({ blockNumber }));
   return { ok: true, receipt, paid, paidBy, paidAtMs: Number(block.timestamp) * 1000 };
 };
 

@@ -1,7 +1,7 @@
 import { createSolanaRpc, type Signature } from '@solana/kit';
 import type { SolanaRailConfig } from '../config.js';
 import { type Proof, txProofId } from '../proof.js';
-import { type PaymentCall, type PaymentRail, pending, refuse, type Verdict } from './types.js';
+import { askVerifier, type PaymentCall, type PaymentRail, pending, refuse, type Verdict } from './types.js';
 
 type SolanaRpc = ReturnType<typeof createSolanaRpc>;
 
@@ -29,10 +29,42 @@ const memos = (instructions: ParsedInstruction[]): string[] =>
     .filter((i) => i.program === 'spl-memo' || (i.programId !== undefined && MEMO_PROGRAMS.has(i.programId)))
     .map((i) => (typeof i.parsed === 'string' ? i.parsed : ''));
 
+/** A Solana RPC call; its failure is the verifier's (503 naming the chain), not the payment's. */
+const askSolanaRpc = <T>(config: SolanaRailConfig, call: () => Promise<T>): Promise<T> =>
+  askVerifier(`Solana RPC (${config.network})`, call);
+
+/** Confirmed blocks on top of a transaction's before it is rooted (finalized), and a slot's length, on mainnet. */
+const FINALITY_DEPTH_SLOTS = 32;
+const SLOT_SECONDS = 0.4;
+
 /**
- * `X-Crochet-Payment-Tx: solana:<network>:<signature>` — a confirmed USDC transfer to the marketplace's token account
- * whose memo is the payment_request_id issued for this call (DESIGN §3.4). What arrived is read from the pre/post
- * token balances, so any way of moving the USDC (transfer, transferChecked, a program) counts the same.
+ * Why a transaction is not there at the required commitment: not landed (or not confirmed) yet, or — when finality
+ * is required — confirmed and on its way to being finalized, with a Retry-After from the blocks still to come.
+ */
+const notFinalYet = async (config: SolanaRailConfig, rpc: SolanaRpc, signature: Signature): Promise<Verdict> => {
+  if (config.commitment !== 'finalized') return pending('PAYMENT_UNCONFIRMED', 'The transaction is not confirmed yet.');
+  const { value } = await askSolanaRpc(config, () => rpc.getSignatureStatuses([signature]).send());
+  const status = value[0];
+  if (!status) return pending('PAYMENT_UNCONFIRMED', 'The transaction is not confirmed yet.');
+  if (status.confirmationStatus === 'finalized') {
+    // Finalized between our two questions: ask again at once.
+    return pending('PAYMENT_UNCONFIRMED', 'The transaction was just finalized.', 1);
+  }
+  const confirmations = Number(status.confirmations ?? 0);
+  const seconds = Math.ceil(Math.max(1, FINALITY_DEPTH_SLOTS - confirmations) * SLOT_SECONDS);
+  return pending(
+    'PAYMENT_UNCONFIRMED',
+    `The transaction is ${status.confirmationStatus ?? 'processed'} (${confirmations} confirmations), not finalized ` +
+      'yet; this gateway accepts finalized Solana payments only.',
+    Math.min(15, Math.max(1, seconds)),
+  );
+};
+
+/**
+ * `X-Crochet-Payment-Tx: solana:<network>:<signature>` — a USDC transfer to the marketplace's token account, at the
+ * rail's commitment (`confirmed`, or `finalized` — the mainnet default), whose memo is the payment_request_id issued
+ * for this call (DESIGN §3.4). What arrived is read from the pre/post token balances, so any way of moving the USDC
+ * (transfer, transferChecked, a program) counts the same.
  */
 export const solanaTransferRail = (
   config: SolanaRailConfig,
@@ -45,14 +77,17 @@ export const solanaTransferRail = (
   async verify(proof: Proof, call: PaymentCall): Promise<Verdict> {
     if (proof.kind !== 'tx') return refuse('PAYMENT_INVALID');
     if (proof.network !== config.network) return refuse('PAYMENT_NETWORK_UNSUPPORTED');
-    const tx = await rpc
-      .getTransaction(proof.tx as Signature, {
-        commitment: 'confirmed',
-        encoding: 'jsonParsed',
-        maxSupportedTransactionVersion: 0,
-      })
-      .send();
-    if (!tx) return pending('PAYMENT_UNCONFIRMED', 'The transaction is not confirmed yet.');
+    const signature = proof.tx as Signature;
+    const tx = await askSolanaRpc(config, () =>
+      rpc
+        .getTransaction(signature, {
+          commitment: config.commitment,
+          encoding: 'jsonParsed',
+          maxSupportedTransactionVersion: 0,
+        })
+        .send(),
+    );
+    if (!tx) return notFinalYet(config, rpc, signature);
     const meta = tx.meta as unknown as {
       err: unknown;
       preTokenBalances?: TokenBalance[];
@@ -98,7 +133,7 @@ export const solanaTransferRail = (
       return refuse('PAYMENT_MEMO_MISMATCH');
     }
     // When the money moved decides both the request's expiry and the acceptance window: without it, no verdict yet.
-    const blockTime = tx.blockTime ?? (await rpc.getBlockTime(tx.slot).send());
+    const blockTime = tx.blockTime ?? (await askSolanaRpc(config, () => rpc.getBlockTime(tx.slot).send()));
     if (blockTime === null)
       return pending('PAYMENT_UNCONFIRMED', 'The block time of the transaction is not known yet.');
     if (Number(blockTime) * 1000 > request.expires_at) return refuse('PAYMENT_REQUEST_EXPIRED');

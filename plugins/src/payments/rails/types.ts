@@ -44,6 +44,8 @@ export interface SettleResult {
   /** The settling transaction (x402: the transferWithAuthorization / the Solana transfer). */
   tx: string | null;
   pending?: boolean;
+  /** Nothing was broadcast because the chain (or the settler) did not answer: the same payment can be retried. */
+  unavailable?: VerifierUnavailableError;
   message?: string;
 }
 
@@ -54,6 +56,45 @@ export interface PaymentRail {
   verify(proof: Proof, call: PaymentCall): Promise<Verdict>;
   settle?(payment: VerifiedPayment): Promise<SettleResult>;
 }
+
+/**
+ * The service a rail checks payments with — a chain's RPC, Relay's API — failed, did not answer in time, or answered
+ * something the rail cannot use. The payment may well be fine: the buyer gets 503 `PAYMENT_VERIFIER_UNAVAILABLE`
+ * naming the rail and the verifier, with Retry-After, and retries with the same proof. Never `STATE_UNAVAILABLE`
+ * (that is our own stores), never a refusal.
+ *
+ * `verifier` and `reason` are shown to the buyer: they name the service and what went wrong in words of our own,
+ * never an upstream's message or URL (RPC URLs carry provider keys). The original error stays in `cause`, for logs.
+ */
+export class VerifierUnavailableError extends Error {
+  override name = 'VerifierUnavailableError';
+  /** How long the buyer should wait before retrying. */
+  readonly retryAfterSeconds: number;
+  constructor(
+    /** e.g. `Relay API`, `Solana RPC`, `EVM RPC`. */
+    readonly verifier: string,
+    /** e.g. `did not answer within 5000 ms`, `answered HTTP 502`. */
+    readonly reason: string,
+    options: { cause?: unknown; retryAfterSeconds?: number } = {},
+  ) {
+    super(`${verifier} ${reason}`, options.cause === undefined ? {} : { cause: options.cause });
+    this.retryAfterSeconds = options.retryAfterSeconds ?? 2;
+  }
+}
+
+/** A name for an error that is safe to show (a class name such as `HttpRequestError`, never its message). */
+export const errorKind = (error: unknown): string =>
+  error instanceof Error && /^[A-Za-z][A-Za-z0-9_]{0,60}$/.test(error.name) ? error.name : 'an error';
+
+/** Asks a rail's verifier (e.g. `EVM RPC (eip155:8453)`); whatever goes wrong is the verifier's failure. */
+export const askVerifier = async <T>(verifier: string, call: () => Promise<T>): Promise<T> => {
+  try {
+    return await call();
+  } catch (error) {
+    if (error instanceof VerifierUnavailableError) throw error;
+    throw new VerifierUnavailableError(verifier, `failed (${errorKind(error)})`, { cause: error });
+  }
+};
 
 export const pending = (
   code: 'PAYMENT_PENDING' | 'PAYMENT_UNCONFIRMED',
