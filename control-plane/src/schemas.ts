@@ -125,8 +125,13 @@ export const KeyView = Type.Object({
 
 export const WalletView = Type.Object({
   chain: WalletChainSchema,
-  address: Type.String(),
-  verified: Type.Boolean({ description: 'true once the agent proved control by signing (wallet recovery)' }),
+  address: Type.String({ description: 'normalized: EIP-55 checksummed on EVM, base58 on Solana' }),
+  verified: Type.Boolean({
+    description:
+      'true once you proved control by signing (POST /api/v1/me/wallets, or recovery). Only a verified EVM wallet ' +
+      'pays by direct transfer or Relay, and payouts go only to a verified wallet',
+  }),
+  verified_at: Type.Union([Timestamp, Type.Null()]),
   created_at: Timestamp,
 });
 
