@@ -120,6 +120,9 @@ export const authRoutes = (app: App, { config, pool, publisher }: Deps): void =>
       schema: {
         operationId: 'createRecoveryChallenge',
         summary: 'Get a message to sign with a registered wallet (EIP-4361 on EVM, its Solana equivalent)',
+        description:
+          'For lost keys: signing it with POST /api/v1/auth/recover revokes every key of the wallet’s agent. To add or ' +
+          'verify a wallet and keep your keys, use POST /api/v1/me/wallets/challenge instead.',
         tags: ['accounts'],
         body: WalletInput,
         response: { 201: Data(WalletChallenge) },
