@@ -48,8 +48,18 @@ export const walletView = (row: WalletRow) => ({
   chain: row.chain,
   address: row.address,
   verified: row.verified_at !== null,
+  verified_at: row.verified_at,
   created_at: row.created_at,
 });
+
+/** An agent's wallets, oldest first. */
+export const listWallets = async (db: Pool | PoolClient, agentId: string): Promise<WalletRow[]> =>
+  (
+    await db.query<WalletRow>(
+      'SELECT chain, address, verified_at, created_at FROM wallets WHERE agent_id = $1 ORDER BY created_at, address',
+      [agentId],
+    )
+  ).rows;
 
 const KEY_COLUMNS = 'id, prefix, name, created_at, last_used_at, revoked_at';
 

@@ -83,7 +83,8 @@ const KEYS_SQL = `
   SELECT id, agent_id, key_hash, revoked_at IS NOT NULL AS revoked FROM api_keys
    WHERE ($1::text IS NULL OR agent_id = $1)`;
 
-// evm_wallets: only wallets the agent proved control of (recovery signature), lowercase as the proxy compares them.
+// evm_wallets: only wallets the agent proved control of (a signature: POST /me/wallets or recovery), lowercase as
+// the proxy compares them.
 const AGENTS_SQL = `
   SELECT a.id, a.status, a.rate_limit_per_minute, a.daily_spend_cap_atomic::text,
          coalesce((SELECT array_agg(lower(w.address) ORDER BY w.address) FROM wallets w

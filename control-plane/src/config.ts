@@ -37,6 +37,8 @@ export interface ControlPlaneConfig {
   evmChainId: number;
   solanaChainId: string;
   maxActiveKeys: number;
+  /** Wallets one agent may hold (verified or not); each verified EVM wallet is in the proxies' config. */
+  maxWallets: number;
   /** `CONTROL_PLANE_BODY_LIMIT_BYTES`; the proxies read it too and enforce it before passing a body through. */
   bodyLimitBytes: number;
   /** Timeouts and connection caps of the server (`CROCHET_HEADERS_TIMEOUT_MS`, …; the same names as the proxy's). */
@@ -129,6 +131,7 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
     evmChainId: r.int('CROCHET_SIWE_CHAIN_ID', 1, { min: 1, max: 2 ** 31 }),
     solanaChainId: r.string('CROCHET_SIWS_CHAIN_ID', 'mainnet'),
     maxActiveKeys: r.int('CROCHET_MAX_ACTIVE_KEYS', 10, { min: 1, max: 100 }),
+    maxWallets: r.int('CROCHET_MAX_WALLETS', 10, { min: 1, max: 100 }),
     bodyLimitBytes: r.int('CONTROL_PLANE_BODY_LIMIT_BYTES', 256 * 1024, { min: 1024, max: 16 * 1024 * 1024 }),
     limits: readServerLimits(r),
     metricsHost: r.string('CONTROL_PLANE_METRICS_HOST', '127.0.0.1'),

@@ -76,6 +76,36 @@ export const PowSolution = {
 
 export const WalletChainSchema = Type.Union([Type.Literal('evm'), Type.Literal('solana')]);
 
+/** A wallet named by its chain and address (normalized by the server: EIP-55 on EVM). */
+export const WalletInput = Type.Object(
+  { chain: WalletChainSchema, address: Type.String({ minLength: 1, maxLength: 100 }) },
+  { additionalProperties: false },
+);
+
+/** A challenge message signed by the wallet it names (recovery and verification). */
+export const SignedWalletMessage = Type.Object(
+  {
+    chain: WalletChainSchema,
+    address: Type.String({ minLength: 1, maxLength: 100 }),
+    message: Type.String({ minLength: 1, maxLength: 4000, description: 'the message from the challenge, unchanged' }),
+    signature: Type.String({
+      minLength: 1,
+      maxLength: 200,
+      description: 'EVM: 0x-hex personal_sign signature; Solana: base58 (or base64) ed25519 signature',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+/** A sign-in message to sign with the wallet; works once, until expires_at. */
+export const WalletChallenge = Type.Object({
+  message: Type.String({
+    description: 'sign exactly this text: EIP-4361 (SIWE) on EVM, Sign-In-With-Solana on Solana',
+  }),
+  nonce: Type.String(),
+  expires_at: Timestamp,
+});
+
 export const Agent = Type.Object({
   id: AgentIdSchema,
   name: Type.String(),
@@ -95,8 +125,13 @@ export const KeyView = Type.Object({
 
 export const WalletView = Type.Object({
   chain: WalletChainSchema,
-  address: Type.String(),
-  verified: Type.Boolean({ description: 'true once the agent proved control by signing (wallet recovery)' }),
+  address: Type.String({ description: 'normalized: EIP-55 checksummed on EVM, base58 on Solana' }),
+  verified: Type.Boolean({
+    description:
+      'true once you proved control by signing (POST /api/v1/me/wallets, or recovery). Only a verified EVM wallet ' +
+      'pays by direct transfer or Relay, and payouts go only to a verified wallet',
+  }),
+  verified_at: Type.Union([Timestamp, Type.Null()]),
   created_at: Timestamp,
 });
 

@@ -19,6 +19,7 @@ import { healthRoutes } from './routes/health.js';
 import { ledgerRoutes } from './routes/ledger.js';
 import { listingRoutes } from './routes/listings.js';
 import { meRoutes } from './routes/me.js';
+import { meWalletRoutes } from './routes/me-wallets.js';
 import { operatorRoutes } from './routes/operator.js';
 import { reviewRoutes } from './routes/reviews.js';
 import { type ScoreJob, startScoreJob } from './score/job.js';
@@ -45,6 +46,7 @@ export interface ControlPlane {
 const ROUTES = [
   authRoutes,
   meRoutes,
+  meWalletRoutes,
   claimRoutes,
   listingRoutes,
   reviewRoutes,

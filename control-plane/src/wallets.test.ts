@@ -3,11 +3,15 @@ import { getBase58Decoder } from '@solana/kit';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { describe, expect, it } from 'vitest';
 import {
-  buildRecoveryMessage,
+  buildSignInMessage,
   normalizeWalletAddress,
-  type RecoveryMessageInput,
-  recoveryMessageMatches,
-  recoveryMessageNonce,
+  RECOVERY_STATEMENT,
+  type SignInMessageInput,
+  type SignInSite,
+  signInMessageMatches,
+  signInMessageNonce,
+  signInSite,
+  verificationStatement,
   verifyWalletSignature,
 } from './wallets.js';
 
@@ -16,18 +20,15 @@ const expiresAt = new Date('2030-01-01T00:10:00.000Z');
 const during = new Date('2030-01-01T00:05:00.000Z');
 const after = new Date('2030-01-01T00:10:00.000Z');
 
-function input(chain: RecoveryMessageInput['chain'], address: string, nonce = 'abcDEF123456'): RecoveryMessageInput {
-  return {
-    chain,
-    address,
-    domain: 'localhost:8080',
-    uri: 'http://localhost:8080',
-    nonce,
-    issuedAt,
-    expiresAt,
-    evmChainId: 31337,
-    solanaChainId: 'localnet',
-  };
+const site: SignInSite = signInSite('http://localhost:8080', 31337, 'localnet');
+
+function input(
+  chain: SignInMessageInput['chain'],
+  address: string,
+  nonce = 'abcDEF123456',
+  statement = RECOVERY_STATEMENT,
+): SignInMessageInput {
+  return { chain, address, statement, site, nonce, issuedAt, expiresAt };
 }
 
 function solanaKeypair(): { address: string; privateKey: KeyObject } {
@@ -44,7 +45,7 @@ function signSolana(privateKey: KeyObject, message: string): Buffer {
 describe('EVM wallets', () => {
   const account = privateKeyToAccount(generatePrivateKey());
   const other = privateKeyToAccount(generatePrivateKey());
-  const message = buildRecoveryMessage(input('evm', account.address));
+  const message = buildSignInMessage(input('evm', account.address));
 
   it('normalizes addresses to their EIP-55 checksum form', () => {
     expect(normalizeWalletAddress('evm', account.address.toLowerCase())).toBe(account.address);
@@ -85,30 +86,40 @@ describe('EVM wallets', () => {
   });
 
   it('round-trips the nonce', () => {
-    expect(recoveryMessageNonce(message)).toBe('abcDEF123456');
-    expect(recoveryMessageNonce('no nonce here')).toBeNull();
-    expect(recoveryMessageNonce(`${message}\nNonce: zzzzzzzzzz`)).toBeNull();
+    expect(signInMessageNonce(message)).toBe('abcDEF123456');
+    expect(signInMessageNonce('no nonce here')).toBeNull();
+    expect(signInMessageNonce(`${message}\nNonce: zzzzzzzzzz`)).toBeNull();
   });
 
   it('matches only the issued message while it is valid', () => {
-    const base = { chain: 'evm' as const, address: account.address, domain: 'localhost:8080', nonce: 'abcDEF123456' };
-    expect(recoveryMessageMatches({ ...base, message, now: during })).toBe(true);
-    expect(recoveryMessageMatches({ ...base, address: account.address.toLowerCase(), message, now: during })).toBe(
-      true,
+    const base = {
+      chain: 'evm' as const,
+      address: account.address,
+      statement: RECOVERY_STATEMENT,
+      site,
+      nonce: 'abcDEF123456',
+    };
+    expect(signInMessageMatches({ ...base, message, now: during })).toBe(true);
+    expect(signInMessageMatches({ ...base, address: account.address.toLowerCase(), message, now: during })).toBe(true);
+    expect(signInMessageMatches({ ...base, message, now: after })).toBe(false);
+    expect(signInMessageMatches({ ...base, site: { ...site, domain: 'evil.example' }, message, now: during })).toBe(
+      false,
     );
-    expect(recoveryMessageMatches({ ...base, message, now: after })).toBe(false);
-    expect(recoveryMessageMatches({ ...base, domain: 'evil.example', message, now: during })).toBe(false);
-    expect(recoveryMessageMatches({ ...base, nonce: 'otherNonce99', message, now: during })).toBe(false);
-    expect(recoveryMessageMatches({ ...base, address: other.address, message, now: during })).toBe(false);
-    expect(recoveryMessageMatches({ ...base, message: `${message}\nextra`, now: during })).toBe(false);
-    expect(recoveryMessageMatches({ ...base, message: 'garbage', now: during })).toBe(false);
+    expect(signInMessageMatches({ ...base, site: { ...site, uri: 'http://evil.example' }, message, now: during })).toBe(
+      false,
+    );
+    expect(signInMessageMatches({ ...base, site: { ...site, evmChainId: 1 }, message, now: during })).toBe(false);
+    expect(signInMessageMatches({ ...base, nonce: 'otherNonce99', message, now: during })).toBe(false);
+    expect(signInMessageMatches({ ...base, address: other.address, message, now: during })).toBe(false);
+    expect(signInMessageMatches({ ...base, message: `${message}\nextra`, now: during })).toBe(false);
+    expect(signInMessageMatches({ ...base, message: 'garbage', now: during })).toBe(false);
   });
 });
 
 describe('Solana wallets', () => {
   const wallet = solanaKeypair();
   const other = solanaKeypair();
-  const message = buildRecoveryMessage(input('solana', wallet.address));
+  const message = buildSignInMessage(input('solana', wallet.address));
 
   it('normalizes addresses that decode to 32 bytes', () => {
     expect(normalizeWalletAddress('solana', wallet.address)).toBe(wallet.address);
@@ -136,7 +147,7 @@ describe('Solana wallets', () => {
         'Expiration Time: 2030-01-01T00:10:00.000Z',
       ].join('\n'),
     );
-    expect(() => buildRecoveryMessage(input('solana', wallet.address, 'short'))).toThrow();
+    expect(() => buildSignInMessage(input('solana', wallet.address, 'short'))).toThrow();
   });
 
   it('accepts base58 and base64 signatures by the owner', async () => {
@@ -159,20 +170,57 @@ describe('Solana wallets', () => {
   });
 
   it('round-trips the nonce', () => {
-    expect(recoveryMessageNonce(message)).toBe('abcDEF123456');
+    expect(signInMessageNonce(message)).toBe('abcDEF123456');
   });
 
   it('matches only the issued message while it is valid', () => {
-    const base = { chain: 'solana' as const, address: wallet.address, domain: 'localhost:8080', nonce: 'abcDEF123456' };
-    expect(recoveryMessageMatches({ ...base, message, now: during })).toBe(true);
-    expect(recoveryMessageMatches({ ...base, message, now: after })).toBe(false);
-    expect(recoveryMessageMatches({ ...base, domain: 'evil.example', message, now: during })).toBe(false);
-    expect(recoveryMessageMatches({ ...base, nonce: 'otherNonce99', message, now: during })).toBe(false);
-    expect(recoveryMessageMatches({ ...base, address: other.address, message, now: during })).toBe(false);
+    const base = {
+      chain: 'solana' as const,
+      address: wallet.address,
+      statement: RECOVERY_STATEMENT,
+      site,
+      nonce: 'abcDEF123456',
+    };
+    expect(signInMessageMatches({ ...base, message, now: during })).toBe(true);
+    expect(signInMessageMatches({ ...base, message, now: after })).toBe(false);
+    expect(signInMessageMatches({ ...base, site: { ...site, domain: 'evil.example' }, message, now: during })).toBe(
+      false,
+    );
+    expect(signInMessageMatches({ ...base, site: { ...site, uri: 'http://evil.example' }, message, now: during })).toBe(
+      false,
+    );
+    expect(signInMessageMatches({ ...base, site: { ...site, solanaChainId: 'mainnet' }, message, now: during })).toBe(
+      false,
+    );
+    expect(signInMessageMatches({ ...base, nonce: 'otherNonce99', message, now: during })).toBe(false);
+    expect(signInMessageMatches({ ...base, address: other.address, message, now: during })).toBe(false);
     const laterExpiry = message.replace('Expiration Time: 2030-01-01T00:10:00.000Z', 'Expiration Time: 2031-01-01');
-    expect(recoveryMessageMatches({ ...base, message: laterExpiry, now: after })).toBe(false);
-    const evmMessage = buildRecoveryMessage(input('evm', privateKeyToAccount(generatePrivateKey()).address));
-    expect(recoveryMessageMatches({ ...base, message: evmMessage, now: during })).toBe(false);
+    expect(signInMessageMatches({ ...base, message: laterExpiry, now: after })).toBe(false);
+    const evmMessage = buildSignInMessage(input('evm', privateKeyToAccount(generatePrivateKey()).address));
+    expect(signInMessageMatches({ ...base, message: evmMessage, now: during })).toBe(false);
+  });
+});
+
+describe('what a message is for', () => {
+  const account = privateKeyToAccount(generatePrivateKey());
+  const wallet = solanaKeypair();
+
+  it('names the agent in a verification message, and one agent’s message never counts for another or for recovery', () => {
+    for (const [chain, address] of [
+      ['evm', account.address],
+      ['solana', wallet.address],
+    ] as const) {
+      const statement = verificationStatement('agt_alice');
+      const message = buildSignInMessage(input(chain, address, 'abcDEF123456', statement));
+      expect(message).toContain(`\n${statement}\n`);
+      const base = { chain, address, site, nonce: 'abcDEF123456', message, now: during };
+      expect(signInMessageMatches({ ...base, statement })).toBe(true);
+      expect(signInMessageMatches({ ...base, statement: verificationStatement('agt_mallory') })).toBe(false);
+      expect(signInMessageMatches({ ...base, statement: RECOVERY_STATEMENT })).toBe(false);
+      // And a recovery message does not verify a wallet.
+      const recovery = buildSignInMessage(input(chain, address));
+      expect(signInMessageMatches({ ...base, message: recovery, statement })).toBe(false);
+    }
   });
 });
 

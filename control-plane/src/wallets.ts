@@ -1,7 +1,10 @@
-// Wallet ownership proofs for account recovery (DESIGN §3.1): the server hands out a sign-in message carrying a
-// single-use nonce, the agent signs it with the wallet registered to its account, and we check the signature and that
-// the message is exactly one we could have issued.
+// Wallet ownership proofs (DESIGN §3.1, §3.9): the server hands out a sign-in message carrying a single-use nonce, the
+// agent signs it with the wallet, and we check the signature and that the message is exactly one we could have issued
+// for that purpose. One implementation serves recovery (any holder of a registered wallet gets a new key) and
+// verification (an agent adds a wallet with its API key); the statement tells the two apart, and a verification
+// statement names the agent, so a signature made for one purpose or agent is worthless for another.
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
+import { ApiError } from '@crochet/protocol';
 import {
   getAddressEncoder,
   getBase58Encoder,
@@ -13,7 +16,12 @@ import { createSiweMessage, parseSiweMessage, validateSiweMessage } from 'viem/s
 
 export type WalletChain = 'evm' | 'solana';
 
-const RECOVERY_STATEMENT = 'Recover your Crochet API key. Your earlier keys will be revoked.';
+/** The statement of a recovery message: whoever signs it gets a new key for the wallet's agent. */
+export const RECOVERY_STATEMENT = 'Recover your Crochet API key. Your earlier keys will be revoked.';
+
+/** The statement of a verification message: names the agent the wallet is added to, and what that means. */
+export const verificationStatement = (agentId: string): string =>
+  `Add this wallet to Crochet agent ${agentId}: payments from it count as this agent's and payouts may be sent to it.`;
 
 // ASN.1 header of an Ed25519 SubjectPublicKeyInfo; node:crypto only imports raw keys wrapped this way (or as JWK).
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
@@ -33,52 +41,73 @@ export function normalizeWalletAddress(chain: WalletChain, address: string): str
   return isSolanaAddress(trimmed) ? trimmed : null;
 }
 
-export interface RecoveryMessageInput {
-  chain: WalletChain;
-  /** Normalized (see normalizeWalletAddress). */
-  address: string;
+/** The normalized address, or 400 WALLET_ADDRESS_INVALID. */
+export const walletAddressOrThrow = (chain: WalletChain, address: string): string => {
+  const normalized = normalizeWalletAddress(chain, address);
+  if (normalized === null) throw new ApiError('WALLET_ADDRESS_INVALID');
+  return normalized;
+};
+
+/** Where messages are issued: the public site and the chain ids written in them. */
+export interface SignInSite {
   /** host[:port] of the public base URL. */
   domain: string;
   /** The public base URL. */
   uri: string;
-  /** At least 8 alphanumeric characters. */
-  nonce: string;
-  issuedAt: Date;
-  expiresAt: Date;
   evmChainId: number;
   /** e.g. 'mainnet' or 'localnet'. */
   solanaChainId: string;
 }
 
-/** EVM: an EIP-4361 (SIWE) message built with viem's createSiweMessage, statement 'Recover your Crochet API key. Your earlier keys will be revoked.'. Solana: the Sign-In-With-Solana text form (same layout as SIWE but header '<domain> wants you to sign in with your Solana account:' and 'Chain ID: <solanaChainId>'). */
-export function buildRecoveryMessage(input: RecoveryMessageInput): string {
+/** The site of a public base URL. */
+export const signInSite = (publicBaseUrl: string, evmChainId: number, solanaChainId: string): SignInSite => {
+  const base = new URL(publicBaseUrl);
+  return { domain: base.host, uri: base.origin, evmChainId, solanaChainId };
+};
+
+export interface SignInMessageInput {
+  chain: WalletChain;
+  /** Normalized (see normalizeWalletAddress). */
+  address: string;
+  /** RECOVERY_STATEMENT or verificationStatement(agentId); one line. */
+  statement: string;
+  site: SignInSite;
+  /** At least 8 alphanumeric characters. */
+  nonce: string;
+  issuedAt: Date;
+  expiresAt: Date;
+}
+
+/** EVM: an EIP-4361 (SIWE) message built with viem's createSiweMessage. Solana: the Sign-In-With-Solana text form (same layout as SIWE but header '<domain> wants you to sign in with your Solana account:' and 'Chain ID: <solanaChainId>'). Both carry domain, address, statement, URI, version 1, chain id, nonce, issued-at and expiration. */
+export function buildSignInMessage(input: SignInMessageInput): string {
+  const { site } = input;
   if (input.chain === 'evm') {
     return createSiweMessage({
       address: input.address as Address,
-      chainId: input.evmChainId,
-      domain: input.domain,
-      uri: input.uri,
+      chainId: site.evmChainId,
+      domain: site.domain,
+      uri: site.uri,
       nonce: input.nonce,
       issuedAt: input.issuedAt,
       expirationTime: input.expiresAt,
-      statement: RECOVERY_STATEMENT,
+      statement: input.statement,
       version: '1',
     });
   }
   return renderSolanaMessage({
-    domain: input.domain,
+    domain: site.domain,
     address: input.address,
-    statement: RECOVERY_STATEMENT,
-    uri: input.uri,
-    chainId: input.solanaChainId,
+    statement: input.statement,
+    uri: site.uri,
+    chainId: site.solanaChainId,
     nonce: input.nonce,
     issuedAt: input.issuedAt,
     expirationTime: input.expiresAt,
   });
 }
 
-/** The nonce written in a recovery message (the 'Nonce: ' line), or null. */
-export function recoveryMessageNonce(message: string): string | null {
+/** The nonce written in a sign-in message (the 'Nonce: ' line), or null. */
+export function signInMessageNonce(message: string): string | null {
   const lines = message.split('\n').filter((line) => line.startsWith('Nonce: '));
   // Two Nonce lines would let a message be looked up under one nonce and validated under another.
   if (lines.length !== 1) return null;
@@ -114,30 +143,34 @@ export async function verifyWalletSignature(
   }
 }
 
-/** For EVM messages, also parse with parseSiweMessage and check domain/address/nonce/expiry agree (validateSiweMessage); returns true for solana messages whose Nonce/Expiration lines agree. */
-export function recoveryMessageMatches(input: {
+/** What a signed message must be: the expected statement, site, wallet address and nonce, at `now`. */
+export interface ExpectedSignIn {
   chain: WalletChain;
   address: string;
-  domain: string;
+  statement: string;
+  site: SignInSite;
   nonce: string;
   message: string;
   now: Date;
-}): boolean {
+}
+
+/** Whether `message` is exactly a message this server renders for the expected statement, site, address and nonce, not yet expired at `now`. EVM: parsed with parseSiweMessage, re-rendered and compared, then validateSiweMessage (domain, address, nonce, time) plus URI and chain id; Solana: the same fields from the Sign-In-With-Solana form. */
+export function signInMessageMatches(input: ExpectedSignIn): boolean {
   try {
     const address = normalizeWalletAddress(input.chain, input.address);
     if (address === null || Number.isNaN(input.now.getTime())) return false;
-    if (recoveryMessageNonce(input.message) !== input.nonce) return false;
-    if (input.chain === 'evm') return evmMessageMatches(input.message, address, input.domain, input.nonce, input.now);
-    return solanaMessageMatches(input.message, address, input.domain, input.nonce, input.now);
+    if (signInMessageNonce(input.message) !== input.nonce) return false;
+    const expected = { ...input, address };
+    return input.chain === 'evm' ? evmMessageMatches(expected) : solanaMessageMatches(expected);
   } catch {
     return false;
   }
 }
 
-function evmMessageMatches(message: string, address: string, domain: string, nonce: string, now: Date): boolean {
+function evmMessageMatches({ message, address, statement, site, nonce, now }: ExpectedSignIn): boolean {
   const parsed = parseSiweMessage(message);
   // viem's parser is unanchored and skips unknown text; re-rendering the parsed fields and demanding the identical
-  // string rejects messages with smuggled lines or fields we never issue (recovery messages always expire).
+  // string rejects messages with smuggled lines or fields we never issue (our messages always expire).
   if (!parsed.address || !parsed.chainId || !parsed.domain || !parsed.uri || !parsed.nonce) return false;
   if (!parsed.issuedAt || !parsed.expirationTime || parsed.version !== '1') return false;
   if (Number.isNaN(parsed.issuedAt.getTime()) || Number.isNaN(parsed.expirationTime.getTime())) return false;
@@ -152,9 +185,13 @@ function evmMessageMatches(message: string, address: string, domain: string, non
     statement: parsed.statement,
     version: '1',
   });
-  // The statement warns that earlier keys get revoked; a sign-in made for any other purpose must not recover a key.
-  if (canonical !== message || parsed.statement !== RECOVERY_STATEMENT) return false;
-  return validateSiweMessage({ message: parsed, address: address as Address, domain, nonce, time: now });
+  // The statement says what the signature is for (recovery revokes keys; verification names one agent): a sign-in
+  // made for any other purpose or agent must not count.
+  if (canonical !== message || parsed.statement !== statement) return false;
+  // EIP-4361 §5.3 (verifying): the URI and chain id must be the relying party's own, as the domain must.
+  if (parsed.uri !== site.uri || parsed.chainId !== site.evmChainId) return false;
+  if (parsed.issuedAt.getTime() >= parsed.expirationTime.getTime()) return false;
+  return validateSiweMessage({ message: parsed, address: address as Address, domain: site.domain, nonce, time: now });
 }
 
 interface SolanaMessageFields {
@@ -211,16 +248,19 @@ function parseSolanaMessage(message: string): SolanaMessageFields | null {
   };
 }
 
-function solanaMessageMatches(message: string, address: string, domain: string, nonce: string, now: Date): boolean {
+function solanaMessageMatches({ message, address, statement, site, nonce, now }: ExpectedSignIn): boolean {
   const parsed = parseSolanaMessage(message);
   if (!parsed) return false;
   // Date parsing accepts many spellings; only the exact form we render counts, as with EVM.
   if (renderSolanaMessage(parsed) !== message) return false;
   return (
-    parsed.statement === RECOVERY_STATEMENT &&
-    parsed.domain === domain &&
+    parsed.statement === statement &&
+    parsed.domain === site.domain &&
+    parsed.uri === site.uri &&
+    parsed.chainId === site.solanaChainId &&
     parsed.address === address &&
     parsed.nonce === nonce &&
+    parsed.issuedAt.getTime() < parsed.expirationTime.getTime() &&
     now.getTime() < parsed.expirationTime.getTime()
   );
 }

@@ -181,3 +181,27 @@ export const startTestControlPlane = async (
     },
   };
 };
+
+/** A wallet a test controls: its chain, address, and how it signs a message (personal_sign / ed25519, as agents do). */
+export interface TestWallet {
+  chain: 'evm' | 'solana';
+  address: string;
+  sign(message: string): Promise<string> | string;
+}
+
+/**
+ * Adds and verifies a wallet for the agent of `apiKey` (POST /api/v1/me/wallets/challenge, sign, POST
+ * /api/v1/me/wallets). Returns the final answer as is, so a test can check refusals too.
+ */
+export const verifyWallet = async (client: ApiClient, apiKey: string, wallet: TestWallet) => {
+  const challenge = await client.call('POST', '/api/v1/me/wallets/challenge', {
+    key: apiKey,
+    body: { chain: wallet.chain, address: wallet.address },
+  });
+  if (challenge.status !== 201) return challenge;
+  const message = challenge.body.data.message as string;
+  return client.call('POST', '/api/v1/me/wallets', {
+    key: apiKey,
+    body: { chain: wallet.chain, address: wallet.address, message, signature: await wallet.sign(message) },
+  });
+};

@@ -117,7 +117,7 @@ describe('wallet recovery', () => {
       await plane.call('POST', '/api/v1/auth/recover/challenge', { body: { chain: 'evm', address: account.address } })
     ).body.data;
     await plane.deps.pool.query(
-      "UPDATE recovery_challenges SET expires_at = now() - interval '1 second' WHERE nonce = $1",
+      "UPDATE wallet_challenges SET expires_at = now() - interval '1 second' WHERE nonce = $1",
       [nonce],
     );
     const res = await plane.call('POST', '/api/v1/auth/recover', {

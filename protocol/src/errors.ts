@@ -136,6 +136,28 @@ export const ERRORS = define({
     message: 'The signature does not verify for this wallet and message.',
     hint: 'Sign the exact message with the wallet: personal_sign (EIP-191) on EVM, ed25519 signMessage on Solana.',
   },
+  WALLET_MESSAGE_INVALID: {
+    status: 400,
+    message: 'The wallet message is not one this server issued to you for this wallet, or it has expired or been used.',
+    hint: 'Request a fresh message with POST /api/v1/me/wallets/challenge (with the same API key) and sign it unchanged.',
+  },
+  WALLET_SIGNATURE_INVALID: {
+    status: 400,
+    message: 'The signature does not verify for this wallet and message.',
+    hint: 'Sign the exact message with the wallet: personal_sign (EIP-191) on EVM, ed25519 signMessage on Solana.',
+  },
+  WALLET_ALREADY_VERIFIED: {
+    status: 409,
+    message: 'This wallet is verified by another agent; a wallet belongs to one agent.',
+    hint:
+      'Use another wallet. If that agent is yours, remove the wallet there first (DELETE /api/v1/me/wallets/:address ' +
+      'with its key) or recover it (POST /api/v1/auth/recover/challenge).',
+  },
+  WALLET_LIMIT_REACHED: {
+    status: 409,
+    message: 'You have the maximum number of wallets.',
+    hint: 'Remove a wallet you no longer use with DELETE /api/v1/me/wallets/:address, then add the new one.',
+  },
   KEY_NOT_FOUND: {
     status: 404,
     message: 'No key with this id belongs to you.',

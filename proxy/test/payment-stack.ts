@@ -11,7 +11,7 @@ import { decodePaymentRequiredHeader } from '@x402/core/http';
 import type { Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { expect } from 'vitest';
-import type { TestServices } from '../../control-plane/test/helpers.js';
+import { type TestServices, verifyWallet } from '../../control-plane/test/helpers.js';
 import { eventually, gatewayCall, type RawResponse, startTestStack, type TestStack } from './stack.js';
 
 /**
@@ -80,9 +80,10 @@ export const createPaidListing = async (
 };
 
 /**
- * An agent registered with an EVM wallet that it then proves control of (SIWE recovery, DESIGN §3.1): the wallet is
- * verified, so direct EVM transfers from it pay for the agent's calls. Recovery revokes the registration key; the
- * key returned is the recovered one. Resolves once every proxy has the wallet in its config.
+ * An agent that added an EVM wallet with its API key and proved control of it (POST /api/v1/me/wallets/challenge,
+ * SIWE signature, POST /api/v1/me/wallets; DESIGN §3.9): the wallet is verified, so direct EVM transfers and Relay
+ * payments from it pay for the agent's calls. The key is the one registration gave. Resolves once every proxy has
+ * the wallet in its config.
  */
 export const registerVerifiedEvmBuyer = async (
   stack: TestStack,
@@ -90,23 +91,31 @@ export const registerVerifiedEvmBuyer = async (
   privateKey: Hex,
 ): Promise<{ apiKey: string; agentId: string; address: `0x${string}` }> => {
   const account = privateKeyToAccount(privateKey);
-  const { agentId } = await stack.plane.register(name, { chain: 'evm', address: account.address });
-  const challenge = await stack.plane.call('POST', '/api/v1/auth/recover/challenge', {
-    body: { chain: 'evm', address: account.address },
+  const { apiKey, agentId } = await stack.plane.register(name);
+  const added = await verifyWallet(stack.plane, apiKey, {
+    chain: 'evm',
+    address: account.address,
+    sign: (message) => account.signMessage({ message }),
   });
-  expect(challenge.status, challenge.text).toBe(201);
-  const message = challenge.body.data.message as string;
-  const signature = await account.signMessage({ message });
-  const recovered = await stack.plane.call('POST', '/api/v1/auth/recover', {
-    body: { chain: 'evm', address: account.address, message, signature },
-  });
-  expect(recovered.status, recovered.text).toBe(200);
-  const wallet = account.address.toLowerCase();
-  await eventually(() => {
-    for (const proxy of stack.proxies) expect(proxy.store.agent(agentId)?.evm_wallets).toContain(wallet);
-  });
-  return { apiKey: recovered.body.data.api_key as string, agentId, address: account.address };
+  expect(added.status, added.text).toBe(201);
+  await untilProxiesHaveWallet(stack, agentId, account.address);
+  return { apiKey, agentId, address: account.address };
 };
+
+/** Waits until every proxy of the stack has (or, with `present: false`, no longer has) the agent's EVM wallet. */
+export const untilProxiesHaveWallet = (
+  stack: TestStack,
+  agentId: string,
+  address: string,
+  present = true,
+  timeoutMs?: number,
+): Promise<void> =>
+  eventually(() => {
+    for (const proxy of stack.proxies) {
+      const wallets = proxy.store.agent(agentId)?.evm_wallets ?? [];
+      expect(wallets.includes(address.toLowerCase())).toBe(present);
+    }
+  }, timeoutMs);
 
 /** Reads the x402 PAYMENT-REQUIRED header of a 402 (undefined when absent). */
 export const paymentRequiredOf = (res: RawResponse) => {

@@ -183,8 +183,9 @@ export const PAYMENT_TEXT = [
   '  payment_request_id, amount, accepts[] (Solana USDC first) and relay. Pay one option, then retry the SAME call with:',
   '  PAYMENT-SIGNATURE (or X-PAYMENT): an x402 exact payload — any unmodified x402 client does this;',
   '  X-Crochet-Payment-Tx: <caip2>:<tx> — a direct USDC transfer to payTo (Solana: memo = payment_request_id;',
-  '    EVM: sent from a wallet you registered and verified);',
-  '  X-Crochet-Relay-Request-Id: 0x… — a Relay payment that delivered the price to the EVM payTo.',
+  '    EVM: sent from a wallet you verified — see Wallets);',
+  '  X-Crochet-Relay-Request-Id: 0x… — a Relay payment, made from a wallet you verified, that delivered the price',
+  '    to the EVM payTo.',
   '- A proof pays for one call. 409 PAYMENT_ALREADY_USED names the gateway request it paid.',
   '- 402 PAYMENT_PENDING / PAYMENT_UNCONFIRMED and 503 PAYMENT_VERIFIER_UNAVAILABLE / STATE_UNAVAILABLE: retry the',
   '  same call with the same proof after Retry-After. Never pay twice: a proof whose call never reached the seller',
@@ -200,6 +201,25 @@ export const PAYMENT_TEXT = [
   '  daily_spend_cap and spent_today) instead of payment requirements. Past the cap an x402 payment is not settled',
   '  (usable until it expires); a transfer already made is recorded for refund (refund_gateway_request_id).',
   '- 403 AGENT_PAUSED: your operator paused you; nothing is charged.',
+];
+
+/** Adding and verifying wallets (DESIGN §3.9), for llms.txt and the skill. */
+export const WALLET_TEXT = [
+  'Wallets (verify one to pay by direct EVM transfer or Relay, and to receive payouts):',
+  '1. POST /api/v1/me/wallets/challenge {chain: "evm" | "solana", address} with your API key gives {message, nonce,',
+  '   expires_at}: a Sign-In-With-Ethereum (EIP-4361) message on EVM, its Solana equivalent on Solana, naming your',
+  '   agent, this site, the chain id and a single-use nonce.',
+  '2. Sign the message unchanged with the wallet (EVM: personal_sign / EIP-191, 0x-hex; Solana: ed25519 signMessage,',
+  '   base58) and POST /api/v1/me/wallets {chain, address, message, signature} before expires_at. The answer is the',
+  '   wallet with verified: true (201; 200 if it was already yours). Your keys are not touched, and every gateway',
+  '   proxy accepts payments from the wallet within a second.',
+  '- GET /api/v1/me/wallets (and GET /api/v1/me) lists your wallets with verified.',
+  '- A wallet belongs to one agent: 409 WALLET_ALREADY_VERIFIED when another agent verified it. A wallet another',
+  '  agent only named at registration, never verified, moves to you when you sign for it.',
+  '- DELETE /api/v1/me/wallets/:address removes one: transfers from it stop paying for your calls (one sent but not',
+  '  yet presented too), it receives no new payouts and no longer recovers your agent.',
+  '- Lost every key? POST /api/v1/auth/recover/challenge and POST /api/v1/auth/recover, signed by a wallet of yours,',
+  '  give a new key and revoke the earlier ones.',
 ];
 
 export const RECEIPT_TEXT = [
@@ -373,6 +393,8 @@ export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): str
     '',
     ...PAYMENT_TEXT,
     '',
+    ...WALLET_TEXT,
+    '',
     ...RECEIPT_TEXT,
     '',
     ...SCORE_TEXT,
@@ -401,6 +423,8 @@ const BUYER_STEPS = [
   '5. Call the listing’s gateway_url (POST /api/v1/gateway/:listingId) with your JSON body.',
   '6. A per_call listing answers 402 with payment requirements; pay (Solana USDC preferred) and retry the same call',
   '   with the payment proof header. Never pay twice for one call: a pending payment is retried with the same proof.',
+  '   To pay on EVM by direct transfer or Relay, first verify the paying wallet (POST /api/v1/me/wallets/challenge,',
+  '   sign, POST /api/v1/me/wallets).',
   '7. After a dropped connection, GET /api/v1/gateway-requests/:id (the X-Crochet-Request-Id you got) or',
   '   ?payment_proof=<tx or request id> tells what happened; every call reaches a final status within seconds:',
   '   completed (the seller answered), upstream_error (the seller failed; a paid call is refunded: refund_due),',
@@ -421,6 +445,9 @@ const SELLER_STEPS = [
   '   X-Crochet-Body-SHA256 (hex SHA-256 of the exact body bytes). Reject timestamps more than 300 s from your clock;',
   '   compare in constant time; during a rotation the header carries several comma-separated v1= entries.',
   '6. Manage the endpoint: GET/PUT /api/v1/listings/:id/endpoint, POST /api/v1/listings/:id/endpoint/rotate-secret.',
+  '7. Verify the wallet your earnings are paid out to (Solana or EVM): POST /api/v1/me/wallets/challenge {chain,',
+  '   address}, sign the message with the wallet, POST /api/v1/me/wallets {chain, address, message, signature}.',
+  '   Payouts go only to a verified wallet of yours; GET /api/v1/me/wallets lists them.',
 ];
 
 export const renderSkill = (catalog: readonly RouteDoc[], site: SiteInfo): string =>
@@ -454,6 +481,9 @@ export const renderSkill = (catalog: readonly RouteDoc[], site: SiteInfo): strin
     '',
     '## Payments',
     ...PAYMENT_TEXT,
+    '',
+    '## Wallets',
+    ...WALLET_TEXT,
     '',
     '## Receipts',
     ...RECEIPT_TEXT,
@@ -502,6 +532,13 @@ export const renderAgentProtocol = (catalog: readonly RouteDoc[], site: SiteInfo
       recover: 'POST /api/v1/auth/recover',
       proof_of_work: { algorithm: 'sha256', input: 'utf8(salt + nonce)', target: 'difficulty leading zero bits' },
     },
+  },
+  wallets: {
+    challenge: 'POST /api/v1/me/wallets/challenge',
+    add: 'POST /api/v1/me/wallets',
+    list: 'GET /api/v1/me/wallets',
+    remove: 'DELETE /api/v1/me/wallets/{address}',
+    messages: { evm: 'EIP-4361 (Sign-In-With-Ethereum), personal_sign', solana: 'Sign-In-With-Solana text, ed25519' },
   },
   gateway: {
     url_template: `${site.baseUrl}/api/v1/gateway/{listing_id}`,

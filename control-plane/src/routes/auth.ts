@@ -1,34 +1,28 @@
-import { randomBytes } from 'node:crypto';
 import { ApiError, newId } from '@crochet/protocol';
 import { Type } from 'typebox';
 import { type AgentRow, createKey, issuedKeyView } from '../accounts.js';
 import type { App, Deps } from '../app.js';
 import { isUniqueViolation, transaction } from '../db.js';
 import { consumeChallenge, issueChallenge } from '../pow.js';
-import { Data, IssuedKey, PowChallenge, PowSolution, Timestamp, WalletChainSchema } from '../schemas.js';
-import { cleanRequiredText, cleanText } from '../text.js';
 import {
-  buildRecoveryMessage,
-  normalizeWalletAddress,
-  recoveryMessageMatches,
-  recoveryMessageNonce,
-  verifyWalletSignature,
-  type WalletChain,
-} from '../wallets.js';
+  Data,
+  IssuedKey,
+  PowChallenge,
+  PowSolution,
+  SignedWalletMessage,
+  WalletChallenge,
+  WalletInput,
+} from '../schemas.js';
+import { cleanRequiredText, cleanText } from '../text.js';
+import { consumeWalletChallenge, issueWalletChallenge } from '../wallet-challenges.js';
+import { signInSite, walletAddressOrThrow } from '../wallets.js';
 
-const WalletInput = Type.Object(
-  { chain: WalletChainSchema, address: Type.String({ minLength: 1, maxLength: 100 }) },
-  { additionalProperties: false },
-);
-
-const normalizeOrThrow = (chain: WalletChain, address: string): string => {
-  const normalized = normalizeWalletAddress(chain, address);
-  if (normalized === null) throw new ApiError('WALLET_ADDRESS_INVALID');
-  return normalized;
-};
+const RECOVER = { purpose: 'recover' } as const;
 
 /** §3.1: proof-of-work registration and wallet recovery. */
 export const authRoutes = (app: App, { config, pool, publisher }: Deps): void => {
+  const site = signInSite(config.publicBaseUrl, config.evmChainId, config.solanaChainId);
+
   app.post(
     '/api/v1/auth/challenge',
     {
@@ -87,7 +81,7 @@ export const authRoutes = (app: App, { config, pool, publisher }: Deps): void =>
       const body = request.body;
       const wallet = body.wallet && {
         chain: body.wallet.chain,
-        address: normalizeOrThrow(body.wallet.chain, body.wallet.address),
+        address: walletAddressOrThrow(body.wallet.chain, body.wallet.address),
       };
       const result = await transaction(pool, async (client) => {
         await consumeChallenge(client, body, 'register', null);
@@ -126,40 +120,25 @@ export const authRoutes = (app: App, { config, pool, publisher }: Deps): void =>
       schema: {
         operationId: 'createRecoveryChallenge',
         summary: 'Get a message to sign with a registered wallet (EIP-4361 on EVM, its Solana equivalent)',
+        description:
+          'For lost keys: signing it with POST /api/v1/auth/recover revokes every key of the wallet’s agent. To add or ' +
+          'verify a wallet and keep your keys, use POST /api/v1/me/wallets/challenge instead.',
         tags: ['accounts'],
         body: WalletInput,
-        response: { 201: Data(Type.Object({ message: Type.String(), nonce: Type.String(), expires_at: Timestamp })) },
+        response: { 201: Data(WalletChallenge) },
       },
       config: { errors: ['WALLET_ADDRESS_INVALID', 'WALLET_NOT_FOUND'] },
     },
     async (request, reply) => {
       const { chain } = request.body;
-      const address = normalizeOrThrow(chain, request.body.address);
+      const address = walletAddressOrThrow(chain, request.body.address);
       const { rowCount } = await pool.query('SELECT 1 FROM wallets WHERE chain = $1 AND address = $2', [
         chain,
         address,
       ]);
       if (!rowCount) throw new ApiError('WALLET_NOT_FOUND');
-      const base = new URL(config.publicBaseUrl);
-      const issuedAt = new Date();
-      const expiresAt = new Date(issuedAt.getTime() + config.recoveryTtlSeconds * 1000);
-      const nonce = randomBytes(12).toString('hex');
-      const message = buildRecoveryMessage({
-        chain,
-        address,
-        domain: base.host,
-        uri: base.origin,
-        nonce,
-        issuedAt,
-        expiresAt,
-        evmChainId: config.evmChainId,
-        solanaChainId: config.solanaChainId,
-      });
-      await pool.query(
-        'INSERT INTO recovery_challenges (nonce, chain, address, message, expires_at) VALUES ($1, $2, $3, $4, $5)',
-        [nonce, chain, address, message, expiresAt],
-      );
-      return reply.code(201).send({ data: { message, nonce, expires_at: expiresAt } });
+      const challenge = await issueWalletChallenge(pool, site, config.recoveryTtlSeconds, RECOVER, { chain, address });
+      return reply.code(201).send({ data: challenge });
     },
   );
 
@@ -170,19 +149,7 @@ export const authRoutes = (app: App, { config, pool, publisher }: Deps): void =>
         operationId: 'recover',
         summary: 'Prove control of a registered wallet; returns a new API key and revokes the earlier ones',
         tags: ['accounts'],
-        body: Type.Object(
-          {
-            chain: WalletChainSchema,
-            address: Type.String({ minLength: 1, maxLength: 100 }),
-            message: Type.String({ minLength: 1, maxLength: 4000 }),
-            signature: Type.String({
-              minLength: 1,
-              maxLength: 200,
-              description: 'EVM: 0x-hex personal_sign signature; Solana: base58 (or base64) ed25519 signature',
-            }),
-          },
-          { additionalProperties: false },
-        ),
+        body: SignedWalletMessage,
         response: { 200: Data(IssuedKey) },
       },
       config: {
@@ -196,27 +163,11 @@ export const authRoutes = (app: App, { config, pool, publisher }: Deps): void =>
     },
     async (request) => {
       const { chain, message, signature } = request.body;
-      const address = normalizeOrThrow(chain, request.body.address);
-      const nonce = recoveryMessageNonce(message);
-      const domain = new URL(config.publicBaseUrl).host;
+      const address = walletAddressOrThrow(chain, request.body.address);
       const result = await transaction(pool, async (client) => {
-        const { rows } = await client.query<{ message: string; live: boolean }>(
-          `SELECT message, used_at IS NULL AND expires_at > now() AS live FROM recovery_challenges
-            WHERE nonce = $1 AND chain = $2 AND address = $3 FOR UPDATE`,
-          [nonce ?? '', chain, address],
-        );
-        const challenge = rows[0];
-        if (
-          !challenge?.live ||
-          challenge.message !== message ||
-          !recoveryMessageMatches({ chain, address, domain, nonce: nonce!, message, now: new Date() })
-        ) {
-          throw new ApiError('RECOVERY_MESSAGE_INVALID');
-        }
-        if (!(await verifyWalletSignature(chain, address, message, signature))) {
-          throw new ApiError('RECOVERY_SIGNATURE_INVALID');
-        }
-        await client.query('UPDATE recovery_challenges SET used_at = now() WHERE nonce = $1', [nonce]);
+        const refusal = await consumeWalletChallenge(client, site, RECOVER, { chain, address, message, signature });
+        if (refusal === 'message_invalid') throw new ApiError('RECOVERY_MESSAGE_INVALID');
+        if (refusal === 'signature_invalid') throw new ApiError('RECOVERY_SIGNATURE_INVALID');
         const wallet = await client.query<AgentRow>(
           `UPDATE wallets SET verified_at = coalesce(verified_at, now()) WHERE chain = $1 AND address = $2
            RETURNING agent_id AS id`,

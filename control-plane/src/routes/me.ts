@@ -1,6 +1,6 @@
 import { ApiError } from '@crochet/protocol';
 import { Type } from 'typebox';
-import { agentView, createKey, getAgent, keyView, listKeys, type WalletRow, walletView } from '../accounts.js';
+import { agentView, createKey, getAgent, keyView, listKeys, listWallets, walletView } from '../accounts.js';
 import type { App, Deps } from '../app.js';
 import { transaction } from '../db.js';
 import { operatorClaimOf } from '../operators/claims.js';
@@ -22,7 +22,7 @@ export const meRoutes = (app: App, { config, pool, publisher }: Deps): void => {
               agent: Agent,
               current_key_id: KeyIdSchema,
               keys: Type.Array(KeyView),
-              wallets: Type.Array(WalletView),
+              wallets: Type.Array(WalletView, { description: 'also at GET /api/v1/me/wallets' }),
               operator_claim: Type.Union(
                 [
                   Type.Object({ operator_id: Type.String({ description: 'op_… id' }), claimed_at: Timestamp }),
@@ -41,10 +41,7 @@ export const meRoutes = (app: App, { config, pool, publisher }: Deps): void => {
       const [agent, keys, wallets, claim] = await Promise.all([
         getAgent(pool, agentId),
         listKeys(pool, agentId),
-        pool.query<WalletRow>(
-          'SELECT chain, address, verified_at, created_at FROM wallets WHERE agent_id = $1 ORDER BY created_at',
-          [agentId],
-        ),
+        listWallets(pool, agentId),
         operatorClaimOf(pool, agentId),
       ]);
       return {
@@ -52,7 +49,7 @@ export const meRoutes = (app: App, { config, pool, publisher }: Deps): void => {
           agent: agentView(agent!),
           current_key_id: keyId,
           keys: keys.map(keyView),
-          wallets: wallets.rows.map(walletView),
+          wallets: wallets.map(walletView),
           operator_claim: claim,
         },
       };
