@@ -64,7 +64,8 @@ export const startDevChains = async (root: string, log: (line: string) => void):
   await new Promise<void>((resolve) => faucet.listen(0, '127.0.0.1', resolve));
   const faucetUrl = `http://127.0.0.1:${(faucet.address() as AddressInfo).port}`;
 
-  const env = network.env;
+  // One process runs both planes here: the control plane's treasury keys (payouts, refunds) go in the same env.
+  const env = { ...network.env, ...network.treasuryEnv };
   const info = {
     solana: { rpc_url: solana.rpcUrl, network: solana.caip2, usdc_mint: solana.usdcMint, pay_to: network.solanaPayTo },
     evm: {

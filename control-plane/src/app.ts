@@ -24,6 +24,7 @@ import type { Redis } from 'ioredis';
 import type { ControlPlaneConfig } from './config.js';
 import type { ConfigPublisher } from './config-publisher.js';
 import { isDatabaseUnavailable, type Pool } from './db.js';
+import type { Treasury } from './payouts/treasury.js';
 import { refuseNul } from './text.js';
 
 /** The caller of a route that needs an API key. */
@@ -57,6 +58,8 @@ export interface Deps {
   publisher: ConfigPublisher;
   /** Host name resolution for the SSRF check; tests inject one. */
   lookup?: (hostname: string) => Promise<string[]>;
+  /** Money out (§3.9): the treasuries payouts are sent from, and a nudge to the transfers job. Absent: no payouts. */
+  money?: { treasuries: ReadonlyMap<string, Treasury>; kick(): void };
 }
 
 export type App = FastifyInstance<

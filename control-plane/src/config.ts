@@ -63,6 +63,11 @@ export interface ControlPlaneConfig {
   /** `CROCHET_SCORE_INTERVAL_SECONDS`: how often the Crochet Score job runs (§3.6); 0 turns the timer off. */
   scoreIntervalSeconds: number;
   /**
+   * `CROCHET_TRANSFERS_INTERVAL_MS`: how often the transfers job (§3.9) looks for payouts and refunds to send and
+   * sent ones to confirm; a payout asked for starts at once. 0: only when asked.
+   */
+  transfersIntervalMs: number;
+  /**
    * The rails whose chains reconciliation checks journals against: only those whose RPC URL (and receiving address)
    * are set in the control plane's environment (`CROCHET_EVM_RPC_URL`, `CROCHET_SOLANA_RPC_URL`, …).
    */
@@ -141,6 +146,7 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
     reconcileIntervalSeconds: r.int('CROCHET_RECONCILE_INTERVAL_SECONDS', 300, { min: 0, max: 86_400 }),
     reconcileStaleSeconds: r.int('CROCHET_RECONCILE_STALE_SECONDS', 600, { min: 1, max: 30 * 86_400 }),
     scoreIntervalSeconds: r.int('CROCHET_SCORE_INTERVAL_SECONDS', 300, { min: 0, max: 86_400 }),
+    transfersIntervalMs: r.int('CROCHET_TRANSFERS_INTERVAL_MS', 5_000, { min: 0, max: 3_600_000 }),
     payments: { evm: undefined, solana: undefined, acceptWindowSeconds: 0 },
     epochGraceMs: r.int('CROCHET_EPOCH_GRACE_MS', 5_000, { min: 0, max: 60_000 }),
     epochPollMs: r.int('CROCHET_EPOCH_POLL_MS', 1_000, { min: 50, max: 60_000 }),

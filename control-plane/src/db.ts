@@ -189,3 +189,27 @@ export const sqlParams = (): { params: unknown[]; bind: (value: unknown) => stri
     },
   };
 };
+
+/**
+ * Runs `work` holding a cluster-wide session advisory lock (one control plane at a time); null, without running it,
+ * when another session holds the lock. The lock's connection is held for the whole run.
+ */
+export const withAdvisoryLock = async <T>(pool: Pool, key: number, work: () => Promise<T>): Promise<T | null> => {
+  const client = await pool.connect();
+  let locked = false;
+  try {
+    locked = (await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [key])).rows[0]!
+      .locked;
+    return locked ? await work() : null;
+  } finally {
+    const unlocked =
+      !locked ||
+      (await client.query('SELECT pg_advisory_unlock($1)', [key]).then(
+        () => true,
+        () => false,
+      ));
+    // A session-level lock lives as long as the session: a connection that could not unlock (PostgreSQL gone, or a
+    // reply that timed out) is discarded rather than pooled, or no control plane could take the lock again.
+    client.release(!unlocked);
+  }
+};

@@ -13,6 +13,7 @@ import type { App, Deps } from './app.js';
 import type { EventsConsumer } from './events-consumer.js';
 import { ledgerPostingStats } from './ledger/posting.js';
 import { reconcileStats } from './ledger/reconcile.js';
+import type { Transfers } from './payouts/transfers.js';
 import { scoreStats } from './score/job.js';
 
 /**
@@ -36,6 +37,11 @@ export const CONTROL_PLANE_METRIC_LABELS = {
   crochet_score_failures_total: [],
   crochet_score_last_run_seconds: [],
   crochet_score_verified_listings: [],
+  crochet_transfers_confirmed_total: [],
+  crochet_transfers_failed_total: [],
+  crochet_transfers_errors_total: [],
+  crochet_transfers_open: [],
+  crochet_transfers_oldest_open_seconds: [],
   crochet_config_publishes_total: [],
   crochet_db_pool_connections: [],
   crochet_db_pool_idle_connections: [],
@@ -60,6 +66,8 @@ export const createControlPlaneMetrics = (deps: Pick<Deps, 'pool' | 'redis' | 'p
   const registers = [register];
   /** Set once the consumer runs (it starts after the app is built). */
   let consumer: EventsConsumer | undefined;
+  /** Likewise, the transfers job (payouts and refunds). */
+  let transfers: Transfers | undefined;
   /** A counter mirroring a number kept elsewhere, read at scrape time. */
   const mirror = (name: Name, help: string, read: () => number) =>
     new Counter({
@@ -161,6 +169,45 @@ export const createControlPlaneMetrics = (deps: Pick<Deps, 'pool' | 'redis' | 'p
     'Listings verified by the last Crochet Score run.',
     () => scoreStats().last?.verified,
   );
+  mirror('crochet_transfers_confirmed_total', 'Payouts and refunds this process confirmed and booked.', () =>
+    transfers ? transfers.stats.confirmed : 0,
+  );
+  mirror('crochet_transfers_failed_total', 'Payouts and refunds that failed (nothing sent).', () =>
+    transfers ? transfers.stats.failed : 0,
+  );
+  mirror(
+    'crochet_transfers_errors_total',
+    'Times a transfer could not be advanced (chain RPC or treasury balance): retried at the next run.',
+    () => (transfers ? transfers.stats.errors : 0),
+  );
+  // One query per scrape gives both: the open transfers and how long the oldest has waited.
+  let openInfo: Promise<{ open: number; oldest: number } | undefined> | undefined;
+  const readOpen = () =>
+    (openInfo ??= (async () => {
+      try {
+        const { rows } = await pool.query<{ open: number; oldest: number | null }>(
+          `SELECT count(*)::int AS open, extract(epoch FROM now() - min(created_at))::float8 AS oldest
+             FROM money_transfers WHERE status IN ('pending', 'broadcast')`,
+        );
+        return { open: rows[0]!.open, oldest: rows[0]!.oldest ?? 0 };
+      } catch {
+        return undefined;
+      } finally {
+        setImmediate(() => {
+          openInfo = undefined;
+        });
+      }
+    })());
+  gauge(
+    'crochet_transfers_open',
+    'Payouts and refunds waiting to be sent or to be final on chain.',
+    async () => (await readOpen())?.open,
+  );
+  gauge(
+    'crochet_transfers_oldest_open_seconds',
+    'How long the oldest open payout or refund has waited (0 when none).',
+    async () => (await readOpen())?.oldest,
+  );
   mirror('crochet_config_publishes_total', 'Config versions this process published.', () => publisher.published);
   gauge('crochet_db_pool_connections', 'PostgreSQL pool: open connections.', () => pool.totalCount);
   gauge('crochet_db_pool_idle_connections', 'PostgreSQL pool: idle connections.', () => pool.idleCount);
@@ -176,6 +223,9 @@ export const createControlPlaneMetrics = (deps: Pick<Deps, 'pool' | 'redis' | 'p
     register,
     setConsumer: (c: EventsConsumer) => {
       consumer = c;
+    },
+    setTransfers: (t: Transfers) => {
+      transfers = t;
     },
     /** HTTP RED by route template (`routeOptions.url`, never the raw URL). Served apart: `startMetricsListener`. */
     install: (app: App) => {

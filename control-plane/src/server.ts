@@ -10,6 +10,8 @@ import { EpochKeeper } from './epoch.js';
 import { type EventsConsumer, startEventsConsumer } from './events-consumer.js';
 import { type Reconciler, startReconciler } from './ledger/reconcile.js';
 import { type ControlPlaneMetrics, createControlPlaneMetrics } from './metrics.js';
+import { Transfers } from './payouts/transfers.js';
+import { treasuriesFrom } from './payouts/treasury.js';
 import { authRoutes } from './routes/auth.js';
 import { claimRoutes } from './routes/claims.js';
 import { dashboardRoutes } from './routes/dashboard.js';
@@ -21,6 +23,7 @@ import { listingRoutes } from './routes/listings.js';
 import { meRoutes } from './routes/me.js';
 import { meWalletRoutes } from './routes/me-wallets.js';
 import { operatorRoutes } from './routes/operator.js';
+import { payoutRoutes } from './routes/payouts.js';
 import { reviewRoutes } from './routes/reviews.js';
 import { type ScoreJob, startScoreJob } from './score/job.js';
 
@@ -39,6 +42,8 @@ export interface ControlPlane {
   scoreJob: ScoreJob;
   /** Restores a Redis that lost its data (DESIGN §2 durability rule). */
   epoch: EpochKeeper;
+  /** Sends payouts and refunds and books them (§3.9); `runOnce()` runs it now. */
+  transfers: Transfers;
   close(): Promise<void>;
 }
 
@@ -52,6 +57,7 @@ const ROUTES = [
   reviewRoutes,
   gatewayRequestRoutes,
   ledgerRoutes,
+  payoutRoutes,
   operatorRoutes,
   healthRoutes,
   dashboardRoutes,
@@ -106,7 +112,14 @@ export const startControlPlane = async (
     keys: redisKeys(config.redisPrefix),
     log: { warn: (details: object, message: string) => log?.warn(details, message) },
   });
-  const deps: Deps = { config, pool, redis, box, publisher, ...overrides };
+  let transfers: Transfers | undefined;
+  const treasuries = await treasuriesFrom(config.payments).catch(async (error: unknown) => {
+    await pool.end().catch(() => {});
+    redis.disconnect();
+    throw error;
+  });
+  const money = { treasuries, kick: () => transfers?.kick() };
+  const deps: Deps = { config, pool, redis, box, publisher, money, ...overrides };
   const metrics = createControlPlaneMetrics(deps);
   const app = buildControlPlane(deps, metrics);
   log = app.log;
@@ -121,6 +134,7 @@ export const startControlPlane = async (
     await closeServer(app);
     await metricsListener?.close();
     await reconciler?.stop(); // waits for a run in progress: before the pool closes
+    await transfers?.stop(); // likewise (a transfer half-way is finished by the next start: its row says where)
     await scoreJob?.stop(); // likewise
     await eventsConsumer?.stop(); // commits and acknowledges its batch in hand: before the pool closes
     await pool.end();
@@ -160,6 +174,15 @@ export const startControlPlane = async (
       intervalMs: config.reconcileIntervalSeconds * 1000,
       log: app.log.child({ component: 'reconcile' }),
     });
+    transfers = new Transfers({
+      pool,
+      treasuries,
+      intervalMs: config.transfersIntervalMs,
+      log: app.log.child({ component: 'transfers' }),
+    });
+    metrics.setTransfers(transfers);
+    transfers.start();
+    transfers.kick(); // what a stopped control plane left half-way goes on now
     scoreJob = startScoreJob({
       pool,
       intervalMs: config.scoreIntervalSeconds * 1000,
@@ -179,6 +202,7 @@ export const startControlPlane = async (
       reconciler,
       scoreJob,
       epoch,
+      transfers,
       close,
     };
   } catch (error) {

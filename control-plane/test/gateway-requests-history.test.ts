@@ -99,6 +99,7 @@ describe('gateway request history', () => {
       price: { amount: '0.01', currency: 'USDC', amount_atomic: '10000' },
       payment: { proof_ids: [`proof-${first.id}`], network: 'solana:devnet' },
       refund: null,
+      refund_transfer: null,
       created_at: new Date(first.at).toISOString(),
       completed_at: new Date(first.at + 120).toISOString(),
     });

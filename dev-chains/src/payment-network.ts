@@ -14,6 +14,8 @@ export interface DevPaymentNetwork {
   evmPayTo: `0x${string}`;
   /** The proxies' payment variables (DESIGN §4) pointing at these networks. */
   env: Record<string, string>;
+  /** The control plane's keys to the marketplace's receiving accounts, which send payouts and refunds. */
+  treasuryEnv: Record<string, string>;
   stop(): Promise<void>;
 }
 
@@ -55,6 +57,10 @@ export const startDevPaymentNetwork = async (options: { evmChainId?: number } = 
       CROCHET_RELAY_API_URL: relay.url,
       // The key the stand-in issued: GET /requests/v3 refuses calls without it, as Relay does.
       CROCHET_RELAY_API_KEY: relay.apiKey,
+    },
+    treasuryEnv: {
+      CROCHET_SOLANA_TREASURY_KEY: getBase58Decoder().decode(marketplace.secretKey),
+      CROCHET_EVM_TREASURY_KEY: evm.accounts[9]!.privateKey,
     },
     stop: async () => {
       await Promise.all([solana.stop(), evm.stop(), relay.stop()]);

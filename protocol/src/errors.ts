@@ -415,6 +415,47 @@ export const ERRORS = define({
     message: 'The payment could not be settled on chain; nothing was charged.',
     hint: 'Check the paying wallet balance and authorization, then retry with a new payment.',
   },
+  // --- payouts and refunds (money out) ------------------------------------------------------------------------------
+  PAYOUT_NETWORK_UNSUPPORTED: {
+    status: 400,
+    message: 'This gateway does not pay out on that network.',
+    hint: 'GET /.well-known/agent-protocol.json lists the payment networks; pay out on one of them.',
+  },
+  PAYOUT_AMOUNT_INVALID: {
+    status: 400,
+    message: 'The payout amount is not a positive decimal amount of USDC with at most 6 decimals.',
+    hint: 'Send amount as a decimal string such as "12.5", or leave it out to be paid your whole payable balance.',
+  },
+  PAYOUT_WALLET_REQUIRED: {
+    status: 409,
+    message: 'You have no verified wallet on the chain of this network to be paid to.',
+    hint: 'Add one with POST /api/v1/me/wallets/challenge then POST /api/v1/me/wallets, and ask again.',
+  },
+  NOTHING_TO_PAY_OUT: {
+    status: 409,
+    message: 'Your payable balance is zero (or already on its way in open payouts).',
+    hint: 'GET /api/v1/ledger/balances shows what you earned; GET /api/v1/payouts shows payouts on their way.',
+  },
+  PAYOUT_EXCEEDS_PAYABLE: {
+    status: 409,
+    message: 'The payout is larger than your payable balance less the payouts on their way.',
+    hint: 'Ask for at most the payable amount named in the details, or leave amount out to be paid all of it.',
+  },
+  PAYOUT_NOT_FOUND: {
+    status: 404,
+    message: 'No payout or refund of yours has this id.',
+    hint: 'GET /api/v1/payouts lists your payouts and refunds.',
+  },
+  IDEMPOTENCY_KEY_REUSED: {
+    status: 409,
+    message: 'This Idempotency-Key was used before for a different request.',
+    hint: 'Use a new Idempotency-Key for a new request; repeat a request unchanged to get its first answer.',
+  },
+  PAYOUTS_UNAVAILABLE: {
+    status: 503,
+    message: 'Payouts cannot be sent on this network right now: the marketplace holds no key to send from.',
+    hint: 'Try again later; your payable balance stays yours (GET /api/v1/ledger/balances).',
+  },
   // --- infrastructure -------------------------------------------------------------------------------------------
   RATE_LIMITED: {
     status: 429,

@@ -12,6 +12,8 @@ export const ID_PREFIX = Object.freeze({
   operator: 'op',
   signingKey: 'sk',
   request: 'req',
+  payout: 'po',
+  refund: 'rf',
 } as const);
 
 export type IdKind = keyof typeof ID_PREFIX;

@@ -41,7 +41,9 @@ export const startPaymentStack = async (
   const stack = await startTestStack({
     proxies: options.proxies ?? 1,
     proxyEnv: proxyEnv,
-    ...(options.planeEnv ? { planeEnv: options.planeEnv } : {}),
+    // The control plane sends payouts and refunds from the marketplace's accounts on the same networks — when a
+    // test asks (runOnce, or its own interval): a refund sent meanwhile would add journals other tests count.
+    planeEnv: { CROCHET_TRANSFERS_INTERVAL_MS: '0', ...network.env, ...network.treasuryEnv, ...options.planeEnv },
     ...(options.services ? { services: options.services } : {}),
   });
   return {

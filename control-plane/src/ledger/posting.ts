@@ -88,7 +88,7 @@ const CANDIDATES_SQL = `
    WHERE g.id = ANY ($1::text[]) AND ${BOOKABLE_SQL}
    ORDER BY g.id`;
 
-const ACCOUNTS_SQL = `
+export const ACCOUNTS_SQL = `
   WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS w (owner_id, role, currency)),
   created AS (
     INSERT INTO ledger_accounts (owner_id, role, currency) SELECT owner_id, role, currency FROM wanted

@@ -4,7 +4,7 @@ import { type GatewayEndEvent, type GatewayEvent, isId, type RedisKeys } from '@
 import { createSolanaRpc, type Signature } from '@solana/kit';
 import type { Redis } from 'ioredis';
 import type { PublicClient } from 'viem';
-import { type Pool, type PoolClient, transaction } from '../db.js';
+import { type Pool, type PoolClient, transaction, withAdvisoryLock } from '../db.js';
 import { type PeriodicJob, startPeriodic } from '../periodic.js';
 import { BOOKABLE_SQL, DEFAULT_FEE_BPS, FIRST_JOURNAL_SQL, LedgerDataError, postLedger } from './posting.js';
 
@@ -627,30 +627,14 @@ export const startReconciler = (options: Omit<ReconcileOptions, 'scanCursor'> & 
   let scanCursor = '0';
 
   const runLocked = async (): Promise<ReconcileReport | null> => {
-    const client = await pool.connect();
-    let locked = false;
-    try {
-      locked = (await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [RECONCILE_LOCK]))
-        .rows[0]!.locked;
-      if (!locked) {
-        stats.skipped++;
-        log.info({}, 'reconciliation skipped: another control plane is running it');
-        return null;
-      }
-      const report = await reconcile({ ...options, scanCursor });
-      scanCursor = report.next_scan_cursor;
-      return report;
-    } finally {
-      const unlocked =
-        !locked ||
-        (await client.query('SELECT pg_advisory_unlock($1)', [RECONCILE_LOCK]).then(
-          () => true,
-          () => false,
-        ));
-      // A session-level lock lives as long as the session: a connection that could not unlock (PostgreSQL gone, or a
-      // reply that timed out) is discarded rather than pooled, or no control plane could reconcile again.
-      client.release(!unlocked);
+    const report = await withAdvisoryLock(pool, RECONCILE_LOCK, () => reconcile({ ...options, scanCursor }));
+    if (report === null) {
+      stats.skipped++;
+      log.info({}, 'reconciliation skipped: another control plane is running it');
+      return null;
     }
+    scanCursor = report.next_scan_cursor;
+    return report;
   };
 
   return startPeriodic({

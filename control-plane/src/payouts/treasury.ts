@@ -1,24 +1,26 @@
-import type { EvmRailConfig, SolanaRailConfig } from '@crochet/plugins';
+import type { EvmRailConfig, PaymentsConfig, SolanaRailConfig } from '@crochet/plugins';
 import {
-  AccountRole,
   type Address,
   address,
   appendTransactionMessageInstructions,
   createKeyPairSignerFromBytes,
   createSolanaRpc,
   createTransactionMessage,
-  getAddressEncoder,
   getBase58Encoder,
   getBase64EncodedWireTransaction,
-  getProgramDerivedAddress,
   getSignatureFromTransaction,
-  type Instruction,
   pipe,
   type Signature,
   setTransactionMessageFeePayerSigner,
   setTransactionMessageLifetimeUsingBlockhash,
   signTransactionMessageWithSigners,
 } from '@solana/kit';
+import {
+  findAssociatedTokenPda,
+  getCreateAssociatedTokenIdempotentInstruction,
+  getTransferCheckedInstruction,
+  TOKEN_PROGRAM_ADDRESS,
+} from '@solana-program/token';
 import {
   createPublicClient,
   encodeFunctionData,
@@ -50,13 +52,13 @@ export interface Treasury {
   broadcast(signedTx: string): Promise<void>;
   /**
    * What became of a transaction: `confirmed` (final enough to book), `failed` (included, reverted: nothing moved),
-   * `pending` (not seen yet, may still land: send again and wait), `dropped` (can never land — its blockhash expired,
-   * or its nonce went to another transaction: sign anew).
+   * `landed` (included, not final yet: wait), `pending` (not seen: it may still land — send the same bytes and look
+   * again), `dropped` (can never land — its blockhash expired, or its nonce went to another transaction: sign anew).
    */
-  status(tx: string, validUntil: bigint | null): Promise<'confirmed' | 'failed' | 'pending' | 'dropped'>;
-  /** A recipient address of this chain, normalised; null when it is not one. */
-  normalise(address: string): string | null;
+  status(tx: string, validUntil: bigint | null): Promise<TransferState>;
 }
+
+export type TransferState = 'confirmed' | 'failed' | 'landed' | 'pending' | 'dropped';
 
 export interface SignedTransfer {
   tx: string;
@@ -67,67 +69,41 @@ export interface SignedTransfer {
 
 // --- Solana ------------------------------------------------------------------------------------------------------
 
-const TOKEN_PROGRAM = address('TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA');
-const ASSOCIATED_TOKEN_PROGRAM = address('ATokenGPvbdGVxr1b2hdZbsiqW5xWH25efTNr4qEPq8');
-const SYSTEM_PROGRAM = address('11111111111111111111111111111111');
-const BASE58 = /^[1-9A-HJ-NP-Za-km-z]{32,44}$/;
+const USDC_DECIMALS = 6;
 
-const associatedTokenAccount = async (owner: Address, mint: Address): Promise<Address> => {
-  const encoder = getAddressEncoder();
-  const [ata] = await getProgramDerivedAddress({
-    programAddress: ASSOCIATED_TOKEN_PROGRAM,
-    seeds: [encoder.encode(owner), encoder.encode(TOKEN_PROGRAM), encoder.encode(mint)],
-  });
-  return ata;
-};
+const usdcAccount = async (owner: Address, mint: Address): Promise<Address> =>
+  (await findAssociatedTokenPda({ owner, mint, tokenProgram: TOKEN_PROGRAM_ADDRESS }))[0];
 
 export const solanaTreasury = async (config: SolanaRailConfig, secretKey: string): Promise<Treasury> => {
   const rpc = createSolanaRpc(config.rpcUrl);
   const signer = await createKeyPairSignerFromBytes(getBase58Encoder().encode(secretKey));
   const mint = address(config.usdcMint);
-  const source = await associatedTokenAccount(signer.address, mint);
+  const source = await usdcAccount(signer.address, mint);
   return {
     network: config.network,
     chain: 'solana',
     address: signer.address,
-    normalise: (value) => (BASE58.test(value) ? value : null),
     async sign(to, amountAtomic) {
       const owner = address(to);
-      const destination = await associatedTokenAccount(owner, mint);
-      // The recipient's USDC account is created when missing (idempotent), paid by the treasury.
-      const createAccount: Instruction = {
-        programAddress: ASSOCIATED_TOKEN_PROGRAM,
-        accounts: [
-          { address: signer.address, role: AccountRole.WRITABLE_SIGNER, signer } as never,
-          { address: destination, role: AccountRole.WRITABLE },
-          { address: owner, role: AccountRole.READONLY },
-          { address: mint, role: AccountRole.READONLY },
-          { address: SYSTEM_PROGRAM, role: AccountRole.READONLY },
-          { address: TOKEN_PROGRAM, role: AccountRole.READONLY },
-        ],
-        data: new Uint8Array([1]),
-      };
-      // SPL Token TransferChecked: [12, amount u64 LE, decimals u8].
-      const data = new Uint8Array(10);
-      data[0] = 12;
-      new DataView(data.buffer).setBigUint64(1, amountAtomic, true);
-      data[9] = 6;
-      const transfer: Instruction = {
-        programAddress: TOKEN_PROGRAM,
-        accounts: [
-          { address: source, role: AccountRole.WRITABLE },
-          { address: mint, role: AccountRole.READONLY },
-          { address: destination, role: AccountRole.WRITABLE },
-          { address: signer.address, role: AccountRole.READONLY_SIGNER, signer } as never,
-        ],
-        data,
-      };
+      const destination = await usdcAccount(owner, mint);
+      const instructions = [
+        // The recipient's USDC account is created when missing (idempotent), paid by the treasury.
+        getCreateAssociatedTokenIdempotentInstruction({ payer: signer, ata: destination, owner, mint }),
+        getTransferCheckedInstruction({
+          source,
+          mint,
+          destination,
+          authority: signer,
+          amount: amountAtomic,
+          decimals: USDC_DECIMALS,
+        }),
+      ];
       const { value: latest } = await rpc.getLatestBlockhash({ commitment: 'confirmed' }).send();
       const message = pipe(
         createTransactionMessage({ version: 0 }),
         (m) => setTransactionMessageFeePayerSigner(signer, m),
         (m) => setTransactionMessageLifetimeUsingBlockhash(latest, m),
-        (m) => appendTransactionMessageInstructions([createAccount, transfer], m),
+        (m) => appendTransactionMessageInstructions(instructions, m),
       );
       const signed = await signTransactionMessageWithSigners(message);
       return {
@@ -137,16 +113,21 @@ export const solanaTreasury = async (config: SolanaRailConfig, secretKey: string
       };
     },
     async broadcast(signedTx) {
-      await rpc.sendTransaction(signedTx as never, { encoding: 'base64', preflightCommitment: 'confirmed' }).send();
+      try {
+        await rpc.sendTransaction(signedTx as never, { encoding: 'base64', preflightCommitment: 'confirmed' }).send();
+      } catch (error) {
+        // The same bytes sent twice (after a crash): the chain has them already. Nothing else to do.
+        if (!/already been processed|AlreadyProcessed/i.test(String((error as Error).message))) throw error;
+      }
     },
     async status(tx, validUntil) {
       const { value } = await rpc.getSignatureStatuses([tx as Signature], { searchTransactionHistory: true }).send();
       const found = value[0];
       if (found) {
         if (found.err) return 'failed';
-        return found.confirmationStatus === 'finalized' || found.confirmationStatus === 'confirmed'
-          ? 'confirmed'
-          : 'pending';
+        // Booked once as final as a payment must be (CROCHET_SOLANA_COMMITMENT).
+        const final = config.commitment === 'finalized' ? ['finalized'] : ['confirmed', 'finalized'];
+        return final.includes(found.confirmationStatus ?? '') ? 'confirmed' : 'landed';
       }
       // Not seen: it can still land while its blockhash is valid; after that, never. It may have landed between the
       // two looks, so once expired it is looked up once more: not seen then, it never will be.
@@ -155,7 +136,8 @@ export const solanaTreasury = async (config: SolanaRailConfig, secretKey: string
       const { value: again } = await rpc
         .getSignatureStatuses([tx as Signature], { searchTransactionHistory: true })
         .send();
-      return again[0] ? (again[0].err ? 'failed' : 'confirmed') : 'dropped';
+      if (!again[0]) return 'dropped';
+      return again[0].err ? 'failed' : 'landed'; // landed after all: judged at the next look
     },
   };
 };
@@ -163,7 +145,6 @@ export const solanaTreasury = async (config: SolanaRailConfig, secretKey: string
 // --- EVM ---------------------------------------------------------------------------------------------------------
 
 const ERC20 = parseAbi(['function transfer(address to, uint256 amount) returns (bool)']);
-const HEX_ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 
 export const evmTreasury = (config: EvmRailConfig, key: Hex, client?: PublicClient): Treasury => {
   const account = privateKeyToAccount(key);
@@ -173,7 +154,6 @@ export const evmTreasury = (config: EvmRailConfig, key: Hex, client?: PublicClie
     network: config.network,
     chain: 'evm',
     address: account.address,
-    normalise: (value) => (HEX_ADDRESS.test(value) ? value.toLowerCase() : null),
     async sign(to, amountAtomic) {
       // One transfer at a time per network (the transfers module's lock), so the pending nonce is ours to take.
       const nonce = await rpc.getTransactionCount({ address: account.address, blockTag: 'pending' });
@@ -220,7 +200,21 @@ export const evmTreasury = (config: EvmRailConfig, key: Hex, client?: PublicClie
       }
       if (mined.status !== 'success') return 'failed';
       const head = await rpc.getBlockNumber({ cacheTime: 0 });
-      return head - mined.blockNumber + 1n >= BigInt(config.confirmations) ? 'confirmed' : 'pending';
+      return head - mined.blockNumber + 1n >= BigInt(config.confirmations) ? 'confirmed' : 'landed';
     },
   };
+};
+
+/** The marketplace's treasuries by network: those whose pay-to key this control plane holds (payouts and refunds). */
+export const treasuriesFrom = async (
+  payments: Pick<PaymentsConfig, 'evm' | 'solana'>,
+): Promise<Map<string, Treasury>> => {
+  const treasuries = new Map<string, Treasury>();
+  if (payments.solana?.treasuryKey) {
+    treasuries.set(payments.solana.network, await solanaTreasury(payments.solana, payments.solana.treasuryKey));
+  }
+  if (payments.evm?.treasuryKey) {
+    treasuries.set(payments.evm.network, evmTreasury(payments.evm, payments.evm.treasuryKey));
+  }
+  return treasuries;
 };

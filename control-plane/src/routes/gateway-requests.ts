@@ -32,11 +32,15 @@ interface GatewayRequestRow {
   payment: unknown;
   created_at: Date;
   completed_at: Date | null;
+  refund_transfer: { id: string; status: string; tx: string | null } | null;
 }
 
 const COLUMNS =
   'id, listing_id, seller_id, buyer_id, method, path, status, http_status, error_code, latency_ms, ' +
-  'upstream_latency_ms, bytes_in, bytes_out, price_atomic, currency, payment, created_at, completed_at';
+  'upstream_latency_ms, bytes_in, bytes_out, price_atomic, currency, payment, created_at, completed_at, ' +
+  // The refund sent on chain for this call, if any (one per call: money_transfers.gateway_request_id is unique).
+  "(SELECT json_build_object('id', t.id, 'status', t.status, 'tx', t.tx) FROM money_transfers t " +
+  'WHERE t.gateway_request_id = gateway_requests.id) AS refund_transfer';
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 
@@ -85,18 +89,29 @@ const GatewayRequest = Type.Object({
   refund: Nullable(
     Type.Union([Type.Literal('refund_due'), Type.Literal('refunded')], {
       description:
-        'refund_due: the payment moved but the seller did not serve the call, so it is reversed in the ledger; ' +
-        'refunded: the refund was paid back on chain',
+        'refund_due: the payment moved but the seller did not serve the call, so its price is owed back to you ' +
+        '(reversed in the ledger) until the refund is sent; refunded: the refund was sent back on chain and is final',
     }),
+  ),
+  refund_transfer: Nullable(
+    Type.Object(
+      {
+        id: Type.String({ description: 'rf_… (GET /api/v1/payouts/:id)' }),
+        status: Type.String({ description: 'pending, broadcast, confirmed or failed' }),
+        tx: Nullable(Type.String()),
+      },
+      { description: 'the refund sent on chain to the wallet that paid, once one is on its way' },
+    ),
   ),
   created_at: Timestamp,
   completed_at: Nullable(Timestamp),
 });
 
-/** The refund state of a paid request, from its payment outcome. */
+/** The refund state of a paid request: due from its payment outcome, refunded once the transfer back is final. */
 const refundOf = (row: GatewayRequestRow): 'refund_due' | 'refunded' | null => {
   const outcome = (row.payment as { outcome?: { status?: unknown } } | null)?.outcome?.status;
-  return outcome === 'refund_due' || outcome === 'refunded' ? outcome : null;
+  if (outcome !== 'refund_due') return null;
+  return row.refund_transfer?.status === 'confirmed' ? 'refunded' : 'refund_due';
 };
 
 const view = (row: GatewayRequestRow) => ({
@@ -124,6 +139,9 @@ const view = (row: GatewayRequestRow) => ({
         },
   payment: row.payment ?? null,
   refund: refundOf(row),
+  refund_transfer: row.refund_transfer
+    ? { id: row.refund_transfer.id, status: row.refund_transfer.status, tx: row.refund_transfer.tx }
+    : null,
   created_at: row.created_at,
   completed_at: row.completed_at,
 });

@@ -159,6 +159,9 @@ export const loadPaymentsConfig = (r: EnvReader): PaymentsConfig => {
         r.problem('CROCHET_EVM_TREASURY_KEY', 'must be a 0x 32-byte hex key');
       else if (privateKeyToAccount(evm.treasuryKey).address.toLowerCase() !== evm.payTo.toLowerCase()) {
         r.problem('CROCHET_EVM_TREASURY_KEY', 'is not the key of CROCHET_EVM_PAY_TO');
+      } else if (evm.settlerKey?.toLowerCase() === evm.treasuryKey.toLowerCase()) {
+        // Each sends its own transactions under its own ordering: one key would make them take each other's nonces.
+        r.problem('CROCHET_EVM_TREASURY_KEY', 'must differ from CROCHET_EVM_SETTLER_KEY');
       }
     }
   }
