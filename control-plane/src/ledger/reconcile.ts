@@ -297,7 +297,7 @@ const checkSolana = async (
 ): Promise<Verdict> => {
   const found = await rpc
     .getTransaction(tx as Signature, {
-      commitment: 'confirmed',
+      commitment: config.commitment, // as final as a payment must be (CROCHET_SOLANA_COMMITMENT)
       encoding: 'jsonParsed',
       maxSupportedTransactionVersion: 0,
     })
