@@ -50,6 +50,11 @@ export interface EventsConsumerOptions {
   maxDeliveries?: number;
   /** `CROCHET_FEE_BPS`, for the ledger postings the events make due; default DEFAULT_FEE_BPS. */
   feeBps?: number;
+  /**
+   * How long a free call's start waits for its end before it is written alone (default 250 ms; 0: never waits). A
+   * start and its end written together are one insert; apart, an insert then an update of every index.
+   */
+  holdStartsMs?: number;
   log: EventsConsumerLog;
 }
 
@@ -73,6 +78,8 @@ type StreamEntry = [id: string, fields: string[] | null];
 
 /** How long stop() waits for a blocked read to end with its connection before it stops waiting. */
 const STOP_GRACE_MS = 2_000;
+/** At most this many free starts held for their end (past it, starts are written alone). */
+const MAX_HELD = 20_000;
 
 /** An event that can never be applied as it is: bad JSON, unknown type or version, a field of the wrong shape. */
 class EventError extends Error {}
@@ -521,6 +528,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
   const blockMs = options.blockMs ?? 1000;
   const claimIdleMs = options.claimIdleMs ?? 30_000;
   const maxDeliveries = options.maxDeliveries ?? 5;
+  const holdStartsMs = options.holdStartsMs ?? 250;
   const ledger: LedgerOptions = { feeBps: options.feeBps ?? DEFAULT_FEE_BPS, log };
   const keys = redisKeys(options.prefix);
   const stream = keys.events;
@@ -572,7 +580,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
             'COUNT',
             batchSize,
             'BLOCK',
-            Math.min(blockMs, claimEveryMs),
+            blockFor(),
             'STREAMS',
             stream,
             from,
@@ -634,12 +642,30 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
     return waiting;
   };
 
-  /** Applies a batch in one transaction; on a poison failure, entry by entry. Returns true when some stay pending. */
+  /**
+   * Free calls' starts read without their end, by entry id: kept unacknowledged (so a crash loses nothing: the entry
+   * is delivered again) for up to holdStartsMs, to be written together with their end in one insert.
+   */
+  const held = new Map<string, { id: string; raw: string; event: GatewayEvent; heldAt: number }>();
+
+  /** How long the next read of new entries may block: not past the time a held start is due. */
+  const blockFor = (): number => {
+    const base = Math.min(blockMs, claimEveryMs);
+    if (held.size === 0) return base;
+    const oldest = held.values().next().value!.heldAt;
+    return Math.max(1, Math.min(base, oldest + holdStartsMs - Date.now()));
+  };
+
+  /**
+   * Applies a batch in one transaction; on a poison failure, entry by entry. Returns true when some stay pending.
+   * Held starts come back when their end is in the batch, when they have waited holdStartsMs, or on stop.
+   */
   const handle = async (entries: StreamEntry[]): Promise<boolean> => {
     const good: { id: string; raw: string; event: GatewayEvent }[] = [];
     const bad: { id: string; raw: string | null; error: string }[] = [];
     const gone: string[] = [];
     for (const [id, fields] of entries) {
+      if (held.has(id)) continue; // read again from the pending list: it is held here already
       if (fields === null) {
         gone.push(id); // deleted from the stream after it was read: nothing left to apply
         continue;
@@ -653,6 +679,25 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
       }
     }
     await ack(gone);
+    const now = Date.now();
+    const endsHere = new Set<string>();
+    for (const g of good) if (g.event.type === 'gateway.end') endsHere.add(g.event.id);
+    for (const [entryId, h] of held) {
+      if (stopped || endsHere.has(h.event.id) || now - h.heldAt >= holdStartsMs) {
+        held.delete(entryId);
+        good.push(h);
+      }
+    }
+    if (holdStartsMs > 0 && !stopped) {
+      for (let i = good.length - 1; i >= 0; i--) {
+        const g = good[i]!;
+        const start = g.event.type === 'gateway.start' && g.event.payment === undefined;
+        if (!start || endsHere.has(g.event.id) || held.has(g.id) || held.size >= MAX_HELD) continue;
+        if ('heldAt' in g) continue; // came back just now: written this time
+        held.set(g.id, { ...g, heldAt: now });
+        good.splice(i, 1);
+      }
+    }
     if (good.length > 0) {
       try {
         const events = good.map((g) => g.event);
@@ -758,6 +803,8 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
         await sleep(backoffMs);
       }
     }
+    // Starts held for their end are written now (unacknowledged if that fails: delivered again after a restart).
+    if (held.size > 0) await handle([]).catch(() => {});
   };
 
   const loop = run();

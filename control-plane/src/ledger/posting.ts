@@ -171,7 +171,12 @@ export const postLedger = async (
   events: readonly GatewayEvent[],
   options: LedgerOptions,
 ): Promise<void> => {
-  const ids = [...new Set(events.map((e) => e.id))];
+  // Only a paid request can be booked: its start carries the payment, its end the payment's outcome.
+  const ids = [
+    ...new Set(
+      events.filter((e) => (e.type === 'gateway.start' ? e.payment : e.payment_outcome) !== undefined).map((e) => e.id),
+    ),
+  ];
   if (ids.length === 0) return;
   const { rows: candidates } = await client.query<Candidate>(CANDIDATES_SQL, [ids]);
   if (candidates.length === 0) return;
