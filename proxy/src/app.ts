@@ -1,5 +1,7 @@
+import { createServer } from 'node:http';
 import {
   closeServer,
+  connectionRefused,
   createGatewayScripts,
   createGuardedAgent,
   createReceiptSigner,
@@ -14,24 +16,34 @@ import {
   redisPendingSettlementStore,
   registerSvmScheme,
   relayRail,
+  requestIdOf,
   sendApiError,
   serverOptions,
   solanaTransferRail,
   startMetricsListener,
+  timeoutOptions,
   x402Rail,
 } from '@crochet/plugins';
 import { ApiError, CryptoBox, PaymentRequestIds, redisKeys } from '@crochet/protocol';
 import httpProxy from '@fastify/http-proxy';
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import { Redis } from 'ioredis';
 import { privateKeyToAccount } from 'viem/accounts';
 import type { ProxyConfig } from './config.js';
 import { ConfigStore } from './config-store.js';
-import { type GatewayDeps, gatewayRoutes } from './gateway.js';
+import { createGateway, GATEWAY_METHODS, type GatewayDeps, gatewayRoutes } from './gateway.js';
 import { withoutHopByHop } from './headers.js';
 import { createProxyMetrics, type ProxyMetrics, timedRedis } from './metrics.js';
 import { Payments } from './payments.js';
 import { RedisHealth, RedisState } from './redis-state.js';
+
+/**
+ * A gateway target the server hands to the gateway itself: a listing id of the usual alphabet, a sub-path with no
+ * percent-escapes (so it is already the recorded path; a target with escapes goes through Fastify, which decodes it
+ * or refuses it), and any query.
+ */
+const GATEWAY_TARGET = /^\/api\/v1\/gateway\/([0-9A-Za-z_-]{1,64})(?:\/([^?%#]*))?(?:\?.*)?$/;
+const GATEWAY_METHOD: ReadonlySet<string> = new Set(GATEWAY_METHODS);
 
 /** How long a client should wait before retrying when the control plane does not answer. */
 const CONTROL_PLANE_RETRY_AFTER_SECONDS = 5;
@@ -42,10 +54,50 @@ const CONTROL_PLANE_RETRY_AFTER_SECONDS = 5;
  * on their own listener (`startProxy`), never here.
  */
 export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps & { state: RedisState }): FastifyInstance => {
-  const app = Fastify({
+  const metrics = gateway?.metrics ?? createProxyMetrics(gateway?.store);
+  const handle = gateway ? createGateway({ ...gateway, metrics }) : undefined;
+  let closing = false;
+  const app: FastifyInstance = Fastify({
     ...serverOptions(config.logLevel, config.limits),
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
+    // Gateway calls in their usual form go from Node's server straight to the gateway: no router, no Fastify request
+    // and reply, no logger child unless something is logged. Everything else — other routes, and gateway targets Fastify
+    // must normalise or refuse first (absolute form, percent-escapes in the sub-path, a refused connection, a closing
+    // server) — goes through Fastify, to the same gateway handler for gateway routes.
+    serverFactory: (fastifyHandler) => {
+      const server = createServer(timeoutOptions(config.limits).http, (req, res) => {
+        const target =
+          handle && !closing && GATEWAY_METHOD.has(req.method ?? '') ? GATEWAY_TARGET.exec(req.url ?? '') : null;
+        if (!target || connectionRefused(req.socket)) return fastifyHandler(req, res);
+        const id = requestIdOf(req.headers);
+        let log: FastifyBaseLogger | undefined;
+        void handle!(
+          {
+            id,
+            method: req.method!,
+            url: req.url!,
+            headers: req.headers,
+            listingId: target[1]!,
+            subPath: target[2] ?? '',
+            raw: req,
+            get log() {
+              log ??= app.log.child({ reqId: id });
+              return log;
+            },
+          },
+          res,
+        );
+      });
+      // What Fastify sets on the server it makes itself (serverOptions: the same limits).
+      server.keepAliveTimeout = config.limits.keepAliveTimeoutMs;
+      server.requestTimeout = config.limits.requestTimeoutMs;
+      return server;
+    },
+  });
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
   });
   limitConnections(app, config.limits, config.trustedProxies);
 
@@ -65,8 +117,7 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps & { state:
   app.get('/healthz', async () => ({ data: { status: 'ok' } }));
   // Not here and not the control plane's either (the passthrough would reach it): metrics have their own listener.
   app.all('/metrics', (_request, reply) => sendApiError(reply, new ApiError('ROUTE_NOT_FOUND')));
-  const metrics = gateway?.metrics ?? createProxyMetrics(gateway?.store);
-  if (gateway) {
+  if (gateway && handle) {
     // Ready: config loaded, and the Redis epoch adopted (after a Redis loss the config in memory may be stale and paid
     // calls wait until the control plane has restored the new Redis).
     app.get('/readyz', async (_request, reply) => {
@@ -83,7 +134,7 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps & { state:
         },
       });
     });
-    app.register(gatewayRoutes, { ...gateway, metrics });
+    app.register(gatewayRoutes, { handle });
   }
 
   app.register(async (passthrough) => {
@@ -215,8 +266,11 @@ const buildPayments = async (
  */
 export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
   const keys = redisKeys(config.redisPrefix);
-  // The hot-path connection fails fast instead of queueing: a slow Redis must not hold requests.
+  // The hot-path connection fails fast instead of queueing: a slow Redis must not hold requests. Commands issued in
+  // the same tick go out as one write (auto-pipelining): under load, many calls' admissions share a round trip's
+  // syscalls on both sides, each still its own script.
   const redis = new Redis(config.redisUrl, {
+    enableAutoPipelining: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: config.redisCommandTimeoutMs,

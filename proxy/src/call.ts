@@ -1,7 +1,28 @@
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { HeaderReceiptClaims, PaymentRail, VerifiedPayment } from '@crochet/plugins';
 import type { AgentConfig, ErrorCode, GatewayExit, KeyConfig, PaymentOutcome } from '@crochet/protocol';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger } from 'fastify';
 import type { GatewayListing } from './config-store.js';
+
+/**
+ * A gateway request as the pipeline reads it: what Node parsed, the route's two parameters, and the request's id and
+ * logger. Built by the gateway's own dispatch (the common case, no router in between) or from a Fastify request (odd
+ * request forms Fastify normalises first) — gateway.ts.
+ */
+export interface GatewayRequest {
+  /** The request id (`X-Request-Id` when well-formed, else `req_…`): in error bodies and logs. */
+  readonly id: string;
+  readonly method: string;
+  /** Origin-form target: `/api/v1/gateway/<listing id>[/<sub-path>][?<query>]`. */
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly listingId: string;
+  /** The sub-path after the listing id, percent-decoded (the recorded path); '' when there is none. */
+  readonly subPath: string;
+  /** The request itself: its body is read from it. */
+  readonly raw: IncomingMessage;
+  readonly log: FastifyBaseLogger;
+}
 
 /**
  * What the gateway knows about one call, from arrival to its final state (protocol lifecycle.ts). Every step reads
@@ -9,8 +30,9 @@ import type { GatewayListing } from './config-store.js';
  * call, the payment's outcome.
  */
 export interface Call {
-  readonly request: FastifyRequest<{ Params: { listingId: string; '*'?: string } }>;
-  readonly reply: FastifyReply;
+  readonly request: GatewayRequest;
+  /** The buyer's response: the gateway writes it itself (the seller's answer, streamed, or an error envelope). */
+  readonly res: ServerResponse;
   /** The gateway request id (`gr_…`), given at admission. */
   id: string;
   readonly startedAt: number;
@@ -83,9 +105,9 @@ export interface ReceiptState {
   full: Promise<string> | null;
 }
 
-export const openCall = (request: Call['request'], reply: FastifyReply, startedAt: number): Call => ({
+export const openCall = (request: GatewayRequest, res: ServerResponse, startedAt: number): Call => ({
   request,
-  reply,
+  res,
   id: '',
   startedAt,
   steps: [],

@@ -1,8 +1,9 @@
+import type { ServerResponse } from 'node:http';
 import type { EventOutbox, GatewayScripts, LocalAdmission, ReceiptSigner } from '@crochet/plugins';
 import { ApiError } from '@crochet/protocol';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
-import { type Call, mark, openCall } from './call.js';
+import { type Call, type GatewayRequest, mark, openCall } from './call.js';
 import type { ConfigStore } from './config-store.js';
 import { createProxyMetrics, type ProxyMetrics } from './metrics.js';
 import type { Payments } from './payments.js';
@@ -47,7 +48,13 @@ export interface GatewayDeps {
 
 type Step = readonly [name: string, run: (call: Call) => ApiError | null | Promise<ApiError | null>];
 
-export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Promise<void> => {
+/** The methods the gateway forwards; any other method is Fastify's (405-style errors in the envelope). */
+export const GATEWAY_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'] as const;
+
+/** Runs one gateway call to its end; it writes `res` itself and never throws. */
+export type GatewayHandler = (request: GatewayRequest, res: ServerResponse) => Promise<void>;
+
+export const createGateway = (deps: GatewayDeps): GatewayHandler => {
   const { store, payments, receipts } = deps;
   const ends = {
     store,
@@ -83,18 +90,16 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
    * (and the seller request is aborted); between steps, the pipeline ends it when the step in hand returns.
    */
   const onClose = (call: Call) => {
-    if (call.finalized || call.reply.raw.writableFinished) return;
+    if (call.finalized || call.res.writableFinished) return;
     call.gone = true;
     if (call.upstreamStartedAt === null) return;
     finalize(call, { kind: 'client_gone' }, ends);
     call.abortUpstream?.(new Error('the buyer closed the connection'));
   };
 
-  const handler = async (request: Call['request'], reply: FastifyReply) => {
-    // The gateway writes its answers itself (the seller's, streamed, or an error envelope).
-    reply.hijack();
-    const call = openCall(request, reply, performance.now());
-    reply.raw.once('close', () => onClose(call));
+  return async (request, res) => {
+    const call = openCall(request, res, performance.now());
+    res.once('close', () => onClose(call));
     let refusal: ApiError | null;
     try {
       refusal = await pipeline(call);
@@ -106,11 +111,37 @@ export const gatewayRoutes = async (app: FastifyInstance, deps: GatewayDeps): Pr
     if (refusal) return refuse(call, refusal, ends);
     forward(call, ends);
   };
+};
+
+/**
+ * The gateway's routes in Fastify, for what the server's own dispatch (app.ts) leaves to Fastify: targets in
+ * absolute form, listing ids outside the usual alphabet, and the like — Fastify normalises them first.
+ */
+export const gatewayRoutes = async (app: FastifyInstance, deps: { handle: GatewayHandler }): Promise<void> => {
+  const handler = (
+    request: FastifyRequest<{ Params: { listingId: string; '*'?: string } }>,
+    reply: FastifyReply,
+  ): Promise<void> => {
+    // The gateway writes its answers itself (the seller's, streamed, or an error envelope).
+    reply.hijack();
+    return deps.handle(
+      {
+        id: request.id,
+        method: request.method,
+        url: request.url,
+        headers: request.headers,
+        listingId: request.params.listingId,
+        subPath: request.params['*'] ?? '',
+        raw: request.raw,
+        log: request.log,
+      },
+      reply.raw,
+    );
+  };
 
   // The body is read by the pipeline itself, after the caller is authenticated and admitted.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
-  const methods = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'] as const;
-  app.route({ method: [...methods], url: '/api/v1/gateway/:listingId', handler });
-  app.route({ method: [...methods], url: '/api/v1/gateway/:listingId/*', handler });
+  app.route({ method: [...GATEWAY_METHODS], url: '/api/v1/gateway/:listingId', handler });
+  app.route({ method: [...GATEWAY_METHODS], url: '/api/v1/gateway/:listingId/*', handler });
 };

@@ -66,6 +66,12 @@ export const originForm = (url: string): string => {
   return rest.startsWith('/') ? rest : `/${rest}`;
 };
 
+/** A request's id: its well-formed `X-Request-Id`, else a new `req_…`. */
+export const requestIdOf = (headers: Record<string, string | string[] | undefined>): string => {
+  const given = headers['x-request-id'];
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : newId('request');
+};
+
 /**
  * Fastify options both planes share: the request id (a well-formed `X-Request-Id` from the proxy is kept, so one id
  * follows a call through both planes' logs), a logger that never writes credentials, the timeouts, and the error
@@ -76,10 +82,7 @@ export const serverOptions = (logLevel: string, limits: ServerLimits) => ({
     level: logLevel,
     redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], censor: '[redacted]' },
   },
-  genReqId: (req: { headers: Record<string, string | string[] | undefined> }): string => {
-    const given = req.headers['x-request-id'];
-    return typeof given === 'string' && REQUEST_ID.test(given) ? given : newId('request');
-  },
+  genReqId: (req: { headers: Record<string, string | string[] | undefined> }): string => requestIdOf(req.headers),
   rewriteUrl: (req: { url?: string }): string => originForm(req.url ?? '/'),
   clientErrorHandler,
   frameworkErrors,

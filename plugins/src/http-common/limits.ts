@@ -68,6 +68,10 @@ export const timeoutOptions = (limits: ServerLimits) => ({
 
 const REFUSED = Symbol('crochet.connectionRefused');
 
+/** Whether limitConnections refused this connection (its requests are answered TOO_MANY_CONNECTIONS). */
+export const connectionRefused = (socket: Socket): boolean =>
+  (socket as Socket & { [REFUSED]?: boolean })[REFUSED] === true;
+
 /** The bucket a peer address counts in: IPv4 (also IPv4-mapped IPv6) by address, IPv6 by its /64. */
 const clientOf = (remoteAddress: string | undefined): { address: ipaddr.IPv4 | ipaddr.IPv6; key: string } | null => {
   if (!remoteAddress || !ipaddr.isValid(remoteAddress)) return null;
@@ -109,7 +113,7 @@ export const limitConnections = (app: FastifyInstance, limits: ServerLimits, tru
   });
   // Refused in a hook rather than on connect so the client reads why (a reset explains nothing).
   app.addHook('onRequest', (request, reply, done) => {
-    if (!(request.raw.socket as Socket & { [REFUSED]?: boolean })[REFUSED]) return done();
+    if (!connectionRefused(request.raw.socket)) return done();
     reply.header('connection', 'close');
     sendApiError(
       reply as FastifyReply,

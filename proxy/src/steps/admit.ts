@@ -35,7 +35,7 @@ export const startEvent = (call: Call): string => {
     buyer_id: key.agent_id,
     key_id: key.key_id,
     method: call.request.method,
-    path: `/${call.request.params['*'] ?? ''}`,
+    path: `/${call.request.subPath}`,
     price_atomic: listing.priceAtomic.toString(),
     currency: listing.currency,
     at: Date.now(),

@@ -48,7 +48,7 @@ export const finalize = (call: Call, exit: GatewayExit, deps: FinalizeDeps): voi
   call.exit = exit;
   const endedAt = performance.now();
   const state = finalState(exit);
-  const res = call.reply.raw;
+  const res = call.res;
   const status = res.headersSent ? res.statusCode : CLIENT_CLOSED;
   recordMetrics(call, state, status, endedAt, deps);
   if (!call.admitted) return;
@@ -71,7 +71,7 @@ export const refuse = (call: Call, error: ApiError, deps: FinalizeDeps, exit?: G
     }),
     ...(payment === undefined ? {} : { payment }),
   });
-  const res = call.reply.raw;
+  const res = call.res;
   if (!res.headersSent && !res.destroyed) {
     res.writeHead(error.status, {
       ...(call.admitted ? { 'x-crochet-request-id': call.id } : {}),
@@ -146,7 +146,7 @@ export const fullReceipt = (call: Call, status: number, signer: ReceiptSigner): 
 const recordMetrics = (call: Call, state: GatewayState, status: number, endedAt: number, deps: FinalizeDeps) => {
   const { metrics, store } = deps;
   // Only ids of listings in the config: a made-up id in the URL must not become a label value.
-  const listingId = call.listing?.id ?? call.request.params.listingId;
+  const listingId = call.listing?.id ?? call.request.listingId;
   const listing = call.listing || store.listing(listingId) ? listingId : 'unknown';
   const labels = { listing, method: call.request.method, status_class: statusClass(status), outcome: OUTCOME[state] };
   const total = (endedAt - call.startedAt) / 1000;

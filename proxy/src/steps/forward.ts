@@ -48,7 +48,7 @@ const wantsTrailers = (call: Call, status: number): boolean =>
 
 export const forward = (call: Call, deps: ForwardDeps): void => {
   const { request, listing } = call;
-  const res = call.reply.raw;
+  const res = call.res;
   const method = request.method;
   const hasBody = method !== 'GET' && method !== 'HEAD';
   const headers = sellerRequestHeaders(request.headers, call.signed!);

@@ -12,7 +12,7 @@ const retryAfter = (seconds: number) => ({ headers: { 'retry-after': String(seco
 /** The listing named in the path, as the published config has it. */
 export const resolveListing = (call: Call, store: ConfigStore): ApiError | null => {
   if (!store.loaded) return new ApiError('STATE_UNAVAILABLE', retryAfter(1));
-  const listing = store.listing(call.request.params.listingId);
+  const listing = store.listing(call.request.listingId);
   if (!listing) return new ApiError('LISTING_NOT_FOUND');
   if (listing.status === 'archived') return new ApiError('LISTING_ARCHIVED');
   if (listing.status === 'paused') return new ApiError('LISTING_PAUSED');
