@@ -1,8 +1,11 @@
 /**
  * `npm start`: the whole stack on one machine. Uses DATABASE_URL / REDIS_URL when given; otherwise starts an
- * embedded PostgreSQL and a local redis-server under .crochet/. Runs the control plane and a proxy, prints the
- * public URL, and stops everything it started on Ctrl-C.
+ * embedded PostgreSQL and a local redis-server under .crochet/. Runs the control plane in this process and the proxy
+ * in worker processes of its own (`CROCHET_PROXY_WORKERS`, default 1: the gateway's event loop never runs
+ * control-plane work), prints the public URL, and stops everything it started on Ctrl-C.
  */
+
+import cluster from 'node:cluster';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -10,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { isDatabaseUnavailable, loadControlPlaneConfig, startControlPlane } from '@crochet/control-plane';
 import { EXIT_UNSAFE_STATE, installProcessGuard } from '@crochet/plugins';
 import { ConfigError } from '@crochet/protocol';
-import { loadProxyConfig, startProxy } from '@crochet/proxy';
+import { forkProxyWorkers, loadProxyConfig, proxyWorkerCount, runProxyWorker } from '@crochet/proxy';
 import { startDevChains } from './dev-chains.js';
 import { ensurePostgres, ensureRedis, type LocalService } from './local-services.js';
 
@@ -73,14 +76,19 @@ const main = async (): Promise<void> => {
     };
     // Validate before starting anything, so a bad variable costs nothing to fix.
     const proxyMetricsPort = loadProxyConfig(env).metricsPort;
+    const workers = proxyWorkerCount(env);
     const planeMetricsPort = loadControlPlaneConfig({
       ...env,
       DATABASE_URL: env['DATABASE_URL'] ?? 'postgres://check@localhost/check',
     }).metricsPort;
-    // Both planes run in this one process, each with its own metrics listener.
-    if (proxyMetricsPort !== 0 && proxyMetricsPort === planeMetricsPort) {
+    // Both planes run on this host, each with its own metrics listener (proxy worker i on CROCHET_METRICS_PORT + i).
+    if (
+      proxyMetricsPort !== 0 &&
+      planeMetricsPort >= proxyMetricsPort &&
+      planeMetricsPort < proxyMetricsPort + workers
+    ) {
       throw new ConfigError([
-        'CROCHET_METRICS_PORT: must differ from CONTROL_PLANE_METRICS_PORT (npm start runs both)',
+        "CROCHET_METRICS_PORT: the proxies' metrics ports must not include CONTROL_PLANE_METRICS_PORT (npm start runs both)",
       ]);
     }
 
@@ -102,19 +110,25 @@ const main = async (): Promise<void> => {
       loadControlPlaneConfig({ ...env, DATABASE_URL: postgres.url, REDIS_URL: redis.url }),
     );
     closers.push(plane.close);
-    const proxy = await startProxy(loadProxyConfig({ ...env, REDIS_URL: redis.url, CONTROL_PLANE_URL: plane.url }));
-    closers.push(proxy.close);
+    const proxies = await forkProxyWorkers(
+      workers,
+      { ...env, REDIS_URL: redis.url, CONTROL_PLANE_URL: plane.url },
+      say,
+    );
+    closers.push(proxies.close);
     if (env['CROCHET_ALLOW_PRIVATE_ENDPOINTS'] === '1') {
       say('CROCHET_ALLOW_PRIVATE_ENDPOINTS=1: sellers may use http and local endpoints (development only)');
     }
-    // Both planes share this process: one guard for both (installed once started: a failure to start still ends it).
+    // The control plane's guard (installed once started: a failure to start still ends it); each proxy has its own.
     installProcessGuard({
       log: plane.app.log,
       survivable: isDatabaseUnavailable,
       shutdown: () => void stop(EXIT_UNSAFE_STATE),
     });
     say(`control plane at ${plane.url}`);
-    say(`metrics (Prometheus): ${proxy.metricsUrl}/metrics (proxy), ${plane.metricsUrl}/metrics (control plane)`);
+    const proxyMetrics = proxies.listening.map((p) => `${p.metricsUrl}/metrics`).join(', ');
+    say(`proxy: ${workers} worker process${workers === 1 ? '' : 'es'} (CROCHET_PROXY_WORKERS)`);
+    say(`metrics (Prometheus): ${proxyMetrics} (proxy), ${plane.metricsUrl}/metrics (control plane)`);
     say(`Crochet is running at ${publicBaseUrl}  (try ${publicBaseUrl}/llms.txt) — Ctrl-C stops everything`);
     say(`operator dashboard: ${publicBaseUrl}/dashboard (open it on this host: the session is bound to it)`);
   } catch (error) {
@@ -124,4 +138,6 @@ const main = async (): Promise<void> => {
   }
 };
 
-await main();
+// The proxy workers run this same file (node:cluster): each is one proxy process.
+if (cluster.isWorker) await runProxyWorker();
+else await main();

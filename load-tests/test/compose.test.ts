@@ -145,12 +145,17 @@ describe('docker-compose.yml', () => {
       'proxy/src/main.ts': env(name)['PORT'] ?? '8080',
       'scripts/demo-seller.ts': env(name)['DEMO_SELLER_PORT'] ?? '4000',
     })[sourceOf(name) ?? ''] ?? { redis: '6379', postgres: '5432', prometheus: '9090', grafana: '3000' }[name];
-  /** The port each of our planes serves /metrics on: a listener of its own, apart from the API port. */
-  const metricsOn = (name: string): string | undefined =>
-    ({
-      'control-plane/src/main.ts': env(name)['CONTROL_PLANE_METRICS_PORT'] ?? '9465',
-      'proxy/src/main.ts': env(name)['CROCHET_METRICS_PORT'] ?? '9464',
-    })[sourceOf(name) ?? ''];
+  /**
+   * The ports each of our planes serves /metrics on: a listener of its own, apart from the API port; a proxy
+   * container with CROCHET_PROXY_WORKERS processes has one per worker (CROCHET_METRICS_PORT + i).
+   */
+  const metricsOn = (name: string): string[] => {
+    if (sourceOf(name) === 'control-plane/src/main.ts') return [env(name)['CONTROL_PLANE_METRICS_PORT'] ?? '9465'];
+    if (sourceOf(name) !== 'proxy/src/main.ts') return [];
+    const base = Number(env(name)['CROCHET_METRICS_PORT'] ?? '9464');
+    const workers = Number(env(name)['CROCHET_PROXY_WORKERS'] ?? '1');
+    return Array.from({ length: workers }, (_, i) => String(base + i));
+  };
   /** Every `ports:` entry: host port, container port, service. */
   const portMappings = Object.entries(services).flatMap(([name, service]) =>
     ((service.ports ?? []) as string[]).map((port) => {
@@ -176,7 +181,7 @@ describe('docker-compose.yml', () => {
   const expectServicePortsAgree = (what: string, doc: string) => {
     for (const [, name, port] of doc.matchAll(/\b([a-z][a-z0-9-]*):(\d{2,5})\b/g))
       if (name! in services)
-        expect([listensOn(name!), metricsOn(name!)], `${what} says ${name}:${port}`).toContain(port);
+        expect([listensOn(name!), ...metricsOn(name!)], `${what} says ${name}:${port}`).toContain(port);
   };
 
   it('has redis (AOF on), postgres, the control plane, two proxies, the demo seller, Prometheus and Grafana', () => {
@@ -297,11 +302,14 @@ describe('docker-compose.yml', () => {
     ) as string[];
     // Prometheus scrapes each plane's metrics listener, which listens beyond loopback here and is published nowhere.
     for (const scraped of ['control-plane', 'proxy-a', 'proxy-b']) {
-      expect(targets, `Prometheus scrapes ${scraped}`).toContain(`${scraped}:${metricsOn(scraped)}`);
-      expect(metricsOn(scraped), `${scraped}: metrics apart from the API`).not.toBe(listensOn(scraped));
+      expect(metricsOn(scraped).length, `${scraped}: a metrics listener`).toBeGreaterThan(0);
+      for (const port of metricsOn(scraped)) {
+        expect(targets, `Prometheus scrapes ${scraped}:${port}`).toContain(`${scraped}:${port}`);
+        expect(port, `${scraped}: metrics apart from the API`).not.toBe(listensOn(scraped));
+        expect(portMappings.filter((p) => p.name === scraped).map((p) => p.container)).not.toContain(port);
+      }
       const host = scraped === 'control-plane' ? 'CONTROL_PLANE_METRICS_HOST' : 'CROCHET_METRICS_HOST';
       expect(env(scraped)[host], `${scraped}: ${host}`).toBe('0.0.0.0');
-      expect(portMappings.filter((p) => p.name === scraped).map((p) => p.container)).not.toContain(metricsOn(scraped));
     }
     expectServicePortsAgree(prometheusYml, targets.join(' '));
     for (const rules of (prometheus.rule_files ?? []) as string[]) {

@@ -1,13 +1,16 @@
-import { DRAIN_MS, EXIT_UNSAFE_STATE, installProcessGuard } from '@crochet/plugins';
+import cluster from 'node:cluster';
 import { ConfigError } from '@crochet/protocol';
-import { startProxy } from './app.js';
-import { loadProxyConfig } from './config.js';
+import { forkProxyWorkers, proxyWorkerCount, runProxyWorker } from './workers.js';
 
-/** Entry point of a proxy process (containers, `npm run start -w proxy`). */
+/**
+ * Entry point of a proxy host (containers, `npm run start -w proxy`): one proxy in this process, or with
+ * `CROCHET_PROXY_WORKERS` > 1 that many worker processes on the one port (workers.ts).
+ */
 const main = async (): Promise<void> => {
-  let config: ReturnType<typeof loadProxyConfig>;
+  if (cluster.isWorker) return runProxyWorker();
+  let count: number;
   try {
-    config = loadProxyConfig();
+    count = proxyWorkerCount();
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(`proxy: ${error.message}`);
@@ -15,24 +18,16 @@ const main = async (): Promise<void> => {
     }
     throw error;
   }
-  const proxy = await startProxy(config);
-  proxy.app.log.info({ url: proxy.url }, 'proxy listening');
-  let closing = false;
-  const shutdown = (reason: string, code = 0) => {
-    if (closing) return;
-    closing = true;
-    // Whatever hangs in the drain (a store that does not answer), the process ends: a supervisor restarts it.
-    setTimeout(() => process.exit(code || 1), DRAIN_MS + 15_000).unref();
-    proxy.app.log.info({ reason }, 'shutting down');
-    proxy.close().then(
-      () => process.exit(code),
-      () => process.exit(1),
-    );
-  };
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  // Installed once started: a failure to start still ends the process, as it should.
-  installProcessGuard({ log: proxy.app.log, shutdown: () => shutdown('uncaught exception', EXIT_UNSAFE_STATE) });
+  if (count === 1) return runProxyWorker();
+  const say = (line: string) => process.stdout.write(`${JSON.stringify({ level: 30, msg: line })}\n`);
+  const workers = await forkProxyWorkers(count, process.env, say).catch((error: Error) => {
+    console.error(`proxy: ${error.message}`);
+    process.exit(1);
+  });
+  say(`${count} proxy workers listening at ${workers.listening[0]?.url}`);
+  const stop = () => void workers.close().then(() => process.exit(0));
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
 };
 
 await main();

@@ -41,6 +41,7 @@ export const startMetricsListener = async (
     return reply.type(register.contentType).header('cache-control', 'no-store').send(body);
   });
   app.setNotFoundHandler((_request, reply) => sendApiError(reply, new ApiError('ROUTE_NOT_FOUND')));
-  const url = await app.listen({ host: options.host, port: options.port });
+  // Exclusive: in a cluster worker, each proxy process has its own metrics listener (not one port shared round-robin).
+  const url = await app.listen({ host: options.host, port: options.port, exclusive: true });
   return { url, close: () => app.close() };
 };
