@@ -33,6 +33,19 @@ afterAll(async () => {
 const api = (method: string, path: string, key: string, body?: unknown, headers?: Record<string, string>) =>
   stack.plane.call(method, path, { key, ...(body === undefined ? {} : { body }), ...(headers ? { headers } : {}) });
 
+describe('the published documents', () => {
+  it('name the networks this control plane pays out on: those it holds a treasury key for', async () => {
+    const networks = [stack.solana.caip2, stack.evm.caip2];
+    const protocol = (await stack.plane.call('GET', '/.well-known/agent-protocol.json')).body;
+    expect([...protocol.payouts.networks].sort()).toEqual([...networks].sort());
+    for (const path of ['/llms.txt', '/agent-skill', '/seller-onboarding']) {
+      const text = (await stack.plane.call('GET', path)).text.replace(/\s+/g, ' ');
+      expect(text).toMatch(/Networks paid out on here: [^.]+\./);
+      for (const network of networks) expect(text).toContain(network);
+    }
+  });
+});
+
 describe('operator dashboard: money out', () => {
   it('shows the payouts and refunds of its agents with status, amount, network and transaction, and their ledger entries', async () => {
     const earner = await stack.plane.register('earner');
