@@ -1,10 +1,17 @@
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateSolanaWallet, type SolanaDevChain, transferUsdc, transferUsdcWithMemo } from '@crochet/dev-chains';
+import {
+  generateSolanaWallet,
+  type SolanaDevChain,
+  transferUsdc,
+  transferUsdcWithMemo,
+  usdcBalanceOf,
+} from '@crochet/dev-chains';
 import { crochetVerifier, verifyReceipt } from '@crochet/plugins';
-import { solveChallenge } from '@crochet/protocol';
-import { createSolanaRpc } from '@solana/kit';
+import { fromAtomic, solveChallenge, toAtomic } from '@crochet/protocol';
+import { createSolanaRpc, getBase58Decoder } from '@solana/kit';
 import { x402Client } from '@x402/core/client';
 import { decodePaymentResponseHeader } from '@x402/core/http';
 import { toClientEvmSigner } from '@x402/evm';
@@ -37,12 +44,19 @@ interface DevInfo {
   faucet_url: string;
 }
 
-const api = async (method: string, path: string, body?: unknown, key?: string) => {
+const api = async (
+  method: string,
+  path: string,
+  body?: unknown,
+  key?: string,
+  headers: Record<string, string> = {},
+) => {
   const res = await fetch(`${BASE}${path}`, {
     method,
     headers: {
       ...(body === undefined ? {} : { 'content-type': 'application/json' }),
       ...(key ? { authorization: `Bearer ${key}` } : {}),
+      ...headers,
     },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
@@ -204,7 +218,7 @@ const main = async () => {
     const entries = await api('GET', '/api/v1/ledger?limit=6', undefined, key);
     for (const e of entries) show(who, `${e.entry_type} ${e.amount} ${e.currency} for ${e.gateway_request_id}`);
     const balances = await api('GET', '/api/v1/ledger/balances', undefined, key);
-    for (const b of balances) show(`${who} balance`, `${b.role} ${b.amount} ${b.currency}`);
+    for (const b of balances) show(`${who} balance`, `${b.role} ${b.account} ${b.amount} ${b.currency}`);
   }
 
   step(9, 'The Solana-paid call has a receipt, verified with the published keys');
@@ -221,6 +235,56 @@ const main = async () => {
   const verdict = await verifyReceipt(receipt.receipt, jwks);
   show('receipt valid', verdict.valid);
   if (verdict.valid) show('claims', verdict.claims);
+
+  step(10, 'The seller verifies a Solana wallet (signed sign-in message) and is paid out its earnings on chain');
+  // A wallet of the seller's own: an ed25519 key pair, signing the message as a Solana wallet's signMessage does.
+  const base58 = getBase58Decoder();
+  const payoutKeys = generateKeyPairSync('ed25519');
+  const payoutAddress = base58.decode(Buffer.from(payoutKeys.publicKey.export({ format: 'jwk' }).x!, 'base64url'));
+  const walletChallenge = await api(
+    'POST',
+    '/api/v1/me/wallets/challenge',
+    { chain: 'solana', address: payoutAddress },
+    sellerKey,
+  );
+  const signed = sign(null, Buffer.from(walletChallenge.message, 'utf8'), payoutKeys.privateKey);
+  const verified = await api(
+    'POST',
+    '/api/v1/me/wallets',
+    { chain: 'solana', address: payoutAddress, message: walletChallenge.message, signature: base58.decode(signed) },
+    sellerKey,
+  );
+  show('wallet', `${verified.address} verified: ${verified.verified}`);
+  const payable = await api('GET', '/api/v1/me/auto-payout', undefined, sellerKey);
+  show('payable', `${payable.payable} USDC`);
+  // The marketplace's Solana account received only the Solana payments (the others went to its EVM account); a real
+  // marketplace keeps each treasury funded, and here the dev faucet tops it up to what this payout needs.
+  const treasuryHas = await usdcBalanceOf(chain, info.solana.pay_to);
+  const payableAtomic = toAtomic(payable.payable, 'USDC') ?? 0n;
+  if (treasuryHas < payableAtomic) {
+    await faucet('/solana', { address: info.solana.pay_to, usdc_atomic: String(payableAtomic - treasuryHas) });
+  }
+  const before = await usdcBalanceOf(chain, payoutAddress);
+  const asked = await api('POST', '/api/v1/payouts', { network: info.solana.network }, sellerKey, {
+    'idempotency-key': `demo-payout-${sellerReg.agent.id}`,
+  });
+  show('payout', `${asked.id} ${asked.status}: ${asked.amount} USDC on ${asked.network} → ${asked.to}`);
+  let payout = asked;
+  for (let i = 0; i < 150 && payout.status !== 'confirmed' && payout.status !== 'failed'; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the control plane's transfers job sends and books it
+    payout = await api('GET', `/api/v1/payouts/${asked.id}`, undefined, sellerKey);
+  }
+  show('status', `${payout.status}${payout.error ? ` (${payout.error})` : ''}, tx ${payout.tx}`);
+  if (payout.status !== 'confirmed') throw new Error(`the payout did not confirm: ${payout.status}`);
+  const after = await usdcBalanceOf(chain, payoutAddress);
+  show(
+    'wallet USDC on chain',
+    `${fromAtomic(before, 'USDC')} → ${fromAtomic(after, 'USDC')} (+${fromAtomic(after - before, 'USDC')})`,
+  );
+  if (after - before !== BigInt(payout.amount_atomic)) throw new Error('the wallet did not receive the payout');
+  for (const b of await api('GET', '/api/v1/ledger/balances', undefined, sellerKey)) {
+    show('seller balance', `${b.account} ${b.amount} ${b.currency}`);
+  }
 
   await sellerApp.close();
   process.stdout.write('\ndemo complete\n');

@@ -5,7 +5,8 @@ import { startTestControlPlane, type TestPlane } from './helpers.js';
 
 let plane: TestPlane;
 beforeAll(async () => {
-  plane = await startTestControlPlane();
+  // Not the default fee, so the documents are seen to state the server's setting.
+  plane = await startTestControlPlane({ CROCHET_FEE_BPS: '250' });
 });
 afterAll(() => plane.stop());
 
@@ -112,6 +113,60 @@ describe('machine-readable documents', () => {
     const seller = (await plane.call('GET', '/seller-onboarding')).text;
     expect(seller).toContain('POST /api/v1/listings/:id/endpoint/rotate-secret');
     expect(seller).toContain('X-Crochet-Signature');
+  });
+
+  it("explain the fee (this server's), payouts and on-chain refunds where agents and sellers read", async () => {
+    expect(plane.config.feeBps).toBe(250);
+    const llms = (await plane.call('GET', '/llms.txt')).text;
+    const skill = (await plane.call('GET', '/agent-skill')).text;
+    const seller = (await plane.call('GET', '/seller-onboarding')).text;
+    for (const text of [llms, skill, seller]) {
+      for (const phrase of [
+        // The fee as configured, and what it makes of a price.
+        'Marketplace fee: 2.5% of each paid call',
+        'CROCHET_FEE_BPS = 250 basis points',
+        'A call priced\n  0.1 USDC credits the seller 0.0975 and the marketplace 0.0025.',
+        // Payouts: manual, automatic, wallet, idempotency, states, exactly once, the payout networks of this server.
+        'POST /api/v1/payouts {network, amount?, to?} with an Idempotency-Key header',
+        'PUT /api/v1/me/auto-payout {network, threshold',
+        'Payouts go only to a verified wallet of yours',
+        'pending (to be sent) → broadcast (sent, not final on chain) → confirmed',
+        'or failed (nothing was sent',
+        'Exactly once',
+        'pays out on no network',
+        'seller_payout and payout_sent',
+        // Refunds: when, to whom, how to see them.
+        'refund_due',
+        'to the\n  address that paid',
+        'refund_transfer {id: "rf_…", status,',
+        'refund_sent and\n  buyer_debit_reversal',
+      ]) {
+        expect(text).toContain(phrase);
+      }
+    }
+    const protocol = (await plane.call('GET', '/.well-known/agent-protocol.json')).body;
+    expect(protocol.fee).toEqual({ bps: 250, percent: '2.5%', env: 'CROCHET_FEE_BPS' });
+    expect(protocol.payouts.networks).toEqual([]);
+
+    // Every money-out route is in the OpenAPI document, with its Idempotency-Key header and its errors.
+    const openapi = (await plane.call('GET', '/api/openapi.json')).body;
+    const create = openapi.paths['/api/v1/payouts'].post;
+    expect(create.operationId).toBe('createPayout');
+    expect(create.parameters).toContainEqual(
+      expect.objectContaining({ name: 'Idempotency-Key', in: 'header', required: false }),
+    );
+    expect(create['x-crochet-errors']).toEqual(
+      expect.arrayContaining(['PAYOUT_WALLET_REQUIRED', 'PAYOUT_EXCEEDS_PAYABLE', 'IDEMPOTENCY_KEY_REUSED']),
+    );
+    expect(Object.keys(create.responses)).toEqual(expect.arrayContaining(['200', '201', '409']));
+    expect(openapi.paths['/api/v1/payouts'].get.operationId).toBe('listPayouts');
+    expect(openapi.paths['/api/v1/payouts/{id}'].get.operationId).toBe('getPayout');
+    expect(Object.keys(openapi.paths['/api/v1/me/auto-payout']).sort()).toEqual(['delete', 'get', 'put']);
+    const reference = (await plane.call('GET', '/docs/api-reference.txt')).text;
+    expect(reference).toContain('  headers:\n    Idempotency-Key: string (optional');
+    for (const route of ['POST /api/v1/payouts', 'GET /api/v1/payouts/:id', 'PUT /api/v1/me/auto-payout']) {
+      expect(seller).toContain(route);
+    }
   });
 
   it('documents each operation with its errors, all of them registry codes', async () => {

@@ -229,6 +229,7 @@ describe('operator overview', () => {
       amount: expect.any(String),
       currency: 'USDC',
       gateway_request_id: expect.any(String),
+      transfer_id: null,
     });
     const pageOne = await operator.call('GET', '/api/v1/operator/ledger?limit=10');
     const pageTwo = await operator.call('GET', `/api/v1/operator/ledger?limit=10&cursor=${pageOne.body.next_cursor}`);

@@ -563,6 +563,42 @@ const controlPlane: DashboardSpec = {
       ],
     },
     {
+      row: 'Money out',
+      panels: [
+        panel(
+          'timeseries',
+          'Payouts and refunds sent',
+          'short',
+          12,
+          'Payouts and refunds confirmed on chain and booked, failed (nothing sent), and times one could not be ' +
+            'advanced (chain RPC, treasury balance: retried at the next run), per rate window.',
+          [
+            [`sum(increase(${m('crochet_transfers_confirmed_total', I)}${W}))`, 'confirmed'],
+            [`sum(increase(${m('crochet_transfers_failed_total', I)}${W}))`, 'failed'],
+            [`sum(increase(${m('crochet_transfers_errors_total', I)}${W}))`, 'not advanced'],
+          ],
+        ),
+        panel(
+          'timeseries',
+          'Open transfers',
+          'short',
+          6,
+          'Payouts and refunds waiting to be sent or to be final on chain.',
+          [[`max(${m('crochet_transfers_open', I)})`, 'open']],
+          { decimals: 0 },
+        ),
+        panel(
+          'stat',
+          'Oldest open transfer',
+          's',
+          6,
+          'How long the oldest open payout or refund has waited; past 10 minutes CrochetTransfersStuck fires.',
+          [[`max(${m('crochet_transfers_oldest_open_seconds', I)})`, 'oldest']],
+          { thresholds: [120, 600] },
+        ),
+      ],
+    },
+    {
       row: 'Config on the proxies',
       panels: [
         panel(

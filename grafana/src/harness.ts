@@ -4,7 +4,8 @@ import { createFundedWallet, type FundedWallet, transferUsdcWithMemo } from '@cr
 import { EVENT_FIELD, EVENTS_GROUP, redisKeys } from '@crochet/protocol';
 import { getBase58Decoder } from '@solana/kit';
 import { Redis } from 'ioredis';
-import { TEST_REDIS_URL } from '../../control-plane/test/helpers.js';
+import { TEST_REDIS_URL, verifyWallet } from '../../control-plane/test/helpers.js';
+import { solanaWallet } from '../../control-plane/test/wallets-support.js';
 import { type PaymentStack, paymentTx, startPaymentStack } from '../../proxy/test/payment-stack.js';
 import { eventually, gatewayCall, type RawResponse, startSeller, type TestSeller } from '../../proxy/test/stack.js';
 import { freePort, type Prometheus, startPrometheus } from './prometheus.js';
@@ -81,7 +82,8 @@ export const startObservedStack = async (options: { scrapeIntervalSeconds?: numb
     proxies: 2,
     // Limits high enough for the load: the 429s come from one listing's own limit.
     proxyEnv: { CROCHET_KEY_RATE_LIMIT_PER_MINUTE: '1000000', CROCHET_LISTING_RATE_LIMIT_PER_MINUTE: '1000000' },
-    planeEnv: { CROCHET_RECONCILE_INTERVAL_SECONDS: '2' },
+    // The transfers job runs every half second: the payout asked for during the load goes out and is booked.
+    planeEnv: { CROCHET_RECONCILE_INTERVAL_SECONDS: '2', CROCHET_TRANSFERS_INTERVAL_MS: '500' },
   });
   let sellers: Awaited<ReturnType<typeof startSellers>> | undefined;
   let prometheus: Prometheus | undefined;
@@ -94,6 +96,9 @@ export const startObservedStack = async (options: { scrapeIntervalSeconds?: numb
     sellers = await startSellers();
     const sellerKey = (await stack.plane.register('seller')).apiKey;
     const buyerKey = (await stack.plane.register('buyer')).apiKey;
+    // The seller is paid out during the load (the money-out panels): to a Solana wallet it verified.
+    const payoutWallet = await verifyWallet(stack.plane, sellerKey, solanaWallet());
+    if (payoutWallet.status !== 201) throw new Error(`seller wallet: ${payoutWallet.text}`);
     const refusedPort = await freePort();
     const create = async (url: string, fields: Record<string, unknown> = {}) =>
       (await stack.plane.createListing(sellerKey, { private_endpoint_url: url, ...fields })).listing.id as string;
@@ -165,7 +170,8 @@ const poisonEvent = async (stack: PaymentStack): Promise<void> => {
  * Rounds of calls, one every `roundMs`, alternating proxies: free calls, a paid call (402 → a real Solana transfer →
  * forwarded → the same proof replayed, 409), refused and pending proofs, a bad key, an unknown listing, a rate-limited
  * listing, and sellers that answer 500, reset, refuse, hang past the listing timeout (504) and stream. A few control
- * plane reads go with each round. In-flight calls are awaited before it resolves.
+ * plane reads go with each round; three quarters in, the seller asks to be paid out one call's earnings on Solana
+ * (sent by the control plane's transfers job). In-flight calls are awaited before it resolves.
  */
 const driveLoad = async (
   world: {
@@ -198,6 +204,13 @@ const driveLoad = async (
   for (let round = 0; round < rounds; round++) {
     if (round === Math.floor(rounds / 2)) inFlight.push(poisonEvent(stack));
     if (round === 0) inFlight.push(stalledConsumer(stack));
+    if (round === Math.floor((rounds * 3) / 4)) {
+      inFlight.push(
+        stack.plane
+          .call('POST', '/api/v1/payouts', { key: sellerKey, body: { network: solana.caip2, amount: '0.0095' } })
+          .then((r) => count('payout', r), failed('payout')),
+      );
+    }
     // A seller setting changed every 2 s: config publishes, and the proxies' versions move.
     if (round % Math.max(1, Math.round(2_000 / roundMs)) === 0) {
       const timeout_ms = 29_000 - (changes++ % 2) * 1_000;

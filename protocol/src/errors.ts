@@ -419,7 +419,7 @@ export const ERRORS = define({
   PAYOUT_NETWORK_UNSUPPORTED: {
     status: 400,
     message: 'This gateway does not pay out on that network.',
-    hint: 'GET /.well-known/agent-protocol.json lists the payment networks; pay out on one of them.',
+    hint: 'GET /.well-known/agent-protocol.json lists the networks this gateway pays out on (payouts.networks).',
   },
   PAYOUT_AMOUNT_INVALID: {
     status: 400,

@@ -6,6 +6,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createFundedWallet, type FundedWallet, transferUsdcWithMemo } from '@crochet/dev-chains';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyWallet } from '../../control-plane/test/helpers.js';
+import { solanaWallet } from '../../control-plane/test/wallets-support.js';
 import { createPaidListing, type PaymentStack, paymentTx, startPaymentStack } from './payment-stack.js';
 import { eventually, expectApiError, gatewayCall, startSeller, type TestSeller } from './stack.js';
 
@@ -178,6 +180,35 @@ describe('the operator dashboard in a browser', () => {
     expectApiError(refused, 402, 'SPEND_CAP_EXCEEDED');
     expect(refused.headers['payment-required']).toBeUndefined();
   }, 120_000);
+
+  it("shows the seller's payout: its status, amount, network and transaction, and its ledger entries", async () => {
+    // The seller earned 0.0095 USDC from the paid call (5 % fee); it verifies a wallet and asks to be paid.
+    const sellerWallet = solanaWallet();
+    expect((await verifyWallet(stack.plane, sellerAgent.apiKey, sellerWallet)).status).toBe(201);
+    const asked = await stack.plane.call('POST', '/api/v1/payouts', {
+      key: sellerAgent.apiKey,
+      body: { network: stack.solana.caip2 },
+    });
+    expect(asked.status, asked.text).toBe(201);
+    const payout = await eventually(async () => {
+      await stack.plane.transfers.runOnce();
+      const res = await stack.plane.call('GET', `/api/v1/payouts/${asked.body.data.id}`, { key: sellerAgent.apiKey });
+      expect(res.body.data.status).toBe('confirmed');
+      return res.body.data;
+    }, 20_000);
+    const row = page.locator(`#transfers tr[data-transfer-id="${payout.id}"]`);
+    await row.waitFor({ timeout: 20_000 });
+    await eventually(async () => expect(await row.textContent()).toContain('Confirmed'), 20_000);
+    const text = (await row.textContent()) ?? '';
+    expect(text).toContain(SELLER_NAME);
+    expect(text).toContain('Payout');
+    expect(text).toContain('0.0095 USDC');
+    expect(text).toContain(stack.solana.caip2);
+    expect(await row.locator(`code[title="${payout.tx}"]`).count()).toBe(1);
+    expect(await row.locator(`code[title="${sellerWallet.address}"]`).count()).toBe(1);
+    await page.locator('#ledger tr', { hasText: 'Payout sent' }).first().waitFor({ timeout: 20_000 });
+    expect(problems).toEqual([]);
+  }, 60_000);
 
   it('looks right on a desktop and on a phone (screenshots for the README)', async () => {
     mkdirSync(IMAGES, { recursive: true });

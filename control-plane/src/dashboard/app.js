@@ -11,6 +11,8 @@ const OPERATOR_API = '/api/v1/operator';
 /** How often the open page refreshes what it shows (a new gateway request appears within this). */
 const POLL_MS = 3_000;
 const PAGE_SIZE = 25;
+/** The latest payouts and refunds shown (the agents' own GET /api/v1/payouts has them all). */
+const TRANSFERS_SHOWN = 10;
 /** How long a success notice stays. */
 const FLASH_MS = 6_000;
 const USDC_DECIMALS = 6;
@@ -36,7 +38,13 @@ const USDC_DECIMALS = 6;
  */
 /**
  * @typedef {{ id: string, created_at: string, agent_id: string, kind: string, amount: string,
- *   gateway_request_id: string | null }} LedgerEntry
+ *   gateway_request_id: string | null, transfer_id?: string | null }} LedgerEntry
+ */
+/**
+ * @typedef {{ id: string, kind: 'payout' | 'refund', agent_id: string,
+ *   status: 'pending' | 'broadcast' | 'confirmed' | 'failed', amount: string, currency: string, network: string,
+ *   to: string, tx: string | null, gateway_request_id: string | null, requested_by: string, error: string | null,
+ *   created_at: string, confirmed_at: string | null }} Transfer
  */
 
 /** An error answered by the API (its envelope), or a network failure (status 0). */
@@ -75,7 +83,7 @@ const state = {
   /** @type {Set<string> | null} request ids on screen (null before the first render: nothing is "new" then) */
   seenRequests: null,
   /** what the two tables last drew, so an unchanged refresh leaves the DOM (and the reader's place) alone */
-  shown: { requests: '', ledger: '' },
+  shown: { requests: '', ledger: '', transfers: '' },
 };
 
 // ---- DOM helpers --------------------------------------------------------------------------------------------------------
@@ -376,11 +384,12 @@ const signIn = (session) => {
   state.ledgerOlder = [];
   state.ledgerCursor = null;
   state.seenRequests = null;
-  state.shown = { requests: '', ledger: '' };
+  state.shown = { requests: '', ledger: '', transfers: '' };
   $('account-email').textContent = session.operator.email;
   $('agents').replaceChildren();
   $('requests').replaceChildren();
   $('ledger').replaceChildren();
+  $('transfers').replaceChildren();
   cards.clear();
   show('dash');
   void refresh();
@@ -964,13 +973,81 @@ const renderLedger = (rows) => {
               return h('span', { class: atomic < 0n ? 'amount-out' : 'amount-in' }, text);
             },
           },
-          { label: 'Request', cell: (e) => (e.gateway_request_id ? mono(e.gateway_request_id, true) : '—') },
+          {
+            label: 'Request',
+            // A payout books no call: its entries name the transfer instead.
+            cell: (e) =>
+              e.gateway_request_id ? mono(e.gateway_request_id, true) : e.transfer_id ? mono(e.transfer_id, true) : '—',
+          },
         ]),
         rows,
       ),
     ),
   );
 };
+
+/** @param {Transfer['status']} status */
+const transferBadge = (status) =>
+  badge(
+    status === 'broadcast' ? 'Sent, not final' : humanize(status),
+    status === 'confirmed' ? 'ok' : status === 'failed' ? 'bad' : 'muted',
+  );
+
+/** @param {Transfer[]} rows */
+const renderTransfers = (rows) => {
+  const container = $('transfers');
+  const signature = JSON.stringify([rows, [...state.agents.values()].map((a) => [a.id, a.name])]);
+  if (state.shown.transfers === signature) return;
+  state.shown.transfers = signature;
+  if (rows.length === 0) {
+    container.replaceChildren(
+      empty(
+        'No payouts or refunds yet',
+        'A seller agent is paid out with POST /api/v1/payouts; refunds go out by themselves.',
+      ),
+    );
+    return;
+  }
+  container.replaceChildren(
+    h(
+      'div',
+      { class: 'table-scroll' },
+      table(
+        'Payouts and refunds',
+        /** @type {Column<Transfer>[]} */ ([
+          { label: 'Time', cell: (t) => when(t.confirmed_at ?? t.created_at) },
+          { label: 'Agent', cell: (t) => agentName(t.agent_id) ?? mono(t.agent_id, true) },
+          {
+            label: 'Kind',
+            cell: (t) =>
+              t.kind === 'payout'
+                ? badge(t.requested_by === 'auto' ? 'Payout (automatic)' : 'Payout', 'info')
+                : h('span', { title: t.gateway_request_id ?? '' }, badge('Refund', 'warn')),
+          },
+          {
+            label: 'Status',
+            cell: (t) => (t.error ? h('span', { title: t.error }, transferBadge(t.status)) : transferBadge(t.status)),
+          },
+          { label: 'Amount', className: 'num', cell: (t) => `${money(t.amount)} ${t.currency}` },
+          { label: 'Network', cell: (t) => h('code', { class: 'id' }, t.network) },
+          { label: 'To', cell: (t) => h('code', { class: 'id', title: t.to }, shortAddress(t.to)) },
+          {
+            label: 'Transaction',
+            cell: (t) => (t.tx ? h('code', { class: 'id', title: t.tx }, shortAddress(t.tx)) : '—'),
+          },
+        ]),
+        rows,
+        (t) => ({ 'data-transfer-id': t.id }),
+      ),
+    ),
+  );
+};
+
+/**
+ * A wallet address or transaction id, its ends kept: "0x1234…cdef" (the whole in the tooltip).
+ * @param {string} text
+ */
+const shortAddress = (text) => (text.length > 16 ? `${text.slice(0, 6)}…${text.slice(-6)}` : text);
 
 const wireLedger = () => {
   const button = /** @type {HTMLButtonElement} */ ($('ledger-more'));
@@ -1008,14 +1085,16 @@ const refresh = () => {
   refreshing = entry;
   entry.done = (async () => {
     try {
-      const [overview, requests, ledger] = await Promise.all([
+      const [overview, requests, ledger, transfers] = await Promise.all([
         request('GET', `${OPERATOR_API}/overview`),
         request('GET', `${OPERATOR_API}/gateway-requests?limit=${PAGE_SIZE}`),
         request('GET', `${OPERATOR_API}/ledger?limit=${PAGE_SIZE}`),
+        request('GET', `${OPERATOR_API}/transfers?limit=${TRANSFERS_SHOWN}`),
       ]);
       if (generation !== state.generation) return;
       renderAgents(overview.data.agents);
       renderRequests(requests.data);
+      renderTransfers(transfers.data);
       /** @type {LedgerEntry[]} */
       const firstPage = ledger.data;
       if (state.ledgerOlder.length === 0) state.ledgerCursor = ledger.next_cursor;

@@ -1,5 +1,6 @@
-import { ERRORS, type ErrorCode, errorDocsPath } from '@crochet/protocol';
+import { ERRORS, type ErrorCode, errorDocsPath, fromAtomic } from '@crochet/protocol';
 import type { RouteDoc } from '../app.js';
+import { feeAtomic } from '../ledger/posting.js';
 import { REVIEW_COMMENT_MAX } from '../reviews.js';
 import { ErrorSchema } from '../schemas.js';
 import { SCORE_EXAMPLES } from '../score/examples.js';
@@ -28,12 +29,16 @@ const successStatus = (route: RouteDoc): string =>
 /** A JSON-serializable copy of a TypeBox schema (drops symbol keys and undefined). */
 const plain = (schema: unknown): JsonSchema => JSON.parse(JSON.stringify(schema ?? {}));
 
-const parameters = (schema: unknown, where: 'path' | 'query') => {
+/** `idempotency-key` → `Idempotency-Key`: Fastify validates headers lower-cased; documents show them as sent. */
+const headerName = (name: string): string =>
+  name.replace(/(^|-)([a-z])/g, (_, dash, c: string) => dash + c.toUpperCase());
+
+const parameters = (schema: unknown, where: 'path' | 'query' | 'header') => {
   const s = plain(schema);
   const properties = (s['properties'] ?? {}) as Record<string, JsonSchema>;
   const required = new Set((s['required'] as string[] | undefined) ?? []);
   return Object.entries(properties).map(([name, p]) => ({
-    name,
+    name: where === 'header' ? headerName(name) : name,
     in: where,
     required: where === 'path' || required.has(name),
     ...(p['description'] ? { description: p['description'] } : {}),
@@ -44,6 +49,10 @@ const parameters = (schema: unknown, where: 'path' | 'query') => {
 export interface SiteInfo {
   baseUrl: string;
   version: string;
+  /** `CROCHET_FEE_BPS`: the marketplace fee the ledger books on a listing without a fee of its own. */
+  feeBps: number;
+  /** The CAIP-2 networks this control plane sends payouts and refunds on (those with a treasury key). */
+  payoutNetworks: readonly string[];
 }
 
 export const renderOpenApi = (catalog: readonly RouteDoc[], site: SiteInfo) => {
@@ -69,7 +78,11 @@ export const renderOpenApi = (catalog: readonly RouteDoc[], site: SiteInfo) => {
       ...(schema['description'] ? { description: schema['description'] } : {}),
       tags: schema['tags'],
       security: route.auth === 'api_key' ? [{ apiKey: [] }] : route.auth === 'optional' ? [{}, { apiKey: [] }] : [],
-      parameters: [...parameters(schema.params, 'path'), ...parameters(schema.querystring, 'query')],
+      parameters: [
+        ...parameters(schema.params, 'path'),
+        ...parameters(schema.querystring, 'query'),
+        ...parameters(schema.headers, 'header'),
+      ],
       ...(schema.body
         ? { requestBody: { required: true, content: { 'application/json': { schema: plain(schema.body) } } } }
         : {}),
@@ -113,15 +126,16 @@ const typeOf = (s: JsonSchema): string => {
   return String(s['type'] ?? 'any');
 };
 
-const fields = (schema: unknown, indent: string): string[] => {
+const fields = (schema: unknown, indent: string, rename: (name: string) => string = (n) => n): string[] => {
   const s = plain(schema);
   const properties = (s['properties'] ?? {}) as Record<string, JsonSchema>;
   const required = new Set((s['required'] as string[] | undefined) ?? []);
-  return Object.entries(properties).map(([name, p]) => {
+  return Object.entries(properties).map(([key, p]) => {
+    const name = rename(key);
     const constraints = ['minLength', 'maxLength', 'minimum', 'maximum', 'pattern', 'format', 'default']
       .filter((k) => p[k] !== undefined)
       .map((k) => `${k} ${JSON.stringify(p[k])}`);
-    const notes = [required.has(name) ? 'required' : 'optional', ...constraints].join(', ');
+    const notes = [required.has(key) ? 'required' : 'optional', ...constraints].join(', ');
     return `${indent}${name}: ${typeOf(p)} (${notes})${p['description'] ? ` — ${p['description']}` : ''}`;
   });
 };
@@ -149,6 +163,8 @@ export const renderApiReference = (catalog: readonly RouteDoc[], site: SiteInfo)
     if (path.length) out.push('  path:', ...path);
     const query = fields(s.querystring, '    ');
     if (query.length) out.push('  query:', ...query);
+    const headers = fields(s.headers, '    ', headerName);
+    if (headers.length) out.push('  headers:', ...headers);
     const body = fields(s.body, '    ');
     if (body.length) out.push('  body (JSON):', ...body);
     out.push(`  success: HTTP ${successStatus(route)}`);
@@ -221,6 +237,55 @@ export const WALLET_TEXT = [
   '- Lost every key? POST /api/v1/auth/recover/challenge and POST /api/v1/auth/recover, signed by a wallet of yours,',
   '  give a new key and revoke the earlier ones.',
 ];
+
+/** The fee as a percentage: 500 → "5%", 250 → "2.5%". */
+export const feePercent = (feeBps: number): string => `${feeBps / 100}%`;
+
+/**
+ * The fee, payouts and refunds (DESIGN §3.5, §3.9), for llms.txt, the skill and /seller-onboarding — with this
+ * server's fee (`CROCHET_FEE_BPS`) and payout networks, so what an agent reads is what the ledger will do.
+ */
+export const moneyOutText = (site: Pick<SiteInfo, 'feeBps' | 'payoutNetworks'>): string[] => {
+  const examplePrice = 100_000n; // 0.10 USDC
+  const fee = feeAtomic(examplePrice, site.feeBps);
+  const usdc = (atomic: bigint) => fromAtomic(atomic, 'USDC');
+  return [
+    'Fee, payouts and refunds (money out):',
+    `- Marketplace fee: ${feePercent(site.feeBps)} of each paid call's price (CROCHET_FEE_BPS = ${site.feeBps} basis points),`,
+    '  fee = floor(price_atomic × fee_bps / 10000), in USDC atomic units; the seller is credited the rest. A call priced',
+    `  ${usdc(examplePrice)} USDC credits the seller ${usdc(examplePrice - fee)} and the marketplace ${usdc(fee)}. The marketplace`,
+    '  may set another fee for one listing: the seller_credit entry of each call in GET /api/v1/ledger is what you got.',
+    '  Free calls carry no fee. A refunded call takes back the credit and the fee (the *_reversal entries).',
+    '- Earnings are payable at once: GET /api/v1/ledger/balances shows role "seller", account "payable" (earned, not',
+    '  paid out) and "paid_out" (sent to your wallet).',
+    '- Payouts go only to a verified wallet of yours (see Wallets) on the chain of the network you choose, in USDC,',
+    "  from the marketplace's treasury. " +
+      (site.payoutNetworks.length > 0
+        ? `Networks paid out on here: ${site.payoutNetworks.join(', ')}.`
+        : 'This gateway holds no treasury key now, so it pays out on no network: earnings stay payable.'),
+    '  POST /api/v1/payouts {network, amount?, to?} with an Idempotency-Key header: amount defaults to all that is',
+    '  payable, to to your latest verified wallet on that chain. 201 {data: {id: "po_…", status: "pending", amount,',
+    '  amount_atomic, network, to, tx}}. Retrying with the same Idempotency-Key answers the same payout (200), never a',
+    '  second one; the key with a different body is 409 IDEMPOTENCY_KEY_REUSED.',
+    '- A payout goes pending (to be sent) → broadcast (sent, not final on chain) → confirmed (final, and booked in your',
+    '  ledger: seller_payout and payout_sent entries, moving it from payable to paid_out) or failed (nothing was sent;',
+    '  error says why; the amount is payable again). Exactly once: the transaction is signed and stored before it is',
+    '  sent, so a retry or a restart sends those same bytes or finds them on chain — never a second transfer. It never',
+    '  exceeds what is payable, also under concurrent requests: 409 PAYOUT_EXCEEDS_PAYABLE (details.payable) or',
+    '  NOTHING_TO_PAY_OUT; 409 PAYOUT_WALLET_REQUIRED without a verified wallet on that chain. Follow it with',
+    '  GET /api/v1/payouts/:id (tx is the Solana signature or EVM hash) or GET /api/v1/payouts (?kind=, ?status=).',
+    '- Automatic payouts: PUT /api/v1/me/auto-payout {network, threshold: "25"} pays out everything payable whenever it',
+    '  reaches threshold and no payout is on its way (requested_by: "auto"); GET shows it and what is payable now;',
+    '  DELETE turns it off.',
+    '- Refunds: a paid call whose money moved but whose seller did not serve it (upstream_error under before_forward, a',
+    '  non-2xx answer, a transfer that arrived past your spend cap) is refund_due: the ledger reverses the payment',
+    '  (refund_owed; your account refund_due) and the price is sent back on chain, on the network you paid on, to the',
+    '  address that paid (for a Relay payment: your latest verified wallet on that chain). GET',
+    '  /api/v1/gateway-requests/:id shows refund: "refund_due" | "refunded" and refund_transfer {id: "rf_…", status,',
+    '  tx}; GET /api/v1/payouts?kind=refund lists them. Once confirmed the ledger books refund_sent and',
+    '  buyer_debit_reversal (the debit is cancelled).',
+  ];
+};
 
 export const RECEIPT_TEXT = [
   'Receipts (paid calls):',
@@ -395,6 +460,8 @@ export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): str
     '',
     ...WALLET_TEXT,
     '',
+    ...moneyOutText(site),
+    '',
     ...RECEIPT_TEXT,
     '',
     ...SCORE_TEXT,
@@ -427,7 +494,8 @@ const BUYER_STEPS = [
   '   sign, POST /api/v1/me/wallets).',
   '7. After a dropped connection, GET /api/v1/gateway-requests/:id (the X-Crochet-Request-Id you got) or',
   '   ?payment_proof=<tx or request id> tells what happened; every call reaches a final status within seconds:',
-  '   completed (the seller answered), upstream_error (the seller failed; a paid call is refunded: refund_due),',
+  '   completed (the seller answered), upstream_error (the seller failed; a paid call is refunded: refund_due, and',
+  '   the price is sent back on chain to the address that paid — refund_transfer),',
   '   client_aborted (you left: paid if the seller had answered 2xx, otherwise your proof is given back or refunded),',
   '   refused (stopped before the seller; nothing charged), payment_required, payment_pending. GET /api/v1/ledger',
   '   shows the money.',
@@ -448,6 +516,9 @@ const SELLER_STEPS = [
   '7. Verify the wallet your earnings are paid out to (Solana or EVM): POST /api/v1/me/wallets/challenge {chain,',
   '   address}, sign the message with the wallet, POST /api/v1/me/wallets {chain, address, message, signature}.',
   '   Payouts go only to a verified wallet of yours; GET /api/v1/me/wallets lists them.',
+  '8. Be paid: POST /api/v1/payouts {network} (Idempotency-Key header) pays what is payable to you, or',
+  '   PUT /api/v1/me/auto-payout {network, threshold} does it whenever your payable balance reaches threshold; see',
+  '   "Fee, payouts and refunds".',
 ];
 
 export const renderSkill = (catalog: readonly RouteDoc[], site: SiteInfo): string =>
@@ -485,6 +556,9 @@ export const renderSkill = (catalog: readonly RouteDoc[], site: SiteInfo): strin
     '## Wallets',
     ...WALLET_TEXT,
     '',
+    '## Fee, payouts and refunds',
+    ...moneyOutText(site),
+    '',
     '## Receipts',
     ...RECEIPT_TEXT,
     '',
@@ -507,6 +581,10 @@ export const renderSellerOnboarding = (catalog: readonly RouteDoc[], site: SiteI
     '=========================',
     '',
     ...SELLER_STEPS,
+    '',
+    ...moneyOutText(site),
+    '',
+    ...WALLET_TEXT,
     '',
     ...POW_TEXT,
     '',
@@ -532,6 +610,18 @@ export const renderAgentProtocol = (catalog: readonly RouteDoc[], site: SiteInfo
       recover: 'POST /api/v1/auth/recover',
       proof_of_work: { algorithm: 'sha256', input: 'utf8(salt + nonce)', target: 'difficulty leading zero bits' },
     },
+  },
+  fee: { bps: site.feeBps, percent: feePercent(site.feeBps), env: 'CROCHET_FEE_BPS' },
+  payouts: {
+    networks: site.payoutNetworks,
+    currency: 'USDC',
+    create: 'POST /api/v1/payouts',
+    idempotency_header: 'Idempotency-Key',
+    list: 'GET /api/v1/payouts',
+    get: 'GET /api/v1/payouts/{id}',
+    automatic: 'PUT /api/v1/me/auto-payout',
+    statuses: ['pending', 'broadcast', 'confirmed', 'failed'],
+    refunds: 'refund_due calls are refunded on chain to the paying address (GET /api/v1/payouts?kind=refund)',
   },
   wallets: {
     challenge: 'POST /api/v1/me/wallets/challenge',

@@ -231,7 +231,8 @@ interface EntryRow {
   kind: string;
   amount_atomic: string;
   currency: string;
-  gateway_request_id: string;
+  gateway_request_id: string | null;
+  transfer_id: string | null;
 }
 
 /** Ledger entries of the operator's agents (as buyers and as sellers; never the marketplace's), newest first. */
@@ -243,7 +244,7 @@ export const operatorLedger = async (
   const after = cursorId(page.cursor, isBigintId);
   const { rows } = await db.query<EntryRow>(
     `SELECT e.id::text, e.created_at, a.owner_id AS agent_id, e.entry_type AS kind, e.amount_atomic::text, a.currency,
-            j.gateway_request_id
+            j.gateway_request_id, j.transfer_id
        FROM ledger_accounts a
        -- A page's worth per account from its index (account_id, id), then merged: the cost follows the page size.
        CROSS JOIN LATERAL (
@@ -264,6 +265,67 @@ export const operatorLedger = async (
     amount: fromAtomic(BigInt(row.amount_atomic), row.currency as Currency),
     currency: row.currency,
     gateway_request_id: row.gateway_request_id,
+    transfer_id: row.transfer_id,
+  }));
+  const last = data[data.length - 1];
+  return { data, next_cursor: rows.length > page.limit && last ? encodeCursor([last.id]) : null };
+};
+
+interface TransferSummaryRow {
+  id: string;
+  kind: 'payout' | 'refund';
+  owner_id: string;
+  status: 'pending' | 'broadcast' | 'confirmed' | 'failed';
+  amount_atomic: string;
+  currency: string;
+  network: string;
+  to_address: string;
+  tx: string | null;
+  signed: boolean;
+  gateway_request_id: string | null;
+  requested_by: 'api' | 'auto' | 'refund';
+  error: string | null;
+  created_at: Date;
+  confirmed_at: Date | null;
+}
+
+/**
+ * Money out to the operator's agents (§3.9), newest first: payouts to them as sellers and refunds sent back to them as
+ * buyers, each with its state, amount, network and transaction. Ids are ULIDs behind a three-character prefix
+ * (po_, rf_), so the ULID orders both kinds together.
+ */
+export const operatorTransfers = async (
+  db: Db,
+  operatorId: string,
+  page: { limit: number; cursor?: string | undefined },
+) => {
+  const after = cursorId(page.cursor, (id) => isId('payout', id) || isId('refund', id));
+  const { rows } = await db.query<TransferSummaryRow>(
+    `SELECT t.id, t.kind, t.owner_id, t.status, t.amount_atomic::text, t.currency, t.network, t.to_address, t.tx,
+            t.signed_tx IS NOT NULL AS signed, t.gateway_request_id, t.requested_by, t.error, t.created_at,
+            t.confirmed_at
+       FROM money_transfers t
+      WHERE t.owner_id IN (${CLAIMED}) AND ($2::text IS NULL OR substr(t.id, 4) < substr($2, 4))
+      ORDER BY substr(t.id, 4) DESC LIMIT $3`,
+    [operatorId, after, page.limit + 1],
+  );
+  const data = rows.slice(0, page.limit).map((row) => ({
+    id: row.id,
+    kind: row.kind,
+    agent_id: row.owner_id,
+    status: row.status,
+    // Transfers are only ever made in known currencies (USDC), so the cast holds.
+    amount: fromAtomic(BigInt(row.amount_atomic), row.currency as Currency),
+    currency: row.currency,
+    network: row.network,
+    to: row.to_address,
+    // As GET /api/v1/payouts: a transaction id is shown once the transaction it names was signed.
+    tx: row.signed ? row.tx : null,
+    gateway_request_id: row.gateway_request_id,
+    requested_by: row.requested_by,
+    error: row.error,
+    created_at: row.created_at,
+    confirmed_at: row.confirmed_at,
   }));
   const last = data[data.length - 1];
   return { data, next_cursor: rows.length > page.limit && last ? encodeCursor([last.id]) : null };

@@ -71,8 +71,14 @@ const ERRORS_MD = readFileSync(require.resolve('@crochet/protocol/docs/errors.md
 const VERSION = (require('../../package.json') as { version: string }).version;
 
 /** §3.8: the machine-readable surfaces, rendered once (after every route is registered) and served from memory. */
-export const docsRoutes = (app: App, { config }: Deps, catalog: readonly RouteDoc[]): void => {
-  const site: SiteInfo = { baseUrl: config.publicBaseUrl, version: VERSION };
+export const docsRoutes = (app: App, { config, money }: Deps, catalog: readonly RouteDoc[]): void => {
+  // The documents state this server's settings: its fee and the networks it can pay out on (a treasury key each).
+  const site: SiteInfo = {
+    baseUrl: config.publicBaseUrl,
+    version: VERSION,
+    feeBps: config.feeBps,
+    payoutNetworks: [...(money?.treasuries.keys() ?? [])],
+  };
   // The gateway route is served by the proxies, not by this app; it is documented beside the routes that are.
   const all = [...catalog, GATEWAY_ROUTE];
   let rendered: Record<string, string> | undefined;

@@ -15,6 +15,7 @@ import {
   listingSummary,
   operatorGatewayRequests,
   operatorLedger,
+  operatorTransfers,
 } from '../operators/overview.js';
 import { hashPassword, prepareDummyPassword, verifyDummyPassword, verifyPassword } from '../operators/passwords.js';
 import { type OperatorSession, SessionManager, sameToken } from '../operators/session.js';
@@ -121,10 +122,36 @@ const LedgerEntrySummary = Type.Object({
   id: Type.String(),
   created_at: Timestamp,
   agent_id: AgentIdSchema,
-  kind: Type.String({ description: 'buyer_debit, seller_credit, or their *_reversal' }),
+  kind: Type.String({
+    description:
+      'buyer_debit, seller_credit, their *_reversal, refund_owed, refund_sent (a refund sent back on chain), ' +
+      'seller_payout / payout_sent (a payout)',
+  }),
   amount: Decimal('signed decimal: negative is money out of the agent'),
   currency: Type.String(),
-  gateway_request_id: Type.String(),
+  gateway_request_id: Nullable(Type.String({ description: 'the paid call; null for a payout' })),
+  transfer_id: Nullable(Type.String({ description: 'po_… / rf_…: the payout or refund sent on chain it books' })),
+});
+const TransferSummary = Type.Object({
+  id: Type.String({ description: 'po_… (payout) or rf_… (refund)' }),
+  kind: Type.Union([Type.Literal('payout'), Type.Literal('refund')]),
+  agent_id: AgentIdSchema,
+  status: Type.Union([
+    Type.Literal('pending'),
+    Type.Literal('broadcast'),
+    Type.Literal('confirmed'),
+    Type.Literal('failed'),
+  ]),
+  amount: Decimal('decimal USDC sent'),
+  currency: Type.String(),
+  network: Type.String({ description: 'CAIP-2' }),
+  to: Type.String({ description: 'the wallet it goes to' }),
+  tx: Nullable(Type.String({ description: 'Solana signature or EVM hash, once signed' })),
+  gateway_request_id: Nullable(Type.String({ description: 'a refund: the call it refunds' })),
+  requested_by: Type.Union([Type.Literal('api'), Type.Literal('auto'), Type.Literal('refund')]),
+  error: Nullable(Type.String()),
+  created_at: Timestamp,
+  confirmed_at: Nullable(Timestamp),
 });
 const Email = Type.String({ minLength: 1, maxLength: 320 });
 const Page = Type.Object(PageQuery, { additionalProperties: false });
@@ -369,6 +396,16 @@ export const operatorRoutes = (app: App, deps: Deps): void => {
     { ...read, schema: { querystring: Page, response: { 200: List(LedgerEntrySummary) } } },
     async (request) =>
       operatorLedger(pool, request.operator!.operatorId, {
+        limit: request.query.limit ?? PAGE_LIMIT_DEFAULT,
+        cursor: request.query.cursor,
+      }),
+  );
+
+  app.get(
+    '/api/v1/operator/transfers',
+    { ...read, schema: { querystring: Page, response: { 200: List(TransferSummary) } } },
+    async (request) =>
+      operatorTransfers(pool, request.operator!.operatorId, {
         limit: request.query.limit ?? PAGE_LIMIT_DEFAULT,
         cursor: request.query.cursor,
       }),

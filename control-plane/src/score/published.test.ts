@@ -92,7 +92,7 @@ describe('the published Crochet Score', () => {
   });
 
   it('is summed up with the same constants in llms.txt and the agent skill', () => {
-    const site = { baseUrl: 'https://crochet.example', version: '0.0.0' };
+    const site = { baseUrl: 'https://crochet.example', version: '0.0.0', feeBps: 500, payoutNetworks: [] };
     const text = SCORE_TEXT.join('\n');
     for (const fragment of [
       `last\n  ${SCORE.windowDays} days`,
