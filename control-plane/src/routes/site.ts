@@ -435,7 +435,7 @@ ${docsNav(pages, p.slug)}
 <script src="${apiJs.url}" defer></script>
 </head>
 <body>
-<div id="api-reference"></div>
+<div id="reference"></div>
 <noscript><div class="api-fallback"><h1>API Reference</h1><p>The interactive reference needs JavaScript. The same routes are in the <a href="/docs/api-reference.txt">plain-text API reference</a> and the <a href="/api/openapi.json">OpenAPI document</a>; back to the <a href="/docs">docs</a>.</p></div></noscript>
 </body>
 </html>
