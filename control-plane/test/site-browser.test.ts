@@ -76,7 +76,10 @@ const shot = async (name: string, target: Page = page, fullPage = true) => {
 
 /** The page is no wider than the window: nothing sticks out sideways. */
 const expectNoSidewaysScroll = async (p: Page) => {
-  const [scroll, inner] = await p.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  const [scroll, inner] = await p.evaluate(() => {
+    const { document, innerWidth } = globalThis as any;
+    return [document.documentElement.scrollWidth as number, innerWidth as number];
+  });
   expect(scroll, `${p.url()} at ${inner}px`).toBeLessThanOrEqual(inner);
 };
 
@@ -241,16 +244,14 @@ describe('the public site in a browser', () => {
 
   it('docs pages render, and every link on them resolves', async () => {
     await page.goto(`${base}/docs`);
-    const pages = await page.locator('.docs-nav a').evaluateAll((as) => as.map((a) => (a as HTMLAnchorElement).href));
+    const pages = await page.locator('.docs-nav a').evaluateAll((as) => as.map((a) => (a as any).href));
     expect(pages.length).toBe(10);
     const links = new Set<string>();
     for (const url of pages.filter((u) => !u.endsWith('/docs/api'))) {
       const res = await page.goto(url);
       expect(res?.status(), url).toBe(200);
       expect(await page.locator('.docs-body h1').count()).toBe(1);
-      for (const href of await page
-        .locator('main a')
-        .evaluateAll((as) => as.map((a) => (a as HTMLAnchorElement).href))) {
+      for (const href of await page.locator('main a').evaluateAll((as) => as.map((a) => (a as any).href))) {
         if (href.startsWith(base)) links.add(href.split('#')[0]!);
       }
     }
@@ -264,8 +265,8 @@ describe('the public site in a browser', () => {
     page.on('request', (r) => requests.push(r.url()));
     await page.goto(`${base}/docs/api`);
     await page.getByRole('heading', { name: 'Crochet API' }).first().waitFor();
-    const reference = await page.locator('#reference').innerText();
-    for (const tag of ['listings', 'trust', 'seller']) expect(reference.toLowerCase()).toContain(tag);
+    const reference = await page.locator('#reference').textContent();
+    for (const tag of ['listings', 'trust', 'seller']) expect(reference?.toLowerCase()).toContain(tag);
     await shot('api-reference', page, false);
     page.removeAllListeners('request');
     expect(requests.filter((u) => !u.startsWith(base) && !u.startsWith('data:') && !u.startsWith('blob:'))).toEqual([]);
@@ -338,7 +339,7 @@ describe('the public site in a browser', () => {
       const boxes = await card.locator('.agent-lists table').evaluateAll((tables) =>
         tables.map((t) => {
           const r = t.getBoundingClientRect();
-          const s = (t.closest('.subsection') as HTMLElement).getBoundingClientRect();
+          const s = (t.closest('.subsection') as any).getBoundingClientRect();
           return { top: r.top, bottom: r.bottom, left: r.left, right: r.right, sectionRight: s.right };
         }),
       );

@@ -83,7 +83,7 @@ interface Listing {
     components: Record<string, number | null> | null;
     computed_at: string | null;
   };
-  gateway: { rate_limit_per_minute: number; timeout_ms: number };
+  gateway: { rate_limit_per_minute: number | null; timeout_ms: number };
   created_at: string;
 }
 interface Review {
@@ -328,7 +328,7 @@ ${l.tags.length ? html`<ul class="tags" aria-label="Tags">${l.tags.map((t) => ht
   <div class="fact"><dt>Reviews</dt><dd>${l.review_count}</dd></div>
   <div class="fact"><dt>Seller score</dt><dd>${l.score.seller_score ?? '—'}</dd></div>
   <div class="fact"><dt>Gateway URL</dt><dd><code>${l.gateway_url}</code></dd></div>
-  <div class="fact"><dt>Limits</dt><dd>${l.gateway.rate_limit_per_minute} calls/min · ${l.gateway.timeout_ms / 1000} s timeout</dd></div>
+  <div class="fact"><dt>Limits</dt><dd>${l.gateway.rate_limit_per_minute === null ? 'no per-minute cap' : `${l.gateway.rate_limit_per_minute} calls/min`} · ${l.gateway.timeout_ms / 1000} s timeout</dd></div>
 </dl>
 <section aria-labelledby="example-title">
   <div class="example-head"><h2 id="example-title">Call it</h2><button type="button" class="btn btn-small" data-copy="example-curl" hidden>Copy</button></div>
