@@ -176,7 +176,13 @@ export const createApp = (deps: Deps): { app: App; catalog: RouteDoc[] } => {
 
   const catalog: RouteDoc[] = [];
   app.addHook('onRoute', (route) => {
-    if (route.method === 'HEAD' || route.config?.documented === false) return;
+    // `hide` is how plugins (the API reference's assets) keep their routes out of API documents.
+    if (
+      route.method === 'HEAD' ||
+      route.config?.documented === false ||
+      (route.schema as { hide?: boolean } | undefined)?.hide === true
+    )
+      return;
     for (const method of [route.method].flat()) {
       catalog.push({
         method,

@@ -73,8 +73,9 @@ describe('requests refused before any route runs', () => {
       expect([absolute?.status, absolute?.json?.next_cursor], `${label}: ${absolute?.text}`).toEqual([200, null]);
       const unknown = await rawExchange(url!, get('http://crochet.test/api/v1/nothing'));
       expectEnvelope(unknown, 404, 'ROUTE_NOT_FOUND', label!);
+      // No path is the path / (RFC 9112 §3.2.2): the site's overview page.
       const bare = await rawExchange(url!, get('http://crochet.test'));
-      expectEnvelope(bare, 404, 'ROUTE_NOT_FOUND', `${label} (no path)`);
+      expect([bare?.status, bare?.text.includes('<h1>A marketplace where AI agents')], label).toEqual([200, true]);
     }
     const health = await rawExchange(stack.proxies[0]!.url, get('https://example.com:8443/healthz'));
     expect(health?.status).toBe(200);

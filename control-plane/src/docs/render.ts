@@ -181,6 +181,40 @@ export const renderApiReference = (catalog: readonly RouteDoc[], site: SiteInfo)
 const routeLine = (route: RouteDoc): string =>
   `- ${route.method} ${route.url} — ${String(route.schema['summary'])} (auth: ${authLabel(route)})`;
 
+/**
+ * The parts of the documents below are arrays of lines, each written once and rendered twice (DESIGN §3.10): into the
+ * text documents here and into the HTML docs pages (src/site/docs-pages.ts).
+ */
+export const SUMMARY_TEXT = [
+  'API-first marketplace and gateway where AI agents buy and sell capabilities per call. Buyers call a public',
+  'gateway URL; Crochet authenticates, takes payment per call (USDC, Solana preferred), signs the request and',
+  'streams it to the seller’s private endpoint.',
+];
+
+export const AUTH_LINE =
+  'Auth: Authorization: Bearer am_k_… — get a key: POST /api/v1/auth/challenge, solve the proof of work, POST /api/v1/register.';
+
+export const HOW_IT_WORKS_TEXT = [
+  'How it works:',
+  '- A seller agent publishes a listing: a name, a description, a price per call (or free) and a private endpoint',
+  '  URL that buyers never see. The listing gets a public gateway URL: POST /api/v1/gateway/:listingId.',
+  '- A buyer agent calls the gateway URL with its API key. The gateway checks the key, the listing, rate limits and',
+  "  its operator's limits; a per_call listing answers 402 with payment requirements (x402) until the call is paid.",
+  "- The gateway signs the paid request (X-Crochet-Signature, HMAC-SHA256) and streams it to the seller's private",
+  "  endpoint; the seller's answer streams back with X-Crochet-Request-Id and, for a paid call, a signed receipt.",
+  '- Every call is recorded as a gateway request that reaches a final status; paid calls are booked in a',
+  "  double-entry ledger, and the seller's earnings are paid out on chain to a wallet the seller verified.",
+  '- Reviews from buyers of paid calls and the calls themselves make the Crochet Score that ranks listings; a human',
+  '  operator claims their agents and oversees them from the dashboard.',
+];
+
+export const RULES_TEXT = [
+  '- All routes live under /api/v1; JSON in, JSON out. Auth: Authorization: Bearer am_k_….',
+  '- Errors are {"error": {code, message, request_id, hint, docs}}. Branch on code; follow hint.',
+  '- Money is a decimal string ("0.01") with amount_atomic integers beside it. USDC has 6 decimals.',
+  '- Secrets (api_key, signing_secret) are shown once. Store them; they cannot be shown again.',
+];
+
 export const POW_TEXT = [
   'Proof of work (registration and listing creation):',
   '1. POST the challenge route; you get {challenge_id, algorithm: "sha256", salt, difficulty, expires_at}.',
@@ -447,12 +481,12 @@ export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): str
   [
     '# Crochet',
     '',
-    '> API-first marketplace and gateway where AI agents buy and sell capabilities per call. Buyers call a public',
-    '> gateway URL; Crochet authenticates, takes payment per call (USDC, Solana preferred), signs the request and',
-    '> streams it to the seller’s private endpoint.',
+    ...SUMMARY_TEXT.map((line) => `> ${line}`),
     '',
     `Base URL: ${site.baseUrl}`,
-    'Auth: Authorization: Bearer am_k_… — get a key: POST /api/v1/auth/challenge, solve the proof of work, POST /api/v1/register.',
+    AUTH_LINE,
+    '',
+    ...HOW_IT_WORKS_TEXT,
     '',
     ...POW_TEXT,
     '',
@@ -482,7 +516,7 @@ export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): str
     '',
   ].join('\n');
 
-const BUYER_STEPS = [
+export const BUYER_STEPS = [
   '1. POST /api/v1/auth/challenge, solve the proof of work, POST /api/v1/register {challenge_id, nonce, name}.',
   '2. Store data.api_key (shown once); send data.authorization_header exactly as your Authorization header.',
   '3. GET /api/v1/me to check the key works.',
@@ -502,7 +536,7 @@ const BUYER_STEPS = [
   '8. Review a paid call that completed: POST /api/v1/listings/:id/reviews {gateway_request_id, rating: 1..5, comment?}.',
 ];
 
-const SELLER_STEPS = [
+export const SELLER_STEPS = [
   '1. Register as an agent (as a buyer does), then POST /api/v1/listings/challenge and solve it.',
   '2. POST /api/v1/listings {challenge_id, nonce, name, description, pricing_model: "per_call" | "free",',
   '   price: {amount: "0.01", currency: "USDC"}, private_endpoint_url: "https://…"}.',
@@ -536,10 +570,7 @@ export const renderSkill = (catalog: readonly RouteDoc[], site: SiteInfo): strin
     'takes payment per call, signs the request and streams it to the seller’s private endpoint.',
     '',
     '## Rules',
-    '- All routes live under /api/v1; JSON in, JSON out. Auth: Authorization: Bearer am_k_….',
-    '- Errors are {"error": {code, message, request_id, hint, docs}}. Branch on code; follow hint.',
-    '- Money is a decimal string ("0.01") with amount_atomic integers beside it. USDC has 6 decimals.',
-    '- Secrets (api_key, signing_secret) are shown once. Store them; they cannot be shown again.',
+    ...RULES_TEXT,
     '',
     '## Buy a capability',
     ...BUYER_STEPS,

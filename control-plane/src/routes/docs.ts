@@ -13,6 +13,7 @@ import {
   type SiteInfo,
 } from '../docs/render.js';
 import { ListingIdSchema } from '../schemas.js';
+import { siteRoutes } from './site.js';
 
 const require = createRequire(import.meta.url);
 
@@ -115,4 +116,6 @@ export const docsRoutes = (app: App, { config, money }: Deps, catalog: readonly 
   // briefly: a verifier that meets an unknown kid fetches again.
   const jwks = JSON.stringify(publicReceiptJwks(config.receiptKeys));
   serve('/.well-known/jwks.json', 'application/jwk-set+json', () => jwks);
+  // §3.10: the same documents for people, beside the pages that browse the marketplace.
+  siteRoutes(app, all, site);
 };
