@@ -2,7 +2,8 @@
  * `npm run bench:ledger`: ledger postings through the real events consumer (DESIGN §3.5; never a test assertion).
  *
  * 1. Throughput: 100 000 events (50 000 paid calls, start + end, 10 % refunded) already in the stream; one consumer
- *    drains them. Prints events/s and journals/s (a refunded call posts two).
+ *    drains them (--consumers=<n> consumers of the group side by side, as n control planes would). Prints events/s
+ *    and journals/s (a refunded call posts two).
  * 2. Lag at a fixed rate: calls published at 5 000 events/s for `--lag-seconds`; the lag of a posting is the time
  *    from the end event's XADD to its journal's commit, sampled by polling. Prints p50/p99/max.
  *
@@ -26,6 +27,7 @@ const EVENTS = Number(args.get('events') ?? 100_000);
 const RATE = Number(args.get('rate') ?? 5_000);
 const LAG_SECONDS = Number(args.get('lag-seconds') ?? 10);
 const BATCH = Number(args.get('batch') ?? 500);
+const CONSUMERS = Number(args.get('consumers') ?? 1);
 const DATABASE_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const silent = { info: () => {}, warn: () => {}, error: () => {} };
@@ -110,15 +112,12 @@ const main = async (): Promise<void> => {
       await publish(Array.from({ length: Math.min(10_000, EVENTS - i) / 2 }, paidCall).flat());
     }
     const t0 = performance.now();
-    const consumer = await startEventsConsumer({
-      pool,
-      redis,
-      prefix,
-      consumerName: 'bench',
-      batchSize: BATCH,
-      log: silent,
-    });
-    await consumer.drain({ timeoutMs: 600_000 });
+    const consumers = await Promise.all(
+      Array.from({ length: CONSUMERS }, (_, i) =>
+        startEventsConsumer({ pool, redis, prefix, consumerName: `bench-${i}`, batchSize: BATCH, log: silent }),
+      ),
+    );
+    await Promise.all(consumers.map((c) => c.drain({ timeoutMs: 600_000 })));
     const seconds = (performance.now() - t0) / 1000;
     const { rows } = await pool.query('SELECT count(*)::int AS journals FROM ledger_journals');
     const { rows: sums } = await pool.query(
@@ -172,7 +171,7 @@ const main = async (): Promise<void> => {
     }
     done = true;
     await poller;
-    await consumer.stop();
+    await Promise.all(consumers.map((c) => c.stop()));
     lags.sort((a, b) => a - b);
     console.log(
       `lag at ${RATE} events/s for ${LAG_SECONDS} s: ${lags.length} postings, ` +
