@@ -7,5 +7,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Tools, PostgreSQL and Redis for the tests: the defaults when they answer, else embedded/local ones.
+    globalSetup: ['scripts/test-setup.ts'],
   },
 });
