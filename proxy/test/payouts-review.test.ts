@@ -121,6 +121,29 @@ describe('review: a payout judged "dropped" while it had landed', () => {
   });
 });
 
+describe('review: a payout that really was dropped', () => {
+  it('signed, never sent, blockhash expired: signed anew and sent exactly once', async () => {
+    const earner = await earningSeller();
+    await mintSolanaUsdc(stack.solana, stack.solanaPayTo, 10_000_000n);
+    const asked = await askHeld(earner.apiKey, { network: stack.solana.caip2, amount: '1.5' });
+    expect(asked.status, asked.text).toBe(201);
+    const worker = await runWorker('signed');
+    expect(worker.signal, worker.stderr).toBe('SIGKILL');
+    const left = await row(asked.body.data.id);
+    expect(left).toMatchObject({ status: 'pending', signed: true });
+
+    // Its blockhash expires before anyone sends it: it can never land.
+    stack.solana.advanceSlots(200);
+    await stack.plane.transfers.runOnce(); // judged dropped
+    await stack.plane.transfers.runOnce(); // signed anew, sent
+    await stack.plane.transfers.runOnce();
+    const done = await row(asked.body.data.id);
+    expect(done.status).toBe('confirmed');
+    expect(done.tx).not.toBe(left.tx);
+    expect(await usdcBalanceOf(stack.solana, earner.wallet.address)).toBe(1_500_000n);
+  });
+});
+
 describe('review: bad input at the payouts API', () => {
   it('a threshold beyond what an amount can be is a 400, not a 500', async () => {
     const earner = await earningSeller();
