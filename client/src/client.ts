@@ -5,7 +5,6 @@ import { CrochetApiError, CrochetClientError, type ErrorBody } from './errors.js
 import { type Budget, fromAtomic, toAtomic } from './money.js';
 import { solveChallenge } from './pow.js';
 import type { PaymentBody, PaymentProof, RailName, Wallets } from './rails.js';
-import { railsFor } from './rails.js';
 import { type ReceiptExpectations, type ReceiptVerdict, verifyReceiptWith } from './receipts.js';
 
 /**
@@ -366,7 +365,7 @@ export class Crochet {
             { price: payment.amount },
           );
         }
-        const chosen = this.#choose(payment, options.rail ?? 'auto');
+        const chosen = await this.#choose(payment, options.rail ?? 'auto');
         if (!chosen) {
           throw new CrochetClientError('NO_PAYMENT_RAIL', 'No configured wallet can pay any option of this 402.', {
             accepts: payment.accepts.map((a) => a.network),
@@ -440,7 +439,9 @@ export class Crochet {
   }
 
   /** The first option of the 402 (its order is the gateway's preference) a configured rail can pay. */
-  #choose(payment: PaymentBody, wanted: RailName | 'auto') {
+  async #choose(payment: PaymentBody, wanted: RailName | 'auto') {
+    // The chain libraries load only when a call has to pay: free calls and the CLI's other commands start faster.
+    const { railsFor } = await import('./rails.js');
     const rails = railsFor(this.wallets).filter((rail) => wanted === 'auto' || rail.name === wanted);
     for (const accept of payment.accepts) {
       for (const rail of rails) if (rail.option(payment) === accept) return { rail, option: accept };
