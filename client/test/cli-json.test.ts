@@ -132,6 +132,12 @@ describe('the crochet CLI with --json', () => {
     expect(forged.json.valid).toBe(false);
   }, 180_000);
 
+  it('is documented in /llms.txt, as the server publishes it', async () => {
+    const llms = await (await fetch(`${stack.proxies[0]!.url}/llms.txt`)).text();
+    expect(llms).toContain('## Buyer SDK and CLI');
+    expect(llms).toMatch(/crochet register --name N \| listings search/);
+  });
+
   it('reports refusals as JSON on stderr with a non-zero exit, paying nothing', async () => {
     const tooDear = await crochet(['--json', 'call', paid, '--max-price', '0.01']);
     expect(tooDear.code).toBe(1);
