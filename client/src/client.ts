@@ -545,7 +545,12 @@ export class Crochet {
           try {
             jws = (await this.history.receipt(requestId)).receipt;
           } catch (error) {
-            if (!(error instanceof CrochetApiError) || error.code !== 'RECEIPT_NOT_AVAILABLE' || i > 40) throw error;
+            // The gateway records the call (and its receipt) a moment after the answer ended: until then the
+            // request may not be in the history at all.
+            const recording =
+              error instanceof CrochetApiError &&
+              (error.code === 'RECEIPT_NOT_AVAILABLE' || error.code === 'GATEWAY_REQUEST_NOT_FOUND');
+            if (!recording || i > 40) throw error;
             await sleep(250, signal);
           }
         }

@@ -7,7 +7,7 @@ import { createFundedWallet, usdcBalanceOf } from '@crochet/dev-chains';
 import { getBase58Decoder } from '@solana/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPaidListing, type PaymentStack } from '../../proxy/test/payment-stack.js';
-import { startSeller, type TestSeller } from '../../proxy/test/stack.js';
+import { eventually, startSeller, type TestSeller } from '../../proxy/test/stack.js';
 import { startSdkStack } from './sdk-stack.js';
 
 /**
@@ -113,7 +113,15 @@ describe('the crochet CLI with --json', () => {
     expect(history.code, history.stderr).toBe(0);
     expect(history.json.data.map((r: { id: string }) => r.id)).toContain(paidCall.json.request_id);
 
-    await stack.plane.eventsConsumer.drain();
+    // Completions reach the ledger batched.
+    await eventually(async () => {
+      await stack.plane.eventsConsumer.drain();
+      const { rows } = await stack.plane.deps.pool.query(
+        'SELECT 1 FROM ledger_journals WHERE gateway_request_id = $1',
+        [paidCall.json.request_id],
+      );
+      expect(rows).toHaveLength(1);
+    }, 10_000);
     const ledger = await crochet(['--json', 'ledger']);
     expect(ledger.code, ledger.stderr).toBe(0);
     expect(ledger.json.data).toEqual([

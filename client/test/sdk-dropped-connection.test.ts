@@ -1,7 +1,7 @@
 import { createFundedWallet, usdcBalanceOf } from '@crochet/dev-chains';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPaidListing, type PaymentStack } from '../../proxy/test/payment-stack.js';
-import { startSeller, type TestSeller } from '../../proxy/test/stack.js';
+import { eventually, startSeller, type TestSeller } from '../../proxy/test/stack.js';
 import { Crochet, CrochetClientError, type ProgressEvent } from '../src/index.js';
 import { type CutRelay, startCutRelay } from './cut-relay.js';
 import { startSdkStack } from './sdk-stack.js';
@@ -54,15 +54,18 @@ const buyer = async () => {
   return { client, wallet };
 };
 
-const journalsOf = async (listingId: string) => {
-  await stack.plane.eventsConsumer.drain();
-  const { rows } = await stack.plane.deps.pool.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM ledger_journals j JOIN gateway_requests g ON g.id = j.gateway_request_id
-      WHERE g.listing_id = $1`,
-    [listingId],
-  );
-  return rows[0]!.n;
-};
+/** Journals of a listing's calls, once they reached the ledger (completions are sent batched). */
+const journalsOf = (listingId: string) =>
+  eventually(async () => {
+    await stack.plane.eventsConsumer.drain();
+    const { rows } = await stack.plane.deps.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM ledger_journals j JOIN gateway_requests g ON g.id = j.gateway_request_id
+        WHERE g.listing_id = $1`,
+      [listingId],
+    );
+    expect(rows[0]!.n).toBeGreaterThan(0);
+    return rows[0]!.n;
+  }, 10_000);
 
 describe('a paid call whose connection drops', () => {
   it('before the paid retry reached the gateway: history has nothing, the same proof is sent again', async () => {

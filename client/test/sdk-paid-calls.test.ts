@@ -2,7 +2,7 @@ import { createFundedWallet, mintUsdc, usdcBalance, usdcBalanceOf } from '@croch
 import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPaidListing, type PaymentStack } from '../../proxy/test/payment-stack.js';
-import { startSeller, type TestSeller } from '../../proxy/test/stack.js';
+import { eventually, startSeller, type TestSeller } from '../../proxy/test/stack.js';
 import { Budget, Crochet, CrochetClientError, type ProgressEvent } from '../src/index.js';
 import { startSdkStack } from './sdk-stack.js';
 
@@ -40,14 +40,21 @@ afterAll(async () => {
 
 const baseUrl = () => stack.proxies[0]!.url;
 
-/** Journals booked for a gateway request once the events are consumed. */
+/** Journals booked for a gateway request, once its events reached the ledger (completions are sent batched). */
 const journals = async (requestId: string) => {
-  await stack.plane.eventsConsumer.drain();
-  const { rows } = await stack.plane.deps.pool.query<{ n: number }>(
-    'SELECT count(*)::int AS n FROM ledger_journals WHERE gateway_request_id = $1',
-    [requestId],
-  );
-  return rows[0]!.n;
+  const count = async () => {
+    await stack.plane.eventsConsumer.drain();
+    const { rows } = await stack.plane.deps.pool.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM ledger_journals WHERE gateway_request_id = $1',
+      [requestId],
+    );
+    return rows[0]!.n;
+  };
+  return eventually(async () => {
+    const n = await count();
+    expect(n).toBeGreaterThan(0);
+    return n;
+  }, 10_000);
 };
 
 describe('the buyer SDK', () => {

@@ -3,7 +3,7 @@ import type { Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPaidListing, type PaymentStack } from '../../proxy/test/payment-stack.js';
-import { startSeller, type TestSeller } from '../../proxy/test/stack.js';
+import { eventually, startSeller, type TestSeller } from '../../proxy/test/stack.js';
 import { Crochet, type ProgressEvent } from '../src/index.js';
 import { startSdkStack } from './sdk-stack.js';
 
@@ -78,13 +78,18 @@ describe('a payment that is pending', () => {
     expect(await usdcBalance(stack.evm, stack.evmPayTo)).toBe(payToBefore + 100_000n);
     expect(await usdcBalance(stack.evm, account.address)).toBe(900_000n);
     expect(seller.requests).toHaveLength(1);
-    await stack.plane.eventsConsumer.drain();
-    const { rows } = await stack.plane.deps.pool.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM ledger_journals j JOIN gateway_requests g ON g.id = j.gateway_request_id
-        WHERE g.listing_id = $1`,
-      [listing],
-    );
-    expect(rows[0]!.n).toBe(1);
+    // Completions reach the ledger batched: wait for the journal, then there is exactly one.
+    const journals = await eventually(async () => {
+      await stack.plane.eventsConsumer.drain();
+      const { rows } = await stack.plane.deps.pool.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM ledger_journals j JOIN gateway_requests g ON g.id = j.gateway_request_id
+          WHERE g.listing_id = $1`,
+        [listing],
+      );
+      expect(rows[0]!.n).toBeGreaterThan(0);
+      return rows[0]!.n;
+    }, 10_000);
+    expect(journals).toBe(1);
     // The history shows the pending attempt and the completed one, both carrying the same proof.
     const attempts = (await client.history.list({ payment_proof: result.payment!.proofId })).data;
     expect(attempts.map((r) => r.status)).toEqual(expect.arrayContaining(['completed', 'payment_pending']));
