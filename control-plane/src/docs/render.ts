@@ -477,6 +477,24 @@ export const renderCrochetScoreDoc = (site: Pick<SiteInfo, 'baseUrl'>): string =
   ].join('\n');
 };
 
+/** The buyer SDK and CLI (client/ in the repository): what an agent can use instead of writing the steps itself. */
+export const CLIENT_TEXT = [
+  '## Buyer SDK and CLI',
+  'The npm workspace package @crochet/client (client/ in the Crochet repository) does the buyer steps end to end:',
+  '- new Crochet({ baseUrl, wallets: { solana: { signer, rpcUrl }, evm: { account } } }); await crochet.register({ name })',
+  '  (solves the proof of work); crochet.listings.search({ q }); crochet.call(listingId, body, { maxPrice, budget,',
+  '  rail, signal, onProgress }) → a streamed answer; answer.receipt() → the full receipt verified with the JWKS.',
+  '- call() pays a 402 once (rails: solana-transfer, x402-svm, x402-evm; Relay not yet), retries with the same proof',
+  '  through PAYMENT_PENDING / PAYMENT_UNCONFIRMED / PAYMENT_VERIFIER_UNAVAILABLE after Retry-After, and after a',
+  '  dropped connection reads GET /api/v1/gateway-requests?payment_proof=… : not recorded or released → same proof',
+  '  again; otherwise it stops with CALL_INTERRUPTED (paid or refunded), never paying twice. maxPrice and budget',
+  '  refuse before paying.',
+  '- CLI: crochet register --name N | listings search [words] | call <listing_id> --body JSON [--max-price 0.05]',
+  '  [--rail r] | history | ledger | receipts verify <gr_…|jws>; --json on every command. Config: --url/CROCHET_URL,',
+  '  --api-key/CROCHET_API_KEY, key file ~/.config/crochet/key.json (written by register), CROCHET_SOLANA_KEY +',
+  '  CROCHET_SOLANA_RPC_URL, CROCHET_EVM_KEY.',
+];
+
 export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): string =>
   [
     '# Crochet',
@@ -501,6 +519,8 @@ export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): str
     ...SCORE_TEXT,
     '',
     ...OPERATOR_TEXT,
+    '',
+    ...CLIENT_TEXT,
     '',
     '## Documents',
     `- [OpenAPI 3.1](${site.baseUrl}/api/openapi.json): every route with its request and response schemas`,

@@ -1,0 +1,231 @@
+import { createHash } from 'node:crypto';
+import {
+  type Address,
+  address,
+  appendTransactionMessageInstructions,
+  createSolanaRpc,
+  createTransactionMessage,
+  getBase64EncodedWireTransaction,
+  getSignatureFromTransaction,
+  type Instruction,
+  type KeyPairSigner,
+  pipe,
+  setTransactionMessageFeePayerSigner,
+  setTransactionMessageLifetimeUsingBlockhash,
+  signTransactionMessageWithSigners,
+} from '@solana/kit';
+import {
+  findAssociatedTokenPda,
+  getCreateAssociatedTokenIdempotentInstruction,
+  getTransferCheckedInstruction,
+  TOKEN_PROGRAM_ADDRESS,
+} from '@solana-program/token';
+import { x402Client } from '@x402/core/client';
+import { encodePaymentSignatureHeader } from '@x402/core/http';
+import type { PaymentPayload, PaymentRequired } from '@x402/core/types';
+import { toClientEvmSigner } from '@x402/evm';
+import { ExactEvmScheme } from '@x402/evm/exact/client';
+import { ExactSvmScheme } from '@x402/svm/exact/client';
+import type { LocalAccount } from 'viem';
+
+/**
+ * Payment rails on the buyer's side (DESIGN §3.4), one contract each: given the 402 a call received, say whether
+ * this rail can pay it and, when asked, pay — returning the proof header the same call is retried with, ever after.
+ * A rail never pays twice: `pay` is called once per call, and the proof it returns is reused on every retry.
+ */
+
+/** One entry of the 402's `payment.accepts` (x402 v2 PaymentRequirements). */
+export interface Accept {
+  scheme: string;
+  network: string;
+  amount: string;
+  asset: string;
+  payTo: string;
+  maxTimeoutSeconds: number;
+  extra: Record<string, unknown>;
+}
+
+/** The `payment` part of a 402 body. */
+export interface PaymentBody {
+  payment_request_id: string;
+  listing_id: string;
+  amount: string;
+  amount_atomic: string;
+  currency: string;
+  expires_at: string;
+  accepts: Accept[];
+  direct?: { header: string; networks: { network: string; asset: string; pay_to: string; memo?: string }[] };
+  relay?: Record<string, unknown> | null;
+}
+
+/** What a paid retry carries, and how the buyer's history names it. */
+export interface PaymentProof {
+  rail: RailName;
+  /** The header(s) every retry of this call carries. */
+  headers: Record<string, string>;
+  /** What `GET /api/v1/gateway-requests?payment_proof=` finds this payment by. */
+  proofId: string;
+  network: string;
+  /** The transaction that moved the money, when the buyer sent it (direct transfers). */
+  tx?: string;
+}
+
+export type RailName = 'solana-transfer' | 'x402-svm' | 'x402-evm';
+
+export interface Wallets {
+  /** A Solana wallet (any `@solana/kit` KeyPairSigner) and the RPC of the network the gateway accepts. */
+  solana?: { signer: KeyPairSigner; rpcUrl: string; commitment?: 'confirmed' | 'finalized' };
+  /** An EVM account (viem `privateKeyToAccount(…)`); x402 EIP-3009 needs only signatures, no RPC. */
+  evm?: { account: LocalAccount };
+}
+
+export interface Rail {
+  name: RailName;
+  /** The option of the 402 this rail would pay, or null. */
+  option(payment: PaymentBody): Accept | null;
+  pay(payment: PaymentBody, option: Accept, required: PaymentRequired): Promise<PaymentProof>;
+}
+
+const MEMO_PROGRAM = address('MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr');
+
+/** The SPL Memo v3 instruction: the memo's UTF-8 bytes, no accounts (no signer check needed). */
+const memoInstruction = (memo: string): Instruction => ({
+  programAddress: MEMO_PROGRAM,
+  accounts: [],
+  data: new Uint8Array(Buffer.from(memo, 'utf8')),
+});
+
+const ata = async (owner: Address, mint: Address) =>
+  (await findAssociatedTokenPda({ owner, mint, tokenProgram: TOKEN_PROGRAM_ADDRESS }))[0];
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A direct USDC transfer on Solana: TransferChecked to the marketplace's token account with the payment request id
+ * as memo, sent and confirmed before the retry (the gateway would otherwise answer PAYMENT_UNCONFIRMED — which the
+ * call retries anyway). Creates the marketplace's token account in the same transaction if it does not exist.
+ */
+export const solanaTransferRail = (wallet: NonNullable<Wallets['solana']>): Rail => ({
+  name: 'solana-transfer',
+  option: (payment) => payment.accepts.find((a) => a.network.startsWith('solana:')) ?? null,
+  pay: async (payment, option) => {
+    const rpc = createSolanaRpc(wallet.rpcUrl);
+    const mint = address(option.asset);
+    const payTo = address(option.payTo);
+    const decimals = Number(option.extra['decimals'] ?? 6);
+    const [source, destination] = await Promise.all([ata(wallet.signer.address, mint), ata(payTo, mint)]);
+    const instructions: Instruction[] = [];
+    const { value: existing } = await rpc.getAccountInfo(destination, { encoding: 'base64' }).send();
+    if (!existing) {
+      instructions.push(
+        getCreateAssociatedTokenIdempotentInstruction({ payer: wallet.signer, ata: destination, owner: payTo, mint }),
+      );
+    }
+    instructions.push(
+      getTransferCheckedInstruction({
+        source,
+        mint,
+        destination,
+        authority: wallet.signer,
+        amount: BigInt(option.amount),
+        decimals,
+      }),
+      memoInstruction(payment.payment_request_id),
+    );
+    const { value: latest } = await rpc.getLatestBlockhash().send();
+    const message = pipe(
+      createTransactionMessage({ version: 0 }),
+      (m) => setTransactionMessageFeePayerSigner(wallet.signer, m),
+      (m) => setTransactionMessageLifetimeUsingBlockhash(latest, m),
+      (m) => appendTransactionMessageInstructions(instructions, m),
+    );
+    const signed = await signTransactionMessageWithSigners(message);
+    const signature = getSignatureFromTransaction(signed);
+    await rpc.sendTransaction(getBase64EncodedWireTransaction(signed), { encoding: 'base64' }).send();
+    // Wait (bounded) for the commitment the gateway checks; past the bound the retry loop handles UNCONFIRMED.
+    const wanted = wallet.commitment ?? 'confirmed';
+    for (let i = 0; i < 120; i++) {
+      const { value } = await rpc.getSignatureStatuses([signature]).send();
+      const status = value[0];
+      if (status?.err) throw new Error(`The payment transaction ${signature} failed: ${JSON.stringify(status.err)}`);
+      if (
+        status?.confirmationStatus === 'finalized' ||
+        (wanted === 'confirmed' && status?.confirmationStatus === 'confirmed')
+      ) {
+        break;
+      }
+      await sleep(250);
+    }
+    return {
+      rail: 'solana-transfer',
+      headers: { 'x-crochet-payment-tx': `${option.network}:${signature}` },
+      proofId: `tx:${option.network}:${signature}`,
+      network: option.network,
+      tx: signature,
+    };
+  },
+});
+
+/** x402 `exact` through the x402 client libraries, for one network family. */
+const x402Rail = (
+  name: 'x402-svm' | 'x402-evm',
+  prefix: string,
+  register: (client: x402Client, network: `${string}:${string}`) => void,
+): Rail => ({
+  name,
+  option: (payment) => payment.accepts.find((a) => a.network.startsWith(prefix) && a.scheme === 'exact') ?? null,
+  pay: async (_payment, option, required) => {
+    const client = new x402Client();
+    register(client, option.network as `${string}:${string}`);
+    // x402 clients pay only assets they know unless told; the gateway's own 402 names the asset it accepts.
+    client.setSpendControls({
+      allowedAssets: [{ network: option.network as `${string}:${string}`, asset: option.asset }],
+    });
+    const payload = await client.createPaymentPayload({ ...required, accepts: [option as never] });
+    return {
+      rail: name,
+      headers: { 'payment-signature': encodePaymentSignatureHeader(payload) },
+      proofId: x402ProofId(payload),
+      network: option.network,
+    };
+  },
+});
+
+export const x402SvmRail = (wallet: NonNullable<Wallets['solana']>): Rail =>
+  x402Rail('x402-svm', 'solana:', (client, network) =>
+    client.register(network, new ExactSvmScheme(wallet.signer, { rpcUrl: wallet.rpcUrl })),
+  );
+
+export const x402EvmRail = (wallet: NonNullable<Wallets['evm']>): Rail =>
+  x402Rail('x402-evm', 'eip155:', (client, network) =>
+    client.register(network, new ExactEvmScheme(toClientEvmSigner(wallet.account))),
+  );
+
+/**
+ * The id the gateway records an x402 payment under (and `?payment_proof=` finds): the payer and EIP-3009 nonce on
+ * EVM, the SHA-256 of the transaction message on Solana.
+ */
+export const x402ProofId = (payload: PaymentPayload): string => {
+  const inner = payload.payload as { authorization?: { from?: string; nonce?: string }; transaction?: string };
+  const network = payload.accepted.network;
+  if (inner.authorization?.from && inner.authorization.nonce) {
+    return `x402:${network}:${inner.authorization.from.toLowerCase()}:${inner.authorization.nonce.toLowerCase()}`;
+  }
+  const bytes = Buffer.from(inner.transaction ?? '', 'base64');
+  // A wire transaction: compact-u16 signature count, the signatures, then the message.
+  let count = 0;
+  let offset = 0;
+  for (let shift = 0; shift < 21; shift += 7) {
+    const byte = bytes[offset++] ?? 0;
+    count |= (byte & 0x7f) << shift;
+    if ((byte & 0x80) === 0) break;
+  }
+  const message = bytes.subarray(offset + count * 64);
+  return `x402:${network}:${createHash('sha256').update(message).digest('hex')}`;
+};
+
+/** The rails the configured wallets allow, in the order they are tried (the 402's own order decides among them). */
+export const railsFor = (wallets: Wallets): Rail[] => [
+  ...(wallets.solana ? [solanaTransferRail(wallets.solana), x402SvmRail(wallets.solana)] : []),
+  ...(wallets.evm ? [x402EvmRail(wallets.evm)] : []),
+];
