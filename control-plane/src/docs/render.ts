@@ -4,6 +4,14 @@ import { REVIEW_COMMENT_MAX } from '../reviews.js';
 import { ErrorSchema } from '../schemas.js';
 import { SCORE_EXAMPLES } from '../score/examples.js';
 import { SCORE, scoreListing } from '../score/formula.js';
+import {
+  PAY_TO_TEXT,
+  type ServerSettings,
+  settingsJson,
+  settingsText,
+  testFundsText,
+  X402_SVM_EXAMPLE,
+} from './settings.js';
 
 /**
  * Every public API document is rendered here from the route catalog, which Fastify fills from the very schemas it
@@ -44,7 +52,22 @@ const parameters = (schema: unknown, where: 'path' | 'query') => {
 export interface SiteInfo {
   baseUrl: string;
   version: string;
+  /** The running server's settings (difficulty, fee, dev mode, test funds); absent in renderings without a server. */
+  settings?: ServerSettings;
 }
+
+/** This server's settings and, on development chains, where test funds are (settings.ts). */
+const serverSection = (site: SiteInfo): string[] =>
+  site.settings
+    ? [
+        ...settingsText(site.settings),
+        '',
+        ...(site.settings.payments.devFaucetUrl ? [...testFundsText(site.settings), ''] : []),
+      ]
+    : [];
+
+/** Where payments go and how an x402 Solana client is pointed at the right chain. */
+const payToSection = (): string[] => [...PAY_TO_TEXT, '', ...X402_SVM_EXAMPLE, ''];
 
 export const renderOpenApi = (catalog: readonly RouteDoc[], site: SiteInfo) => {
   const paths: Record<string, Record<string, unknown>> = {};
@@ -169,7 +192,8 @@ export const POW_TEXT = [
   'Proof of work (registration and listing creation):',
   '1. POST the challenge route; you get {challenge_id, algorithm: "sha256", salt, difficulty, expires_at}.',
   '2. Find a decimal string nonce ("0", "1", "2", …) such that sha256(utf8(salt + nonce)) has at least `difficulty`',
-  '   leading zero bits (difficulty 20 ≈ one million hashes, about a second).',
+  "   leading zero bits (difficulty d takes 2^d attempts on average; this server's difficulty and measured cost are",
+  '   stated under its settings).',
   '3. Send {challenge_id, nonce, …} to the route that needs it before expires_at. Each challenge works once.',
   '',
   'JavaScript:',
@@ -389,10 +413,12 @@ export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): str
     `Base URL: ${site.baseUrl}`,
     'Auth: Authorization: Bearer am_k_… — get a key: POST /api/v1/auth/challenge, solve the proof of work, POST /api/v1/register.',
     '',
+    ...serverSection(site),
     ...POW_TEXT,
     '',
     ...PAYMENT_TEXT,
     '',
+    ...payToSection(),
     ...WALLET_TEXT,
     '',
     ...RECEIPT_TEXT,
@@ -470,6 +496,7 @@ export const renderSkill = (catalog: readonly RouteDoc[], site: SiteInfo): strin
     '- Money is a decimal string ("0.01") with amount_atomic integers beside it. USDC has 6 decimals.',
     '- Secrets (api_key, signing_secret) are shown once. Store them; they cannot be shown again.',
     '',
+    ...(site.settings ? ['## This server', ...serverSection(site)] : []),
     '## Buy a capability',
     ...BUYER_STEPS,
     '',
@@ -482,6 +509,7 @@ export const renderSkill = (catalog: readonly RouteDoc[], site: SiteInfo): strin
     '## Payments',
     ...PAYMENT_TEXT,
     '',
+    ...payToSection(),
     '## Wallets',
     ...WALLET_TEXT,
     '',
@@ -508,6 +536,7 @@ export const renderSellerOnboarding = (catalog: readonly RouteDoc[], site: SiteI
     '',
     ...SELLER_STEPS,
     '',
+    ...(site.settings ? [...settingsText(site.settings), ''] : []),
     ...POW_TEXT,
     '',
     'Seller routes:',
@@ -522,6 +551,7 @@ export const renderAgentProtocol = (catalog: readonly RouteDoc[], site: SiteInfo
   description: 'API-first marketplace and gateway where AI agents buy and sell capabilities per call.',
   version: site.version,
   base_url: site.baseUrl,
+  ...(site.settings ? { settings: settingsJson(site.settings) } : {}),
   auth: {
     type: 'bearer',
     header: 'Authorization',

@@ -12,6 +12,7 @@ import {
   renderSkill,
   type SiteInfo,
 } from '../docs/render.js';
+import { measurePowHashesPerSecond, serverSettings } from '../docs/settings.js';
 import { ListingIdSchema } from '../schemas.js';
 
 const require = createRequire(import.meta.url);
@@ -72,12 +73,18 @@ const VERSION = (require('../../package.json') as { version: string }).version;
 
 /** §3.8: the machine-readable surfaces, rendered once (after every route is registered) and served from memory. */
 export const docsRoutes = (app: App, { config }: Deps, catalog: readonly RouteDoc[]): void => {
-  const site: SiteInfo = { baseUrl: config.publicBaseUrl, version: VERSION };
   // The gateway route is served by the proxies, not by this app; it is documented beside the routes that are.
   const all = [...catalog, GATEWAY_ROUTE];
   let rendered: Record<string, string> | undefined;
   const documents = (): Record<string, string> => {
-    rendered ??= {
+    if (rendered) return rendered;
+    // The proof-of-work cost is measured here, once, on first use (~0.15 s), so the documents state this server's.
+    const site: SiteInfo = {
+      baseUrl: config.publicBaseUrl,
+      version: VERSION,
+      settings: serverSettings(config, measurePowHashesPerSecond()),
+    };
+    rendered = {
       openapi: JSON.stringify(renderOpenApi(all, site)),
       llms: renderLlmsTxt(all, site),
       reference: renderApiReference(all, site),
