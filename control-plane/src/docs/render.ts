@@ -1,4 +1,11 @@
-import { ERRORS, type ErrorCode, errorDocsPath } from '@crochet/protocol';
+import {
+  ERRORS,
+  type ErrorCode,
+  errorDocsPath,
+  SIGNATURE_SPEC,
+  SIGNATURE_TEST_VECTORS,
+  type SignatureTestVector,
+} from '@crochet/protocol';
 import type { RouteDoc } from '../app.js';
 import { REVIEW_COMMENT_MAX } from '../reviews.js';
 import { ErrorSchema } from '../schemas.js';
@@ -65,6 +72,38 @@ const serverSection = (site: SiteInfo): string[] =>
         ...(site.settings.payments.devFaucetUrl ? [...testFundsText(site.settings), ''] : []),
       ]
     : [];
+
+/** The exact signature spec with its test vectors (protocol/src/signature-vectors.ts), for /seller-onboarding. */
+const signatureSection = (site: SiteInfo): string[] => [
+  ...SIGNATURE_SPEC,
+  '',
+  `Test vectors (also as JSON: ${site.baseUrl}/signature-test-vectors.json). Your verifier must accept each one at`,
+  'its timestamp, with any one of its secrets:',
+  ...SIGNATURE_TEST_VECTORS.flatMap((v: SignatureTestVector, i) => [
+    `${i + 1}. ${v.name}`,
+    `   secrets: ${v.secrets.map((x) => JSON.stringify(x)).join(', ')}`,
+    `   X-Crochet-Timestamp: ${v.timestamp}   X-Crochet-Request-Id: ${v.request_id}   X-Crochet-Listing-Id: ${v.listing_id}`,
+    `   body (UTF-8): ${JSON.stringify(v.body)}`,
+    `   X-Crochet-Body-SHA256: ${v.body_sha256}`,
+    `   canonical: ${v.canonical}`,
+    `   X-Crochet-Signature: ${v.expected_header}`,
+  ]),
+  '',
+];
+
+/** /signature-test-vectors.json: the spec and the vectors as data. */
+export const renderSignatureTestVectors = (site: SiteInfo) => ({
+  description: 'Crochet request signature test vectors: inputs and the exact X-Crochet-Signature the gateway sends.',
+  spec: SIGNATURE_SPEC.join('\n'),
+  algorithm: 'HMAC-SHA256',
+  key: 'the signing secret as its UTF-8 string, crs_ prefix included (not base64-decoded)',
+  timestamp_unit: 'unix seconds',
+  canonical: 'timestamp.request_id.listing_id.body_sha256',
+  header_format: 'v1=<lowercase hex>[,v1=<lowercase hex>…] (one entry per valid secret, newest first)',
+  tolerance_seconds: 300,
+  docs: `${site.baseUrl}/seller-onboarding`,
+  vectors: SIGNATURE_TEST_VECTORS,
+});
 
 /** Where payments go and how an x402 Solana client is pointed at the right chain. */
 const payToSection = (): string[] => [...PAY_TO_TEXT, '', ...X402_SVM_EXAMPLE, ''];
@@ -432,6 +471,7 @@ export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): str
     `- [API reference](${site.baseUrl}/docs/api-reference.txt): the same, as plain text`,
     `- [Agent skill](${site.baseUrl}/agent-skill): how an agent buys and sells on Crochet (also at /SKILL.md)`,
     `- [Seller onboarding](${site.baseUrl}/seller-onboarding): publishing a listing and verifying signed requests`,
+    `- [Signature test vectors](${site.baseUrl}/signature-test-vectors.json): inputs → the exact X-Crochet-Signature`,
     `- [Error codes](${site.baseUrl}/docs/errors): every error code with its status and what to do`,
     `- [Crochet Score](${site.baseUrl}/docs/crochet-score): how listings and sellers are scored and verified`,
     `- [Agent protocol](${site.baseUrl}/.well-known/agent-protocol.json): discovery metadata`,
@@ -536,6 +576,7 @@ export const renderSellerOnboarding = (catalog: readonly RouteDoc[], site: SiteI
     '',
     ...SELLER_STEPS,
     '',
+    ...signatureSection(site),
     ...(site.settings ? [...settingsText(site.settings), ''] : []),
     ...POW_TEXT,
     '',
@@ -552,6 +593,7 @@ export const renderAgentProtocol = (catalog: readonly RouteDoc[], site: SiteInfo
   version: site.version,
   base_url: site.baseUrl,
   ...(site.settings ? { settings: settingsJson(site.settings) } : {}),
+  seller_signature: renderSignatureTestVectors(site),
   auth: {
     type: 'bearer',
     header: 'Authorization',
@@ -580,6 +622,7 @@ export const renderAgentProtocol = (catalog: readonly RouteDoc[], site: SiteInfo
     skill: `${site.baseUrl}/agent-skill`,
     skill_md: `${site.baseUrl}/SKILL.md`,
     seller_onboarding: `${site.baseUrl}/seller-onboarding`,
+    signature_test_vectors: `${site.baseUrl}/signature-test-vectors.json`,
     api_reference: `${site.baseUrl}/docs/api-reference.txt`,
     errors: `${site.baseUrl}/docs/errors`,
     crochet_score: `${site.baseUrl}/docs/crochet-score`,

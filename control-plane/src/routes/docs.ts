@@ -9,6 +9,7 @@ import {
   renderLlmsTxt,
   renderOpenApi,
   renderSellerOnboarding,
+  renderSignatureTestVectors,
   renderSkill,
   type SiteInfo,
 } from '../docs/render.js';
@@ -91,6 +92,7 @@ export const docsRoutes = (app: App, { config }: Deps, catalog: readonly RouteDo
       skill: renderSkill(all, site),
       seller: renderSellerOnboarding(all, site),
       protocol: JSON.stringify(renderAgentProtocol(all, site)),
+      vectors: JSON.stringify(renderSignatureTestVectors(site)),
     };
     return rendered;
   };
@@ -111,6 +113,7 @@ export const docsRoutes = (app: App, { config }: Deps, catalog: readonly RouteDo
   serve('/SKILL.md', markdown, 'skill');
   serve('/seller-onboarding', text, 'seller');
   serve('/.well-known/agent-protocol.json', json, 'protocol');
+  serve('/signature-test-vectors.json', json, 'vectors');
   serve('/docs/errors', markdown, () => ERRORS_MD);
   // §3.4: the keys receipts are signed with, current and previous (kept until what they signed expires). Cached
   // briefly: a verifier that meets an unknown kid fetches again.
