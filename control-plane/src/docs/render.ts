@@ -11,6 +11,7 @@ import { REVIEW_COMMENT_MAX } from '../reviews.js';
 import { ErrorSchema } from '../schemas.js';
 import { SCORE_EXAMPLES } from '../score/examples.js';
 import { SCORE, scoreListing } from '../score/formula.js';
+import { errorComponents, errorResponseSchema } from './error-bodies.js';
 import {
   PAY_TO_TEXT,
   type ServerSettings,
@@ -122,7 +123,7 @@ export const renderOpenApi = (catalog: readonly RouteDoc[], site: SiteInfo) => {
     for (const [status, codes] of [...byStatus].sort((a, b) => a[0] - b[0])) {
       responses[String(status)] = {
         description: `Error: ${codes.join(', ')}`,
-        content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+        content: { 'application/json': { schema: errorResponseSchema(codes) } },
       };
     }
     const operation: Record<string, unknown> = {
@@ -156,7 +157,8 @@ export const renderOpenApi = (catalog: readonly RouteDoc[], site: SiteInfo) => {
       securitySchemes: {
         apiKey: { type: 'http', scheme: 'bearer', description: 'Authorization: Bearer am_k_… (from register)' },
       },
-      schemas: { Error: plain(ErrorSchema) },
+      // Every code's body (error-bodies.ts): the envelope, its extra fields, the 402's payment requirements.
+      schemas: { Error: plain(ErrorSchema), ...errorComponents(Object.keys(ERRORS) as ErrorCode[]) },
     },
     paths,
   };
