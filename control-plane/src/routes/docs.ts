@@ -79,7 +79,7 @@ export const docsRoutes = (app: App, { config }: Deps, catalog: readonly RouteDo
   let rendered: Record<string, string> | undefined;
   const documents = (): Record<string, string> => {
     if (rendered) return rendered;
-    // The proof-of-work cost is measured here, once, on first use (~0.15 s), so the documents state this server's.
+    // The proof-of-work cost is measured here, once, on first use (~0.35 s), so the documents state this server's.
     const site: SiteInfo = {
       baseUrl: config.publicBaseUrl,
       version: VERSION,
