@@ -6,29 +6,13 @@
  */
 
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { mintSolanaUsdc, mintUsdc, startDevPaymentNetwork } from '@crochet/dev-chains';
-import { address } from '@solana/kit';
+import { startDevFaucet, startDevPaymentNetwork } from '@crochet/dev-chains';
 
 export interface DevChains {
   env: Record<string, string>;
   stop(): Promise<void>;
 }
-
-const readJson = (req: import('node:http').IncomingMessage): Promise<Record<string, unknown>> =>
-  new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}'));
-      } catch (error) {
-        reject(error);
-      }
-    });
-  });
 
 export const startDevChains = async (root: string, log: (line: string) => void): Promise<DevChains> => {
   // anvil starts from the same genesis every time, so the same dev key's first transfer has the same hash on every
@@ -36,36 +20,12 @@ export const startDevChains = async (root: string, log: (line: string) => void):
   const network = await startDevPaymentNetwork({ evmChainId: 31_337_000 + Math.floor(Math.random() * 100_000) });
   const { solana, evm, relay } = network;
 
-  // The faucet: POST /solana {address, usdc_atomic, sol}, POST /evm {address, usdc_atomic}, POST /relay {request}.
-  const faucet: Server = createServer(async (req, res) => {
-    try {
-      const body = await readJson(req);
-      if (req.url === '/solana') {
-        const owner = address(String(body['address']));
-        if (body['sol']) await solana.airdrop(owner, BigInt(Math.round(Number(body['sol']) * 1e9)));
-        if (body['usdc_atomic']) await mintSolanaUsdc(solana, owner, BigInt(String(body['usdc_atomic'])));
-      } else if (req.url === '/evm') {
-        await mintUsdc(evm, String(body['address']) as `0x${string}`, BigInt(String(body['usdc_atomic'] ?? '0')));
-      } else if (req.url === '/relay') {
-        const created = relay.createRequest(body['request'] as Parameters<typeof relay.createRequest>[0]);
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: created.id }));
-        return;
-      } else {
-        res.writeHead(404).end();
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
-    } catch (error) {
-      res
-        .writeHead(400, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ error: (error as Error).message }));
-    }
-  });
-  await new Promise<void>((resolve) => faucet.listen(0, '127.0.0.1', resolve));
-  const faucetUrl = `http://127.0.0.1:${(faucet.address() as AddressInfo).port}`;
+  // The faucet (GET / on it describes its routes); the documents and every 402 name it (CROCHET_DEV_FAUCET_URL).
+  const faucet = await startDevFaucet(network);
+  const faucetUrl = faucet.url;
 
   // One process runs both planes here: the control plane's treasury keys (payouts, refunds) go in the same env.
-  const env = { ...network.env, ...network.treasuryEnv };
+  const env = { ...network.env, ...network.treasuryEnv, CROCHET_DEV_FAUCET_URL: faucetUrl };
   const info = {
     solana: { rpc_url: solana.rpcUrl, network: solana.caip2, usdc_mint: solana.usdcMint, pay_to: network.solanaPayTo },
     evm: {
@@ -90,7 +50,7 @@ export const startDevChains = async (root: string, log: (line: string) => void):
   return {
     env,
     stop: async () => {
-      faucet.close();
+      await faucet.close();
       await network.stop();
     },
   };

@@ -71,7 +71,7 @@ export interface ControlPlaneConfig {
    * The rails whose chains reconciliation checks journals against: only those whose RPC URL (and receiving address)
    * are set in the control plane's environment (`CROCHET_EVM_RPC_URL`, `CROCHET_SOLANA_RPC_URL`, …).
    */
-  payments: Pick<PaymentsConfig, 'evm' | 'solana' | 'acceptWindowSeconds'>;
+  payments: Pick<PaymentsConfig, 'evm' | 'solana' | 'acceptWindowSeconds' | 'devFaucetUrl'>;
   /**
    * `CROCHET_EPOCH_GRACE_MS`: after Redis lost its data, the longest wait for the proxies seen alive lately to put
    * back what they wrote (each acknowledges when done) before this control plane restores the rest from PostgreSQL
@@ -147,7 +147,7 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
     reconcileStaleSeconds: r.int('CROCHET_RECONCILE_STALE_SECONDS', 600, { min: 1, max: 30 * 86_400 }),
     scoreIntervalSeconds: r.int('CROCHET_SCORE_INTERVAL_SECONDS', 300, { min: 0, max: 86_400 }),
     transfersIntervalMs: r.int('CROCHET_TRANSFERS_INTERVAL_MS', 5_000, { min: 0, max: 3_600_000 }),
-    payments: { evm: undefined, solana: undefined, acceptWindowSeconds: 0 },
+    payments: { evm: undefined, solana: undefined, acceptWindowSeconds: 0, devFaucetUrl: undefined },
     epochGraceMs: r.int('CROCHET_EPOCH_GRACE_MS', 5_000, { min: 0, max: 60_000 }),
     epochPollMs: r.int('CROCHET_EPOCH_POLL_MS', 1_000, { min: 50, max: 60_000 }),
   };
@@ -159,6 +159,7 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
     evm: payments.evm,
     solana: payments.solana,
     acceptWindowSeconds: payments.acceptWindowSeconds,
+    devFaucetUrl: payments.devFaucetUrl,
   };
   const receiptKeysText = r.string('CROCHET_RECEIPT_KEYS');
   if (receiptKeysText !== undefined) {

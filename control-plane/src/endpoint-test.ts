@@ -12,7 +12,36 @@ export interface EndpointTestResult {
   latency_ms: number;
   error: 'timeout' | 'unreachable' | 'forbidden_address' | null;
   tested_at: string;
+  /** The start of what the seller answered (null when nothing came back), so a seller sees what its code did. */
+  response: EndpointTestResponse | null;
 }
+
+/** How much of the seller's answer an endpoint test shows. */
+export const ENDPOINT_TEST_EXCERPT_BYTES = 512;
+
+export interface EndpointTestResponse {
+  content_type: string | null;
+  /** The first ENDPOINT_TEST_EXCERPT_BYTES bytes of the body, decoded as UTF-8 (invalid bytes become U+FFFD). */
+  body_excerpt: string;
+  /** The body was longer than the excerpt. */
+  truncated: boolean;
+}
+
+/** Reads at most `limit` bytes of a body and stops (the rest is not read). */
+const excerptOf = async (
+  body: AsyncIterable<Buffer>,
+  limit: number,
+): Promise<{ bytes: Buffer; truncated: boolean }> => {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size > limit) break;
+  }
+  const all = Buffer.concat(chunks);
+  return { bytes: all.subarray(0, limit), truncated: all.length > limit };
+};
 
 /** Test requests go through the same SSRF guard as gateway calls; one agent per setting is enough. */
 const agents = new Map<boolean, ReturnType<typeof createGuardedAgent>>();
@@ -27,7 +56,7 @@ const agentFor = (allowPrivate: boolean) => {
 
 /**
  * Sends `{"test": true}` to the listing's private endpoint, signed exactly as the gateway signs (DESIGN §3.3, with
- * every secret valid now) and marked `X-Crochet-Test: 1`. The response body is read and discarded.
+ * every secret valid now) and marked `X-Crochet-Test: 1`. The first 512 bytes of the answer are kept in the result.
  */
 export const testEndpoint = async (
   deps: Pick<Deps, 'pool' | 'box' | 'config'>,
@@ -52,12 +81,17 @@ export const testEndpoint = async (
   const timestamp = Math.floor(Date.now() / 1000);
   const bodySha256 = createHash('sha256').update(body).digest('hex');
   const started = performance.now();
-  const result = (status: number | null, error: EndpointTestResult['error']): EndpointTestResult => ({
+  const result = (
+    status: number | null,
+    error: EndpointTestResult['error'],
+    response: EndpointTestResponse | null = null,
+  ): EndpointTestResult => ({
     ok: status !== null && status >= 200 && status < 300,
     status,
     latency_ms: Math.round(performance.now() - started),
     error,
     tested_at: new Date().toISOString(),
+    response,
   });
   try {
     const response = await request(url, {
@@ -79,8 +113,13 @@ export const testEndpoint = async (
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
     });
-    await response.body.dump();
-    return result(response.statusCode, null);
+    const { bytes, truncated } = await excerptOf(response.body, ENDPOINT_TEST_EXCERPT_BYTES);
+    const contentType = response.headers['content-type'];
+    return result(response.statusCode, null, {
+      content_type: typeof contentType === 'string' ? contentType : null,
+      body_excerpt: bytes.toString('utf8'),
+      truncated,
+    });
   } catch (error) {
     if (isSsrfBlockedError(error)) return result(null, 'forbidden_address');
     const code = (error as { code?: string }).code ?? '';

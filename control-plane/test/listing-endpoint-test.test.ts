@@ -22,6 +22,12 @@ beforeAll(async () => {
       }
       const verdict = verifyCrochetRequest(req.headers, Buffer.concat(chunks), { secrets });
       verdicts.push(verdict.ok && verdict.test);
+      if (req.url === '/talkative') {
+        // A seller that explains itself at length: the test shows the first 512 bytes of it.
+        res.writeHead(verdict.ok ? 200 : 401, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end(`${verdict.ok ? 'ok' : `refused: ${verdict.reason}`} ${'é'.repeat(400)}`);
+        return;
+      }
       res.writeHead(verdict.ok ? 204 : 401).end();
     });
   });
@@ -52,6 +58,30 @@ describe('POST /listings/:id/endpoint/test', () => {
     expect(rejected.body.data).toMatchObject({ ok: false, status: 401, error: null });
   });
 
+  it("shows the first 512 bytes of the seller's answer", async () => {
+    const { apiKey } = await plane.register('tester-3');
+    const { listing, signingSecret } = await plane.createListing(apiKey, {
+      private_endpoint_url: `${sellerUrl}/talkative`,
+    });
+    secrets = ['crs_not-the-secret'];
+    const refused = await plane.call('POST', `/api/v1/listings/${listing.id}/endpoint/test`, { key: apiKey });
+    expect(refused.body.data).toMatchObject({
+      ok: false,
+      status: 401,
+      response: { content_type: 'text/plain; charset=utf-8', truncated: true },
+    });
+    const excerpt: string = refused.body.data.response.body_excerpt;
+    expect(excerpt.startsWith('refused: bad_signature é')).toBe(true);
+    expect(Buffer.byteLength(excerpt.replace(/\uFFFD$/, ''), 'utf8')).toBeLessThanOrEqual(512);
+    expect(Buffer.byteLength(excerpt, 'utf8')).toBeGreaterThanOrEqual(510);
+
+    secrets = [signingSecret];
+    const fine = await plane.call('POST', `/api/v1/listings/${listing.id}/endpoint/test`, { key: apiKey });
+    expect(fine.body.data.response.body_excerpt.startsWith('ok é')).toBe(true);
+    const metadata = await plane.call('GET', `/api/v1/listings/${listing.id}/endpoint`, { key: apiKey });
+    expect(metadata.body.data.last_test.response.truncated).toBe(true);
+  });
+
   it('reports a timeout and an unreachable endpoint without leaking the URL', async () => {
     const { apiKey } = await plane.register('tester-2');
     const slow = await plane.createListing(apiKey, { private_endpoint_url: `${sellerUrl}/slow`, timeout_ms: 1000 });
@@ -60,7 +90,7 @@ describe('POST /listings/:id/endpoint/test', () => {
 
     const down = await plane.createListing(apiKey, { private_endpoint_url: 'http://127.0.0.1:9/closed-port-path' });
     const res = await plane.call('POST', `/api/v1/listings/${down.listing.id}/endpoint/test`, { key: apiKey });
-    expect(res.body.data).toMatchObject({ ok: false, status: null, error: 'unreachable' });
+    expect(res.body.data).toMatchObject({ ok: false, status: null, error: 'unreachable', response: null });
     expect(res.text).not.toContain('closed-port-path');
   });
 

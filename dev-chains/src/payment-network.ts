@@ -46,6 +46,8 @@ export const startDevPaymentNetwork = async (options: { evmChainId?: number } = 
       CROCHET_SOLANA_USDC_MINT: solana.usdcMint,
       CROCHET_SOLANA_PAY_TO: marketplace.address,
       CROCHET_SOLANA_FEE_PAYER_KEY: getBase58Decoder().decode(feePayer.secretKey),
+      // Buyers must reach this chain, not public devnet (whose CAIP-2 id it reuses): the 402 and the docs say where.
+      CROCHET_SOLANA_PUBLIC_RPC_URL: solana.rpcUrl,
       CROCHET_EVM_RPC_URL: evm.rpcUrl,
       CROCHET_EVM_NETWORK: evm.caip2,
       CROCHET_EVM_USDC_ADDRESS: evm.usdc,
@@ -54,6 +56,7 @@ export const startDevPaymentNetwork = async (options: { evmChainId?: number } = 
       CROCHET_EVM_PAY_TO: evmPayTo,
       CROCHET_EVM_SETTLER_KEY: evm.accounts[8]!.privateKey,
       CROCHET_EVM_CONFIRMATIONS: '1',
+      CROCHET_EVM_PUBLIC_RPC_URL: evm.rpcUrl,
       CROCHET_RELAY_API_URL: relay.url,
       // The key the stand-in issued: GET /requests/v3 refuses calls without it, as Relay does.
       CROCHET_RELAY_API_KEY: relay.apiKey,

@@ -12,3 +12,4 @@ export * from './payment-request.js';
 export * from './pow.js';
 export * from './redis-keys.js';
 export * from './signature.js';
+export * from './signature-vectors.js';

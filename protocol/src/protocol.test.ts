@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { apiKeyDisplayPrefix, bearerToken, generateApiKey, hashApiKey, isWellFormedApiKey } from './api-key.js';
 import { decodeCursor, encodeCursor } from './envelope.js';
@@ -5,6 +6,7 @@ import { isId, newId } from './ids.js';
 import { fromAtomic, toAtomic } from './money.js';
 import { currentUtcDay, utcDay } from './redis-keys.js';
 import { canonicalString, signatureEntry, signatureHeader } from './signature.js';
+import { SIGNATURE_SPEC, SIGNATURE_TEST_VECTORS } from './signature-vectors.js';
 
 describe('api keys', () => {
   it('generates well-formed keys whose checksum catches any single-character change', () => {
@@ -77,6 +79,17 @@ describe('signature', () => {
       'v1=b03b50d76ed46310e7a89afa72814866541015797263a94ae0207c0d8e89ad76',
     );
     expect(signatureHeader(['a', 'b'], canonical).split(',')).toHaveLength(2);
+  });
+
+  it('reproduces every published test vector: body hash, canonical string and header', () => {
+    for (const v of SIGNATURE_TEST_VECTORS) {
+      expect(createHash('sha256').update(Buffer.from(v.body, 'utf8')).digest('hex'), v.name).toBe(v.body_sha256);
+      expect(canonicalString(v.timestamp, v.request_id, v.listing_id, v.body_sha256), v.name).toBe(v.canonical);
+      expect(signatureHeader(v.secrets, v.canonical), v.name).toBe(v.expected_header);
+    }
+    // The spec the vectors come with names the two things agents got wrong: key encoding and timestamp unit.
+    expect(SIGNATURE_SPEC.join('\n')).toMatch(/UTF-8 string[\s\S]*do NOT base64-decode/);
+    expect(SIGNATURE_SPEC.join('\n')).toContain('unix time in SECONDS');
   });
 });
 

@@ -61,6 +61,8 @@ describe('the 402 of a per_call listing', () => {
         feePayer: expect.any(String),
         decimals: 6,
         memo: res.json.payment.payment_request_id,
+        // The dev chain reuses devnet's CAIP-2 id: the 402 names the RPC to pay through.
+        rpcUrl: stack.solana.rpcUrl,
       },
     });
     expect(required.accepts.some((a) => a.network.startsWith('eip155:'))).toBe(false);

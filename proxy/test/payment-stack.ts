@@ -2,6 +2,7 @@ import {
   createFundedWallet,
   type EvmDevChain,
   type SolanaDevChain,
+  startDevFaucet,
   startDevPaymentNetwork,
   type startRelayStandIn,
   transferUsdc,
@@ -26,6 +27,8 @@ export interface PaymentStack extends TestStack {
   solanaPayTo: string;
   evmPayTo: `0x${string}`;
   proxyEnv: Record<string, string>;
+  /** The dev faucet's URL, when the stack was started with `faucet: true` (as `npm start` runs it). */
+  faucetUrl: string | undefined;
 }
 
 export const startPaymentStack = async (
@@ -34,16 +37,31 @@ export const startPaymentStack = async (
     proxyEnv?: Record<string, string>;
     planeEnv?: Record<string, string>;
     services?: TestServices;
+    /** Also run the dev faucet and tell both planes about it (CROCHET_DEV_FAUCET_URL), as `npm start` does. */
+    faucet?: boolean;
   } = {},
 ): Promise<PaymentStack> => {
   const network = await startDevPaymentNetwork();
-  const proxyEnv: Record<string, string> = { ...network.env, CROCHET_EVM_MIN_PRICE: '0.05', ...options.proxyEnv };
+  const faucet = options.faucet ? await startDevFaucet(network) : undefined;
+  const faucetEnv: Record<string, string> = faucet ? { CROCHET_DEV_FAUCET_URL: faucet.url } : {};
+  const proxyEnv: Record<string, string> = {
+    ...network.env,
+    ...faucetEnv,
+    CROCHET_EVM_MIN_PRICE: '0.05',
+    ...options.proxyEnv,
+  };
   const stack = await startTestStack({
     proxies: options.proxies ?? 1,
     proxyEnv: proxyEnv,
     // The control plane sends payouts and refunds from the marketplace's accounts on the same networks — when a
     // test asks (runOnce, or its own interval): a refund sent meanwhile would add journals other tests count.
-    planeEnv: { CROCHET_TRANSFERS_INTERVAL_MS: '0', ...network.env, ...network.treasuryEnv, ...options.planeEnv },
+    planeEnv: {
+      CROCHET_TRANSFERS_INTERVAL_MS: '0',
+      ...network.env,
+      ...network.treasuryEnv,
+      ...faucetEnv,
+      ...options.planeEnv,
+    },
     ...(options.services ? { services: options.services } : {}),
   });
   return {
@@ -54,8 +72,10 @@ export const startPaymentStack = async (
     solanaPayTo: network.solanaPayTo,
     evmPayTo: network.evmPayTo,
     proxyEnv,
+    faucetUrl: faucet?.url,
     stop: async () => {
       await stack.stop();
+      await faucet?.close();
       await network.stop();
     },
   };

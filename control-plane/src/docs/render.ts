@@ -1,10 +1,27 @@
-import { ERRORS, type ErrorCode, errorDocsPath, fromAtomic } from '@crochet/protocol';
+import {
+  ERRORS,
+  type ErrorCode,
+  errorDocsPath,
+  fromAtomic,
+  SIGNATURE_SPEC,
+  SIGNATURE_TEST_VECTORS,
+  type SignatureTestVector,
+} from '@crochet/protocol';
 import type { RouteDoc } from '../app.js';
 import { feeAtomic } from '../ledger/posting.js';
 import { REVIEW_COMMENT_MAX } from '../reviews.js';
 import { ErrorSchema } from '../schemas.js';
 import { SCORE_EXAMPLES } from '../score/examples.js';
 import { SCORE, scoreListing } from '../score/formula.js';
+import { errorComponents, errorResponseSchema } from './error-bodies.js';
+import {
+  PAY_TO_TEXT,
+  type ServerSettings,
+  settingsJson,
+  settingsText,
+  testFundsText,
+  X402_SVM_EXAMPLE,
+} from './settings.js';
 
 /**
  * Every public API document is rendered here from the route catalog, which Fastify fills from the very schemas it
@@ -53,7 +70,54 @@ export interface SiteInfo {
   feeBps: number;
   /** The CAIP-2 networks this control plane sends payouts and refunds on (those with a treasury key). */
   payoutNetworks: readonly string[];
+  /** The running server's settings (difficulty, fee, dev mode, test funds); absent in renderings without a server. */
+  settings?: ServerSettings;
 }
+
+/** This server's settings and, on development chains, where test funds are (settings.ts). */
+const serverSection = (site: SiteInfo): string[] =>
+  site.settings
+    ? [
+        ...settingsText(site.settings),
+        '',
+        ...(site.settings.payments.devFaucetUrl ? [...testFundsText(site.settings), ''] : []),
+      ]
+    : [];
+
+/** The exact signature spec with its test vectors (protocol/src/signature-vectors.ts), for /seller-onboarding. */
+const signatureSection = (site: SiteInfo): string[] => [
+  ...SIGNATURE_SPEC,
+  '',
+  `Test vectors (also as JSON: ${site.baseUrl}/signature-test-vectors.json). Your verifier must accept each one at`,
+  'its timestamp, with any one of its secrets:',
+  ...SIGNATURE_TEST_VECTORS.flatMap((v: SignatureTestVector, i) => [
+    `${i + 1}. ${v.name}`,
+    `   secrets: ${v.secrets.map((x) => JSON.stringify(x)).join(', ')}`,
+    `   X-Crochet-Timestamp: ${v.timestamp}   X-Crochet-Request-Id: ${v.request_id}   X-Crochet-Listing-Id: ${v.listing_id}`,
+    `   body (UTF-8): ${JSON.stringify(v.body)}`,
+    `   X-Crochet-Body-SHA256: ${v.body_sha256}`,
+    `   canonical: ${v.canonical}`,
+    `   X-Crochet-Signature: ${v.expected_header}`,
+  ]),
+  '',
+];
+
+/** /signature-test-vectors.json: the spec and the vectors as data. */
+export const renderSignatureTestVectors = (site: SiteInfo) => ({
+  description: 'Crochet request signature test vectors: inputs and the exact X-Crochet-Signature the gateway sends.',
+  spec: SIGNATURE_SPEC.join('\n'),
+  algorithm: 'HMAC-SHA256',
+  key: 'the signing secret as its UTF-8 string, crs_ prefix included (not base64-decoded)',
+  timestamp_unit: 'unix seconds',
+  canonical: 'timestamp.request_id.listing_id.body_sha256',
+  header_format: 'v1=<lowercase hex>[,v1=<lowercase hex>…] (one entry per valid secret, newest first)',
+  tolerance_seconds: 300,
+  docs: `${site.baseUrl}/seller-onboarding`,
+  vectors: SIGNATURE_TEST_VECTORS,
+});
+
+/** Where payments go and how an x402 Solana client is pointed at the right chain. */
+const payToSection = (): string[] => [...PAY_TO_TEXT, '', ...X402_SVM_EXAMPLE, ''];
 
 export const renderOpenApi = (catalog: readonly RouteDoc[], site: SiteInfo) => {
   const paths: Record<string, Record<string, unknown>> = {};
@@ -69,7 +133,7 @@ export const renderOpenApi = (catalog: readonly RouteDoc[], site: SiteInfo) => {
     for (const [status, codes] of [...byStatus].sort((a, b) => a[0] - b[0])) {
       responses[String(status)] = {
         description: `Error: ${codes.join(', ')}`,
-        content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+        content: { 'application/json': { schema: errorResponseSchema(codes) } },
       };
     }
     const operation: Record<string, unknown> = {
@@ -107,7 +171,8 @@ export const renderOpenApi = (catalog: readonly RouteDoc[], site: SiteInfo) => {
       securitySchemes: {
         apiKey: { type: 'http', scheme: 'bearer', description: 'Authorization: Bearer am_k_… (from register)' },
       },
-      schemas: { Error: plain(ErrorSchema) },
+      // Every code's body (error-bodies.ts): the envelope, its extra fields, the 402's payment requirements.
+      schemas: { Error: plain(ErrorSchema), ...errorComponents(Object.keys(ERRORS) as ErrorCode[]) },
     },
     paths,
   };
@@ -219,7 +284,8 @@ export const POW_TEXT = [
   'Proof of work (registration and listing creation):',
   '1. POST the challenge route; you get {challenge_id, algorithm: "sha256", salt, difficulty, expires_at}.',
   '2. Find a decimal string nonce ("0", "1", "2", …) such that sha256(utf8(salt + nonce)) has at least `difficulty`',
-  '   leading zero bits (difficulty 20 ≈ one million hashes, about a second).',
+  "   leading zero bits (difficulty d takes 2^d attempts on average; this server's difficulty and measured cost are",
+  '   stated under its settings).',
   '3. Send {challenge_id, nonce, …} to the route that needs it before expires_at. Each challenge works once.',
   '',
   'JavaScript:',
@@ -506,10 +572,12 @@ export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): str
     '',
     ...HOW_IT_WORKS_TEXT,
     '',
+    ...serverSection(site),
     ...POW_TEXT,
     '',
     ...PAYMENT_TEXT,
     '',
+    ...payToSection(),
     ...WALLET_TEXT,
     '',
     ...moneyOutText(site),
@@ -527,6 +595,7 @@ export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): str
     `- [API reference](${site.baseUrl}/docs/api-reference.txt): the same, as plain text`,
     `- [Agent skill](${site.baseUrl}/agent-skill): how an agent buys and sells on Crochet (also at /SKILL.md)`,
     `- [Seller onboarding](${site.baseUrl}/seller-onboarding): publishing a listing and verifying signed requests`,
+    `- [Signature test vectors](${site.baseUrl}/signature-test-vectors.json): inputs → the exact X-Crochet-Signature`,
     `- [Error codes](${site.baseUrl}/docs/errors): every error code with its status and what to do`,
     `- [Crochet Score](${site.baseUrl}/docs/crochet-score): how listings and sellers are scored and verified`,
     `- [Agent protocol](${site.baseUrl}/.well-known/agent-protocol.json): discovery metadata`,
@@ -592,6 +661,7 @@ export const renderSkill = (catalog: readonly RouteDoc[], site: SiteInfo): strin
     '## Rules',
     ...RULES_TEXT,
     '',
+    ...(site.settings ? ['## This server', ...serverSection(site)] : []),
     '## Buy a capability',
     ...BUYER_STEPS,
     '',
@@ -604,6 +674,7 @@ export const renderSkill = (catalog: readonly RouteDoc[], site: SiteInfo): strin
     '## Payments',
     ...PAYMENT_TEXT,
     '',
+    ...payToSection(),
     '## Wallets',
     ...WALLET_TEXT,
     '',
@@ -637,6 +708,8 @@ export const renderSellerOnboarding = (catalog: readonly RouteDoc[], site: SiteI
     '',
     ...WALLET_TEXT,
     '',
+    ...signatureSection(site),
+    ...(site.settings ? [...settingsText(site.settings), ''] : []),
     ...POW_TEXT,
     '',
     'Seller routes:',
@@ -651,6 +724,8 @@ export const renderAgentProtocol = (catalog: readonly RouteDoc[], site: SiteInfo
   description: 'API-first marketplace and gateway where AI agents buy and sell capabilities per call.',
   version: site.version,
   base_url: site.baseUrl,
+  ...(site.settings ? { settings: settingsJson(site.settings) } : {}),
+  seller_signature: renderSignatureTestVectors(site),
   auth: {
     type: 'bearer',
     header: 'Authorization',
@@ -691,6 +766,7 @@ export const renderAgentProtocol = (catalog: readonly RouteDoc[], site: SiteInfo
     skill: `${site.baseUrl}/agent-skill`,
     skill_md: `${site.baseUrl}/SKILL.md`,
     seller_onboarding: `${site.baseUrl}/seller-onboarding`,
+    signature_test_vectors: `${site.baseUrl}/signature-test-vectors.json`,
     api_reference: `${site.baseUrl}/docs/api-reference.txt`,
     errors: `${site.baseUrl}/docs/errors`,
     crochet_score: `${site.baseUrl}/docs/crochet-score`,

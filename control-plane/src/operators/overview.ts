@@ -18,13 +18,14 @@ const CLAIMED = 'SELECT agent_id FROM operator_agents WHERE operator_id = $1';
 // Buyer entries are negative (debits) and positive (refunds, owed or sent back): spend is their negated sum over the
 // buyer and refund_payable accounts. Seller entries are credits and their reversals; a payout moves them from payable
 // to paid out: earnings are the sum over both. Only USDC is priced today.
-const AGENTS_SQL = `
-  SELECT a.id, a.name, a.status, a.daily_spend_cap_atomic::text, oa.claimed_at,
+const SPENT_TODAY_SQL = `
          greatest(0, -coalesce((SELECT sum(e.amount_atomic) FROM ledger_accounts la
                     JOIN ledger_entries e ON e.account_id = la.id
                    WHERE la.owner_id = a.id AND la.role IN ('buyer', 'refund_payable') AND la.currency = 'USDC'
                      AND e.created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'), 0))::text
-           AS spent_today,
+           AS spent_today`;
+const AGENTS_SQL = `
+  SELECT a.id, a.name, a.status, a.daily_spend_cap_atomic::text, oa.claimed_at,${SPENT_TODAY_SQL},
          (-coalesce((SELECT sum(e.amount_atomic) FROM ledger_accounts la JOIN ledger_entries e ON e.account_id = la.id
                       WHERE la.owner_id = a.id AND la.role IN ('buyer', 'refund_payable') AND la.currency = 'USDC'), 0))::text
            AS spent_total,
@@ -124,6 +125,27 @@ export interface SpendCounters {
   redis: Redis;
   keys: RedisKeys;
 }
+
+/**
+ * One agent's daily cap and today's spend (USDC decimals), read as the proxies enforce the cap: the Redis counter of
+ * the UTC day, or the ledger's sum for today when Redis does not answer. For GET /api/v1/me.
+ */
+export const agentSpend = async (
+  db: Db,
+  agentId: string,
+  counters: SpendCounters,
+): Promise<{ daily_spend_cap: string | null; spent_today: string }> => {
+  const [row] = (
+    await db.query<{ daily_spend_cap_atomic: string | null; spent_today: string }>(
+      `SELECT a.daily_spend_cap_atomic::text,${SPENT_TODAY_SQL} FROM agents a WHERE a.id = $1`,
+      [agentId],
+    )
+  ).rows;
+  const counted = await counters.redis.get(counters.keys.spend(agentId, utcDay())).catch(() => undefined);
+  const spentAtomic = counted === undefined ? (row?.spent_today ?? '0') : (counted ?? '0');
+  const cap = row?.daily_spend_cap_atomic ?? null;
+  return { daily_spend_cap: cap === null ? null : usdc(cap), spent_today: usdc(spentAtomic) };
+};
 
 export const agentSummaries = async (
   db: Db,

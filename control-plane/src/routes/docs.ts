@@ -9,9 +9,11 @@ import {
   renderLlmsTxt,
   renderOpenApi,
   renderSellerOnboarding,
+  renderSignatureTestVectors,
   renderSkill,
   type SiteInfo,
 } from '../docs/render.js';
+import { measurePowHashesPerSecond, serverSettings } from '../docs/settings.js';
 import { ListingIdSchema } from '../schemas.js';
 import { siteRoutes } from './site.js';
 
@@ -84,13 +86,17 @@ export const docsRoutes = (app: App, { config, money }: Deps, catalog: readonly 
   const all = [...catalog, GATEWAY_ROUTE];
   let rendered: Record<string, string> | undefined;
   const documents = (): Record<string, string> => {
-    rendered ??= {
-      openapi: JSON.stringify(renderOpenApi(all, site)),
-      llms: renderLlmsTxt(all, site),
-      reference: renderApiReference(all, site),
-      skill: renderSkill(all, site),
-      seller: renderSellerOnboarding(all, site),
-      protocol: JSON.stringify(renderAgentProtocol(all, site)),
+    if (rendered) return rendered;
+    // The proof-of-work cost is measured here, once, on first use (~0.35 s), so the documents state this server's.
+    const measured: SiteInfo = { ...site, settings: serverSettings(config, measurePowHashesPerSecond()) };
+    rendered = {
+      openapi: JSON.stringify(renderOpenApi(all, measured)),
+      llms: renderLlmsTxt(all, measured),
+      reference: renderApiReference(all, measured),
+      skill: renderSkill(all, measured),
+      seller: renderSellerOnboarding(all, measured),
+      protocol: JSON.stringify(renderAgentProtocol(all, measured)),
+      vectors: JSON.stringify(renderSignatureTestVectors(measured)),
     };
     return rendered;
   };
@@ -111,6 +117,7 @@ export const docsRoutes = (app: App, { config, money }: Deps, catalog: readonly 
   serve('/SKILL.md', markdown, 'skill');
   serve('/seller-onboarding', text, 'seller');
   serve('/.well-known/agent-protocol.json', json, 'protocol');
+  serve('/signature-test-vectors.json', json, 'vectors');
   serve('/docs/errors', markdown, () => ERRORS_MD);
   // §3.4: the keys receipts are signed with, current and previous (kept until what they signed expires). Cached
   // briefly: a verifier that meets an unknown kid fetches again.

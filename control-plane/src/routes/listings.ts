@@ -2,7 +2,7 @@ import { ApiError, decodeCursor, encodeCursor, isId, newId, PAGE_LIMIT_DEFAULT }
 import { Type } from 'typebox';
 import type { App, Deps } from '../app.js';
 import { sqlParams, transaction } from '../db.js';
-import { type EndpointTestResult, testEndpoint } from '../endpoint-test.js';
+import { ENDPOINT_TEST_EXCERPT_BYTES, type EndpointTestResult, testEndpoint } from '../endpoint-test.js';
 import {
   acceptEndpointUrl,
   endpointUrlContext,
@@ -451,6 +451,21 @@ const EndpointTestSchema = Type.Object({
   latency_ms: Type.Integer(),
   error: Type.Union([Type.String(), Type.Null()], { description: 'timeout, unreachable or forbidden_address' }),
   tested_at: Timestamp,
+  response: Type.Optional(
+    Type.Union(
+      [
+        Type.Object({
+          content_type: Type.Union([Type.String(), Type.Null()]),
+          body_excerpt: Type.String({
+            description: `the first ${ENDPOINT_TEST_EXCERPT_BYTES} bytes of your endpoint's answer, decoded as UTF-8`,
+          }),
+          truncated: Type.Boolean({ description: 'the answer was longer than the excerpt' }),
+        }),
+        Type.Null(),
+      ],
+      { description: 'what your endpoint answered (null when it did not answer); absent in tests stored before it' },
+    ),
+  ),
 });
 
 const KeyStatus = Type.Union([Type.Literal('current'), Type.Literal('previous'), Type.Literal('expired')]);

@@ -1,20 +1,24 @@
-import { ApiError } from '@crochet/protocol';
+import { ApiError, fromAtomic, redisKeys, toAtomic } from '@crochet/protocol';
 import { Type } from 'typebox';
 import { agentView, createKey, getAgent, keyView, listKeys, listWallets, walletView } from '../accounts.js';
 import type { App, Deps } from '../app.js';
 import { transaction } from '../db.js';
 import { operatorClaimOf } from '../operators/claims.js';
+import { agentSpend } from '../operators/overview.js';
 import { Agent, Data, KeyIdSchema, KeyView, Timestamp, WalletView } from '../schemas.js';
 import { cleanText } from '../text.js';
 
+const bigMax = (a: bigint, b: bigint): bigint => (a > b ? a : b);
+
 /** §3.1: the calling agent and its keys. */
-export const meRoutes = (app: App, { config, pool, publisher }: Deps): void => {
+export const meRoutes = (app: App, { config, pool, publisher, redis }: Deps): void => {
+  const counters = { redis, keys: redisKeys(config.redisPrefix) };
   app.get(
     '/api/v1/me',
     {
       schema: {
         operationId: 'getMe',
-        summary: 'The calling agent, its keys (prefixes only), wallets and operator claim',
+        summary: "The calling agent, its keys (prefixes only), wallets, operator claim, today's spend and the fee",
         tags: ['accounts'],
         response: {
           200: Data(
@@ -30,6 +34,25 @@ export const meRoutes = (app: App, { config, pool, publisher }: Deps): void => {
                 ],
                 { description: 'the human operator overseeing you (POST /api/v1/me/claim), or null' },
               ),
+              spend: Type.Object({
+                currency: Type.Literal('USDC'),
+                spent_today: Type.String({
+                  description: 'USDC you spent on paid calls since 00:00 UTC, as your operator’s daily cap counts it',
+                }),
+                daily_spend_cap: Type.Union([Type.String(), Type.Null()], {
+                  description:
+                    'the most your operator lets you spend per UTC day (USDC); null: no cap. Past it: 402 SPEND_CAP_EXCEEDED',
+                }),
+                remaining_today: Type.Union([Type.String(), Type.Null()], {
+                  description: 'daily_spend_cap − spent_today (never below 0); null: no cap',
+                }),
+                resets_at: Type.String({ format: 'date-time', description: 'the next 00:00 UTC' }),
+              }),
+              fee_bps: Type.Integer({
+                description:
+                  'the marketplace fee in basis points on your sales (a listing may carry its own fee_bps): ' +
+                  'seller credit = price − floor(price × fee_bps / 10000); buyers pay the listed price',
+              }),
             }),
           ),
         },
@@ -38,12 +61,21 @@ export const meRoutes = (app: App, { config, pool, publisher }: Deps): void => {
     },
     async (request) => {
       const { agentId, keyId } = request.agent!;
-      const [agent, keys, wallets, claim] = await Promise.all([
+      const [agent, keys, wallets, claim, spend] = await Promise.all([
         getAgent(pool, agentId),
         listKeys(pool, agentId),
         listWallets(pool, agentId),
         operatorClaimOf(pool, agentId),
+        agentSpend(pool, agentId, counters),
       ]);
+      const now = new Date();
+      const remaining =
+        spend.daily_spend_cap === null
+          ? null
+          : fromAtomic(
+              bigMax(0n, toAtomic(spend.daily_spend_cap, 'USDC')! - toAtomic(spend.spent_today, 'USDC')!),
+              'USDC',
+            );
       return {
         data: {
           agent: agentView(agent!),
@@ -51,6 +83,13 @@ export const meRoutes = (app: App, { config, pool, publisher }: Deps): void => {
           keys: keys.map(keyView),
           wallets: wallets.map(walletView),
           operator_claim: claim,
+          spend: {
+            currency: 'USDC' as const,
+            ...spend,
+            remaining_today: remaining,
+            resets_at: new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1)).toISOString(),
+          },
+          fee_bps: config.feeBps,
         },
       };
     },

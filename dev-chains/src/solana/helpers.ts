@@ -165,14 +165,15 @@ export async function transferUsdcWithMemo(
   toOwner: string,
   amountAtomic: bigint,
   memo: string,
-  options: { feePayer?: KeyPairSigner } = {},
+  /** `createDestination`: put the idempotent ATA creation in the transaction even when the ATA exists (as wallets do). */
+  options: { feePayer?: KeyPairSigner; createDestination?: boolean } = {},
 ): Promise<Signature> {
   const feePayer = options.feePayer ?? from;
   const source = await usdcAtaAddress(chain, from.address);
   const destination = await usdcAtaAddress(chain, toOwner);
   const instructions: Instruction[] = [];
   const { value: destinationAccount } = await chain.rpc.getAccountInfo(destination, { encoding: 'base64' }).send();
-  if (!destinationAccount) {
+  if (!destinationAccount || options.createDestination) {
     instructions.push(
       getCreateAssociatedTokenIdempotentInstruction({
         payer: feePayer,

@@ -18,6 +18,12 @@ const solanaAddressOf = (secretKey: string): string | null => {
  */
 export interface SolanaRailConfig {
   rpcUrl: string;
+  /**
+   * `CROCHET_SOLANA_PUBLIC_RPC_URL`: the RPC URL buyers are told to use (402 `extra.rpcUrl`, the documents). Unset by
+   * default: `rpcUrl` may carry a provider key and is never published. The dev chains set it, since their network
+   * reuses public devnet's CAIP-2 id and a buyer must not be sent there.
+   */
+  publicRpcUrl: string | undefined;
   /** CAIP-2, e.g. solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp. */
   network: string;
   usdcMint: string;
@@ -46,6 +52,8 @@ export const SOLANA_MAINNET = 'solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp';
 
 export interface EvmRailConfig {
   rpcUrl: string;
+  /** `CROCHET_EVM_PUBLIC_RPC_URL`: the RPC URL buyers are told to use (402 body, documents); never `rpcUrl` itself. */
+  publicRpcUrl: string | undefined;
   /** CAIP-2, e.g. eip155:8453. */
   network: string;
   chainId: number;
@@ -87,6 +95,11 @@ export interface PaymentsConfig {
   verifyTimeoutMs: number;
   /** x402 maxTimeoutSeconds offered to clients. */
   maxTimeoutSeconds: number;
+  /**
+   * `CROCHET_DEV_FAUCET_URL`: a faucet for the (development) chains the rails point at; named in every 402 and in the
+   * documents when set (`npm start` with dev chains sets it). Never set in production.
+   */
+  devFaucetUrl: string | undefined;
 }
 
 const HEX_ADDRESS = /^0x[0-9a-fA-F]{40}$/;
@@ -106,6 +119,7 @@ export const loadPaymentsConfig = (r: EnvReader): PaymentsConfig => {
     }
     solana = {
       rpcUrl: solanaRpc,
+      publicRpcUrl: r.url('CROCHET_SOLANA_PUBLIC_RPC_URL', undefined, ['http:', 'https:']),
       network,
       usdcMint: r.required('CROCHET_SOLANA_USDC_MINT', 'USDC mint address'),
       payTo: r.required('CROCHET_SOLANA_PAY_TO', "the marketplace's Solana owner address"),
@@ -143,6 +157,7 @@ export const loadPaymentsConfig = (r: EnvReader): PaymentsConfig => {
     if (minPriceAtomic === null) r.problem('CROCHET_EVM_MIN_PRICE', 'must be a decimal USDC amount such as 0.10');
     evm = {
       rpcUrl: evmRpc,
+      publicRpcUrl: r.url('CROCHET_EVM_PUBLIC_RPC_URL', undefined, ['http:', 'https:']),
       network,
       chainId,
       usdcAddress: usdc as `0x${string}`,
@@ -181,5 +196,6 @@ export const loadPaymentsConfig = (r: EnvReader): PaymentsConfig => {
     acceptWindowSeconds: r.int('CROCHET_PAYMENT_ACCEPT_WINDOW_SECONDS', 3_600, { min: 60, max: 7 * 86_400 }),
     verifyTimeoutMs: r.int('CROCHET_PAYMENT_VERIFY_TIMEOUT_MS', 5_000, { min: 100, max: 120_000 }),
     maxTimeoutSeconds: r.int('CROCHET_X402_MAX_TIMEOUT_SECONDS', 120, { min: 10, max: 3_600 }),
+    devFaucetUrl: r.url('CROCHET_DEV_FAUCET_URL', undefined, ['http:', 'https:'])?.replace(/\/+$/, ''),
   };
 };

@@ -46,7 +46,14 @@ export const buildAccepts = (config: PaymentsConfig, input: PaymentRequiredInput
       asset: config.solana.usdcMint,
       payTo: config.solana.payTo,
       maxTimeoutSeconds: config.maxTimeoutSeconds,
-      extra: { feePayer: input.solanaFeePayer, decimals: 6, memo: input.paymentRequestId },
+      extra: {
+        feePayer: input.solanaFeePayer,
+        decimals: 6,
+        memo: input.paymentRequestId,
+        // Where to send the payment: `@x402/svm` clients take it as ExactSvmScheme(signer, { rpcUrl }). Only a URL
+        // configured as public is shown (the dev chains reuse devnet's id, and an agent must not go to devnet).
+        ...(config.solana.publicRpcUrl ? { rpcUrl: config.solana.publicRpcUrl } : {}),
+      },
     });
   }
   if (config.evm && input.priceAtomic >= config.evm.minPriceAtomic) {
@@ -96,7 +103,9 @@ export const buildPaymentBody = (config: PaymentsConfig, accepts: Accept[], inpu
               network: config.solana.network,
               asset: config.solana.usdcMint,
               pay_to: config.solana.payTo,
+              pay_to_kind: 'owner',
               memo: input.paymentRequestId,
+              ...(config.solana.publicRpcUrl ? { rpc_url: config.solana.publicRpcUrl } : {}),
             },
           ]
         : []),
@@ -107,6 +116,7 @@ export const buildPaymentBody = (config: PaymentsConfig, accepts: Accept[], inpu
               asset: config.evm.usdcAddress,
               pay_to: config.evm.payTo,
               sender: 'a verified wallet of yours',
+              ...(config.evm.publicRpcUrl ? { rpc_url: config.evm.publicRpcUrl } : {}),
             },
           ]
         : []),
@@ -122,4 +132,38 @@ export const buildPaymentBody = (config: PaymentsConfig, accepts: Accept[], inpu
           destination_chain_id: config.evm.chainId,
         }
       : null,
+  ...(config.devFaucetUrl ? { test_funds: testFunds(config) } : {}),
+});
+
+/**
+ * Where test funds come from when the rails point at development chains (`CROCHET_DEV_FAUCET_URL`): the faucet's
+ * routes and each network's RPC URL. In the 402 body and the documents alike; absent in production.
+ */
+export const testFunds = (config: Pick<PaymentsConfig, 'devFaucetUrl' | 'solana' | 'evm'>) => ({
+  faucet_url: config.devFaucetUrl,
+  help: `GET ${config.devFaucetUrl}/`,
+  requests: [
+    ...(config.solana
+      ? [
+          {
+            network: config.solana.network,
+            request: `POST ${config.devFaucetUrl}/solana`,
+            body: { address: '<base58 owner address>', sol: 1, usdc_atomic: '1000000' },
+          },
+        ]
+      : []),
+    ...(config.evm
+      ? [
+          {
+            network: config.evm.network,
+            request: `POST ${config.devFaucetUrl}/evm`,
+            body: { address: '<0x address>', eth: 1, usdc_atomic: '1000000' },
+          },
+        ]
+      : []),
+  ],
+  rpc_urls: {
+    ...(config.solana?.publicRpcUrl ? { [config.solana.network]: config.solana.publicRpcUrl } : {}),
+    ...(config.evm?.publicRpcUrl ? { [config.evm.network]: config.evm.publicRpcUrl } : {}),
+  },
 });

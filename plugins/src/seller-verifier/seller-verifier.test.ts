@@ -1,5 +1,11 @@
 import { createHash } from 'node:crypto';
-import { canonicalString, SIGNATURE_HEADERS, signatureEntry, signatureHeader } from '@crochet/protocol';
+import {
+  canonicalString,
+  SIGNATURE_HEADERS,
+  SIGNATURE_TEST_VECTORS,
+  signatureEntry,
+  signatureHeader,
+} from '@crochet/protocol';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -217,6 +223,42 @@ describe('verifyCrochetRequest', () => {
   it('throws on a configuration without secrets', () => {
     expect(() => verify(signedHeaders(''), '', { secrets: [] })).toThrow(TypeError);
     expect(() => verify(signedHeaders(''), '', { secrets: [''] })).toThrow(TypeError);
+  });
+});
+
+describe('the published test vectors (/signature-test-vectors.json)', () => {
+  const headersOf = (v: (typeof SIGNATURE_TEST_VECTORS)[number], timestamp = String(v.timestamp)) => ({
+    [SIGNATURE_HEADERS.requestId]: v.request_id,
+    [SIGNATURE_HEADERS.listingId]: v.listing_id,
+    [SIGNATURE_HEADERS.timestamp]: timestamp,
+    [SIGNATURE_HEADERS.bodySha256]: v.body_sha256,
+    [SIGNATURE_HEADERS.signature]: v.expected_header,
+  });
+
+  for (const v of SIGNATURE_TEST_VECTORS) {
+    it(`verifies "${v.name}" with each of its secrets`, () => {
+      for (const secret of v.secrets) {
+        const result = verifyCrochetRequest(headersOf(v), Buffer.from(v.body, 'utf8'), {
+          secrets: [secret],
+          replayCache: createMemoryReplayCache(),
+          nowMs: v.timestamp * 1000,
+        });
+        expect(result, `${v.name} / ${secret}`).toMatchObject({ ok: true, requestId: v.request_id });
+      }
+    });
+  }
+
+  it('refuses them with a secret used otherwise than as its UTF-8 string, or a timestamp in milliseconds', () => {
+    const v = SIGNATURE_TEST_VECTORS[0]!;
+    const decoded = Buffer.from(v.secrets[0]!.slice(4), 'base64url').toString('latin1');
+    const options = { replayCache: createMemoryReplayCache(), nowMs: v.timestamp * 1000 };
+    expect(verifyCrochetRequest(headersOf(v), v.body, { ...options, secrets: [decoded] })).toMatchObject({
+      ok: false,
+      reason: 'bad_signature',
+    });
+    expect(
+      verifyCrochetRequest(headersOf(v, String(v.timestamp * 1000)), v.body, { ...options, secrets: v.secrets }),
+    ).toMatchObject({ ok: false, reason: 'bad_timestamp' });
   });
 });
 

@@ -11,9 +11,9 @@ import type { Call } from '../call.js';
 export const sign = async (
   call: Call,
   receipts: { signer: ReceiptSigner; issuer: string } | undefined,
+  now: number = Date.now(),
 ): Promise<null> => {
   const listing = call.listing!;
-  const now = Date.now();
   const secrets: string[] = [];
   for (const s of listing.secrets) if (s.expiresAtMs === null || s.expiresAtMs > now) secrets.push(s.secret);
   const timestamp = Math.floor(now / 1000);
