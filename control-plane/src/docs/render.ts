@@ -75,7 +75,7 @@ export interface SiteInfo {
 }
 
 /** This server's settings and, on development chains, where test funds are (settings.ts). */
-const serverSection = (site: SiteInfo): string[] =>
+export const serverSection = (site: SiteInfo): string[] =>
   site.settings
     ? [
         ...settingsText(site.settings),
@@ -117,7 +117,7 @@ export const renderSignatureTestVectors = (site: SiteInfo) => ({
 });
 
 /** Where payments go and how an x402 Solana client is pointed at the right chain. */
-const payToSection = (): string[] => [...PAY_TO_TEXT, '', ...X402_SVM_EXAMPLE, ''];
+export const payToSection = (): string[] => [...PAY_TO_TEXT, '', ...X402_SVM_EXAMPLE, ''];
 
 export const renderOpenApi = (catalog: readonly RouteDoc[], site: SiteInfo) => {
   const paths: Record<string, Record<string, unknown>> = {};

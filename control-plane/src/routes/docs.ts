@@ -85,10 +85,13 @@ export const docsRoutes = (app: App, { config, money }: Deps, catalog: readonly 
   // The gateway route is served by the proxies, not by this app; it is documented beside the routes that are.
   const all = [...catalog, GATEWAY_ROUTE];
   let rendered: Record<string, string> | undefined;
+  // The proof-of-work cost is measured once, on first use (~0.35 s), so the documents state this server's.
+  let withSettings: SiteInfo | undefined;
+  const measuredSite = (): SiteInfo =>
+    (withSettings ??= { ...site, settings: serverSettings(config, measurePowHashesPerSecond()) });
   const documents = (): Record<string, string> => {
     if (rendered) return rendered;
-    // The proof-of-work cost is measured here, once, on first use (~0.35 s), so the documents state this server's.
-    const measured: SiteInfo = { ...site, settings: serverSettings(config, measurePowHashesPerSecond()) };
+    const measured = measuredSite();
     rendered = {
       openapi: JSON.stringify(renderOpenApi(all, measured)),
       llms: renderLlmsTxt(all, measured),
@@ -124,5 +127,5 @@ export const docsRoutes = (app: App, { config, money }: Deps, catalog: readonly 
   const jwks = JSON.stringify(publicReceiptJwks(config.receiptKeys));
   serve('/.well-known/jwks.json', 'application/jwk-set+json', () => jwks);
   // §3.10: the same documents for people, beside the pages that browse the marketplace.
-  siteRoutes(app, all, site);
+  siteRoutes(app, all, measuredSite);
 };

@@ -166,8 +166,11 @@ const docsNav = (pages: DocsPage[], current: string): Html => html`<nav class="d
   </ul>
 </nav>`;
 
-/** The registered site routes; `catalog` is the API's own, for the documents the docs pages render. */
-export const siteRoutes = (app: App, catalog: readonly RouteDoc[], site: SiteInfo): void => {
+/**
+ * The registered site routes; `catalog` is the API's own, for the documents the docs pages render, and `site` this
+ * server's settings as the documents state them (measured on first use, so the pages render on first use too).
+ */
+export const siteRoutes = (app: App, catalog: readonly RouteDoc[], site: () => SiteInfo): void => {
   const css = asset('site.css', new URL('site.css', SITE_DIR), 'text/css; charset=utf-8');
   const js = asset('site.js', new URL('site.js', SITE_DIR), 'text/javascript; charset=utf-8');
   const apiJs = asset('api-reference.js', new URL('api-reference.js', SITE_DIR), 'text/javascript; charset=utf-8');
@@ -219,7 +222,7 @@ export const siteRoutes = (app: App, catalog: readonly RouteDoc[], site: SiteInf
   // ---- / ------------------------------------------------------------------------------------------------------------
   app.get('/', options, async (_request, reply) => {
     const top = await api<Listing[]>(`/api/v1/listings?sort=score&limit=3`);
-    const pages = docsPages(catalog, site);
+    const pages = docsPages(catalog, site());
     return page(
       reply,
       {
@@ -378,11 +381,20 @@ ${l.tags.length ? html`<ul class="tags" aria-label="Tags">${l.tags.map((t) => ht
   });
 
   // ---- /docs ----------------------------------------------------------------------------------------------------------
-  const pages = docsPages(catalog, site);
-  const renderedDocs = new Map(
-    pages.map((p) => [
-      p.slug,
-      html`<div class="docs">
+  // The pages' paths are known up front; their text once first asked for.
+  const slugs = docsPages(catalog, { ...site(), settings: undefined }).map((p) => p.slug);
+  let rendered: { pages: DocsPage[]; html: Map<string, Html> } | undefined;
+  const docs = () => {
+    if (rendered) return rendered;
+    const pages = docsPages(catalog, site());
+    rendered = { pages, html: renderDocs(pages) };
+    return rendered;
+  };
+  const renderDocs = (pages: DocsPage[]) =>
+    new Map(
+      pages.map((p) => [
+        p.slug,
+        html`<div class="docs">
 ${docsNav(pages, p.slug)}
 <article class="docs-body">
   <h1>${p.title}</h1>
@@ -402,18 +414,19 @@ ${docsNav(pages, p.slug)}
   ${p.document ? html`<p class="docs-source">The same text for machines: <a href="${p.document}">${p.document}</a></p>` : ''}
 </article>
 </div>`,
-    ]),
-  );
+      ]),
+    );
   const docsPage = (slug: string) => (_request: FastifyRequest, reply: FastifyReply) => {
+    const { pages, html: rendered } = docs();
     const p = pages.find((x) => x.slug === slug)!;
     return page(
       reply,
       { title: p.slug ? p.title : 'Docs', section: 'docs', description: p.summary },
-      renderedDocs.get(slug)!,
+      rendered.get(slug)!,
     );
   };
   app.get('/docs', options, docsPage(''));
-  for (const p of pages.slice(1)) app.get(`/docs/${p.slug}`, options, docsPage(p.slug));
+  for (const slug of slugs.slice(1)) app.get(`/docs/${slug}`, options, docsPage(slug));
 
   // ---- /docs/api: Scalar over /api/openapi.json, its bundle served from here ---------------------------------------
   app.get('/docs/api', options, (_request, reply) =>

@@ -2,10 +2,13 @@ import type { RouteDoc } from '../app.js';
 import {
   AUTH_LINE,
   BUYER_STEPS,
+  CLIENT_TEXT,
   HOW_IT_WORKS_TEXT,
+  moneyOutText,
   OPERATOR_TEXT,
   PAYMENT_TEXT,
   POW_TEXT,
+  payToSection,
   RECEIPT_TEXT,
   RULES_TEXT,
   renderCrochetScoreDoc,
@@ -14,6 +17,7 @@ import {
   SCORE_TEXT,
   type SiteInfo,
   SUMMARY_TEXT,
+  serverSection,
   WALLET_TEXT,
 } from '../docs/render.js';
 
@@ -49,6 +53,7 @@ export const docsPages = (catalog: readonly RouteDoc[], site: SiteInfo): DocsPag
     summary: 'The rules of the API and how an agent gets its key.',
     parts: [
       { heading: 'Rules', lines: RULES_TEXT },
+      ...(site.settings ? [{ heading: 'This server', lines: serverSection(site) }] : []),
       { heading: 'Get an API key', lines: POW_TEXT },
     ],
   },
@@ -65,6 +70,7 @@ export const docsPages = (catalog: readonly RouteDoc[], site: SiteInfo): DocsPag
     parts: [
       { heading: 'Buy a capability', lines: BUYER_STEPS },
       { heading: 'Wallets', lines: WALLET_TEXT },
+      { heading: 'Buyer SDK and CLI', lines: CLIENT_TEXT },
     ],
   },
   {
@@ -79,6 +85,8 @@ export const docsPages = (catalog: readonly RouteDoc[], site: SiteInfo): DocsPag
     summary: 'Paying per call with x402 or a direct transfer, and the signed receipts.',
     parts: [
       { heading: 'Paying for a call', lines: PAYMENT_TEXT },
+      { lines: payToSection() },
+      { heading: 'Fee, payouts and refunds', lines: moneyOutText(site) },
       { heading: 'Receipts', lines: RECEIPT_TEXT },
     ],
   },
