@@ -6,7 +6,7 @@ import {
   readServerLimits,
   type ServerLimits,
 } from '@crochet/plugins';
-import { ConfigError, CryptoBox, DEFAULT_REDIS_PREFIX, EnvReader } from '@crochet/protocol';
+import { ConfigError, CryptoBox, DEFAULT_REDIS_PREFIX, EnvReader, toAtomic } from '@crochet/protocol';
 
 /** Everything the control plane reads from its environment, validated at start. */
 export interface ControlPlaneConfig {
@@ -68,6 +68,12 @@ export interface ControlPlaneConfig {
    */
   transfersIntervalMs: number;
   /**
+   * `CROCHET_PAYOUT_MINIMUM` (decimal USDC, default 0.10): the smallest payout, and the lowest automatic-payout
+   * threshold. A payout to a fresh Solana wallet makes its token account, at the treasury's cost in SOL: smaller ones
+   * would cost more than they pay.
+   */
+  payoutMinimumAtomic: bigint;
+  /**
    * The rails whose chains reconciliation checks journals against: only those whose RPC URL (and receiving address)
    * are set in the control plane's environment (`CROCHET_EVM_RPC_URL`, `CROCHET_SOLANA_RPC_URL`, …).
    */
@@ -85,6 +91,16 @@ export interface ControlPlaneConfig {
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** Reads and validates the configuration; throws a ConfigError with one line per bad variable. */
+const payoutMinimum = (r: EnvReader): bigint => {
+  const text = r.string('CROCHET_PAYOUT_MINIMUM', '0.10');
+  const atomic = toAtomic(text, 'USDC');
+  if (atomic === null || atomic <= 0n) {
+    r.problem('CROCHET_PAYOUT_MINIMUM', 'must be a positive decimal USDC amount (e.g. 0.10), at most 6 decimals');
+    return 100_000n;
+  }
+  return atomic;
+};
+
 export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): ControlPlaneConfig => {
   const r = new EnvReader(env);
   const port = r.int('CONTROL_PLANE_PORT', 8081, { min: 0, max: 65535 });
@@ -147,6 +163,7 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
     reconcileStaleSeconds: r.int('CROCHET_RECONCILE_STALE_SECONDS', 600, { min: 1, max: 30 * 86_400 }),
     scoreIntervalSeconds: r.int('CROCHET_SCORE_INTERVAL_SECONDS', 300, { min: 0, max: 86_400 }),
     transfersIntervalMs: r.int('CROCHET_TRANSFERS_INTERVAL_MS', 5_000, { min: 0, max: 3_600_000 }),
+    payoutMinimumAtomic: payoutMinimum(r),
     payments: { evm: undefined, solana: undefined, acceptWindowSeconds: 0, devFaucetUrl: undefined },
     epochGraceMs: r.int('CROCHET_EPOCH_GRACE_MS', 5_000, { min: 0, max: 60_000 }),
     epochPollMs: r.int('CROCHET_EPOCH_POLL_MS', 1_000, { min: 50, max: 60_000 }),

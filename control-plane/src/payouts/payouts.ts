@@ -33,12 +33,15 @@ export interface TransferRow {
   valid_until: string | null;
   error: string | null;
   requested_by: 'api' | 'auto' | 'refund';
+  /** Why an open transfer is held for an operator (its fate cannot be told on chain), else null. */
+  review: string | null;
   created_at: Date;
   confirmed_at: Date | null;
 }
 
 export const TRANSFER_COLUMNS = `id, kind, owner_id, gateway_request_id, idempotency_key, network, to_address,
-  amount_atomic::text, currency, status, tx, signed_tx, valid_until::text, error, requested_by, created_at, confirmed_at`;
+  amount_atomic::text, currency, status, tx, signed_tx, valid_until::text, error, requested_by, review, created_at,
+  confirmed_at`;
 
 /** How a transfer is shown to its owner (never the signed bytes). */
 export const transferView = (row: TransferRow) => ({
@@ -87,6 +90,8 @@ export interface PayoutRequest {
   /** The request's Idempotency-Key: the same key answers the same payout again. */
   idempotencyKey: string | null;
   requestedBy: 'api' | 'auto';
+  /** `CROCHET_PAYOUT_MINIMUM`: a smaller payout is refused (PAYOUT_AMOUNT_INVALID). */
+  minimumAtomic: bigint;
 }
 
 /**
@@ -110,19 +115,24 @@ export const createPayout = async (
   return transaction(pool, async (client) => {
     // One seller's payout requests one at a time: two cannot both take the same payable money.
     await client.query(`SELECT pg_advisory_xact_lock(hashtextextended('crochet:payout:' || $1, 0))`, [request.ownerId]);
+    // The request as asked (not what it came to: "everything payable" is not "0.5", even if that is what it paid).
+    const asked = JSON.stringify({
+      network: request.network,
+      amount_atomic: request.amountAtomic?.toString() ?? null,
+      to,
+    });
     if (request.idempotencyKey !== null) {
-      const { rows } = await client.query<TransferRow>(
-        `SELECT ${TRANSFER_COLUMNS} FROM money_transfers WHERE owner_id = $1 AND idempotency_key = $2`,
+      const { rows } = await client.query<TransferRow & { idempotency_request: string | null }>(
+        `SELECT ${TRANSFER_COLUMNS}, idempotency_request FROM money_transfers WHERE owner_id = $1 AND idempotency_key = $2`,
         [request.ownerId, request.idempotencyKey],
       );
       const earlier = rows[0];
       if (earlier) {
-        const same =
-          earlier.network === request.network &&
-          (request.amountAtomic === null || BigInt(earlier.amount_atomic) === request.amountAtomic) &&
-          (to === null || earlier.to_address === to);
-        if (!same) throw new ApiError('IDEMPOTENCY_KEY_REUSED', { details: { payout_id: earlier.id } });
-        return { transfer: earlier, created: false };
+        const { idempotency_request: earlierAsked, ...transfer } = earlier;
+        if (earlierAsked !== asked) {
+          throw new ApiError('IDEMPOTENCY_KEY_REUSED', { details: { payout_id: earlier.id } });
+        }
+        return { transfer, created: false };
       }
     }
     // FOR SHARE: a wallet removed meanwhile (DELETE takes the row lock) waits for this payout or is gone before it.
@@ -144,6 +154,16 @@ export const createPayout = async (
     const payable = await payableAtomic(client, request.ownerId);
     if (payable <= 0n) throw new ApiError('NOTHING_TO_PAY_OUT');
     const amount = request.amountAtomic ?? payable;
+    if (amount < request.minimumAtomic) {
+      const minimum = fromAtomic(request.minimumAtomic, TRANSFER_CURRENCY);
+      throw new ApiError('PAYOUT_AMOUNT_INVALID', {
+        message:
+          request.amountAtomic === null
+            ? `What is payable to you (${fromAtomic(payable, TRANSFER_CURRENCY)} USDC) is below the smallest payout, ${minimum} USDC.`
+            : `The smallest payout is ${minimum} USDC.`,
+        details: { minimum, payable: fromAtomic(payable, TRANSFER_CURRENCY) },
+      });
+    }
     if (amount > payable) {
       throw new ApiError('PAYOUT_EXCEEDS_PAYABLE', {
         message: `The payout is larger than what is payable to you (${fromAtomic(payable, TRANSFER_CURRENCY)} USDC).`,
@@ -152,8 +172,8 @@ export const createPayout = async (
     }
     const { rows } = await client.query<TransferRow>(
       `INSERT INTO money_transfers (id, kind, owner_id, idempotency_key, network, to_address, amount_atomic, currency,
-                                    status, requested_by)
-       VALUES ($1, 'payout', $2, $3, $4, $5, $6, $7, 'pending', $8)
+                                    status, requested_by, idempotency_request)
+       VALUES ($1, 'payout', $2, $3, $4, $5, $6, $7, 'pending', $8, $9)
        RETURNING ${TRANSFER_COLUMNS}`,
       [
         newId('payout'),
@@ -164,6 +184,7 @@ export const createPayout = async (
         amount.toString(),
         TRANSFER_CURRENCY,
         request.requestedBy,
+        request.idempotencyKey === null ? null : asked,
       ],
     );
     return { transfer: rows[0]!, created: true };

@@ -23,10 +23,16 @@ import type { Treasury } from './treasury.js';
  *   pending, unsigned  → signed: the transaction is signed and stored (bytes and id) BEFORE it is sent;
  *   signed             → broadcast: the stored bytes are sent (again, after a crash: the same bytes are the same
  *                        transaction, which a chain includes once);
+ *   signed, pending    → broadcast: `broadcast` is written BEFORE the bytes are first sent, so a row still
+ *                        `pending` was never sent, and one whose lifetime ran out is signed anew at no risk;
  *   broadcast          → confirmed: final on chain → its journal and `confirmed` in one PostgreSQL transaction;
- *                        failed on chain (nothing moved) → `failed`, the amount is payable (or owed) again;
- *                        can never land (Solana: its blockhash expired; EVM: its nonce went to another transaction),
- *                        and not found once more → signed anew.
+ *                        failed on chain, final (nothing moved) → `failed`, the amount is payable (or owed) again —
+ *                        a refund gets a new transfer after a while (REFUND_RETRY), at most REFUND_ATTEMPTS times;
+ *                        can never land, while the chain can still say so (Solana: its blockhash expired within
+ *                        the status window) → signed anew, the earlier attempt kept in `attempts`;
+ *                        cannot be told (an expiry long past, an EVM nonce taken with no receipt) → stays open,
+ *                        NEVER signed anew, with `review` saying why: its amount stays reserved, the open-transfer
+ *                        metrics and alerts call an operator, and it is booked if the chain shows it after all.
  *
  * Before anything is sent, the chain is asked about the stored transaction, so one that landed before a crash is
  * booked, not sent again. One control plane runs the job at a time (an advisory lock): transfers of one treasury go
@@ -75,7 +81,12 @@ export interface TransfersStats {
 export const TRANSFERS_LOCK = 7_312_004_120;
 const BATCH = 100;
 
-// Refunds booked (a refund journal with a refund_owed entry) and not yet given a transfer.
+/** A refund whose transfer failed on chain gets a new one after this long, at most REFUND_ATTEMPTS transfers in all. */
+const REFUND_RETRY = '10 minutes';
+const REFUND_ATTEMPTS = 5;
+
+// Refunds booked (a refund journal with a refund_owed entry) with no transfer on its way or confirmed: never given
+// one, or given only failed ones (the last a while ago, fewer than REFUND_ATTEMPTS).
 const REFUNDS_OWED_SQL = `
   SELECT j.id::text AS journal_id, j.gateway_request_id, j.buyer_id, e.amount_atomic::text, j.currency, j.network,
          g.payment ->> 'payer' AS payer, g.payment ->> 'rail' AS rail
@@ -83,7 +94,10 @@ const REFUNDS_OWED_SQL = `
     JOIN ledger_entries e ON e.journal_id = j.id AND e.entry_type = 'refund_owed'
     JOIN gateway_requests g ON g.id = j.gateway_request_id
    WHERE j.kind = 'refund' AND j.id > $1
-     AND NOT EXISTS (SELECT 1 FROM money_transfers t WHERE t.gateway_request_id = j.gateway_request_id)
+     AND NOT EXISTS (SELECT 1 FROM money_transfers t
+                      WHERE t.gateway_request_id = j.gateway_request_id
+                        AND (t.status <> 'failed' OR t.updated_at > now() - interval '${REFUND_RETRY}'))
+     AND (SELECT count(*) FROM money_transfers t WHERE t.gateway_request_id = j.gateway_request_id) < ${REFUND_ATTEMPTS}
    ORDER BY j.id
    LIMIT ${BATCH}`;
 
@@ -205,15 +219,21 @@ export class Transfers {
     }
     const validUntil = row.valid_until === null ? null : BigInt(row.valid_until);
     let state = await treasury.status(row.tx!, validUntil);
+    if (row.status === 'pending' && (state === 'dropped' || state === 'unknown')) {
+      // Signed, never sent (`broadcast` is written before the first send), and past its lifetime: it cannot land.
+      await this.#resign(row, 'expired before it was sent');
+      return 'waiting';
+    }
     if (state === 'pending') {
-      await treasury.broadcast(row.signed_tx!);
       if (row.status === 'pending') {
+        // Written before the bytes leave: from here on, a crash leaves a row that says they may have.
         await this.#o.pool.query(
           `UPDATE money_transfers SET status = 'broadcast', updated_at = now() WHERE id = $1 AND status = 'pending'`,
           [row.id],
         );
         row = { ...row, status: 'broadcast' };
       }
+      await treasury.broadcast(row.signed_tx!);
       await this.#o.failpoint?.('broadcast', row.id);
       state = await treasury.status(row.tx!, validUntil);
     }
@@ -225,18 +245,40 @@ export class Transfers {
         await this.#fail(row, 'the transaction failed on chain; nothing was sent');
         return 'failed';
       case 'dropped':
-        // It can never land: signed anew at the next run (the chain said twice it does not have it).
-        this.#o.log.warn({ transfer: row.id, tx: row.tx }, 'transfer dropped by the chain; signing it again');
-        await this.#o.pool.query(
-          `UPDATE money_transfers SET status = 'pending', tx = NULL, signed_tx = NULL, valid_until = NULL,
-                  updated_at = now()
-            WHERE id = $1 AND tx = $2`,
-          [row.id, row.tx],
-        );
+        // It can never land, and the chain can still tell (it said twice it does not have it): signed anew.
+        await this.#resign(row, 'dropped by the chain');
         return 'waiting';
+      case 'unknown': {
+        // Not seen, and the chain can no longer be trusted to say it never landed: held, never sent again.
+        const review =
+          treasury.chain === 'solana'
+            ? 'not found on chain long after its blockhash expired: it may have landed on an RPC that keeps no history; not sent again — check the transaction on an archival node'
+            : "the treasury's nonce moved past this transaction with no receipt for it: not sent again — check the treasury's transactions at this nonce";
+        if (row.review !== review) {
+          this.#o.log.error({ transfer: row.id, tx: row.tx, review }, 'transfer held for an operator');
+          await this.#o.pool.query(`UPDATE money_transfers SET review = $2, updated_at = now() WHERE id = $1`, [
+            row.id,
+            review,
+          ]);
+        }
+        return 'waiting';
+      }
       default: // landed (not final yet) or pending (sent, not seen yet): looked at again next run
         return 'waiting';
     }
+  }
+
+  /** Clears the signed transaction for a new one at the next run; the attempt is kept in `attempts`. */
+  async #resign(row: TransferRow, why: string): Promise<void> {
+    this.#o.log.warn({ transfer: row.id, tx: row.tx, why }, 'transfer signed anew');
+    await this.#o.pool.query(
+      `UPDATE money_transfers
+          SET attempts = attempts || jsonb_build_array(jsonb_build_object(
+                'tx', tx, 'valid_until', valid_until::text, 'outcome', $3::text, 'at', now())),
+              status = 'pending', tx = NULL, signed_tx = NULL, valid_until = NULL, updated_at = now()
+        WHERE id = $1 AND tx = $2`,
+      [row.id, row.tx, why],
+    );
   }
 
   async #walletStillVerified(row: TransferRow): Promise<boolean> {
@@ -307,7 +349,7 @@ export class Transfers {
         `INSERT INTO money_transfers (id, kind, owner_id, gateway_request_id, network, to_address, amount_atomic,
                                       currency, status, requested_by)
          VALUES ($1, 'refund', $2, $3, $4, $5, $6, $7, 'pending', 'refund')
-         ON CONFLICT (gateway_request_id) DO NOTHING`,
+         ON CONFLICT (gateway_request_id) WHERE status <> 'failed' DO NOTHING`,
         [newId('refund'), row.buyer_id, row.gateway_request_id, row.network, to, row.amount_atomic, row.currency],
       );
       queued += rowCount ?? 0;
@@ -336,6 +378,8 @@ export class Transfers {
           to: null,
           idempotencyKey: null,
           requestedBy: 'auto',
+          // The threshold was held to CROCHET_PAYOUT_MINIMUM when set, and the payable has reached it.
+          minimumAtomic: 1n,
         });
         created++;
       } catch (error) {

@@ -51,14 +51,25 @@ export interface Treasury {
   /** Sends signed bytes (again, after a crash: the same bytes are the same transaction). */
   broadcast(signedTx: string): Promise<void>;
   /**
-   * What became of a transaction: `confirmed` (final enough to book), `failed` (included, reverted: nothing moved),
-   * `landed` (included, not final yet: wait), `pending` (not seen: it may still land — send the same bytes and look
-   * again), `dropped` (can never land — its blockhash expired, or its nonce went to another transaction: sign anew).
+   * What became of a transaction: `confirmed` (final enough to book), `failed` (included and reverted, final: nothing
+   * moved), `landed` (included, not final yet: wait), `pending` (not seen: it may still land — send the same bytes and
+   * look again), `dropped` (can never land, and the chain can still say so: its blockhash expired a moment ago and
+   * every node still holds the statuses of that age — sign anew), `unknown` (not seen, and the chain can no longer
+   * be trusted to say it never landed: an expiry long past, which an RPC without history answers "not found" for a
+   * transaction that did land; an EVM nonce taken with no receipt — never signed anew, held for an operator).
    */
   status(tx: string, validUntil: bigint | null): Promise<TransferState>;
 }
 
-export type TransferState = 'confirmed' | 'failed' | 'landed' | 'pending' | 'dropped';
+export type TransferState = 'confirmed' | 'failed' | 'landed' | 'pending' | 'dropped' | 'unknown';
+
+/**
+ * Solana: how many blocks past a blockhash's expiry a "not found" still proves the transaction never landed. Nodes
+ * keep the statuses of the last 300 blocks' transactions in memory (the status cache) whatever history they keep on
+ * disk, and a transaction can only have landed before its expiry: within 150 blocks after it, every synced node
+ * that does not know it never saw it land.
+ */
+export const SOLANA_STATUS_WINDOW_BLOCKS = 150n;
 
 export interface SignedTransfer {
   tx: string;
@@ -122,22 +133,24 @@ export const solanaTreasury = async (config: SolanaRailConfig, secretKey: string
     },
     async status(tx, validUntil) {
       const { value } = await rpc.getSignatureStatuses([tx as Signature], { searchTransactionHistory: true }).send();
+      // Booked, or failed, once as final as a payment must be (CROCHET_SOLANA_COMMITMENT): a fork may yet include the
+      // same transaction another way.
+      const final = config.commitment === 'finalized' ? ['finalized'] : ['confirmed', 'finalized'];
       const found = value[0];
       if (found) {
-        if (found.err) return 'failed';
-        // Booked once as final as a payment must be (CROCHET_SOLANA_COMMITMENT).
-        const final = config.commitment === 'finalized' ? ['finalized'] : ['confirmed', 'finalized'];
-        return final.includes(found.confirmationStatus ?? '') ? 'confirmed' : 'landed';
+        if (!final.includes(found.confirmationStatus ?? '')) return 'landed';
+        return found.err ? 'failed' : 'confirmed';
       }
       // Not seen: it can still land while its blockhash is valid; after that, never. It may have landed between the
-      // two looks, so once expired it is looked up once more: not seen then, it never will be.
+      // two looks, so once expired it is looked up once more: not seen then, it never will be — if the chain can still
+      // tell (SOLANA_STATUS_WINDOW_BLOCKS); later, "not found" may be an RPC that forgot it.
       const height = await rpc.getBlockHeight({ commitment: 'confirmed' }).send();
       if (validUntil === null || height <= validUntil) return 'pending';
       const { value: again } = await rpc
         .getSignatureStatuses([tx as Signature], { searchTransactionHistory: true })
         .send();
-      if (!again[0]) return 'dropped';
-      return again[0].err ? 'failed' : 'landed'; // landed after all: judged at the next look
+      if (again[0]) return 'landed'; // landed after all: judged at the next look
+      return height - validUntil <= SOLANA_STATUS_WINDOW_BLOCKS ? 'dropped' : 'unknown';
     },
   };
 };
@@ -191,16 +204,19 @@ export const evmTreasury = (config: EvmRailConfig, key: Hex, client?: PublicClie
       };
       let mined = await receipt();
       if (!mined) {
-        // Not mined: if the treasury's nonce has moved past this one, some transaction took it — this one, mined
-        // between the two looks, or another. Looked up once more: not mined then, it never will be.
+        // Not mined while the treasury's nonce has not moved past this one: it can still be, as the same bytes (sent
+        // again). Moved: some transaction took the nonce — this one, mined between the two looks, or another. Only
+        // the treasury's key signs for it and the transfers job signs one transaction per nonce, so "another" means a
+        // receipt this node no longer serves, or a key used outside Crochet: never signed anew — held for an operator.
         const count = await rpc.getTransactionCount({ address: account.address, blockTag: 'latest' });
         if (nonce === null || BigInt(count) <= nonce) return 'pending';
         mined = await receipt();
-        if (!mined) return 'dropped';
+        if (!mined) return 'unknown';
       }
-      if (mined.status !== 'success') return 'failed';
       const head = await rpc.getBlockNumber({ cacheTime: 0 });
-      return head - mined.blockNumber + 1n >= BigInt(config.confirmations) ? 'confirmed' : 'landed';
+      // Reverted or not, it is judged once as deep as a payment must be: a reorg may yet include it another way.
+      if (head - mined.blockNumber + 1n < BigInt(config.confirmations)) return 'landed';
+      return mined.status === 'success' ? 'confirmed' : 'failed';
     },
   };
 };

@@ -38,9 +38,9 @@ interface GatewayRequestRow {
 const COLUMNS =
   'id, listing_id, seller_id, buyer_id, method, path, status, http_status, error_code, latency_ms, ' +
   'upstream_latency_ms, bytes_in, bytes_out, price_atomic, currency, payment, created_at, completed_at, ' +
-  // The refund sent on chain for this call, if any (one per call: money_transfers.gateway_request_id is unique).
+  // The refund sent on chain for this call, if any: the latest (one that failed on chain is followed by another).
   "(SELECT json_build_object('id', t.id, 'status', t.status, 'tx', t.tx) FROM money_transfers t " +
-  'WHERE t.gateway_request_id = gateway_requests.id) AS refund_transfer';
+  'WHERE t.gateway_request_id = gateway_requests.id ORDER BY t.created_at DESC, t.id DESC LIMIT 1) AS refund_transfer';
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 

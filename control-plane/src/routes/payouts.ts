@@ -52,9 +52,17 @@ const DecimalAmount = Type.String({
   description: 'decimal USDC, e.g. "12.5" (at most 6 decimals)',
 });
 
-const amountOrThrow = (amount: string): bigint => {
+const amountOrThrow = (amount: string, minimumAtomic: bigint): bigint => {
   const atomic = toAtomic(amount, TRANSFER_CURRENCY);
   if (atomic === null || atomic <= 0n) throw new ApiError('PAYOUT_AMOUNT_INVALID', { details: { amount } });
+  // A payout to a fresh Solana wallet makes its token account at the treasury's cost: smaller ones cost more than they pay.
+  if (atomic < minimumAtomic) {
+    const minimum = fromAtomic(minimumAtomic, TRANSFER_CURRENCY);
+    throw new ApiError('PAYOUT_AMOUNT_INVALID', {
+      message: `The smallest payout (and automatic-payout threshold) is ${minimum} USDC.`,
+      details: { amount, minimum },
+    });
+  }
   return atomic;
 };
 
@@ -64,8 +72,9 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
  * §3.9: sellers are paid out on chain, and see their payouts (and, as buyers, the refunds sent to them). Sending is
  * the transfers job's (payouts/transfers.ts): this answers at once with the payout pending, and the job sends it.
  */
-export const payoutRoutes = (app: App, { pool, money }: Deps): void => {
+export const payoutRoutes = (app: App, { pool, money, config }: Deps): void => {
   const treasuries = money?.treasuries ?? new Map();
+  const minimum = config.payoutMinimumAtomic;
 
   app.post(
     '/api/v1/payouts',
@@ -127,10 +136,11 @@ export const payoutRoutes = (app: App, { pool, money }: Deps): void => {
       const { transfer, created } = await createPayout(pool, treasuries, {
         ownerId: request.agent!.agentId,
         network: request.body.network,
-        amountAtomic: request.body.amount === undefined ? null : amountOrThrow(request.body.amount),
+        amountAtomic: request.body.amount === undefined ? null : amountOrThrow(request.body.amount, minimum),
         to: request.body.to ?? null,
         idempotencyKey: key ?? null,
         requestedBy: 'api',
+        minimumAtomic: minimum,
       });
       if (created) {
         request.log.info(
@@ -283,7 +293,7 @@ export const payoutRoutes = (app: App, { pool, money }: Deps): void => {
           details: { networks: [...treasuries.keys()] },
         });
       }
-      const threshold = amountOrThrow(request.body.threshold);
+      const threshold = amountOrThrow(request.body.threshold, minimum);
       const { rows } = await pool.query(
         'SELECT 1 FROM wallets WHERE agent_id = $1 AND chain = $2 AND verified_at IS NOT NULL LIMIT 1',
         [agentId, chain],
