@@ -1,10 +1,10 @@
-import { execFile } from 'node:child_process';
 import { mintUsdc, usdcBalance, usdcBalanceOf } from '@crochet/dev-chains';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyWallet } from '../../control-plane/test/helpers.js';
 import { evmWallet, solanaWallet } from '../../control-plane/test/wallets-support.js';
 import { createPaidListing, type PaymentStack, paySolana, startPaymentStack } from './payment-stack.js';
 import { eventually, gatewayCall, startSeller, type TestSeller } from './stack.js';
+import { runTransferWorker, transferRow } from './transfer-support.js';
 
 /**
  * DESIGN §3.9, exactly once across crashes: the transfers job runs in a process of its own that is killed (SIGKILL)
@@ -28,42 +28,8 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-/** Runs the transfers job in its own process, which kills itself at `crashAt`; resolves with how it ended. */
-const runWorker = (crashAt: string): Promise<{ code: number | null; signal: string | null; stderr: string }> =>
-  new Promise((resolve) => {
-    const child = execFile(
-      process.execPath,
-      ['--import', 'tsx', 'control-plane/test/transfer-worker.ts'],
-      {
-        env: {
-          ...process.env,
-          ...stack.proxyEnv,
-          CROCHET_SOLANA_TREASURY_KEY: stack.plane.config.payments.solana!.treasuryKey!,
-          CROCHET_EVM_TREASURY_KEY: stack.plane.config.payments.evm!.treasuryKey!,
-          DATABASE_URL: stack.plane.config.databaseUrl,
-          TRANSFER_CRASH_AT: crashAt,
-        },
-        timeout: 60_000,
-      },
-      (_error, stdout) => {
-        output = stdout;
-      },
-    );
-    let output = '';
-    let stderr = '';
-    child.stderr?.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    child.on('close', (code, signal) => resolve({ code, signal, stderr: `${stderr}${output}` }));
-  });
-
-const row = async (id: string) =>
-  (
-    await stack.plane.deps.pool.query(
-      'SELECT status, tx, signed_tx IS NOT NULL AS signed, journal_id FROM money_transfers WHERE id = $1',
-      [id],
-    )
-  ).rows[0];
+const runWorker = (crashAt: string) => runTransferWorker(stack, crashAt);
+const row = (id: string) => transferRow(stack, id);
 
 const journals = async (id: string) =>
   (await stack.plane.deps.pool.query('SELECT kind FROM ledger_journals WHERE transfer_id = $1', [id])).rows;

@@ -1,10 +1,10 @@
-import { execFile } from 'node:child_process';
 import { mintSolanaUsdc, solBalanceOf, usdcBalanceOf } from '@crochet/dev-chains';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyWallet } from '../../control-plane/test/helpers.js';
 import { solanaWallet } from '../../control-plane/test/wallets-support.js';
 import { createPaidListing, type PaymentStack, paySolana, startPaymentStack } from './payment-stack.js';
 import { eventually, expectApiError, gatewayCall, startSeller, type TestSeller } from './stack.js';
+import { runTransferWorker, transferRow } from './transfer-support.js';
 
 /**
  * Second reading of money out (DESIGN §3.9): cases a review found where a payout was sent twice or the API answered
@@ -29,39 +29,8 @@ afterAll(async () => {
 
 const TRANSFERS_LOCK = 7_312_004_120;
 
-/** Runs the transfers job in its own process, which kills itself at `crashAt`. */
-const runWorker = (crashAt: string): Promise<{ code: number | null; signal: string | null; stderr: string }> =>
-  new Promise((resolve) => {
-    let stderr = '';
-    const child = execFile(
-      process.execPath,
-      ['--import', 'tsx', 'control-plane/test/transfer-worker.ts'],
-      {
-        env: {
-          ...process.env,
-          ...stack.proxyEnv,
-          CROCHET_SOLANA_TREASURY_KEY: stack.plane.config.payments.solana!.treasuryKey!,
-          CROCHET_EVM_TREASURY_KEY: stack.plane.config.payments.evm!.treasuryKey!,
-          DATABASE_URL: stack.plane.config.databaseUrl,
-          TRANSFER_CRASH_AT: crashAt,
-        },
-        timeout: 60_000,
-      },
-      () => {},
-    );
-    child.stderr?.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    child.on('close', (code, signal) => resolve({ code, signal, stderr }));
-  });
-
-const row = async (id: string) =>
-  (
-    await stack.plane.deps.pool.query(
-      'SELECT status, tx, signed_tx IS NOT NULL AS signed, journal_id FROM money_transfers WHERE id = $1',
-      [id],
-    )
-  ).rows[0];
+const runWorker = (crashAt: string) => runTransferWorker(stack, crashAt);
+const row = (id: string) => transferRow(stack, id);
 
 /** A seller with 1.9 USDC payable (one 2 USDC call, 5 % fee) and a verified Solana wallet. */
 const earningSeller = async () => {

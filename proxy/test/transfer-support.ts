@@ -1,0 +1,46 @@
+import { execFile } from 'node:child_process';
+import type { PaymentStack } from './payment-stack.js';
+
+/**
+ * Runs the transfers job in a process of its own (control-plane/test/transfer-worker.ts), which kills itself
+ * (SIGKILL) at the failpoint `crashAt`; resolves with how it ended.
+ */
+export const runTransferWorker = (
+  stack: PaymentStack,
+  crashAt: string,
+): Promise<{ code: number | null; signal: string | null; stderr: string }> =>
+  new Promise((resolve) => {
+    let output = '';
+    let stderr = '';
+    const child = execFile(
+      process.execPath,
+      ['--import', 'tsx', 'control-plane/test/transfer-worker.ts'],
+      {
+        env: {
+          ...process.env,
+          ...stack.proxyEnv,
+          CROCHET_SOLANA_TREASURY_KEY: stack.plane.config.payments.solana!.treasuryKey!,
+          CROCHET_EVM_TREASURY_KEY: stack.plane.config.payments.evm!.treasuryKey!,
+          DATABASE_URL: stack.plane.config.databaseUrl,
+          TRANSFER_CRASH_AT: crashAt,
+        },
+        timeout: 60_000,
+      },
+      (_error, stdout) => {
+        output = stdout;
+      },
+    );
+    child.stderr?.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    child.on('close', (code, signal) => resolve({ code, signal, stderr: `${stderr}${output}` }));
+  });
+
+/** A transfer's row as the tests look at it. */
+export const transferRow = async (stack: PaymentStack, id: string) =>
+  (
+    await stack.plane.deps.pool.query(
+      'SELECT status, tx, signed_tx IS NOT NULL AS signed, journal_id FROM money_transfers WHERE id = $1',
+      [id],
+    )
+  ).rows[0];
