@@ -12,5 +12,7 @@ ALTER TABLE money_transfers ADD COLUMN idempotency_request text;
 -- failed ones kept beside it.
 ALTER TABLE money_transfers DROP CONSTRAINT money_transfers_gateway_request_id_key;
 CREATE UNIQUE INDEX money_transfers_refund_idx ON money_transfers (gateway_request_id) WHERE status <> 'failed';
+-- Every transfer of a request, failed ones too (a request's refund transfer, the refund queue's attempt count).
+CREATE INDEX money_transfers_request_idx ON money_transfers (gateway_request_id) WHERE gateway_request_id IS NOT NULL;
 -- Rows signed and still pending were written by a job that sent before it said so: count them as maybe sent.
 UPDATE money_transfers SET status = 'broadcast' WHERE status = 'pending' AND signed_tx IS NOT NULL;

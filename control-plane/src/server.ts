@@ -178,6 +178,7 @@ export const startControlPlane = async (
       pool,
       treasuries,
       intervalMs: config.transfersIntervalMs,
+      payoutMinimumAtomic: config.payoutMinimumAtomic,
       log: app.log.child({ component: 'transfers' }),
     });
     metrics.setTransfers(transfers);

@@ -129,7 +129,14 @@ export const createPayout = async (
       const earlier = rows[0];
       if (earlier) {
         const { idempotency_request: earlierAsked, ...transfer } = earlier;
-        if (earlierAsked !== asked) {
+        // A payout from before the request was stored with its key: compared by what it came to.
+        const same =
+          earlierAsked === null
+            ? earlier.network === request.network &&
+              (request.amountAtomic === null || BigInt(earlier.amount_atomic) === request.amountAtomic) &&
+              (to === null || earlier.to_address === to)
+            : earlierAsked === asked;
+        if (!same) {
           throw new ApiError('IDEMPOTENCY_KEY_REUSED', { details: { payout_id: earlier.id } });
         }
         return { transfer, created: false };

@@ -55,6 +55,8 @@ export interface TransfersOptions {
   /** How often the job looks (0: only when kicked). */
   intervalMs: number;
   log: TransfersLog;
+  /** `CROCHET_PAYOUT_MINIMUM`: automatic payouts wait for max(threshold, minimum). */
+  payoutMinimumAtomic?: bigint;
   /** Tests: called at each failpoint (a test process kills itself there). */
   failpoint?: (point: TransferFailpoint, transferId: string) => Promise<void> | void;
 }
@@ -104,7 +106,7 @@ const REFUNDS_OWED_SQL = `
 const OPEN_SQL = `
   SELECT ${TRANSFER_COLUMNS} FROM money_transfers
    WHERE status IN ('pending', 'broadcast') AND network = ANY ($1::text[])
-   ORDER BY created_at, id
+   ORDER BY review IS NOT NULL, created_at, id
    LIMIT ${BATCH}`;
 
 export class Transfers {
@@ -227,10 +229,12 @@ export class Transfers {
     if (state === 'pending') {
       if (row.status === 'pending') {
         // Written before the bytes leave: from here on, a crash leaves a row that says they may have.
-        await this.#o.pool.query(
-          `UPDATE money_transfers SET status = 'broadcast', updated_at = now() WHERE id = $1 AND status = 'pending'`,
-          [row.id],
+        const { rowCount } = await this.#o.pool.query(
+          `UPDATE money_transfers SET status = 'broadcast', updated_at = now()
+            WHERE id = $1 AND status = 'pending' AND tx = $2`,
+          [row.id, row.tx],
         );
+        if (rowCount !== 1) return 'waiting'; // changed under us (a second job after a lost lock): next run
         row = { ...row, status: 'broadcast' };
       }
       await treasury.broadcast(row.signed_tx!);
@@ -275,9 +279,9 @@ export class Transfers {
       `UPDATE money_transfers
           SET attempts = attempts || jsonb_build_array(jsonb_build_object(
                 'tx', tx, 'valid_until', valid_until::text, 'outcome', $3::text, 'at', now())),
-              status = 'pending', tx = NULL, signed_tx = NULL, valid_until = NULL, updated_at = now()
-        WHERE id = $1 AND tx = $2`,
-      [row.id, row.tx, why],
+              status = 'pending', tx = NULL, signed_tx = NULL, valid_until = NULL, review = NULL, updated_at = now()
+        WHERE id = $1 AND tx = $2 AND status = $4`,
+      [row.id, row.tx, why, row.status],
     );
   }
 
@@ -368,8 +372,11 @@ export class Transfers {
       [[...treasuries.keys()]],
     );
     let created = 0;
+    const minimum = this.#o.payoutMinimumAtomic ?? 1n;
     for (const seller of rows) {
-      if ((await payableAtomic(pool, seller.id)) < BigInt(seller.payout_threshold_atomic)) continue;
+      // A threshold set before the minimum was raised waits for the minimum.
+      const threshold = BigInt(seller.payout_threshold_atomic);
+      if ((await payableAtomic(pool, seller.id)) < (threshold > minimum ? threshold : minimum)) continue;
       try {
         await createPayout(pool, treasuries, {
           ownerId: seller.id,
@@ -378,8 +385,7 @@ export class Transfers {
           to: null,
           idempotencyKey: null,
           requestedBy: 'auto',
-          // The threshold was held to CROCHET_PAYOUT_MINIMUM when set, and the payable has reached it.
-          minimumAtomic: 1n,
+          minimumAtomic: minimum,
         });
         created++;
       } catch (error) {

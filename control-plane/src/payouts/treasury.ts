@@ -70,6 +70,8 @@ export type TransferState = 'confirmed' | 'failed' | 'landed' | 'pending' | 'dro
  * that does not know it never saw it land.
  */
 export const SOLANA_STATUS_WINDOW_BLOCKS = 150n;
+/** Solana: how far past a blockhash's expiry a node must be before "expired" is believed (nodes differ a little). */
+const SOLANA_EXPIRY_MARGIN_BLOCKS = 32n;
 
 export interface SignedTransfer {
   tx: string;
@@ -143,13 +145,16 @@ export const solanaTreasury = async (config: SolanaRailConfig, secretKey: string
       }
       // Not seen: it can still land while its blockhash is valid; after that, never. It may have landed between the
       // two looks, so once expired it is looked up once more: not seen then, it never will be — if the chain can still
-      // tell (SOLANA_STATUS_WINDOW_BLOCKS); later, "not found" may be an RPC that forgot it.
-      const height = await rpc.getBlockHeight({ commitment: 'confirmed' }).send();
-      if (validUntil === null || height <= validUntil) return 'pending';
-      const { value: again } = await rpc
+      // tell (SOLANA_STATUS_WINDOW_BLOCKS); later, "not found" may be an RPC that forgot it. Behind a load balancer the
+      // looks may reach different nodes: "expired" is taken with a margin (a node ahead by a few blocks proves
+      // nothing), and the second look counts only if its node has seen the slot the expiry was read at.
+      const { blockHeight: height, absoluteSlot } = await rpc.getEpochInfo({ commitment: 'confirmed' }).send();
+      if (validUntil === null || height <= validUntil + SOLANA_EXPIRY_MARGIN_BLOCKS) return 'pending';
+      const { context, value: again } = await rpc
         .getSignatureStatuses([tx as Signature], { searchTransactionHistory: true })
         .send();
       if (again[0]) return 'landed'; // landed after all: judged at the next look
+      if (context.slot < absoluteSlot) return 'pending'; // a node behind the expiry: asked again at the next run
       return height - validUntil <= SOLANA_STATUS_WINDOW_BLOCKS ? 'dropped' : 'unknown';
     },
   };
