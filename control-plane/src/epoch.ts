@@ -14,7 +14,8 @@ import { releaseInRedis } from './events-consumer.js';
  *   1. config: the whole published state (a full resync; proxies reload it when they adopt the epoch);
  *   2. consumed proofs: every proof held (not given back) within the acceptance window — older proofs are refused by
  *      the rails anyway, so what must be restored is bounded;
- *   3. spend counters: today's spend per agent, so a daily cap holds across the loss.
+ *   3. spend counters: today's spend per agent (a refunded call's excepted: its money is due back), so a daily cap
+ *      holds across the loss.
  *
  * Payment requests need no restore: their ids prove themselves (protocol payment-request.ts).
  *
@@ -84,7 +85,7 @@ const SPEND_TODAY_SQL = `
   SELECT buyer_id, sum(price_atomic)::text AS spent FROM gateway_requests
    WHERE payment ? 'rail' AND created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
      AND status <> 'refused'
-     AND coalesce(payment -> 'outcome' ->> 'status', '') <> 'released'
+     AND coalesce(payment -> 'outcome' ->> 'status', '') NOT IN ('released', 'refund_due')
      AND buyer_id IS NOT NULL
    GROUP BY buyer_id`;
 
