@@ -17,7 +17,9 @@ import { releaseInRedis } from './events-consumer.js';
  *   3. spend counters: today's spend per agent (a refunded call's excepted: its money is due back), so a daily cap
  *      holds across the loss.
  *
- * Payment requests need no restore: their ids prove themselves (protocol payment-request.ts).
+ * Payment requests need no restore: their ids prove themselves (protocol payment-request.ts). Nor do the spend
+ * reservations of open ones: lost, they let a 402 be issued that the cap would have refused, and its payment (or an
+ * older one's) is then refused at admission, which checks the restored spend against the cap — never charged past it.
  *
  * Before restoring it waits for the proxies: each one that saw the old Redis appends again what the control plane has
  * not committed yet, marks again the proofs those events consumed (proxy/src/redis-state.ts), and acknowledges the new

@@ -101,12 +101,12 @@ local function unreserve(rz, rl, rt, member)
     redis.call('DECRBY', rt, fmt(reserved_price(member)))
   end
 end
--- A live reservation of this listing: the named payment request's, else any (an EVM transfer or Relay names none).
+-- The live reservation a payment takes over: the one of the payment request it names; for a payment that names none
+-- (an EVM transfer, Relay), any of its listing. A payment whose own reservation is gone takes no other's room.
 local function find_reservation(rl, listing, request_id)
   if request_id then
     local p = listing .. '|' .. request_id .. '|'
-    local m = redis.call('ZRANGEBYLEX', rl, '[' .. p, '[' .. p .. '\\255', 'LIMIT', 0, 1)[1]
-    if m then return m end
+    return redis.call('ZRANGEBYLEX', rl, '[' .. p, '[' .. p .. '\\255', 'LIMIT', 0, 1)[1]
   end
   return redis.call('ZRANGEBYLEX', rl, '[' .. listing .. '|', '[' .. listing .. '|\\255', 'LIMIT', 0, 1)[1]
 end
@@ -159,8 +159,8 @@ return {'payment_required', d[2], d[3], d[4], 0, spent, id, reserved}
  * A payment whose settlement was pending when its call was answered holds its spend (spend_held): its retry is neither
  * capped nor counted again.
  *
- * Under a cap, the payment takes over a live reservation of this listing — its own payment request's where the payment
- * names it (a Solana memo), else any — and needs only the spend today plus its price to fit the cap (its room was set
+ * Under a cap, the payment takes over a live reservation — its own payment request's where the payment names it (a
+ * Solana memo), else any of this listing — and needs only the spend today plus its price to fit the cap (its room was set
  * aside when its 402 was issued). Admitted, the reservation becomes spend, once: it is dropped as the spend counter
  * grows, and remembered on the verification record so that a proof given back gets it back. A payment without a live
  * reservation (expired, or lost with Redis) must fit beside every live reservation: the room others were promised is
