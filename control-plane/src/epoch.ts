@@ -14,9 +14,12 @@ import { releaseInRedis } from './events-consumer.js';
  *   1. config: the whole published state (a full resync; proxies reload it when they adopt the epoch);
  *   2. consumed proofs: every proof held (not given back) within the acceptance window — older proofs are refused by
  *      the rails anyway, so what must be restored is bounded;
- *   3. spend counters: today's spend per agent, so a daily cap holds across the loss.
+ *   3. spend counters: today's spend per agent (a refunded call's excepted: its money is due back), so a daily cap
+ *      holds across the loss.
  *
- * Payment requests need no restore: their ids prove themselves (protocol payment-request.ts).
+ * Payment requests need no restore: their ids prove themselves (protocol payment-request.ts). Nor do the spend
+ * reservations of open ones: lost, they let a 402 be issued that the cap would have refused, and its payment (or an
+ * older one's) is then refused at admission, which checks the restored spend against the cap — never charged past it.
  *
  * Before restoring it waits for the proxies: each one that saw the old Redis appends again what the control plane has
  * not committed yet, marks again the proofs those events consumed (proxy/src/redis-state.ts), and acknowledges the new
@@ -84,7 +87,7 @@ const SPEND_TODAY_SQL = `
   SELECT buyer_id, sum(price_atomic)::text AS spent FROM gateway_requests
    WHERE payment ? 'rail' AND created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
      AND status <> 'refused'
-     AND coalesce(payment -> 'outcome' ->> 'status', '') <> 'released'
+     AND coalesce(payment -> 'outcome' ->> 'status', '') NOT IN ('released', 'refund_due')
      AND buyer_id IS NOT NULL
    GROUP BY buyer_id`;
 

@@ -127,7 +127,8 @@ const parsePayment = (raw: string): PaymentRecord => {
     (p['tx'] === null || isText(p['tx'], 256)) &&
     Array.isArray(p['proof_ids']) &&
     p['proof_ids'].length > 0 &&
-    p['proof_ids'].every((id) => isText(id, 512));
+    p['proof_ids'].every((id) => isText(id, 512)) &&
+    (p['payment_request_id'] === undefined || isText(p['payment_request_id'], 64));
   if (!ok) throw new EventError('gateway.start: payment is missing or malformed');
   return value as PaymentRecord;
 };

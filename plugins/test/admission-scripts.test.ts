@@ -40,6 +40,16 @@ const request = (over: Partial<PaidAdmissionRequest> = {}): PaidAdmissionRequest
   ...over,
 });
 
+const release = (gatewayRequestId: string, mode: 'give' | 'hold') =>
+  scripts.release({
+    gatewayRequestId,
+    proofIds: [],
+    proofId: 'tx:solana:test:sig1',
+    buyerId: 'agt_buyer',
+    day: '20261203',
+    priceAtomic: '1000',
+    mode,
+  });
 const entries = async () => (await redis.xrange(keys.events, '-', '+')).map(([, fields]) => fields);
 const cleanup = async () => {
   let cursor = '0';
@@ -141,17 +151,6 @@ describe('paid admission', () => {
 });
 
 describe('giving a proof back', () => {
-  const release = (gatewayRequestId: string, mode: 'give' | 'hold') =>
-    scripts.release({
-      gatewayRequestId,
-      proofIds: [],
-      proofId: 'tx:solana:test:sig1',
-      buyerId: 'agt_buyer',
-      day: '20261203',
-      priceAtomic: '1000',
-      mode,
-    });
-
   it('give: releases every id this request holds, gives the spend back once, never another request’s proof', async () => {
     const holder = request();
     await scripts.admitPaid(holder);
@@ -184,9 +183,95 @@ describe('giving a proof back', () => {
   });
 });
 
+describe('spend reservations under a daily cap', () => {
+  const issue = (id: string, over: Partial<PaidAdmissionRequest> = {}) =>
+    scripts.admitUnpaid({ ...request(over), spendCapAtomic: '3000', paymentRequestId: id, reserveMs: 60_000 });
+  const named = (id: string) => JSON.stringify({ ...JSON.parse(PAYMENT), payment_request_id: id });
+  const spent = async () => redis.get(keys.spend('agt_buyer', '20261203'));
+  const total = async () => redis.get(keys.reservationsTotal('agt_buyer'));
+
+  it('issues requirements while the spend and the live reservations leave room, then refuses', async () => {
+    for (const id of ['pay_a', 'pay_b', 'pay_c'])
+      expect(await issue(id)).toMatchObject({ outcome: 'payment_required' });
+    expect(await issue('pay_d')).toMatchObject({ outcome: 'spend_cap', spentAtomic: '0', reservedAtomic: '3000' });
+    expect(await total()).toBe('3000');
+  });
+
+  it('a payment takes over its own reservation: counted once, the cap still full', async () => {
+    for (const id of ['pay_a', 'pay_b', 'pay_c']) await issue(id);
+    const paid = request({
+      spendCapAtomic: '3000',
+      verified: { payment: named('pay_b'), settlement: '', ttlSeconds: 60 },
+    });
+    expect(await scripts.admitPaid(paid)).toMatchObject({ outcome: 'admitted' });
+    expect(await spent()).toBe('1000');
+    expect(await total()).toBe('2000');
+    expect(await redis.zrange(keys.reservations('agt_buyer'), '0', '-1')).toEqual(
+      expect.not.arrayContaining(['lst_1|pay_b|1000']),
+    );
+    expect(await issue('pay_d')).toMatchObject({ outcome: 'spend_cap', spentAtomic: '1000', reservedAtomic: '2000' });
+  });
+
+  it('a payment naming no request takes over a reservation of its listing; without one it must fit beside them', async () => {
+    await issue('pay_a');
+    await issue('pay_b', { listingId: 'lst_2' });
+    const evm = request({ spendCapAtomic: '3000' }); // PAYMENT names no payment request
+    expect(await scripts.admitPaid(evm)).toMatchObject({ outcome: 'admitted' });
+    expect(await redis.zrange(keys.reservationsByPrefix('agt_buyer'), '0', '-1')).toEqual(['lst_2|pay_b|1000']);
+    // spend 1000 + reserved 1000: a payment for lst_1 with no reservation fits once more, not twice.
+    const other = (sig: string) =>
+      request({
+        spendCapAtomic: '3000',
+        proofId: `tx:solana:test:${sig}`,
+        verified: {
+          payment: JSON.stringify({ ...JSON.parse(PAYMENT), tx: sig, proof_ids: [`tx:solana:test:${sig}`] }),
+          settlement: '',
+          ttlSeconds: 60,
+        },
+      });
+    expect(await scripts.admitPaid(other('sig2'))).toMatchObject({ outcome: 'admitted' });
+    expect(await scripts.admitPaid(other('sig3'))).toMatchObject({ outcome: 'spend_cap_refund', spentAtomic: '2000' });
+    expect(await spent()).toBe('2000');
+  });
+
+  it('expired reservations are dropped, and a proof given back gets its reservation back', async () => {
+    await scripts.admitUnpaid({
+      ...request(),
+      spendCapAtomic: '3000',
+      paymentRequestId: 'pay_old',
+      reserveMs: 1,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    for (const id of ['pay_a', 'pay_b', 'pay_c'])
+      expect(await issue(id)).toMatchObject({ outcome: 'payment_required' });
+    expect(await total()).toBe('3000');
+    const paid = request({
+      spendCapAtomic: '3000',
+      verified: { payment: named('pay_a'), settlement: '', ttlSeconds: 60 },
+    });
+    await scripts.admitPaid(paid);
+    expect(await total()).toBe('2000');
+    await release(paid.gatewayRequestId, 'give');
+    expect(await spent()).toBe('0');
+    expect(await total()).toBe('3000');
+    expect(await release(paid.gatewayRequestId, 'give')).toBe(0);
+    expect(await total()).toBe('3000');
+  });
+
+  it('a refunded call gives its spend back once, only for the request that consumed the proof', async () => {
+    const paid = request({ spendCapAtomic: '3000' });
+    await scripts.admitPaid(paid);
+    const back = { proofId: paid.proofId, buyerId: 'agt_buyer', day: '20261203', priceAtomic: '1000' };
+    expect(await scripts.returnSpend({ ...back, gatewayRequestId: 'gr_other' })).toBe(false);
+    expect(await scripts.returnSpend({ ...back, gatewayRequestId: paid.gatewayRequestId })).toBe(true);
+    expect(await scripts.returnSpend({ ...back, gatewayRequestId: paid.gatewayRequestId })).toBe(false);
+    expect(await spent()).toBe('0');
+  });
+});
+
 describe('unpaid and free admission', () => {
   it('a 402 is counted and recorded; past the cap it says so', async () => {
-    const unpaid = { ...request(), spendCapAtomic: '1500' };
+    const unpaid = { ...request(), spendCapAtomic: '1500', paymentRequestId: 'pay_1', reserveMs: 60_000 };
     expect(await scripts.admitUnpaid(unpaid)).toMatchObject({ outcome: 'payment_required', allowed: true });
     await redis.set(keys.spend('agt_buyer', '20261203'), '1000');
     expect(await scripts.admitUnpaid(unpaid)).toMatchObject({ outcome: 'spend_cap', spentAtomic: '1000' });

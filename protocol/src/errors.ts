@@ -228,7 +228,9 @@ export const ERRORS = define({
   SPEND_CAP_EXCEEDED: {
     status: 402,
     message: 'This call would take the agent past the daily spend cap its operator set.',
-    hint: 'The cap resets at 00:00 UTC; ask the operator to raise it on the dashboard, or call a free listing.',
+    hint:
+      'The cap resets at 00:00 UTC, and payment requests you left unpaid stop reserving it once they expire; ask the ' +
+      'operator to raise it on the dashboard, or call a free listing.',
   },
   LISTING_NOT_FOUND: {
     status: 404,

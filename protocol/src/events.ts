@@ -44,6 +44,8 @@ export interface PaymentRecord {
   asset: string;
   tx: string | null;
   proof_ids: string[];
+  /** The payment request the payment names (a Solana transfer's memo), where it names one. */
+  payment_request_id?: string;
 }
 
 /**

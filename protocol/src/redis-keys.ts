@@ -60,6 +60,13 @@ export const redisKeys = (prefix: string = DEFAULT_REDIS_PREFIX) =>
     settlerNonce: (chainId: number, address: string) => `${prefix}settler:${chainId}:${address.toLowerCase()}:nonce`,
     /** Atomic units an agent spent on paid calls in one UTC day (`utcDay`); counted at admission, kept two days. */
     spend: (agentId: string, day: string) => `${prefix}spend:${agentId}:${day}`,
+    /**
+     * An agent's spend reservations under its daily cap (plugins admission scripts): the prices of the payment
+     * requests issued to it and still open — a sorted set by expiry, the same members by prefix, and their total.
+     */
+    reservations: (agentId: string) => `${prefix}spend:res:${agentId}`,
+    reservationsByPrefix: (agentId: string) => `${prefix}spend:res:${agentId}:lex`,
+    reservationsTotal: (agentId: string) => `${prefix}spend:res:${agentId}:total`,
     /** Rate-limit state (GCRA theoretical arrival time) for one API key. */
     rateKey: (keyId: string) => `${prefix}rl:k:${keyId}`,
     /** Rate-limit state for one listing. */

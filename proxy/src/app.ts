@@ -318,6 +318,7 @@ export const startProxy = async (config: ProxyConfig): Promise<ProxyServer> => {
     admitUnpaid: timedRedis(metrics, 'admit_unpaid', scripts.admitUnpaid),
     admitPaid: timedRedis(metrics, 'paid_admit', scripts.admitPaid),
     release: timedRedis(metrics, 'release', scripts.release),
+    returnSpend: timedRedis(metrics, 'return_spend', scripts.returnSpend),
     consume: timedRedis(metrics, 'consume', scripts.consume),
   };
   payments = await buildPayments(config, redis, keys, { scripts: timed, outbox, state, metrics }, () => app);

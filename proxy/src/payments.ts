@@ -99,6 +99,7 @@ const toRecord = (p: VerifiedPayment): PaymentRecord => ({
   asset: p.asset,
   tx: p.tx,
   proof_ids: p.proofIds,
+  ...(p.paymentRequestId ? { payment_request_id: p.paymentRequestId } : {}),
 });
 
 const fromRecord = (json: string, settlement: string): VerifiedPayment => {
@@ -111,6 +112,7 @@ const fromRecord = (json: string, settlement: string): VerifiedPayment => {
     asset: record.asset,
     tx: record.tx,
     proofIds: record.proof_ids,
+    ...(record.payment_request_id ? { paymentRequestId: record.payment_request_id } : {}),
     ...(settlement ? { settlement: JSON.parse(settlement) as unknown } : {}),
   };
 };
@@ -260,14 +262,25 @@ export class Payments {
     }
   }
 
-  /** A 402: limits, start record and the spend cap in one script; the payment request id proves itself. */
-  async #requirePayment(call: Call, request: Parameters<GatewayScripts['admitUnpaid']>[0]): Promise<ApiError | null> {
+  /**
+   * A 402: limits, start record and, under a daily cap, the price reserved for the payment request it issues until
+   * that expires — in one script. The payment request id proves itself.
+   */
+  async #requirePayment(
+    call: Call,
+    request: Omit<Parameters<GatewayScripts['admitUnpaid']>[0], 'paymentRequestId' | 'reserveMs'>,
+  ): Promise<ApiError | null> {
     const listing = call.listing!;
     const { config } = this.#o;
     let admission: Awaited<ReturnType<GatewayScripts['admitUnpaid']>>;
+    const id = this.#o.requestIds.issue(listing.id, request.buyerId);
     call.admitted = true; // even unanswered, the script may have appended the start: the end closes it
     try {
-      admission = await this.#o.scripts.admitUnpaid(request);
+      admission = await this.#o.scripts.admitUnpaid({
+        ...request,
+        paymentRequestId: id,
+        reserveMs: reservationMs(config.requestTtlSeconds),
+      });
     } catch {
       return unavailable();
     }
@@ -276,9 +289,10 @@ export class Payments {
     call.limitHeaders = rateLimitHeaders(admission);
     if (admission.outcome === 'rate_limited') return rateLimited(admission.limit, call.limitHeaders);
     if (admission.outcome === 'spend_cap') {
-      return spendCapExceeded(request.spendCapAtomic ?? '0', admission.spentAtomic, listing.priceAtomic);
+      return spendCapExceeded(request.spendCapAtomic ?? '0', admission.spentAtomic, listing.priceAtomic, {
+        reservedAtomic: admission.reservedAtomic,
+      });
     }
-    const id = this.#o.requestIds.issue(listing.id, request.buyerId);
     call.paymentRequestId = id;
     const input = {
       paymentRequestId: id,
@@ -507,6 +521,8 @@ export class Payments {
       case 'book':
         return { status: 'settled', tx };
       case 'refund':
+        // The money is due back to the buyer: it does not count against its daily cap.
+        await this.#returnSpend(call);
         return { status: 'refund_due', tx };
       case 'release':
         await this.#release(call, 'give');
@@ -540,6 +556,20 @@ export class Payments {
         day: paid.day,
         priceAtomic: call.listing!.priceAtomic.toString(),
         mode,
+      }),
+    ).then(() => undefined);
+  }
+
+  /** Gives a refunded call's spend back; retried until Redis answers (idempotent). */
+  #returnSpend(call: Call): Promise<void> {
+    const paid = call.paid!;
+    return this.#retry('return_spend', () =>
+      this.#o.scripts.returnSpend({
+        gatewayRequestId: call.id,
+        proofId: paid.proofId,
+        buyerId: call.key!.agent_id,
+        day: paid.day,
+        priceAtomic: call.listing!.priceAtomic.toString(),
       }),
     ).then(() => undefined);
   }
@@ -612,29 +642,47 @@ export class Payments {
 }
 
 /**
- * Past the cap. A payment that settles later (x402) was not settled and stays valid for this listing; a transfer that
- * already moved money (`refunded`: the gateway request it was recorded under) is booked and reversed in the ledger.
+ * How long a 402's reservation against the cap holds: the payment request's lifetime, and as long again (at most a
+ * minute) for a payment made at its last moment to be confirmed and presented.
+ */
+const reservationMs = (requestTtlSeconds: number) => (requestTtlSeconds + Math.min(requestTtlSeconds, 60)) * 1000;
+
+/**
+ * Past the cap. Refused at the 402 (`reservedAtomic`: what payment requests still open hold): no payment requirements
+ * are issued. Refused at admission: a payment that settles later (x402) was not settled and stays valid for this
+ * listing; a transfer that already moved money (`refunded`: the gateway request it was recorded under) is booked and
+ * reversed in the ledger.
  */
 const spendCapExceeded = (
   capAtomic: string,
   spentAtomic: string,
   priceAtomic: bigint,
-  moved: { refunded: string } | null = null,
-) =>
-  new ApiError('SPEND_CAP_EXCEEDED', {
+  at: { refunded: string } | { reservedAtomic: string } | null = null,
+) => {
+  const reserved = at && 'reservedAtomic' in at ? BigInt(at.reservedAtomic) : 0n;
+  const refunded = at && 'refunded' in at ? at.refunded : null;
+  return new ApiError('SPEND_CAP_EXCEEDED', {
     message:
       `This call (${fromAtomic(priceAtomic, 'USDC')} USDC) would take the agent past its daily spend cap of ` +
-      `${fromAtomic(BigInt(capAtomic), 'USDC')} USDC (spent today: ${fromAtomic(BigInt(spentAtomic), 'USDC')} USDC). ` +
-      (moved
-        ? `The transfer already made for it is recorded under gateway request ${moved.refunded} and is due back to ` +
-          'the agent (refund_due in the history and the ledger).'
-        : 'A payment authorised for it was not settled: no USDC moved, and it stays usable until it expires.'),
+      `${fromAtomic(BigInt(capAtomic), 'USDC')} USDC (spent today: ${fromAtomic(BigInt(spentAtomic), 'USDC')} USDC` +
+      (reserved > 0n
+        ? `; ${fromAtomic(reserved, 'USDC')} USDC more is reserved by payment requests issued and still open`
+        : '') +
+      '). ' +
+      (at === null
+        ? 'A payment authorised for it was not settled: no USDC moved, and it stays usable until it expires.'
+        : refunded
+          ? `The transfer already made for it is recorded under gateway request ${refunded} and is due back to ` +
+            'the agent (refund_due in the history and the ledger).'
+          : 'No payment requirements were issued: pay nothing for this call.'),
     details: {
       daily_spend_cap: fromAtomic(BigInt(capAtomic), 'USDC'),
       spent_today: fromAtomic(BigInt(spentAtomic), 'USDC'),
-      ...(moved ? { refund_gateway_request_id: moved.refunded } : {}),
+      ...(at && 'reservedAtomic' in at ? { reserved: fromAtomic(reserved, 'USDC') } : {}),
+      ...(refunded ? { refund_gateway_request_id: refunded } : {}),
     },
   });
+};
 
 const withDeadline = <T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> =>
   new Promise((resolve, reject) => {

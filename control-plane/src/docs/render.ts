@@ -313,9 +313,14 @@ export const PAYMENT_TEXT = [
   '- A transfer is accepted as a proof for payment.accept_window_seconds after it moved the money',
   '  (402 PAYMENT_PROOF_EXPIRED after that); a Solana transfer must also land before payment.expires_at.',
   '- Cheap listings are not offered on EVM: PAYMENT_ROUTE_MINIMUM_NOT_MET — pay on Solana.',
-  '- Your operator may set a daily spend cap (resets 00:00 UTC): past it, 402 SPEND_CAP_EXCEEDED (with',
-  '  daily_spend_cap and spent_today) instead of payment requirements. Past the cap an x402 payment is not settled',
-  '  (usable until it expires); a transfer already made is recorded for refund (refund_gateway_request_id).',
+  '- Your operator may set a daily spend cap (resets 00:00 UTC). Each 402 reserves its price against the cap until',
+  '  its payment.expires_at (and as long again, at most a minute, to present a last-moment payment); paying it turns',
+  '  the reservation into spend, counted once. When spent_today plus what open payment requests reserve leaves no',
+  '  room, you get 402 SPEND_CAP_EXCEEDED (with daily_spend_cap, spent_today and reserved) instead of payment',
+  '  requirements: pay nothing, and ask again once requests you left unpaid have expired. So pay the requirements you',
+  '  asked for, and do not ask for more than you mean to pay. A call refunded after its seller failed (refund_due)',
+  '  gives its spend back. Should a payment still arrive past the cap, an x402 payment is not settled (usable until',
+  '  it expires); a transfer already made is recorded for refund (refund_gateway_request_id).',
   '- 403 AGENT_PAUSED: your operator paused you; nothing is charged.',
 ];
 

@@ -1,7 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import type { RedisKeys } from '@crochet/protocol';
 import type { Redis } from 'ioredis';
-import { ADMIT_FREE, ADMIT_PAID, ADMIT_UNPAID, EPOCH, MARK_RESTORED, RELEASE, UNLOCK } from './scripts.js';
+import {
+  ADMIT_FREE,
+  ADMIT_PAID,
+  ADMIT_UNPAID,
+  EPOCH,
+  MARK_RESTORED,
+  RELEASE,
+  RETURN_SPEND,
+  UNLOCK,
+} from './scripts.js';
 
 /**
  * Admission (DESIGN §2 hot-path rule): the per-key and per-listing rate limits, proof consumption and the spend cap,
@@ -42,9 +51,16 @@ export interface UnpaidAdmissionRequest extends AdmissionRequest {
   priceAtomic: string;
 }
 
+/** A 402's request: under a cap, its price is reserved for the payment request it issues until that expires. */
+export interface PaymentRequiredRequest extends UnpaidAdmissionRequest {
+  paymentRequestId: string;
+  /** How long the reservation holds (ms): the payment request's lifetime and the time to present a last-moment payment. */
+  reserveMs: number;
+}
+
 export type UnpaidAdmission = (
   | ({ outcome: 'payment_required' } & Admission)
-  | ({ outcome: 'spend_cap'; spentAtomic: string } & Admission)
+  | ({ outcome: 'spend_cap'; spentAtomic: string; reservedAtomic: string } & Admission)
   | ({ outcome: 'rate_limited' } & Admission)
 ) &
   Appended;
@@ -86,10 +102,12 @@ export interface ReleaseRequest {
 /** The gateway's Redis scripts, defined once on a connection (EVALSHA with a transparent EVAL fallback). */
 export interface GatewayScripts {
   admitFree(request: AdmissionRequest): Promise<Admission & Appended>;
-  admitUnpaid(request: UnpaidAdmissionRequest): Promise<UnpaidAdmission>;
+  admitUnpaid(request: PaymentRequiredRequest): Promise<UnpaidAdmission>;
   admitPaid(request: PaidAdmissionRequest): Promise<PaidAdmission>;
   /** Gives a proof back (RELEASE in scripts.ts); idempotent. Returns how many proof ids were released. */
   release(request: ReleaseRequest): Promise<number>;
+  /** Gives a refunded call's spend back (RETURN_SPEND in scripts.ts); idempotent. True when it was given back. */
+  returnSpend(request: Omit<ReleaseRequest, 'proofIds' | 'mode'>): Promise<boolean>;
   /** Marks a proof id (an x402 settlement's transaction) used by a gateway request, unless it is already. */
   consume(proofId: string, gatewayRequestId: string): Promise<void>;
 }
@@ -114,6 +132,12 @@ export const createGatewayScripts = (redis: Redis, keys: RedisKeys): GatewayScri
   const unpaid = define('crochetAdmitUnpaid', ADMIT_UNPAID);
   const paid = define('crochetAdmitPaid', ADMIT_PAID);
   const release = define('crochetRelease', RELEASE);
+  const returnSpend = define('crochetReturnSpend', RETURN_SPEND);
+  const reservations = (agentId: string) => [
+    keys.reservations(agentId),
+    keys.reservationsByPrefix(agentId),
+    keys.reservationsTotal(agentId),
+  ];
   const usedPrefix = keys.paymentUsed('');
   return {
     admitFree: async (r) => {
@@ -130,34 +154,39 @@ export const createGatewayScripts = (redis: Redis, keys: RedisKeys): GatewayScri
     },
     admitUnpaid: async (r) => {
       const reply = await unpaid(
-        4,
+        7,
         keys.rateKey(r.keyId),
         keys.rateListing(r.listingId),
         keys.events,
         keys.spend(r.buyerId, r.day),
+        ...reservations(r.buyerId),
         r.keyLimitPerMinute,
         r.listingLimitPerMinute,
         r.startEvent,
         r.spendCapAtomic ?? '',
         r.priceAtomic,
+        `${r.listingId}|${r.paymentRequestId}|${r.priceAtomic}`,
+        Math.ceil(r.reserveMs),
       );
       const outcome = String(reply[0]);
       const streamId = String(reply[6]);
       if (outcome === 'rate_limited') return { outcome, ...admission(reply, false), streamId };
       if (outcome === 'spend_cap') {
-        return { outcome, ...admission(reply, true), spentAtomic: String(reply[5]), streamId };
+        const spent = { spentAtomic: String(reply[5]), reservedAtomic: String(reply[7]) };
+        return { outcome, ...admission(reply, true), ...spent, streamId };
       }
       return { outcome: 'payment_required', ...admission(reply, true), streamId };
     },
     admitPaid: async (r) => {
       const reply = await paid(
-        7,
+        10,
         keys.epoch,
         keys.rateKey(r.keyId),
         keys.rateListing(r.listingId),
         keys.events,
         keys.paymentVerified(r.proofId),
         keys.spend(r.buyerId, r.day),
+        ...reservations(r.buyerId),
         keys.paymentUsed(r.proofId),
         r.epoch,
         r.keyLimitPerMinute,
@@ -204,9 +233,10 @@ export const createGatewayScripts = (redis: Redis, keys: RedisKeys): GatewayScri
     release: async (r) => {
       const used = r.proofIds.map((id) => keys.paymentUsed(id));
       const reply = (await release(
-        2 + used.length,
+        5 + used.length,
         keys.paymentVerified(r.proofId),
         keys.spend(r.buyerId, r.day),
+        ...reservations(r.buyerId),
         ...used,
         r.gatewayRequestId,
         r.priceAtomic,
@@ -214,6 +244,17 @@ export const createGatewayScripts = (redis: Redis, keys: RedisKeys): GatewayScri
         usedPrefix,
       )) as unknown as number;
       return Number(reply);
+    },
+    returnSpend: async (r) => {
+      const reply = await returnSpend(
+        3,
+        keys.paymentVerified(r.proofId),
+        keys.spend(r.buyerId, r.day),
+        keys.paymentUsed(r.proofId),
+        r.gatewayRequestId,
+        r.priceAtomic,
+      );
+      return Number(reply) === 1;
     },
     consume: async (proofId, gatewayRequestId) => {
       await redis.set(keys.paymentUsed(proofId), gatewayRequestId, 'NX');

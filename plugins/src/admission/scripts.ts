@@ -67,29 +67,82 @@ local id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[3])
 return {1, d[2], d[3], d[4], 0, id}
 `;
 
+// Spend reservations (DESIGN §2): a 402 issued to an agent with a daily cap reserves its price until the payment
+// request expires, so that the requirements out at any time never promise more than the cap leaves. Per agent, not
+// per day (a request issued before midnight and paid after it is counted on the day it is admitted): a sorted set by
+// expiry (members '<listing>|<payment request id>|<price>'), the same members at score 0 for lookup by prefix, and
+// their total. Expired reservations are dropped lazily, at most 100 per script, by every script that reads the total;
+// one not dropped yet only counts for longer (the buyer may be refused, never charged past the cap).
+// rz, rl, rt: the reservation keys. \255 ends a prefix range.
+const RESERVATIONS = `
+local function fmt(n) return string.format('%d', n) end
+local function reserved_price(member) return tonumber(string.match(member, '|(%d+)$')) end
+local function drop_expired(rz, rl, rt)
+  local gone = redis.call('ZRANGEBYSCORE', rz, '-inf', now, 'LIMIT', 0, 100)
+  if #gone == 0 then return end
+  local sum = 0
+  for _, m in ipairs(gone) do sum = sum + reserved_price(m) end
+  redis.call('ZREM', rz, unpack(gone))
+  redis.call('ZREM', rl, unpack(gone))
+  redis.call('DECRBY', rt, fmt(sum))
+end
+local function reserve(rz, rl, rt, member, until_ms)
+  redis.call('ZADD', rz, until_ms, member)
+  redis.call('ZADD', rl, 0, member)
+  redis.call('INCRBY', rt, fmt(reserved_price(member)))
+  local keep = until_ms - now + 60000
+  for _, key in ipairs({rz, rl, rt}) do
+    if redis.call('PTTL', key) < keep then redis.call('PEXPIRE', key, keep) end
+  end
+end
+local function unreserve(rz, rl, rt, member)
+  if redis.call('ZREM', rz, member) == 1 then
+    redis.call('ZREM', rl, member)
+    redis.call('DECRBY', rt, fmt(reserved_price(member)))
+  end
+end
+-- The live reservation a payment takes over: the one of the payment request it names; for a payment that names none
+-- (an EVM transfer, Relay), any of its listing. A payment whose own reservation is gone takes no other's room.
+local function find_reservation(rl, listing, request_id)
+  if request_id then
+    local p = listing .. '|' .. request_id .. '|'
+    return redis.call('ZRANGEBYLEX', rl, '[' .. p, '[' .. p .. '\\255', 'LIMIT', 0, 1)[1]
+  end
+  return redis.call('ZRANGEBYLEX', rl, '[' .. listing .. '|', '[' .. listing .. '|\\255', 'LIMIT', 0, 1)[1]
+end
+`;
+
 /**
  * A paid listing called without a proof: counted against the limits and recorded like any call (each 402 issues a
- * payment request, so an agent cannot ask for them without bound), and checked against the buyer's daily spend cap.
- * KEYS: key-limit, listing-limit, events, the buyer's spend today. ARGV: key limit/min, listing limit/min, start
- * event JSON, daily cap ('' for none), price. Returns {outcome, limit, remaining, reset_ms, retry_after_ms, spent,
- * stream id}; outcome: payment_required | spend_cap | rate_limited.
+ * payment request, so an agent cannot ask for them without bound), and, for a buyer with a daily spend cap, its price
+ * reserved against the cap until the payment request expires — refused when the spend today plus the live
+ * reservations leave no room for it.
+ * KEYS: key-limit, listing-limit, events, the buyer's spend today, the buyer's reservations (by expiry, by prefix,
+ * total). ARGV: key limit/min, listing limit/min, start event JSON, daily cap ('' for none), price, reservation
+ * member ('<listing>|<payment request id>|<price>'), how long it holds (ms). Returns {outcome, limit, remaining,
+ * reset_ms, retry_after_ms, spent, stream id, reserved}; outcome: payment_required | spend_cap | rate_limited.
  */
-export const ADMIT_UNPAID = `${NOW}${LIMITS}
+export const ADMIT_UNPAID = `${NOW}${LIMITS}${RESERVATIONS}
 local d, charge = limits(KEYS[1], tonumber(ARGV[1]), KEYS[2], tonumber(ARGV[2]))
-if d[1] == 0 then return {'rate_limited', d[2], 0, d[4], d[5], '', ''} end
+if d[1] == 0 then return {'rate_limited', d[2], 0, d[4], d[5], '', '', ''} end
 charge()
 local id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[3])
 local spent = redis.call('GET', KEYS[4]) or '0'
-if ARGV[4] ~= '' and tonumber(spent) + tonumber(ARGV[5]) > tonumber(ARGV[4]) then
-  return {'spend_cap', d[2], d[3], d[4], 0, spent, id}
+if ARGV[4] == '' then return {'payment_required', d[2], d[3], d[4], 0, spent, id, '0'} end
+drop_expired(KEYS[5], KEYS[6], KEYS[7])
+local reserved = redis.call('GET', KEYS[7]) or '0'
+if tonumber(spent) + tonumber(reserved) + tonumber(ARGV[5]) > tonumber(ARGV[4]) then
+  return {'spend_cap', d[2], d[3], d[4], 0, spent, id, reserved}
 end
-return {'payment_required', d[2], d[3], d[4], 0, spent, id}
+reserve(KEYS[5], KEYS[6], KEYS[7], ARGV[6], now + tonumber(ARGV[7]))
+return {'payment_required', d[2], d[3], d[4], 0, spent, id, reserved}
 `;
 
 /**
  * A call with a payment proof. KEYS: 1 epoch, 2 key-limit, 3 listing-limit, 4 events, 5 the payment's verification
- * record (hash listing, buyer, payment, settlement, spend_held, refused), 6 the buyer's spend today, 7… the "used" key
- * of the presented proof id. ARGV: 1 the proxy's epoch, 2 key limit/min, 3 listing limit/min, 4 start event JSON,
+ * record (hash listing, buyer, payment, settlement, spend_held, refused, reservation, reserved_until), 6 the buyer's
+ * spend today, 7 8 9 the buyer's reservations (by expiry, by prefix, total), 10… the "used" key of the presented
+ * proof id. ARGV: 1 the proxy's epoch, 2 key limit/min, 3 listing limit/min, 4 start event JSON,
  * 5 gateway request id, 6 listing id, 7 buyer id, 8 "used" key prefix, 9 daily cap ('' none), 10 price, 11 '1' when
  * the payment's money has already moved (direct transfer, Relay), 12 deadline (Redis ms), 13 a verification made
  * just now: payment JSON ('' none), 14 its settlement JSON, 15 seconds to keep the verification record.
@@ -105,8 +158,15 @@ return {'payment_required', d[2], d[3], d[4], 0, spent, id}
  *                      record (`refused`), so a run again for the same request repeats the refusal.
  * A payment whose settlement was pending when its call was answered holds its spend (spend_held): its retry is neither
  * capped nor counted again.
+ *
+ * Under a cap, the payment takes over a live reservation — its own payment request's where the payment names it (a
+ * Solana memo), else any of this listing — and needs only the spend today plus its price to fit the cap (its room was set
+ * aside when its 402 was issued). Admitted, the reservation becomes spend, once: it is dropped as the spend counter
+ * grows, and remembered on the verification record so that a proof given back gets it back. A payment without a live
+ * reservation (expired, or lost with Redis) must fit beside every live reservation: the room others were promised is
+ * not its to take.
  */
-export const ADMIT_PAID = `${NOW}
+export const ADMIT_PAID = `${NOW}${RESERVATIONS}
 if now > tonumber(ARGV[12]) then return {'late', 0, 0, 0, 0, '', '', ''} end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'epoch', 0, 0, 0, 0, '', '', ''} end
 if ARGV[13] ~= '' and redis.call('EXISTS', KEYS[5]) == 0 then
@@ -122,7 +182,7 @@ local function again()
   if v[6] == me then return {'spend_cap_refund', 0, 0, 0, 0, redis.call('GET', KEYS[6]) or '0', v[3] or '', ''} end
   return {'admitted', d[2], d[3], d[4], 0, v[3] or '', v[4] or '', ''}
 end
-for i = 7, #KEYS do
+for i = 10, #KEYS do
   local by = redis.call('GET', KEYS[i])
   if by == me then return again() end
   if by then return {'used', 0, 0, 0, 0, by, '', ''} end
@@ -130,7 +190,8 @@ end
 if not v[3] then return {'unverified', 0, 0, 0, 0, '', '', ''} end
 if v[1] ~= ARGV[6] or v[2] ~= ARGV[7] then return {'mismatch', 0, 0, 0, 0, '', '', ''} end
 local used = {}
-for _, id in ipairs(cjson.decode(v[3]).proof_ids) do
+local payment = cjson.decode(v[3])
+for _, id in ipairs(payment.proof_ids) do
   local key = ARGV[8] .. id
   local by = redis.call('GET', key)
   if by == me then return again() end
@@ -141,21 +202,36 @@ if d[1] == 0 then return {'rate_limited', d[2], 0, d[4], d[5], '', '', ''} end
 -- The start record carries Redis's time of the consumption ('t'): which of two requests consumed a proof last is
 -- decided by one clock, not by the proxies' own.
 local function consume()
-  for i = 7, #KEYS do redis.call('SET', KEYS[i], me) end
+  for i = 10, #KEYS do redis.call('SET', KEYS[i], me) end
   for _, key in ipairs(used) do redis.call('SET', key, me) end
   return redis.call('XADD', KEYS[4], '*', 'e', ARGV[4], 'p', v[3], 't', tostring(now))
 end
 local spent = tonumber(redis.call('GET', KEYS[6]) or '0')
-if not v[5] and ARGV[9] ~= '' and spent + tonumber(ARGV[10]) > tonumber(ARGV[9]) then
-  if ARGV[11] ~= '1' then return {'spend_cap', 0, 0, 0, 0, tostring(spent), '', ''} end
-  redis.call('HSET', KEYS[5], 'refused', me)
-  local id = consume()
-  return {'spend_cap_refund', 0, 0, 0, 0, tostring(spent), v[3], id}
+local held
+if not v[5] and ARGV[9] ~= '' then
+  drop_expired(KEYS[7], KEYS[8], KEYS[9])
+  local request_id = payment.payment_request_id
+  if type(request_id) ~= 'string' then request_id = nil end
+  held = find_reservation(KEYS[8], ARGV[6], request_id)
+  local room = tonumber(ARGV[9]) - spent
+  if not held then room = room - tonumber(redis.call('GET', KEYS[9]) or '0') end
+  if tonumber(ARGV[10]) > room then
+    if ARGV[11] ~= '1' then return {'spend_cap', 0, 0, 0, 0, fmt(spent), '', ''} end
+    -- Its money moved and is to be refunded: the reservation it came with is done with.
+    if held then unreserve(KEYS[7], KEYS[8], KEYS[9], held) end
+    redis.call('HSET', KEYS[5], 'refused', me)
+    local id = consume()
+    return {'spend_cap_refund', 0, 0, 0, 0, fmt(spent), v[3], id}
+  end
 end
 charge()
 if v[5] then
   redis.call('HDEL', KEYS[5], 'spend_held')
 else
+  if held then
+    redis.call('HSET', KEYS[5], 'reservation', held, 'reserved_until', redis.call('ZSCORE', KEYS[7], held))
+    unreserve(KEYS[7], KEYS[8], KEYS[9], held)
+  end
   redis.call('INCRBY', KEYS[6], ARGV[10])
   redis.call('EXPIRE', KEYS[6], 172800)
 end
@@ -164,17 +240,18 @@ return {'admitted', d[2], d[3], d[4], 0, v[3], v[4] or '', id}
 `;
 
 /**
- * Gives a proof back. KEYS: 1 the verification record, 2 the buyer's spend counter, 3… "used" keys of proof ids the
- * caller knows. ARGV: 1 gateway request id, 2 price, 3 mode, 4 "used" key prefix. Every proof id of the payment (the
- * given ones and those in the verification record) still held by this request is released — never one another
- * request holds. When anything was released:
- *   give     nothing was charged: the price comes off the spend counter
+ * Gives a proof back. KEYS: 1 the verification record, 2 the buyer's spend counter, 3 4 5 the buyer's reservations
+ * (by expiry, by prefix, total), 6… "used" keys of proof ids the caller knows. ARGV: 1 gateway request id, 2 price,
+ * 3 mode, 4 "used" key prefix. Every proof id of the payment (the given ones and those in the verification record)
+ * still held by this request is released — never one another request holds. When anything was released:
+ *   give     nothing was charged: the price comes off the spend counter, and the reservation the payment took over
+ *            at admission is put back while its payment request lives (the retry finds its room again)
  *   hold     a settlement is pending: the spend stays counted and is marked on the record for the retry
  * Idempotent: a second run finds nothing held and changes nothing. Returns the number of ids released.
  */
-export const RELEASE = `
+export const RELEASE = `${NOW}${RESERVATIONS}
 local held = {}
-for i = 3, #KEYS do held[#held + 1] = KEYS[i] end
+for i = 6, #KEYS do held[#held + 1] = KEYS[i] end
 local payment = redis.call('HGET', KEYS[1], 'payment')
 if payment then
   for _, id in ipairs(cjson.decode(payment).proof_ids or {}) do held[#held + 1] = ARGV[4] .. id end
@@ -189,9 +266,28 @@ if released > 0 then
     if recorded then redis.call('HSET', KEYS[1], 'spend_held', '1') end
   else
     if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('DECRBY', KEYS[2], ARGV[2]) end
+    local r = redis.call('HMGET', KEYS[1], 'reservation', 'reserved_until')
+    if r[1] then
+      redis.call('HDEL', KEYS[1], 'reservation', 'reserved_until')
+      if tonumber(r[2]) > now then reserve(KEYS[3], KEYS[4], KEYS[5], r[1], tonumber(r[2])) end
+    end
   end
 end
 return released
+`;
+
+/**
+ * Gives a refunded call's spend back (its seller failed after the money moved: the money is due back, so it does not
+ * count against the cap). KEYS: 1 the verification record, 2 the buyer's spend counter, 3 the "used" key of the
+ * presented proof id. ARGV: 1 gateway request id, 2 price. Only for the request that consumed the proof, and once (the
+ * record remembers it: `spend_returned`); with no record (lost with Redis) nothing changes — the spend stays counted,
+ * which can refuse the buyer early, never let it spend past the cap. Returns 1 when the spend was given back.
+ */
+export const RETURN_SPEND = `
+if redis.call('GET', KEYS[3]) ~= ARGV[1] or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[1], 'spend_returned', ARGV[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('DECRBY', KEYS[2], ARGV[2]) end
+return 1
 `;
 
 /**

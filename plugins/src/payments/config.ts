@@ -192,7 +192,7 @@ export const loadPaymentsConfig = (r: EnvReader): PaymentsConfig => {
     solana,
     evm,
     relay,
-    requestTtlSeconds: r.int('CROCHET_PAYMENT_REQUEST_TTL_SECONDS', 600, { min: 30, max: 86_400 }),
+    requestTtlSeconds: r.int('CROCHET_PAYMENT_REQUEST_TTL_SECONDS', 600, { min: 5, max: 86_400 }),
     acceptWindowSeconds: r.int('CROCHET_PAYMENT_ACCEPT_WINDOW_SECONDS', 3_600, { min: 60, max: 7 * 86_400 }),
     verifyTimeoutMs: r.int('CROCHET_PAYMENT_VERIFY_TIMEOUT_MS', 5_000, { min: 100, max: 120_000 }),
     maxTimeoutSeconds: r.int('CROCHET_X402_MAX_TIMEOUT_SECONDS', 120, { min: 10, max: 3_600 }),

@@ -148,6 +148,7 @@ export const solanaTransferRail = (
         asset: config.usdcMint,
         tx: proof.tx,
         proofIds: [txProofId(config.network, proof.tx)],
+        paymentRequestId: request.id,
         paidAtMs: Number(blockTime) * 1000,
       },
     };

@@ -28,6 +28,8 @@ export interface VerifiedPayment {
   tx: string | null;
   /** Every id this payment consumes: e.g. a Relay request id and its fill transaction. */
   proofIds: string[];
+  /** The payment request the payment names (a Solana transfer's memo): its reservation under a cap becomes spend. */
+  paymentRequestId?: string;
   /** When the money moved on chain (unix ms), where the rail knows: a proof older than the acceptance window is refused. */
   paidAtMs?: number;
   /** For rails that settle after verifying (x402): the payload to settle, kept with the verification. */
