@@ -272,6 +272,11 @@ export class Payments {
   ): Promise<ApiError | null> {
     const listing = call.listing!;
     const { config } = this.#o;
+    if (request.spendCapAtomic !== null && this.#o.state.restoring) {
+      // A Redis that came back empty has no spend counted yet: a reservation now would be made against nothing spent.
+      void this.#o.state.check();
+      return unavailable('Spend state is being restored after a Redis restart; nothing was charged.', 1);
+    }
     let admission: Awaited<ReturnType<GatewayScripts['admitUnpaid']>>;
     const id = this.#o.requestIds.issue(listing.id, request.buyerId);
     call.admitted = true; // even unanswered, the script may have appended the start: the end closes it

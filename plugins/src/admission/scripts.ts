@@ -78,6 +78,8 @@ const RESERVATIONS = `
 local function fmt(n) return string.format('%d', n) end
 local function reserved_price(member) return tonumber(string.match(member, '|(%d+)$')) end
 local function drop_expired(rz, rl, rt)
+  -- A set gone (expired whole) takes its total with it: the total never counts prices no set holds.
+  if redis.call('EXISTS', rz) == 0 then redis.call('DEL', rt) return end
   local gone = redis.call('ZRANGEBYSCORE', rz, '-inf', now, 'LIMIT', 0, 100)
   if #gone == 0 then return end
   local sum = 0
@@ -101,12 +103,14 @@ local function unreserve(rz, rl, rt, member)
     redis.call('DECRBY', rt, fmt(reserved_price(member)))
   end
 end
--- The live reservation a payment takes over: the one of the payment request it names; for a payment that names none
--- (an EVM transfer, Relay), any of its listing. A payment whose own reservation is gone takes no other's room.
+-- The live reservation a payment takes over: the one of the payment request it names, else (a payment that names
+-- none — an EVM transfer, Relay, x402 — or whose own was taken by one of those) any of its listing. Reservations of
+-- one listing are for the same price and interchangeable; the admission check bounds the spend whatever is found.
 local function find_reservation(rl, listing, request_id)
   if request_id then
     local p = listing .. '|' .. request_id .. '|'
-    return redis.call('ZRANGEBYLEX', rl, '[' .. p, '[' .. p .. '\\255', 'LIMIT', 0, 1)[1]
+    local own = redis.call('ZRANGEBYLEX', rl, '[' .. p, '[' .. p .. '\\255', 'LIMIT', 0, 1)[1]
+    if own then return own end
   end
   return redis.call('ZRANGEBYLEX', rl, '[' .. listing .. '|', '[' .. listing .. '|\\255', 'LIMIT', 0, 1)[1]
 end
@@ -262,7 +266,11 @@ for _, key in ipairs(held) do
 end
 if released > 0 then
   local recorded = redis.call('EXISTS', KEYS[1]) == 1
-  if ARGV[3] == 'hold' then
+  if recorded and redis.call('HGET', KEYS[1], 'refused') == ARGV[1] then
+    -- Refused past the cap (spend_cap_refund) by this request: nothing was counted and its reservation is done with,
+    -- so nothing comes off the spend and nothing is put back.
+    redis.call('HDEL', KEYS[1], 'refused')
+  elseif ARGV[3] == 'hold' then
     if recorded then redis.call('HSET', KEYS[1], 'spend_held', '1') end
   else
     if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('DECRBY', KEYS[2], ARGV[2]) end
