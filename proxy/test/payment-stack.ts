@@ -1,3 +1,4 @@
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import {
   createFundedWallet,
   type EvmDevChain,
@@ -39,14 +40,27 @@ export const startPaymentStack = async (
     services?: TestServices;
     /** Also run the dev faucet and tell both planes about it (CROCHET_DEV_FAUCET_URL), as `npm start` does. */
     faucet?: boolean;
+    /**
+     * The (one) proxy's own URL is the public base URL (PUBLIC_BASE_URL of both planes), as in a deployment: the
+     * documents, listings' gateway_url and the 402s name the URL an agent actually reaches.
+     */
+    proxyIsBaseUrl?: boolean;
   } = {},
 ): Promise<PaymentStack> => {
   const network = await startDevPaymentNetwork();
   const faucet = options.faucet ? await startDevFaucet(network) : undefined;
   const faucetEnv: Record<string, string> = faucet ? { CROCHET_DEV_FAUCET_URL: faucet.url } : {};
+  const baseEnv: Record<string, string> = {};
+  if (options.proxyIsBaseUrl) {
+    if ((options.proxies ?? 1) !== 1) throw new Error('proxyIsBaseUrl needs exactly one proxy');
+    const port = await freePort();
+    baseEnv['PORT'] = String(port);
+    baseEnv['PUBLIC_BASE_URL'] = `http://127.0.0.1:${port}`;
+  }
   const proxyEnv: Record<string, string> = {
     ...network.env,
     ...faucetEnv,
+    ...baseEnv,
     CROCHET_EVM_MIN_PRICE: '0.05',
     ...options.proxyEnv,
   };
@@ -60,6 +74,7 @@ export const startPaymentStack = async (
       ...network.env,
       ...network.treasuryEnv,
       ...faucetEnv,
+      ...(baseEnv['PUBLIC_BASE_URL'] ? { PUBLIC_BASE_URL: baseEnv['PUBLIC_BASE_URL'] } : {}),
       ...options.planeEnv,
     },
     ...(options.services ? { services: options.services } : {}),
@@ -80,6 +95,17 @@ export const startPaymentStack = async (
     },
   };
 };
+
+/** A TCP port free on loopback now (the OS picks it; it is released at once for a server to take). */
+const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = createNetServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
 
 /** A listing priced per call, on a seller URL, known to every proxy of the stack when this resolves. */
 export const createPaidListing = async (

@@ -17,6 +17,7 @@ import { errorComponents, errorResponseSchema } from './error-bodies.js';
 import {
   PAY_TO_TEXT,
   type ServerSettings,
+  SOLANA_TRANSFER_TEXT,
   settingsJson,
   settingsText,
   testFundsText,
@@ -117,7 +118,7 @@ export const renderSignatureTestVectors = (site: SiteInfo) => ({
 });
 
 /** Where payments go and how an x402 Solana client is pointed at the right chain. */
-export const payToSection = (): string[] => [...PAY_TO_TEXT, '', ...X402_SVM_EXAMPLE, ''];
+export const payToSection = (): string[] => [...PAY_TO_TEXT, '', ...SOLANA_TRANSFER_TEXT, '', ...X402_SVM_EXAMPLE, ''];
 
 export const renderOpenApi = (catalog: readonly RouteDoc[], site: SiteInfo) => {
   const paths: Record<string, Record<string, unknown>> = {};
@@ -288,7 +289,9 @@ export const POW_TEXT = [
   '   stated under its settings).',
   '3. Send {challenge_id, nonce, …} to the route that needs it before expires_at. Each challenge works once.',
   '',
-  'JavaScript:',
+  'JavaScript (node:crypto), whole:',
+  '  const leadingZeroBits = (h) => { let bits = 0;',
+  '    for (const byte of h) { if (byte !== 0) return bits + Math.clz32(byte) - 24; bits += 8; } return bits; };',
   '  for (let n = 0; ; n++) { const h = createHash("sha256").update(salt + n).digest();',
   '    if (leadingZeroBits(h) >= difficulty) return String(n); }',
 ];

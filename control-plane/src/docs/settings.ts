@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { type PaymentsConfig, testFunds } from '@crochet/plugins';
+import { type PaymentsConfig, SOLANA_MEMO_PROGRAMS, testFunds } from '@crochet/plugins';
 import type { ControlPlaneConfig } from '../config.js';
 
 /**
@@ -54,7 +54,7 @@ const powAttempts = (difficulty: number) => ({ mean: 2 ** difficulty, p95: Math.
 
 const seconds = (attempts: number, rate: number): string => {
   const s = attempts / Math.max(1, rate);
-  return s < 0.1 ? 'under 0.1 s' : s < 10 ? `${s.toFixed(1)} s` : `${Math.round(s)} s`;
+  return s < 0.1 ? 'under 0.1 s' : s < 10 ? `about ${s.toFixed(1)} s` : `about ${Math.round(s)} s`;
 };
 
 const percent = (bps: number): string => `${(bps / 100).toFixed(2).replace(/\.?0+$/, '')} %`;
@@ -66,7 +66,7 @@ export const settingsText = (s: ServerSettings): string[] => {
     'This server’s settings (read from its configuration when it started):',
     `- Proof of work: difficulty ${s.powDifficulty} = ${mean.toLocaleString('en-US')} sha256 attempts on average,`,
     `  ${p95.toLocaleString('en-US')} in 95 % of challenges. This server measured ${s.powHashesPerSecond.toLocaleString('en-US')} attempts/s with the`,
-    `  JavaScript loop below (node:crypto, one core, best of three runs at start): about ${seconds(mean, s.powHashesPerSecond)} on average,`,
+    `  JavaScript loop below (node:crypto, one core, best of three runs at start): ${seconds(mean, s.powHashesPerSecond)} on average,`,
     `  up to ${seconds(p95, s.powHashesPerSecond)}. Expect more on a busy machine; a challenge is valid for ${s.powTtlSeconds} s.`,
     `- Marketplace fee: ${s.feeBps} bps (${percent(s.feeBps)}) of each paid call, kept from the seller's credit`,
     '  (the buyer pays the listed price; seller credit = price − floor(price × fee_bps / 10000)). A listing may carry',
@@ -131,6 +131,32 @@ export const PAY_TO_TEXT = [
   '- EVM: the address that receives the USDC (ERC-20 transfer or EIP-3009 transferWithAuthorization `to`).',
 ];
 
+/**
+ * The programs a direct Solana payment uses: USDC (devnet, mainnet and the dev chain's copy) is a classic SPL Token
+ * mint, and the memo that names the payment request is an SPL Memo instruction (the gateway reads the v3 and the
+ * legacy v1 program, top level or inner).
+ */
+export const SOLANA_TOKEN_PROGRAM = 'TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA';
+const [SOLANA_MEMO_PROGRAM, SOLANA_LEGACY_MEMO_PROGRAM] = SOLANA_MEMO_PROGRAMS;
+
+/** A direct Solana USDC transfer (X-Crochet-Payment-Tx), instruction by instruction. */
+export const SOLANA_TRANSFER_TEXT = [
+  'A direct Solana transfer (X-Crochet-Payment-Tx), step by step; d = the solana: entry of payment.direct.networks:',
+  '1. One transaction, signed by your wallet as fee payer (it needs a little SOL for the fee, 0.000005 per signature):',
+  '   - optional: CreateAssociatedTokenAccountIdempotent for ATA(d.pay_to, d.asset) (it exists; harmless);',
+  '   - TransferChecked from ATA(you, d.asset) to ATA(d.pay_to, d.asset): mint d.asset, amount payment.amount_atomic,',
+  '     decimals 6, authority you;',
+  `   - an SPL Memo instruction: program ${SOLANA_MEMO_PROGRAM}`,
+  `     (or the legacy ${SOLANA_LEGACY_MEMO_PROGRAM}), no accounts,`,
+  '     data = the UTF-8 bytes of d.memo (the payment_request_id).',
+  `   USDC is a classic SPL Token mint (token program ${SOLANA_TOKEN_PROGRAM}):`,
+  '   ATA = findAssociatedTokenPda({ owner, mint: d.asset, tokenProgram: TOKEN_PROGRAM_ADDRESS }) (@solana-program/token).',
+  '2. Send it to d.rpc_url (where the 402 names one; otherwise your RPC for d.network) and wait until',
+  '   getSignatureStatuses reports it confirmed.',
+  '3. Retry the same call with X-Crochet-Payment-Tx: <d.network>:<signature>. 402 PAYMENT_UNCONFIRMED: retry with the',
+  '   same header after Retry-After.',
+];
+
 /** The same, as data, for agent-protocol.json. */
 export const settingsJson = (s: ServerSettings) => {
   const { mean, p95 } = powAttempts(s.powDifficulty);
@@ -154,6 +180,8 @@ export const settingsJson = (s: ServerSettings) => {
               pay_to: s.payments.solana.payTo,
               pay_to_kind: 'owner',
               rpc_url: s.payments.solana.publicRpcUrl ?? null,
+              token_program: SOLANA_TOKEN_PROGRAM,
+              memo_programs: SOLANA_MEMO_PROGRAMS,
             },
           ]
         : []),

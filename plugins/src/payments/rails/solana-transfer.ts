@@ -18,10 +18,12 @@ interface ParsedInstruction {
   parsed?: unknown;
 }
 
-const MEMO_PROGRAMS = new Set([
+/** The SPL Memo programs whose memo names the payment request: v3 first, then the legacy v1 (the documents list them). */
+export const SOLANA_MEMO_PROGRAMS = [
   'MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr',
   'Memo1UhkJRfHyvLMcVucJwxXeuD728EqVTDhgvAS9Gm',
-]);
+] as const;
+const MEMO_PROGRAMS = new Set<string>(SOLANA_MEMO_PROGRAMS);
 
 /** The memo texts of a transaction: parsed memo instructions, top level and inner. */
 const memos = (instructions: ParsedInstruction[]): string[] =>
