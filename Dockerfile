@@ -16,6 +16,7 @@ COPY control-plane/package.json control-plane/
 COPY proxy/package.json proxy/
 COPY dev-chains/package.json dev-chains/
 COPY load-tests/package.json load-tests/
+COPY client/package.json client/
 # Only the runtime workspaces' dependencies, plus the root's tsx (which brings esbuild).
 RUN npm ci --omit=dev --no-audit --no-fund -w protocol -w plugins -w control-plane -w proxy --include-workspace-root
 COPY tsconfig.json ./

@@ -25,13 +25,14 @@ export const BUNDLES: Readonly<Record<string, string>> = {
 /**
  * Files opened at run time, placed relative to the bundles as the sources expect them relative to themselves:
  * control-plane/src/db.ts reads `../migrations/`, control-plane/src/routes/dashboard.ts `../dashboard/` (the static
- * operator dashboard), control-plane/src/routes/docs.ts requires `../../package.json` (the version in the documents)
+ * operator dashboard), control-plane/src/routes/site.ts `../site/` (the public pages' styles and scripts), control-plane/src/routes/docs.ts requires `../../package.json` (the version in the documents)
  * and resolves `@crochet/protocol/docs/errors.md`.
  */
 const layout = (out: string): void => {
   const copies: [from: string, to: string, keep: (path: string) => boolean][] = [
     ['control-plane/migrations', 'dist/migrations', (path) => path.endsWith('.sql')],
     ['control-plane/src/dashboard', 'dist/dashboard', (path) => !path.endsWith('.ts')],
+    ['control-plane/src/site', 'dist/site', (path) => !path.endsWith('.ts')],
   ];
   for (const [from, to, keep] of copies)
     if (existsSync(join(root, from)))

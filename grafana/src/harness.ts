@@ -83,7 +83,12 @@ export const startObservedStack = async (options: { scrapeIntervalSeconds?: numb
     // Limits high enough for the load: the 429s come from one listing's own limit.
     proxyEnv: { CROCHET_KEY_RATE_LIMIT_PER_MINUTE: '1000000', CROCHET_LISTING_RATE_LIMIT_PER_MINUTE: '1000000' },
     // The transfers job runs every half second: the payout asked for during the load goes out and is booked.
-    planeEnv: { CROCHET_RECONCILE_INTERVAL_SECONDS: '2', CROCHET_TRANSFERS_INTERVAL_MS: '500' },
+    // The load's seller earns cents: any payout is allowed here (CROCHET_PAYOUT_MINIMUM).
+    planeEnv: {
+      CROCHET_RECONCILE_INTERVAL_SECONDS: '2',
+      CROCHET_TRANSFERS_INTERVAL_MS: '500',
+      CROCHET_PAYOUT_MINIMUM: '0.000001',
+    },
   });
   let sellers: Awaited<ReturnType<typeof startSellers>> | undefined;
   let prometheus: Prometheus | undefined;

@@ -108,7 +108,8 @@ beforeAll(async () => {
   // The operator API accepts state changes only from its own origin: the page's origin must be PUBLIC_BASE_URL.
   stack = await startPaymentStack({
     proxyEnv: { PORT: String(port), PUBLIC_BASE_URL: base },
-    planeEnv: { PUBLIC_BASE_URL: base },
+    // Its seller earns cents: any payout is allowed here.
+    planeEnv: { PUBLIC_BASE_URL: base, CROCHET_PAYOUT_MINIMUM: '0.000001' },
   });
   seller = await startSeller();
   sellerAgent = await stack.plane.register(SELLER_NAME);
