@@ -10,7 +10,8 @@ import type { RailName, Wallets } from './rails.js';
 /**
  * `crochet` — the buyer SDK on the command line. Every command prints JSON with --json (one document on stdout;
  * progress and errors on stderr) and exits non-zero on failure. Configuration, first found wins: flags, the
- * environment (CROCHET_URL, CROCHET_API_KEY, CROCHET_SOLANA_KEY, CROCHET_SOLANA_RPC_URL, CROCHET_EVM_KEY), then the
+ * environment (CROCHET_URL, CROCHET_API_KEY, CROCHET_SOLANA_KEY, CROCHET_SOLANA_RPC_URL, CROCHET_EVM_KEY,
+ * CROCHET_EVM_RPC_URL, CROCHET_RELAY_API_URL), then the
  * key file `register` writes (--key-file, CROCHET_KEY_FILE, default ~/.config/crochet/key.json).
  */
 
@@ -34,10 +35,13 @@ Options:
   --key-file <path>       CROCHET_KEY_FILE, default ~/.config/crochet/key.json
   --solana-key <base58>   CROCHET_SOLANA_KEY: 64-byte secret key paying on Solana
   --solana-rpc <url>      CROCHET_SOLANA_RPC_URL: RPC of the Solana network the gateway accepts
-  --evm-key <0x…>         CROCHET_EVM_KEY: private key paying x402 on EVM
+  --evm-key <0x…>         CROCHET_EVM_KEY: private key paying x402 on EVM (and Relay, from a verified wallet)
+  --evm-rpc <url>         CROCHET_EVM_RPC_URL: RPC of the chain Relay deposits are sent on (needed for Relay)
+  --relay-url <url>       CROCHET_RELAY_API_URL: the Relay API (default: the 402's relay.api_url)
   --json                  machine-readable output
   -h, --help
-Rails: solana-transfer, x402-svm, x402-evm (default: the first option of the 402 a wallet can pay).`;
+Rails: solana-transfer, x402-svm, x402-evm, relay (default: the first option of the 402 a wallet can pay; Relay
+when no other is payable).`;
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
@@ -48,6 +52,8 @@ const { values: flags, positionals } = parseArgs({
     'solana-key': { type: 'string' },
     'solana-rpc': { type: 'string' },
     'evm-key': { type: 'string' },
+    'evm-rpc': { type: 'string' },
+    'relay-url': { type: 'string' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
     name: { type: 'string' },
@@ -109,7 +115,8 @@ const wallets = async (): Promise<Wallets> => {
   const evmKey = flags['evm-key'] ?? env['CROCHET_EVM_KEY'];
   if (evmKey) {
     const { privateKeyToAccount } = await import('viem/accounts');
-    result.evm = { account: privateKeyToAccount(evmKey as Hex) };
+    const rpcUrl = flags['evm-rpc'] ?? env['CROCHET_EVM_RPC_URL'];
+    result.evm = { account: privateKeyToAccount(evmKey as Hex), ...(rpcUrl ? { rpcUrl } : {}) };
   }
   return result;
 };
@@ -128,7 +135,13 @@ const main = async (): Promise<number> => {
   const baseUrl = flags.url ?? env['CROCHET_URL'] ?? saved.url;
   if (!baseUrl) throw usage('No base URL: pass --url or set CROCHET_URL.');
   const apiKey = flags['api-key'] ?? env['CROCHET_API_KEY'] ?? saved.api_key;
-  const client = new Crochet({ baseUrl, ...(apiKey ? { apiKey } : {}), wallets: await wallets() });
+  const relayUrl = flags['relay-url'] ?? env['CROCHET_RELAY_API_URL'];
+  const client = new Crochet({
+    baseUrl,
+    ...(apiKey ? { apiKey } : {}),
+    wallets: await wallets(),
+    ...(relayUrl ? { relay: { apiUrl: relayUrl } } : {}),
+  });
   const [command, sub, ...rest] = positionals;
 
   switch (command) {

@@ -4,7 +4,7 @@ import type { PaymentRequired } from '@x402/core/types';
 import { CrochetApiError, CrochetClientError, type ErrorBody } from './errors.js';
 import { type Budget, fromAtomic, toAtomic } from './money.js';
 import { solveChallenge } from './pow.js';
-import type { PaymentBody, PaymentProof, RailName, Wallets } from './rails.js';
+import type { PaymentBody, PaymentProof, RailName, RelayOptions, Wallets } from './rails.js';
 import { type ReceiptExpectations, type ReceiptVerdict, verifyReceiptWith } from './receipts.js';
 
 /**
@@ -21,6 +21,8 @@ export interface CrochetOptions {
   apiKey?: string;
   /** The wallets calls are paid from; none → only free listings can be called. */
   wallets?: Wallets;
+  /** Relay payments: the API to quote at (default: the 402's `relay.api_url`), an integrator key, the origin. */
+  relay?: RelayOptions;
   fetch?: typeof fetch;
 }
 
@@ -161,6 +163,7 @@ export class Crochet {
   readonly baseUrl: string;
   apiKey: string | undefined;
   readonly wallets: Wallets;
+  readonly relay: RelayOptions;
   readonly #fetch: typeof fetch;
   #jwks: { keys: object[] } | undefined;
 
@@ -168,6 +171,7 @@ export class Crochet {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
     this.apiKey = options.apiKey;
     this.wallets = options.wallets ?? {};
+    this.relay = options.relay ?? {};
     this.#fetch = options.fetch ?? fetch;
   }
 
@@ -438,13 +442,20 @@ export class Crochet {
     }
   }
 
-  /** The first option of the 402 (its order is the gateway's preference) a configured rail can pay. */
+  /**
+   * The first option of the 402 (its order is the gateway's preference) a configured rail can pay; then Relay, which
+   * is not among the x402 options but in the 402's `relay` section.
+   */
   async #choose(payment: PaymentBody, wanted: RailName | 'auto') {
     // The chain libraries load only when a call has to pay: free calls and the CLI's other commands start faster.
     const { railsFor } = await import('./rails.js');
-    const rails = railsFor(this.wallets).filter((rail) => wanted === 'auto' || rail.name === wanted);
+    const rails = railsFor(this.wallets, this.relay).filter((rail) => wanted === 'auto' || rail.name === wanted);
     for (const accept of payment.accepts) {
       for (const rail of rails) if (rail.option(payment) === accept) return { rail, option: accept };
+    }
+    for (const rail of rails) {
+      const option = rail.option(payment);
+      if (option && !payment.accepts.includes(option)) return { rail, option };
     }
     return null;
   }

@@ -35,6 +35,8 @@ export type ClientErrorCode =
   | 'BUDGET_EXCEEDED'
   /** No configured wallet can pay any option of the 402. */
   | 'NO_PAYMENT_RAIL'
+  /** Relay would not quote the payment (no route, bad input, key refused); nothing was paid. */
+  | 'RELAY_QUOTE_FAILED'
   /** The payment stayed pending past the call's deadline; retry later with the same proof (`error.proof`). */
   | 'PAYMENT_STILL_PENDING'
   /** The connection dropped after the call was paid; `error.gatewayRequest` says what happened to it. */

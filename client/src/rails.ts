@@ -26,7 +26,8 @@ import type { PaymentPayload, PaymentRequired } from '@x402/core/types';
 import { toClientEvmSigner } from '@x402/evm';
 import { ExactEvmScheme } from '@x402/evm/exact/client';
 import { ExactSvmScheme } from '@x402/svm/exact/client';
-import type { LocalAccount } from 'viem';
+import { createPublicClient, createWalletClient, defineChain, type Hex, http, type LocalAccount } from 'viem';
+import { CrochetClientError } from './errors.js';
 
 /**
  * Payment rails on the buyer's side (DESIGN §3.4), one contract each: given the 402 a call received, say whether
@@ -55,7 +56,17 @@ export interface PaymentBody {
   expires_at: string;
   accepts: Accept[];
   direct?: { header: string; networks: { network: string; asset: string; pay_to: string; memo?: string }[] };
-  relay?: Record<string, unknown> | null;
+  relay?: RelayBody | null;
+}
+
+/** The `payment.relay` part of a 402 body: what a Relay payment must deliver, and where to ask Relay. */
+export interface RelayBody {
+  header: string;
+  recipient: string;
+  currency: { chain_id: number; address: string; symbol: string; decimals: number };
+  amount: string;
+  destination_chain_id: number;
+  api_url?: string;
 }
 
 /** What a paid retry carries, and how the buyer's history names it. */
@@ -70,13 +81,27 @@ export interface PaymentProof {
   tx?: string;
 }
 
-export type RailName = 'solana-transfer' | 'x402-svm' | 'x402-evm';
+export type RailName = 'solana-transfer' | 'x402-svm' | 'x402-evm' | 'relay';
 
 export interface Wallets {
   /** A Solana wallet (any `@solana/kit` KeyPairSigner) and the RPC of the network the gateway accepts. */
   solana?: { signer: KeyPairSigner; rpcUrl: string; commitment?: 'confirmed' | 'finalized' };
-  /** An EVM account (viem `privateKeyToAccount(…)`); x402 EIP-3009 needs only signatures, no RPC. */
-  evm?: { account: LocalAccount };
+  /**
+   * An EVM account (viem `privateKeyToAccount(…)`); x402 EIP-3009 needs only signatures, no RPC. Relay payments send
+   * a deposit transaction: they need `rpcUrl`, the RPC of the chain the deposit is made on, and the account must be
+   * a wallet you verified with Crochet (POST /api/v1/me/wallets) — the gateway accepts Relay requests only from those.
+   */
+  evm?: { account: LocalAccount; rpcUrl?: string };
+}
+
+/** Where the Relay rail asks Relay (default: the 402's `relay.api_url`), and from which chain and token it pays. */
+export interface RelayOptions {
+  apiUrl?: string;
+  /** Sent as `x-api-key` (Relay's integrator key), when given. */
+  apiKey?: string;
+  /** Default: the destination chain and token of the 402 (a same-chain payment). */
+  originChainId?: number;
+  originCurrency?: string;
 }
 
 export interface Rail {
@@ -201,6 +226,124 @@ export const x402EvmRail = (wallet: NonNullable<Wallets['evm']>): Rail =>
     client.register(network, new ExactEvmScheme(toClientEvmSigner(wallet.account))),
   );
 
+interface RelayStepItem {
+  status?: string;
+  data?: { from?: string; to: string; data?: string; value?: string; chainId: number; gas?: string };
+}
+interface RelayQuote {
+  steps?: { id: string; kind: string; requestId?: string; items?: RelayStepItem[] }[];
+}
+
+/**
+ * A payment through Relay (DESIGN §3.4): a quote for the 402's `relay` delivery (recipient, token, amount on the
+ * destination chain; `EXACT_OUTPUT`), whose steps this wallet executes — each transaction sent and mined — and the
+ * quote's request id as the proof (`X-Crochet-Relay-Request-Id`). Relay fills on its own time: the gateway answers
+ * PAYMENT_PENDING until the fill is there, and the call retries with the same id; a deposit is never made twice.
+ */
+export const relayRail = (wallet: NonNullable<Wallets['evm']>, relay: RelayOptions = {}): Rail => ({
+  name: 'relay',
+  option: (payment) => {
+    const r = payment.relay;
+    if (!r || !wallet.rpcUrl || !(relay.apiUrl ?? r.api_url)) return null;
+    return {
+      scheme: 'relay',
+      network: `eip155:${r.destination_chain_id}`,
+      amount: r.amount,
+      asset: r.currency.address,
+      payTo: r.recipient,
+      maxTimeoutSeconds: 0,
+      extra: {},
+    };
+  },
+  pay: async (payment) => {
+    const r = payment.relay!;
+    const apiUrl = (relay.apiUrl ?? r.api_url ?? '').replace(/\/+$/, '');
+    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
+    if (relay.apiKey) headers['x-api-key'] = relay.apiKey;
+    const res = await fetch(`${apiUrl}/quote/v2`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({
+        user: wallet.account.address,
+        recipient: r.recipient,
+        originChainId: relay.originChainId ?? r.currency.chain_id,
+        destinationChainId: r.destination_chain_id,
+        originCurrency: relay.originCurrency ?? r.currency.address,
+        destinationCurrency: r.currency.address,
+        amount: r.amount,
+        tradeType: 'EXACT_OUTPUT',
+      }),
+    });
+    const text = await res.text();
+    if (!res.ok) {
+      throw new CrochetClientError(
+        'RELAY_QUOTE_FAILED',
+        `Relay refused the quote (HTTP ${res.status}): ${text.slice(0, 300)}`,
+        {
+          status: res.status,
+        },
+      );
+    }
+    const quote = JSON.parse(text) as RelayQuote;
+    const steps = quote.steps ?? [];
+    const requestId = steps.find((step) => step.requestId)?.requestId;
+    if (!requestId || !/^0x[0-9a-fA-F]{64}$/.test(requestId)) {
+      throw new CrochetClientError('UNEXPECTED_RESPONSE', 'The Relay quote names no request id.');
+    }
+    let deposit: Hex | undefined;
+    for (const step of steps) {
+      for (const item of step.items ?? []) {
+        if (item.status === 'complete') continue;
+        if (step.kind !== 'transaction' || !item.data) {
+          throw new CrochetClientError(
+            'UNEXPECTED_RESPONSE',
+            `The Relay quote asks for a ${step.kind} step (${step.id}) this client does not execute.`,
+          );
+        }
+        if (item.data.chainId !== (relay.originChainId ?? r.currency.chain_id)) {
+          throw new CrochetClientError(
+            'UNEXPECTED_RESPONSE',
+            `Relay step ${step.id} is on chain ${item.data.chainId}.`,
+          );
+        }
+        const chain = defineChain({
+          id: item.data.chainId,
+          name: `chain ${item.data.chainId}`,
+          nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
+          rpcUrls: { default: { http: [wallet.rpcUrl!] } },
+        });
+        const sender = createWalletClient({ account: wallet.account, chain, transport: http(wallet.rpcUrl) });
+        const hash = await sender.sendTransaction({
+          to: item.data.to as Hex,
+          ...(item.data.data ? { data: item.data.data as Hex } : {}),
+          value: BigInt(item.data.value ?? '0'),
+        });
+        deposit = hash;
+        // Sent: from here on the request id is the proof, whatever the wait says. A receipt that does not come in
+        // time leaves Relay to index the deposit (the gateway answers PAYMENT_PENDING meanwhile); only a reverted
+        // deposit (no money moved) fails the payment.
+        const receipt = await createPublicClient({ chain, transport: http(wallet.rpcUrl), pollingInterval: 250 })
+          .waitForTransactionReceipt({ hash, timeout: 60_000 })
+          .catch(() => null);
+        if (receipt && receipt.status !== 'success') {
+          throw new CrochetClientError(
+            'UNEXPECTED_RESPONSE',
+            `The Relay step ${step.id} transaction ${hash} reverted.`,
+          );
+        }
+      }
+    }
+    const id = requestId.toLowerCase();
+    return {
+      rail: 'relay',
+      headers: { 'x-crochet-relay-request-id': id },
+      proofId: `relay:${id}`,
+      network: `eip155:${r.destination_chain_id}`,
+      ...(deposit ? { tx: deposit } : {}),
+    };
+  },
+});
+
 /**
  * The id the gateway records an x402 payment under (and `?payment_proof=` finds): the payer and EIP-3009 nonce on
  * EVM, the SHA-256 of the transaction message on Solana.
@@ -225,7 +368,7 @@ export const x402ProofId = (payload: PaymentPayload): string => {
 };
 
 /** The rails the configured wallets allow, in the order they are tried (the 402's own order decides among them). */
-export const railsFor = (wallets: Wallets): Rail[] => [
+export const railsFor = (wallets: Wallets, relay?: RelayOptions): Rail[] => [
   ...(wallets.solana ? [solanaTransferRail(wallets.solana), x402SvmRail(wallets.solana)] : []),
-  ...(wallets.evm ? [x402EvmRail(wallets.evm)] : []),
+  ...(wallets.evm ? [x402EvmRail(wallets.evm), relayRail(wallets.evm, relay)] : []),
 ];

@@ -1,5 +1,5 @@
 import { getBase58Decoder } from '@solana/kit';
-import { privateKeyToAccount } from 'viem/accounts';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { type EvmDevChain, startEvmDevChain } from './evm/index.js';
 import { startRelayStandIn } from './relay/stand-in.js';
 import { createFundedWallet, generateWallet, usdcTokenAccount } from './solana/helpers.js';
@@ -24,11 +24,26 @@ export interface DevPaymentNetwork {
  * funds a Solana fee payer and picks EVM settler and receiving accounts (anvil dev keys 8 and 9).
  */
 export const startDevPaymentNetwork = async (options: { evmChainId?: number } = {}): Promise<DevPaymentNetwork> => {
-  const [solana, evm, relay] = await Promise.all([
+  const [solana, evm] = await Promise.all([
     startSolanaDevChain(),
     startEvmDevChain(options.evmChainId === undefined ? {} : { chainId: options.evmChainId }),
-    startRelayStandIn(),
   ]);
+  // Relay's solver on anvil: deposits of quoted requests reach it, and it sends the fills (gas only; the deposit
+  // brings the USDC).
+  const solverKey = generatePrivateKey();
+  await fetch(evm.rpcUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'anvil_setBalance',
+      params: [privateKeyToAccount(solverKey).address, '0x56BC75E2D63100000'],
+    }),
+  });
+  const relay = await startRelayStandIn({
+    solver: { rpcUrl: evm.rpcUrl, chainId: evm.chainId, usdc: evm.usdc, privateKey: solverKey },
+  });
   const marketplace = await createFundedWallet(solana, { sol: 1 });
   await usdcTokenAccount(solana, marketplace.address);
   const feePayer = await generateWallet();

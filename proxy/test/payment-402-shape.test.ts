@@ -107,6 +107,7 @@ describe('the 402 of a per_call listing', () => {
       currency: { chain_id: stack.evm.chainId, address: stack.evm.usdc, decimals: 6 },
       amount: '10000',
       destination_chain_id: stack.evm.chainId,
+      api_url: stack.relay.url,
     });
     // Every 402 is a new payment request.
     const again = await unpaid(cheap);

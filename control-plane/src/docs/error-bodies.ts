@@ -128,8 +128,11 @@ export const PAYMENT_SCHEMA = obj(
             ),
             amount: str('atomic units the fill must deliver, at least'),
             destination_chain_id: { type: 'integer' },
+            api_url: str(
+              'the Relay API the gateway checks payments with: quote there (POST /quote/v2) and run the deposit step',
+            ),
           },
-          ['header', 'recipient', 'currency', 'amount', 'destination_chain_id'],
+          ['header', 'recipient', 'currency', 'amount', 'destination_chain_id', 'api_url'],
         ),
         { type: 'null' },
       ],

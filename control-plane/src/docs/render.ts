@@ -558,7 +558,7 @@ export const CLIENT_TEXT = [
   '- new Crochet({ baseUrl, wallets: { solana: { signer, rpcUrl }, evm: { account } } }); await crochet.register({ name })',
   '  (solves the proof of work); crochet.listings.search({ q }); crochet.call(listingId, body, { maxPrice, budget,',
   '  rail, signal, onProgress }) → a streamed answer; answer.receipt() → the full receipt verified with the JWKS.',
-  '- call() pays a 402 once (rails: solana-transfer, x402-svm, x402-evm; Relay not yet), retries with the same proof',
+  '- call() pays a 402 once (rails: solana-transfer, x402-svm, x402-evm, relay), retries with the same proof',
   '  through PAYMENT_PENDING / PAYMENT_UNCONFIRMED / PAYMENT_VERIFIER_UNAVAILABLE after Retry-After, and after a',
   '  dropped connection reads GET /api/v1/gateway-requests?payment_proof=… : not recorded or released → same proof',
   '  again; otherwise it stops with CALL_INTERRUPTED (paid or refunded), never paying twice. maxPrice and budget',
@@ -566,7 +566,7 @@ export const CLIENT_TEXT = [
   '- CLI: crochet register --name N | listings search [words] | call <listing_id> --body JSON [--max-price 0.05]',
   '  [--rail r] | history | ledger | receipts verify <gr_…|jws>; --json on every command. Config: --url/CROCHET_URL,',
   '  --api-key/CROCHET_API_KEY, key file ~/.config/crochet/key.json (written by register), CROCHET_SOLANA_KEY +',
-  '  CROCHET_SOLANA_RPC_URL, CROCHET_EVM_KEY.',
+  '  CROCHET_SOLANA_RPC_URL, CROCHET_EVM_KEY (+ CROCHET_EVM_RPC_URL for Relay deposits).',
 ];
 
 export const renderLlmsTxt = (catalog: readonly RouteDoc[], site: SiteInfo): string =>

@@ -198,6 +198,31 @@ describe('Relay client against the Relay stand-in', () => {
     expect((await patient.getStatus(created.id)).status).toBe('success');
   });
 
+  it('POST /quote/v2 without a solver: 400 NO_SWAP_ROUTES_FOUND; bad input: 400 INVALID_INPUT', async () => {
+    const quote = (body: unknown) =>
+      fetch(`${relay.url}/quote/v2`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const route = {
+      user: BUYER,
+      recipient: MARKETPLACE,
+      originChainId: BASE_CHAIN,
+      destinationChainId: BASE_CHAIN,
+      originCurrency: USDC_BASE,
+      destinationCurrency: USDC_BASE,
+      amount: '1000',
+      tradeType: 'EXACT_OUTPUT',
+    };
+    const none = await quote(route);
+    expect(none.status).toBe(400);
+    expect(await none.json()).toMatchObject({ errorCode: 'NO_SWAP_ROUTES_FOUND' });
+    const bad = await quote({ ...route, amount: '-1' });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ errorCode: 'INVALID_INPUT' });
+  });
+
   it('rejects a malformed request id before calling Relay', async () => {
     const before = { ...relay.hits };
     await expect(client().getStatus('0x1234')).rejects.toBeInstanceOf(TypeError);

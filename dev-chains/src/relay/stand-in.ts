@@ -27,12 +27,30 @@
  * - while a request is `waiting` / `depositing` / `pending` the destination fill does not exist yet, so its
  *   `outTxHashes` are withheld (`txHashes: []`, `outTxs: []`, no `route.actual`) until the status moves on.
  *
+ * With a `solver` (an EVM dev chain: `startDevPaymentNetwork` gives it anvil) it also executes payments as Relay
+ * does, through the documented quote flow (https://docs.relay.link/references/api/get-quote-v2 and
+ * https://docs.relay.link/references/api/api_core_concepts/step-execution):
+ *
+ * - `POST /quote/v2` `{ user, originChainId, destinationChainId, originCurrency, destinationCurrency, amount,
+ *   tradeType, recipient }` answers `{ steps: [{ id: "deposit", kind: "transaction", requestId, items: [{ status:
+ *   "incomplete", data: { from, to, data, value, chainId }, check: { endpoint: "/intents/status/v3?requestId=…",
+ *   method: "GET" } }] }], fees, details }` and registers the request as `waiting`. Only same-chain, same-token
+ *   routes of the solver's chain are quoted (the dev network has one EVM chain); the deposit is a USDC `transfer` to
+ *   the solver's address with the request id appended to its calldata, as Relay tags deposits.
+ * - Relay indexes the deposit itself: each status or requests query about a waiting quoted request looks for a USDC
+ *   transfer from the user to the solver whose calldata ends with the request id; once found the request is
+ *   `pending` and the solver fills it — sends the quoted amount to the recipient — and it becomes `success` with the
+ *   deposit in `inTxHashes` and the fill in `txHashes`. `holdFills(true)` keeps found deposits `pending` (a slow
+ *   solver) until `holdFills(false)`.
+ *
  * Tests register requests with `createRequest` (putting a real anvil / litesvm transaction in `outTxHashes`) and
  * move them with `setStatus`; `delayMs` (per request, or for the whole server) makes answers slow, and `failWith`
  * makes the server answer an HTTP error (Relay down or erroring).
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import Fastify from 'fastify';
+import { type Address, encodeFunctionData, type Hex, parseAbi, parseAbiItem } from 'viem';
+import { privateKeyToAccount } from 'viem/accounts';
 import type {
   RelayCurrency,
   RelayCurrencyAmount,
@@ -41,6 +59,7 @@ import type {
   RelayRequestsV3Body,
   RelayRequestV3,
 } from '../../../plugins/src/payments/relay-client.js';
+import { devPublicClient, transferUsdc } from '../evm/usdc.js';
 
 export type { RelayCurrency, RelayIntentStatus } from '../../../plugins/src/payments/relay-client.js';
 
@@ -53,6 +72,11 @@ export interface RelayStandInOptions {
   apiKey?: string;
   /** Delay before every answer, ms (a request's own `delayMs` wins). Default 0. */
   delayMs?: number;
+  /**
+   * The chain this Relay quotes and fills on, and the solver account (funded with gas) that receives deposits and
+   * sends fills. Without it `POST /quote/v2` answers 400 (no route).
+   */
+  solver?: { rpcUrl: string; chainId: number; usdc: Address; privateKey: Hex };
 }
 
 export interface CreateRelayRequestInput {
@@ -119,6 +143,10 @@ export interface RelayStandIn {
   getRequest(id: string): RelayStandInRequest | undefined;
   /** Server-wide delay, ms. */
   setDelay(delayMs: number): void;
+  /** true: deposits found stay `pending`, unfilled; false: the next query fills them. */
+  holdFills(hold: boolean): void;
+  /** The solver's address (where quoted deposits go), when there is a solver. */
+  readonly solverAddress: Address | undefined;
   /**
    * From now on every call answers this HTTP status with `{ message }` (Relay erroring), or `malformed`: 200 with a
    * body that is not the documented shape (Relay answering something unexpected); null: normal again.
@@ -128,7 +156,7 @@ export interface RelayStandIn {
    * How many calls each endpoint has answered (including errors), for tests: the status and v3 requests endpoints,
    * and `retired` calls to `GET /requests/v2`.
    */
-  readonly hits: { status: number; requests: number; retired: number };
+  readonly hits: { status: number; requests: number; retired: number; quotes: number };
   stop(): Promise<void>;
 }
 
@@ -167,7 +195,14 @@ export async function startRelayStandIn(options: RelayStandInOptions = {}): Prom
   let serverDelayMs = options.delayMs ?? 0;
   let failure: number | 'malformed' | null = null;
   const requests = new Map<string, RelayStandInRequest>();
-  const hits = { status: 0, requests: 0, retired: 0 };
+  const hits = { status: 0, requests: 0, retired: 0, quotes: 0 };
+  const solver = options.solver;
+  const solverAddress = solver ? privateKeyToAccount(solver.privateKey).address : undefined;
+  let holding = false;
+  /** Quoted requests not yet filled: where their deposit must come from, and since which block. */
+  const quoted = new Map<string, { fromBlock: bigint; depositData: Hex }>();
+  /** One indexing pass per request at a time (a fill is sent once). */
+  const indexing = new Map<string, Promise<void>>();
   // Pending delays end early on stop(), so stop() never waits for a slow answer.
   const stopping = new AbortController();
 
@@ -256,6 +291,7 @@ export async function startRelayStandIn(options: RelayStandInOptions = {}): Prom
     if (path === '/intents/status/v3') hits.status += 1;
     else if (path === '/requests/v3') hits.requests += 1;
     else if (path === '/requests/v2') hits.retired += 1;
+    else if (path === '/quote/v2') hits.quotes += 1;
     if (failure === 'malformed') return reply.code(200).send({ requests: 'soon', status: 42 });
     if (failure !== null) return reply.code(failure).send({ message: `Relay stand-in failing with ${failure}` });
     const given = req.headers['x-api-key'];
@@ -267,9 +303,126 @@ export async function startRelayStandIn(options: RelayStandInOptions = {}): Prom
     }
   });
 
+  app.post<{ Body: Record<string, unknown> }>('/quote/v2', async (req, reply) => {
+    const b = req.body ?? {};
+    const str = (key: string) => (typeof b[key] === 'string' ? (b[key] as string) : undefined);
+    const user = str('user');
+    const recipient = str('recipient') ?? user;
+    const amount = str('amount');
+    const tradeType = str('tradeType');
+    if (!user || !/^0x[0-9a-fA-F]{40}$/.test(user) || !recipient || !/^0x[0-9a-fA-F]{40}$/.test(recipient)) {
+      return reply.code(400).send({ message: 'user and recipient must be EVM addresses', errorCode: 'INVALID_INPUT' });
+    }
+    if (!amount || !/^[1-9][0-9]*$/.test(amount)) {
+      return reply.code(400).send({ message: 'amount must be a positive integer string', errorCode: 'INVALID_INPUT' });
+    }
+    if (tradeType !== 'EXACT_INPUT' && tradeType !== 'EXACT_OUTPUT' && tradeType !== 'EXPECTED_OUTPUT') {
+      return reply.code(400).send({ message: 'tradeType is invalid', errorCode: 'INVALID_INPUT' });
+    }
+    const sameToken = (key: string) => str(key)?.toLowerCase() === solver?.usdc.toLowerCase();
+    if (
+      !solver ||
+      b.originChainId !== solver.chainId ||
+      b.destinationChainId !== solver.chainId ||
+      !sameToken('originCurrency') ||
+      !sameToken('destinationCurrency')
+    ) {
+      return reply.code(400).send({ message: 'No routes found', errorCode: 'NO_SWAP_ROUTES_FOUND' });
+    }
+    const usdc: RelayCurrency = { chainId: solver.chainId, address: solver.usdc, symbol: 'USDC', decimals: 6 };
+    const id = `0x${randomBytes(32).toString('hex')}`;
+    const transfer = encodeFunctionData({
+      abi: ERC20,
+      functionName: 'transfer',
+      args: [solverAddress!, BigInt(amount)],
+    });
+    const depositData = `${transfer}${id.slice(2)}` as Hex;
+    const fromBlock = await devPublicClient(solver).getBlockNumber();
+    api.createRequest({
+      id,
+      status: 'waiting',
+      user,
+      recipient,
+      originChainId: solver.chainId,
+      destinationChainId: solver.chainId,
+      currencyOut: usdc,
+      amountOut: amount,
+    });
+    quoted.set(id, { fromBlock, depositData });
+    const amountOf_ = amountOf(usdc, amount);
+    return {
+      steps: [
+        {
+          id: 'deposit',
+          action: 'Confirm transaction in your wallet',
+          description: 'Depositing funds to the relayer to execute the swap for USDC',
+          kind: 'transaction',
+          requestId: id,
+          depositAddress: '',
+          items: [
+            {
+              status: 'incomplete',
+              data: { from: user, to: solver.usdc, data: depositData, value: '0', chainId: solver.chainId },
+              check: { endpoint: `/intents/status/v3?requestId=${id}`, method: 'GET' },
+            },
+          ],
+        },
+      ],
+      fees: { gas: amountOf(usdc, '0'), relayer: amountOf(usdc, '0'), app: amountOf(usdc, '0') },
+      details: {
+        operation: 'bridge',
+        sender: user,
+        recipient,
+        currencyIn: amountOf_,
+        currencyOut: amountOf_,
+        timeEstimate: 1,
+      },
+    };
+  });
+
+  /** Relay's indexer: finds the deposit of a waiting quoted request and fills it (see the file comment). */
+  async function index(id: string): Promise<void> {
+    const key = id.toLowerCase();
+    const q = quoted.get(key);
+    const r = find(key);
+    if (!solver || !q || !r) return;
+    const running = indexing.get(key);
+    if (running) return running;
+    const pass = (async () => {
+      const chain = devPublicClient(solver);
+      if (r.status === 'waiting') {
+        const logs = await chain.getLogs({
+          address: solver.usdc,
+          event: TRANSFER_EVENT,
+          args: { from: r.user as Address, to: solverAddress },
+          fromBlock: q.fromBlock,
+        });
+        for (const log of logs) {
+          const tx = await chain.getTransaction({ hash: log.transactionHash! });
+          // The quoted deposit itself: its amount and the request id it is tagged with.
+          if (tx.input.toLowerCase() !== q.depositData.toLowerCase()) continue;
+          update(key, { status: 'pending', inTxHashes: [log.transactionHash!] });
+          break;
+        }
+      }
+      if (r.status === 'pending' && !holding) {
+        const fill = await transferUsdc(solver, solver.privateKey, r.recipient as Address, BigInt(r.amountOut));
+        update(key, { status: 'success', outTxHashes: [fill] });
+        quoted.delete(key);
+      }
+    })();
+    indexing.set(key, pass);
+    try {
+      await pass;
+    } finally {
+      indexing.delete(key);
+    }
+  }
+
   app.get<{ Querystring: { requestId?: string } }>('/intents/status/v3', async (req, reply) => {
     const requestId = req.query.requestId;
     if (!requestId) return reply.code(400).send({ message: 'requestId is required' });
+    await index(requestId);
     const r = find(requestId);
     await sleep(r?.delayMs ?? serverDelayMs);
     if (!r) return { status: 'waiting' } satisfies RelayIntentStatusV3Body;
@@ -283,6 +436,7 @@ export async function startRelayStandIn(options: RelayStandInOptions = {}): Prom
       const limit = Math.min(Math.max(Number.parseInt(req.query.limit ?? '20', 10) || 20, 1), 50);
       let matches: RelayStandInRequest[];
       if (id !== undefined) {
+        await index(id);
         const r = find(id);
         matches = r ? [r] : [];
       } else {
@@ -320,10 +474,14 @@ export async function startRelayStandIn(options: RelayStandInOptions = {}): Prom
     r.updatedAt = new Date(Math.max(Date.now(), r.updatedAt.getTime() + 1));
   }
 
-  return {
+  const api: RelayStandIn = {
     url,
     apiKey,
     hits,
+    solverAddress,
+    holdFills(hold) {
+      holding = hold;
+    },
     createRequest(input) {
       const id = input.id ?? `0x${randomBytes(32).toString('hex')}`;
       if (!/^0x[0-9a-fA-F]{64}$/.test(id)) throw new TypeError(`relay request id must be 0x + 64 hex digits: ${id}`);
@@ -369,4 +527,8 @@ export async function startRelayStandIn(options: RelayStandInOptions = {}): Prom
       await app.close();
     },
   };
+  return api;
 }
+
+const ERC20 = parseAbi(['function transfer(address to, uint256 amount) returns (bool)']);
+const TRANSFER_EVENT = parseAbiItem('event Transfer(address indexed from, address indexed to, uint256 value)');

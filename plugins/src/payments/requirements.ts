@@ -130,6 +130,7 @@ export const buildPaymentBody = (config: PaymentsConfig, accepts: Accept[], inpu
           currency: { chain_id: config.evm.chainId, address: config.evm.usdcAddress, symbol: 'USDC', decimals: 6 },
           amount: input.priceAtomic.toString(),
           destination_chain_id: config.evm.chainId,
+          api_url: config.relay.apiUrl,
         }
       : null,
   ...(config.devFaucetUrl ? { test_funds: testFunds(config) } : {}),
