@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type PostgresProcess,
@@ -11,18 +10,9 @@ import { answerOf, expectAllRecorded, startFreeListing } from '../control-plane/
 import { eventually, startSeller, type TestSeller } from '../proxy/test/stack.js';
 import { type StartedStack, startStack } from './start-support.js';
 
-/** The processes a process started (its direct children). */
-const childrenOf = (pid: number): number[] => {
-  try {
-    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
-      .trim()
-      .split('\n')
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
-};
+/** The proxy workers' pids by index, as npm start says them (the latest line for each index). */
+const workersOf = (output: string): Map<number, number> =>
+  new Map([...output.matchAll(/proxy worker (\d+) listening \(pid (\d+)\)/g)].map((m) => [Number(m[1]), Number(m[2])]));
 const alive = (pid: number): boolean => {
   try {
     process.kill(pid, 0);
@@ -63,8 +53,10 @@ describe('npm start with CROCHET_PROXY_WORKERS=2', () => {
       expect(res.status).toBe(200);
       expect(await res.text()).toMatch(/crochet_gateway_/);
     }
-    const workers = childrenOf(stack.child.pid!);
-    expect(workers).toHaveLength(2);
+    const first = workersOf(stack.output());
+    expect([...first.keys()].sort()).toEqual([0, 1]);
+    const workers = [first.get(0)!, first.get(1)!];
+    for (const pid of workers) expect(alive(pid)).toBe(true);
 
     const { listingId, call, answers } = await startFreeListing(apiClient(stack.proxyUrl), stack.proxyUrl, seller.url);
     // Each call on a new connection: the primary hands connections to the workers in turn, so both serve.
@@ -82,9 +74,10 @@ describe('npm start with CROCHET_PROXY_WORKERS=2', () => {
     await eventually(() => expect(alive(workers[0]!)).toBe(false), 5_000);
     for (let i = 0; i < 5; i++) await callOk();
     await eventually(() => {
-      const now = childrenOf(stack.child.pid!);
-      expect(now).toHaveLength(2);
-      expect(now).not.toContain(workers[0]);
+      const now = workersOf(stack.output());
+      expect(now.get(0)).not.toBe(workers[0]);
+      expect(alive(now.get(0)!)).toBe(true);
+      expect(now.get(1)).toBe(workers[1]);
     }, 15_000);
     expect(stack.output()).toMatch(/proxy worker 0 exited \(SIGKILL\); starting a new one/);
     // The new worker listens once it is a child; calls on new connections reach both again.
@@ -93,7 +86,7 @@ describe('npm start with CROCHET_PROXY_WORKERS=2', () => {
     expect(await expectAllRecorded(postgres.url, listingId, answers)).toBe(answers.length);
     expect(stack.output()).not.toMatch(/unhandled|uncaught|triggerUncaughtException/i);
 
-    const replacements = childrenOf(stack.child.pid!);
+    const replacements = [...workersOf(stack.output()).values()];
     expect(await stack.stop()).toEqual({ code: 0, signal: null });
     for (const pid of replacements) expect(alive(pid)).toBe(false);
   }, 120_000);

@@ -63,6 +63,7 @@ export const forkProxyWorkers = async (
         if (message?.type !== READY) return;
         ready = true;
         listening[index] = { url: message.url ?? '', metricsUrl: message.metricsUrl ?? '' };
+        say(`proxy worker ${index} listening (pid ${worker.process.pid})`);
         resolve();
       });
       worker.on('exit', (code, signal) => {
