@@ -1,3 +1,4 @@
+export { x402ProofId } from '@crochet/protocol';
 export {
   type CallOptions,
   type CallResult,
@@ -23,7 +24,6 @@ export {
   solanaTransferRail,
   type Wallets,
   x402EvmRail,
-  x402ProofId,
   x402SvmRail,
 } from './rails.js';
 export { type ReceiptClaims, type ReceiptExpectations, type ReceiptVerdict, verifyReceiptWith } from './receipts.js';

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { x402ProofId } from '@crochet/protocol';
 import {
   type Address,
   address,
@@ -22,7 +22,7 @@ import {
 } from '@solana-program/token';
 import { x402Client } from '@x402/core/client';
 import { encodePaymentSignatureHeader } from '@x402/core/http';
-import type { PaymentPayload, PaymentRequired } from '@x402/core/types';
+import type { PaymentRequired } from '@x402/core/types';
 import { toClientEvmSigner } from '@x402/evm';
 import { ExactEvmScheme } from '@x402/evm/exact/client';
 import { ExactSvmScheme } from '@x402/svm/exact/client';
@@ -343,29 +343,6 @@ export const relayRail = (wallet: NonNullable<Wallets['evm']>, relay: RelayOptio
     };
   },
 });
-
-/**
- * The id the gateway records an x402 payment under (and `?payment_proof=` finds): the payer and EIP-3009 nonce on
- * EVM, the SHA-256 of the transaction message on Solana.
- */
-export const x402ProofId = (payload: PaymentPayload): string => {
-  const inner = payload.payload as { authorization?: { from?: string; nonce?: string }; transaction?: string };
-  const network = payload.accepted.network;
-  if (inner.authorization?.from && inner.authorization.nonce) {
-    return `x402:${network}:${inner.authorization.from.toLowerCase()}:${inner.authorization.nonce.toLowerCase()}`;
-  }
-  const bytes = Buffer.from(inner.transaction ?? '', 'base64');
-  // A wire transaction: compact-u16 signature count, the signatures, then the message.
-  let count = 0;
-  let offset = 0;
-  for (let shift = 0; shift < 21; shift += 7) {
-    const byte = bytes[offset++] ?? 0;
-    count |= (byte & 0x7f) << shift;
-    if ((byte & 0x80) === 0) break;
-  }
-  const message = bytes.subarray(offset + count * 64);
-  return `x402:${network}:${createHash('sha256').update(message).digest('hex')}`;
-};
 
 /** The rails the configured wallets allow, in the order they are tried (the 402's own order decides among them). */
 export const railsFor = (wallets: Wallets, relay?: RelayOptions): Rail[] => [

@@ -10,6 +10,7 @@ export * from './lifecycle.js';
 export * from './money.js';
 export * from './payment-request.js';
 export * from './pow.js';
+export * from './proof-ids.js';
 export * from './redis-keys.js';
 export * from './signature.js';
 export * from './signature-vectors.js';

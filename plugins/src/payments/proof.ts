@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
+import { x402ProofId } from '@crochet/protocol';
 import { decodePaymentSignatureHeader } from '@x402/core/http';
-import type { PaymentPayload } from '@x402/core/types';
 
 /**
  * The payment proofs a buyer can send with a retried call (DESIGN §3.4), parsed without I/O. Each proof has an id
@@ -16,35 +15,6 @@ export type ProofParse = { ok: true; proof: Proof | null } | { ok: false; messag
 const RELAY_ID = /^0x[0-9a-fA-F]{64}$/;
 const EVM_TX = /^0x[0-9a-fA-F]{64}$/;
 const SOLANA_SIG = /^[1-9A-HJ-NP-Za-km-z]{64,88}$/;
-
-/** The id an x402 payload is consumed under: the EIP-3009 nonce of its payer, or the hash of its SVM transaction. */
-export const x402ProofId = (payload: PaymentPayload): string => {
-  const inner = payload.payload as { authorization?: { from?: string; nonce?: string }; transaction?: string };
-  const network = payload.accepted?.network ?? 'unknown';
-  if (inner?.authorization?.from && inner.authorization.nonce) {
-    return `x402:${network}:${inner.authorization.from.toLowerCase()}:${inner.authorization.nonce.toLowerCase()}`;
-  }
-  // SVM: the signed transaction's message. Hashing the message bytes (not the JSON or the base64 text) means no
-  // re-encoding or added field can make the same payment look like a new proof.
-  const message = typeof inner?.transaction === 'string' ? solanaMessageBytes(inner.transaction) : null;
-  if (!message) throw new Error('x402 payload carries neither an EIP-3009 authorization nor a transaction');
-  return `x402:${network}:${createHash('sha256').update(message).digest('hex')}`;
-};
-
-/** The message of a base64 Solana wire transaction: what follows the compact-u16 count and the 64-byte signatures. */
-const solanaMessageBytes = (base64: string): Buffer | null => {
-  const bytes = Buffer.from(base64, 'base64');
-  let count = 0;
-  let offset = 0;
-  for (let shift = 0; shift < 21; shift += 7) {
-    const byte = bytes[offset++];
-    if (byte === undefined) return null;
-    count |= (byte & 0x7f) << shift;
-    if ((byte & 0x80) === 0) break;
-  }
-  const start = offset + count * 64;
-  return count > 0 && start < bytes.length ? bytes.subarray(start) : null;
-};
 
 /** The id a proof is first looked up and consumed under; null when an x402 header does not decode. */
 export const proofKeyId = (proof: Proof): string | null => {

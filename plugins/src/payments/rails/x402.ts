@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { x402ProofId } from '@crochet/protocol';
 import { type PendingSettlementStore, x402Facilitator } from '@x402/core/facilitator';
 import { decodePaymentSignatureHeader } from '@x402/core/http';
 import type { PaymentPayload, PaymentRequirements } from '@x402/core/types';
@@ -21,7 +22,7 @@ import {
 import { privateKeyToAccount } from 'viem/accounts';
 import { createNonceManager, jsonRpc } from 'viem/nonce';
 import type { EvmRailConfig, PaymentsConfig } from '../config.js';
-import { type Proof, x402ProofId } from '../proof.js';
+import type { Proof } from '../proof.js';
 import type { Accept } from '../requirements.js';
 import { createSettlerSender, SettlerUnavailableError } from '../settler-nonces.js';
 import {
