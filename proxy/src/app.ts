@@ -72,7 +72,7 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps & { state:
         if (!target || connectionRefused(req.socket)) return fastifyHandler(req, res);
         const id = requestIdOf(req.headers);
         let log: FastifyBaseLogger | undefined;
-        void handle!(
+        handle!(
           {
             id,
             method: req.method!,
@@ -87,7 +87,12 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps & { state:
             },
           },
           res,
-        );
+        ).catch((error: unknown) => {
+          // A bug past the pipeline's own catch (the finalizer or the forward threw): logged, the connection cut —
+          // as Fastify does for a hijacked route — never an unhandled rejection.
+          app.log.error({ err: error, reqId: id }, 'gateway call failed');
+          res.destroy();
+        });
       });
       // What Fastify sets on the server it makes itself (serverOptions: the same limits).
       server.keepAliveTimeout = config.limits.keepAliveTimeoutMs;
