@@ -15,7 +15,8 @@
  *
  * Flags: --duration=<s per row> (10), --connections=<n> (32), --rate=<req/s of the fixed-rate rows> (1000),
  * --samples=<propagation changes> (100), --profile=<role>, --nginx=<path to nginx> (found on the usual paths),
- * --json=<result file> (load-tests/results/bench-<time>.json).
+ * --json=<result file> (load-tests/results/bench-<time>.json), --quick (only the direct, bare proxy and free route
+ * throughput rows and their CPU: for trying a change; the targets need the full run).
  *
  * Uses DATABASE_URL's server (default: the local test server) for a scratch database and REDIS_URL (default local)
  * under a scratch prefix; both are removed at the end. The result file holds every row (requests/s, latencies, CPU
@@ -46,6 +47,7 @@ const CONNECTIONS = Number(args.get('connections') ?? 32);
 const FIXED_RATE = Number(args.get('rate') ?? 1000);
 const PROPAGATION_SAMPLES = Number(args.get('samples') ?? 100);
 const WORKERS = Number(args.get('workers') ?? 2);
+const QUICK = args.has('quick');
 const DATABASE_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 
@@ -417,8 +419,18 @@ const main = async () => {
       await load('bare proxy', `${bare}/echo`, {}),
       ...(nginx ? [await load('nginx proxy_pass', `${nginx}/echo`, {})] : []),
       await load('crochet free route', gateway, auth),
-      await load('crochet paid route', paidGateway, auth, undefined, freshProof),
+      ...(QUICK ? [] : [await load('crochet paid route', paidGateway, auth, undefined, freshProof)]),
     ];
+    if (QUICK) {
+      const bareRps = throughput.find((r) => r.name === 'bare proxy')!.requestsPerSecond;
+      for (const r of throughput) {
+        const cpu = Object.entries(r.cpuMicrosPerRequest).map(([group, micros]) => `${group} ${micros}`);
+        process.stdout.write(
+          `  ${r.name.padEnd(20)} ${String(r.requestsPerSecond).padStart(8)} req/s  ${(r.requestsPerSecond / bareRps).toFixed(3)}× bare   p50 ${r.p50Ms} ms   p99 ${r.p99Ms} ms   errors ${r.errors}   non-2xx ${r.non2xx}\n    CPU µs/request: ${cpu.join('   ')}\n`,
+        );
+      }
+      return;
+    }
     const workersRow = await load(`crochet free, ${WORKERS} workers`, workersGateway, auth);
     process.stdout.write(`fixed rate: ${FIXED_RATE} req/s, ${DURATION_S} s each\n`);
     const fixed = [
