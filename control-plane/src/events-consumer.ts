@@ -55,6 +55,13 @@ export interface EventsConsumerOptions {
    * start and its end written together are one insert; apart, an insert then an update of every index.
    */
   holdStartsMs?: number;
+  /**
+   * After a read of new entries that did not fill a batch, the next one waits until this long after it (default
+   * 50 ms; 0: reads again at once). Under load the batches fill and follow each other at once; below that, entries
+   * gather for a moment and are written in one transaction rather than many small ones (each a commit in
+   * PostgreSQL and a read and an acknowledgement in Redis).
+   */
+  gatherMs?: number;
   log: EventsConsumerLog;
 }
 
@@ -525,11 +532,12 @@ const fieldOf = (fields: string[], name: string): string | null => {
 export const startEventsConsumer = async (options: EventsConsumerOptions): Promise<EventsConsumer> => {
   const { pool, redis, log } = options;
   const name = options.consumerName ?? hostname();
-  const batchSize = options.batchSize ?? 200;
+  const batchSize = options.batchSize ?? 500;
   const blockMs = options.blockMs ?? 1000;
   const claimIdleMs = options.claimIdleMs ?? 30_000;
   const maxDeliveries = options.maxDeliveries ?? 5;
   const holdStartsMs = options.holdStartsMs ?? 250;
+  const gatherMs = options.gatherMs ?? 50;
   const ledger: LedgerOptions = { feeBps: options.feeBps ?? DEFAULT_FEE_BPS, log };
   const keys = redisKeys(options.prefix);
   const stream = keys.events;
@@ -785,9 +793,16 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
           backlogFrom = entries[entries.length - 1]![0];
           if (await handle(entries)) revisit = true;
         } else {
+          const readAt = Date.now();
           const entries = await read('>');
           if ((await handle(entries)) || revisit) backlogFrom = '0';
           revisit = false;
+          await publishCommitted();
+          // A batch that did not fill: let the next one gather (stop() wakes the wait).
+          const wait = readAt + gatherMs - Date.now();
+          if (entries.length > 0 && entries.length < batchSize && backlogFrom === null && wait > 0) await sleep(wait);
+          backoffMs = 0;
+          continue;
         }
         await publishCommitted();
         backoffMs = 0;
