@@ -47,7 +47,16 @@ const CONNECTIONS = Number(args.get('connections') ?? 32);
 const FIXED_RATE = Number(args.get('rate') ?? 1000);
 const PROPAGATION_SAMPLES = Number(args.get('samples') ?? 100);
 const WORKERS = Number(args.get('workers') ?? 2);
-const QUICK = args.has('quick');
+const QUICK = args.has('quick') || args.has('compare');
+/**
+ * --compare=<another checkout> (and/or --compare-node-options="<flags>"): the second proxy runs that checkout's code
+ * (or these Node flags), and the free route is loaded on each proxy in turn, rounds interleaved, with the CPU per
+ * request of each proxy process: an A/B of a change on a machine too noisy for requests/s from separate runs.
+ */
+const COMPARE = args.has('compare') || args.has('compare-node-options');
+const COMPARE_ROOT = args.get('compare') && args.get('compare') !== 'true' ? resolve(args.get('compare')!) : root;
+const COMPARE_NODE_OPTIONS = (args.get('compare-node-options') ?? '').split(' ').filter(Boolean);
+const COMPARE_ROUNDS = Number(args.get('rounds') ?? 4);
 const DATABASE_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 
@@ -84,21 +93,33 @@ const cpuSnapshot = (): Record<string, number> => {
   groups['load generator'] = (own.user + own.system) / 1e6;
   return groups;
 };
-const start = (role: string, env: Record<string, string>): Promise<string> =>
+const start = (
+  role: string,
+  env: Record<string, string>,
+  from: { root?: string; nodeOptions?: string[]; label?: string } = {},
+): Promise<string> =>
   new Promise((resolve, reject) => {
     // --profile=<role> writes a V8 CPU profile of that role's process to load-tests/results/profiles/.
     const profile =
       args.get('profile') === role ? ['--cpu-prof', `--cpu-prof-dir=${join(root, 'load-tests/results/profiles')}`] : [];
     const child = spawn(
       process.execPath,
-      [...profile, '--import', 'tsx', join(root, 'load-tests/src/bench-servers.ts'), role],
+      [
+        ...profile,
+        ...(from.nodeOptions ?? []),
+        '--import',
+        'tsx',
+        join(from.root ?? root, 'load-tests/src/bench-servers.ts'),
+        role,
+      ],
       {
+        cwd: from.root ?? root,
         env: { ...process.env, ...env },
         stdio: ['ignore', 'pipe', 'inherit'],
       },
     );
     children.push(child);
-    roles.set(child, role);
+    roles.set(child, from.label ?? role);
     child.once('exit', (code) => reject(new Error(`${role} exited with ${code}`)));
     createInterface({ input: child.stdout! }).once('line', (line) =>
       resolve((JSON.parse(line) as { url: string }).url),
@@ -322,7 +343,12 @@ const main = async () => {
       CROCHET_KEY_RATE_LIMIT_PER_MINUTE: '1000000',
       CROCHET_LISTING_RATE_LIMIT_PER_MINUTE: '10000000',
     };
-    const [proxyA, proxyB] = await Promise.all([start('proxy', proxyEnv), start('proxy', proxyEnv)]);
+    const [proxyA, proxyB] = await Promise.all([
+      start('proxy', proxyEnv),
+      COMPARE
+        ? start('proxy', proxyEnv, { root: COMPARE_ROOT, nodeOptions: COMPARE_NODE_OPTIONS, label: 'proxy B' })
+        : start('proxy', proxyEnv),
+    ]);
     // Reported apart from the one-process rows: a proxy host with CROCHET_PROXY_WORKERS processes on one port.
     const proxyWorkers = await start('proxy-workers', { ...proxyEnv, CROCHET_PROXY_WORKERS: String(WORKERS) });
 
@@ -413,6 +439,31 @@ const main = async () => {
     for (const url of [upstream, bare, ...(nginx ? [nginx] : [])])
       await load('warm-up', `${url}/echo`, {}, undefined, undefined, Math.min(DURATION_S, 3)).catch(() => undefined);
 
+    if (COMPARE) {
+      const gatewayB = `${proxyB}/api/v1/gateway/${created.listing.id}`;
+      await load('warm-up', gatewayB, auth).catch(() => undefined);
+      const rows: Record<'A' | 'B', Row[]> = { A: [], B: [] };
+      for (let round = 0; round < COMPARE_ROUNDS; round++) {
+        const order = round % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const);
+        for (const which of order) {
+          const r = await load(`proxy ${which}`, which === 'A' ? gateway : gatewayB, auth);
+          rows[which].push(r);
+          const cpu = r.cpuMicrosPerRequest[which === 'A' ? 'proxy' : 'proxy B'];
+          process.stdout.write(`  round ${round} proxy ${which}: ${r.requestsPerSecond} req/s, proxy CPU ${cpu} µs/request\n`);
+        }
+      }
+      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+      const cpuA = mean(rows.A.map((r) => r.cpuMicrosPerRequest['proxy'] ?? 0));
+      const cpuB = mean(rows.B.map((r) => r.cpuMicrosPerRequest['proxy B'] ?? 0));
+      const rpsA = mean(rows.A.map((r) => r.requestsPerSecond));
+      const rpsB = mean(rows.B.map((r) => r.requestsPerSecond));
+      process.stdout.write(
+        `A (this checkout): ${Math.round(rpsA)} req/s, proxy CPU ${cpuA.toFixed(1)} µs/request\n` +
+          `B (${COMPARE_ROOT}${COMPARE_NODE_OPTIONS.length ? ` ${COMPARE_NODE_OPTIONS.join(' ')}` : ''}): ${Math.round(rpsB)} req/s, proxy CPU ${cpuB.toFixed(1)} µs/request\n` +
+          `A / B: requests/s ${(rpsA / rpsB).toFixed(3)}, CPU per request ${(cpuA / cpuB).toFixed(3)}\n`,
+      );
+      return;
+    }
     process.stdout.write(`throughput: ${CONNECTIONS} connections, ${DURATION_S} s each\n`);
     const throughput = [
       await load('direct', `${upstream}/echo`, {}),
@@ -429,6 +480,25 @@ const main = async () => {
           `  ${r.name.padEnd(20)} ${String(r.requestsPerSecond).padStart(8)} req/s  ${(r.requestsPerSecond / bareRps).toFixed(3)}× bare   p50 ${r.p50Ms} ms   p99 ${r.p99Ms} ms   errors ${r.errors}   non-2xx ${r.non2xx}\n    CPU µs/request: ${cpu.join('   ')}\n`,
         );
       }
+      // One request at a time on a quiet system: what a single call adds, in µs (autocannon counts whole ms).
+      const sequential = async (url: string, extra: Record<string, string>) => {
+        const times: number[] = [];
+        for (let i = 0; i < 400; i++) {
+          const t0 = performance.now();
+          const res = await fetch(url, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', ...extra },
+            body: JSON.stringify({ input: 'hello' }),
+          });
+          await res.arrayBuffer();
+          if (i >= 100) times.push((performance.now() - t0) * 1000);
+        }
+        return `p50 ${Math.round(percentile(times, 50))} µs   p99 ${Math.round(percentile(times, 99))} µs`;
+      };
+      await new Promise((r) => setTimeout(r, 1000));
+      process.stdout.write(`  one at a time: direct ${await sequential(`${upstream}/echo`, {})}\n`);
+      process.stdout.write(`  one at a time: bare proxy ${await sequential(`${bare}/echo`, {})}\n`);
+      process.stdout.write(`  one at a time: crochet free ${await sequential(gateway, auth)}\n`);
       return;
     }
     const workersRow = await load(`crochet free, ${WORKERS} workers`, workersGateway, auth);
