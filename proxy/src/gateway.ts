@@ -75,10 +75,14 @@ export const createGateway = (deps: GatewayDeps): GatewayHandler => {
     ['sign', (call) => sign(call, receipts)],
   ];
 
-  /** The steps before the forward; a refusal, or null when the call goes to the seller (or the buyer left). */
+  /**
+   * The steps before the forward; a refusal, or null when the call goes to the seller (or the buyer left). A step
+   * that finished at once (most do, from memory) goes on in the same turn: only a step that waits is awaited.
+   */
   const pipeline = async (call: Call): Promise<ApiError | null> => {
     for (const [name, run] of steps) {
-      const refusal = await run(call);
+      const result = run(call);
+      const refusal = result instanceof Promise ? await result : result;
       mark(call, name);
       if (refusal || call.gone) return refusal;
     }

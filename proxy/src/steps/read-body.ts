@@ -7,13 +7,13 @@ const EMPTY = Buffer.alloc(0);
  * The request body, read once — after the caller is authenticated and admitted, so unpaid or unknown callers never
  * make the gateway hold a body — with the listing's limit applied while reading (a chunked body declares no length).
  */
-export const readBody = (call: Call): Promise<ApiError | null> => {
+export const readBody = (call: Call): ApiError | null | Promise<ApiError | null> => {
   const stream = call.request.raw;
   const { headers } = call.request;
   // A request has a body only when it says so (RFC 9112 §6.3).
   if (headers['transfer-encoding'] === undefined && (headers['content-length'] ?? '0') === '0') {
     call.body = EMPTY;
-    return Promise.resolve(null);
+    return null;
   }
   const limitBytes = call.listing!.bodyLimitBytes;
   return new Promise((resolve) => {

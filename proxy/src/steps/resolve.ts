@@ -21,12 +21,20 @@ export const resolveListing = (call: Call, store: ConfigStore): ApiError | null 
 };
 
 /** The API key (memory; one Redis lookup only for a key not seen yet) and its agent. */
-export const authenticate = async (call: Call, store: ConfigStore): Promise<ApiError | null> => {
+export const authenticate = (call: Call, store: ConfigStore): ApiError | null | Promise<ApiError | null> => {
   const token = bearerToken(call.request.headers.authorization);
   if (token === undefined) return new ApiError('AUTH_REQUIRED');
   const hash = store.keyHash(token);
   if (hash === null) return new ApiError('API_KEY_MALFORMED');
-  const key = store.key(hash) ?? (await store.fetchKey(hash));
+  const known = store.key(hash);
+  return known ? keyFound(call, store, known) : store.fetchKey(hash).then((key) => keyFound(call, store, key));
+};
+
+const keyFound = (
+  call: Call,
+  store: ConfigStore,
+  key: Awaited<ReturnType<ConfigStore['fetchKey']>>,
+): ApiError | null => {
   // A key this proxy has not seen yet, and Redis cannot say: our store's outage, not the caller's mistake.
   if (key === 'unavailable') return new ApiError('STATE_UNAVAILABLE', retryAfter(1));
   if (!key) return new ApiError('API_KEY_INVALID');

@@ -8,11 +8,11 @@ import type { Call } from '../call.js';
  * id and the body's SHA-256) and, for a paid call, the header receipt over what is known before the seller answers
  * (§3.4).
  */
-export const sign = async (
+export const sign = (
   call: Call,
   receipts: { signer: ReceiptSigner; issuer: string } | undefined,
   now: number = Date.now(),
-): Promise<null> => {
+): null | Promise<null> => {
   const listing = call.listing!;
   const secrets: string[] = [];
   for (const s of listing.secrets) if (s.expiresAtMs === null || s.expiresAtMs > now) secrets.push(s.secret);
@@ -28,29 +28,37 @@ export const sign = async (
       canonicalString(timestamp, call.id, listing.id, bodySha256),
     ),
   };
-  if (call.paid && receipts) {
-    const { payment, outcome } = call.paid;
-    const claims: HeaderReceiptClaims = {
-      iss: receipts.issuer,
-      sub: call.id,
-      listing_id: listing.id,
-      amount: payment.amountAtomic,
-      asset: payment.asset,
-      network: payment.network,
-      payment_proof: {
-        rail: payment.rail,
-        payer: payment.payer,
-        tx: outcome?.tx ?? payment.tx,
-        proof_ids: payment.proofIds,
-      },
-      request_body_sha256: bodySha256,
-    };
-    call.receipt = {
-      claims,
-      header: await receipts.signer.signHeaderReceipt(claims),
-      responseSha256: null,
-      full: null,
-    };
-  }
+  return call.paid && receipts ? signReceipt(call, receipts, bodySha256) : null;
+};
+
+/** The header receipt of a paid call (§3.4), over what is known before the seller answers. */
+const signReceipt = async (
+  call: Call,
+  receipts: { signer: ReceiptSigner; issuer: string },
+  bodySha256: string,
+): Promise<null> => {
+  const listing = call.listing!;
+  const { payment, outcome } = call.paid!;
+  const claims: HeaderReceiptClaims = {
+    iss: receipts.issuer,
+    sub: call.id,
+    listing_id: listing.id,
+    amount: payment.amountAtomic,
+    asset: payment.asset,
+    network: payment.network,
+    payment_proof: {
+      rail: payment.rail,
+      payer: payment.payer,
+      tx: outcome?.tx ?? payment.tx,
+      proof_ids: payment.proofIds,
+    },
+    request_body_sha256: bodySha256,
+  };
+  call.receipt = {
+    claims,
+    header: await receipts.signer.signHeaderReceipt(claims),
+    responseSha256: null,
+    full: null,
+  };
   return null;
 };
