@@ -449,7 +449,9 @@ const main = async () => {
           const r = await load(`proxy ${which}`, which === 'A' ? gateway : gatewayB, auth);
           rows[which].push(r);
           const cpu = r.cpuMicrosPerRequest[which === 'A' ? 'proxy' : 'proxy B'];
-          process.stdout.write(`  round ${round} proxy ${which}: ${r.requestsPerSecond} req/s, proxy CPU ${cpu} µs/request\n`);
+          process.stdout.write(
+            `  round ${round} proxy ${which}: ${r.requestsPerSecond} req/s, proxy CPU ${cpu} µs/request\n`,
+          );
         }
       }
       const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -460,7 +462,8 @@ const main = async () => {
       process.stdout.write(
         `A (this checkout): ${Math.round(rpsA)} req/s, proxy CPU ${cpuA.toFixed(1)} µs/request\n` +
           `B (${COMPARE_ROOT}${COMPARE_NODE_OPTIONS.length ? ` ${COMPARE_NODE_OPTIONS.join(' ')}` : ''}): ${Math.round(rpsB)} req/s, proxy CPU ${cpuB.toFixed(1)} µs/request\n` +
-          `A / B: requests/s ${(rpsA / rpsB).toFixed(3)}, CPU per request ${(cpuA / cpuB).toFixed(3)}\n`,
+          `A / B: requests/s ${(rpsA / rpsB).toFixed(3)}, CPU per request ${(cpuA / cpuB).toFixed(3)}; ` +
+          `best rounds (least disturbed by anything else on the machine): requests/s ${(Math.max(...rows.A.map((r) => r.requestsPerSecond)) / Math.max(...rows.B.map((r) => r.requestsPerSecond))).toFixed(3)}, CPU per request ${(Math.min(...rows.A.map((r) => r.cpuMicrosPerRequest['proxy'] ?? 0)) / Math.min(...rows.B.map((r) => r.cpuMicrosPerRequest['proxy B'] ?? 0))).toFixed(3)}\n`,
       );
       return;
     }
