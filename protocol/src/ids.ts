@@ -46,27 +46,31 @@ const randomTen = (): Buffer => {
   return out;
 };
 
+const ALPHABET = Buffer.from(CROCKFORD, 'latin1');
+/** The 26 characters being made, reused: one string is allocated per id, not one per character. */
+const chars = Buffer.alloc(26);
+
 /** Encodes a 48-bit millisecond time and 80 random bits as a 26-character ULID. */
 export const ulid = (timeMs: number = Date.now()): string => {
-  let out = '';
   let time = timeMs;
-  for (let i = 0; i < 10; i++) {
-    out = CROCKFORD[time % 32] + out;
+  for (let i = 9; i >= 0; i--) {
+    chars[i] = ALPHABET[time % 32]!;
     time = Math.floor(time / 32);
   }
   const random = randomTen();
   // 80 bits → 16 base32 characters, 5 bits at a time.
   let bits = 0;
   let value = 0;
-  for (const byte of random) {
-    value = (value << 8) | byte;
+  let at = 10;
+  for (let i = 0; i < 10; i++) {
+    value = ((value << 8) | random[i]!) & 0xfff;
     bits += 8;
     while (bits >= 5) {
-      out += CROCKFORD[(value >>> (bits - 5)) & 31];
+      chars[at++] = ALPHABET[(value >>> (bits - 5)) & 31]!;
       bits -= 5;
     }
   }
-  return out;
+  return chars.toString('latin1', 0, 26);
 };
 
 /** A new id of the given kind. */

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { apiKeyDisplayPrefix, bearerToken, generateApiKey, hashApiKey, isWellFormedApiKey } from './api-key.js';
 import { decodeCursor, encodeCursor } from './envelope.js';
-import { isId, newId } from './ids.js';
+import { isId, newId, ulid } from './ids.js';
 import { fromAtomic, toAtomic } from './money.js';
 import { currentUtcDay, utcDay } from './redis-keys.js';
 import { canonicalString, signatureEntry, signatureHeader } from './signature.js';
@@ -42,6 +42,21 @@ describe('ids', () => {
     expect(isId('listing', first)).toBe(true);
     expect(isId('agent', first)).toBe(false);
     expect(first.slice(0, 14) <= later.slice(0, 14)).toBe(true);
+  });
+
+  it('encode their time in the first 10 characters and 80 random bits in the other 16', () => {
+    const alphabet = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+    const timeOf = (id: string) => [...id.slice(0, 10)].reduce((t, c) => t * 32 + alphabet.indexOf(c), 0);
+    for (const at of [0, 1, 31, 32, 1_733_280_000_000, 2 ** 48 - 1]) {
+      const id = ulid(at);
+      expect(id).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/);
+      expect(timeOf(id)).toBe(at);
+    }
+    expect(ulid(0).slice(0, 10)).toBe('0000000000');
+    const ids = Array.from({ length: 10_000 }, () => ulid(5));
+    expect(new Set(ids).size).toBe(ids.length);
+    // Every random character takes every value: the 80 bits are all used.
+    for (let position = 10; position < 26; position++) expect(new Set(ids.map((id) => id[position])).size).toBe(32);
   });
 });
 

@@ -299,16 +299,17 @@ export const timedRedis = <A extends unknown[], R>(
   command: string,
   call: (...args: A) => Promise<R>,
 ) => {
-  metrics.redisErrors.inc({ command }, 0);
+  const labels = { command };
+  metrics.redisErrors.inc(labels, 0);
   return async (...args: A): Promise<R> => {
-    const end = metrics.redisDuration.startTimer({ command });
+    const startedAt = performance.now();
     try {
       return await call(...args);
     } catch (error) {
-      metrics.redisErrors.inc({ command });
+      metrics.redisErrors.inc(labels);
       throw error;
     } finally {
-      end();
+      metrics.redisDuration.observe(labels, (performance.now() - startedAt) / 1000);
     }
   };
 };
