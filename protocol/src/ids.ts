@@ -52,7 +52,7 @@ const chars = Buffer.alloc(26);
 
 /** Encodes a 48-bit millisecond time and 80 random bits as a 26-character ULID. */
 export const ulid = (timeMs: number = Date.now()): string => {
-  let time = timeMs;
+  let time = Math.floor(timeMs);
   for (let i = 9; i >= 0; i--) {
     chars[i] = ALPHABET[time % 32]!;
     time = Math.floor(time / 32);

@@ -53,6 +53,8 @@ describe('ids', () => {
       expect(timeOf(id)).toBe(at);
     }
     expect(ulid(0).slice(0, 10)).toBe('0000000000');
+    // A time with a fraction of a millisecond is that millisecond.
+    expect(timeOf(ulid(1_733_280_000_000.75))).toBe(1_733_280_000_000);
     const ids = Array.from({ length: 10_000 }, () => ulid(5));
     expect(new Set(ids).size).toBe(ids.length);
     // Every random character takes every value: the 80 bits are all used.
