@@ -104,11 +104,13 @@ DECLARE
   to_id bigint := nullif(current_setting('crochet.ledger_unchecked_to', true), '')::bigint;
   bad record;
 BEGIN
-  SELECT a.journal_id, a.account_id,
-         NOT EXISTS (SELECT 1 FROM ledger_journals j WHERE j.id = a.journal_id) AS no_journal INTO bad
+  -- One primary-key lookup per distinct journal and account (lateral, kept apart by OFFSET 0): as NOT EXISTS, the
+  -- planner may hash the whole referenced table instead.
+  SELECT a.journal_id, a.account_id, j.id IS NULL AS no_journal INTO bad
     FROM (SELECT DISTINCT journal_id, account_id FROM added_entries) a
-   WHERE NOT EXISTS (SELECT 1 FROM ledger_journals j WHERE j.id = a.journal_id)
-      OR NOT EXISTS (SELECT 1 FROM ledger_accounts c WHERE c.id = a.account_id)
+    LEFT JOIN LATERAL (SELECT j.id FROM ledger_journals j WHERE j.id = a.journal_id OFFSET 0) j ON true
+    LEFT JOIN LATERAL (SELECT c.id FROM ledger_accounts c WHERE c.id = a.account_id OFFSET 0) c ON true
+   WHERE j.id IS NULL OR c.id IS NULL
    LIMIT 1;
   IF FOUND THEN
     RAISE EXCEPTION 'ledger_entries: % % does not exist',

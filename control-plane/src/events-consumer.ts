@@ -292,11 +292,15 @@ const PROOFS_SQL = `
 
 // A proof given back by its request (nothing charged, or settlement pending: the retry consumes it again), by what
 // the request's row says — so an end applied before its start (or a start redelivered after its end) still counts.
+// Each request is one primary-key lookup (OFFSET 0 keeps the planner from joining the whole table on stale
+// statistics), its proofs one lookup of payment_proofs_request_idx.
 const RELEASED_SQL = `
   UPDATE payment_proofs p SET released_at = now()
-    FROM gateway_requests g
-   WHERE p.gateway_request_id = g.id AND g.id = ANY ($1::text[]) AND p.released_at IS NULL
-     AND g.payment -> 'outcome' ->> 'status' IN ('released', 'pending')`;
+    FROM unnest($1::text[]) AS r (id)
+   CROSS JOIN LATERAL (SELECT g.id FROM gateway_requests g
+                        WHERE g.id = r.id AND g.payment -> 'outcome' ->> 'status' IN ('released', 'pending')
+                       OFFSET 0) g
+   WHERE p.gateway_request_id = g.id AND p.released_at IS NULL`;
 
 // The transaction that settled an x402 payment is consumed by the request it paid (it could otherwise be presented
 // as a direct transfer): the same id as plugins' txProofId — 'tx:<network>:<tx>', lowercase on EVM.
@@ -310,11 +314,18 @@ const SETTLED_TX_SQL = `
    WHERE g.payment ->> 'rail' = 'x402-exact'
   ON CONFLICT (proof_id) DO NOTHING`;
 
-/** The proofs these events consumed or gave back (DESIGN §2 durability rule). */
+/**
+ * The proofs these events consumed or gave back (DESIGN §2 durability rule). `written`: the requests this
+ * transaction inserted whole from their start and end (MERGED_SQL), whose row is known without reading it: their
+ * payment is the start's and their outcome the end's, so the statements that read the row skip them when it cannot
+ * match (not given back; not an x402 payment).
+ */
 const recordProofs = async (
   client: PoolClient,
   events: readonly GatewayEvent[],
+  starts: ReadonlyMap<string, GatewayStartEvent>,
   ends: ReadonlyMap<string, GatewayEndEvent>,
+  written: ReadonlySet<string>,
 ): Promise<void> => {
   const consumed = new Map<string, { id: string; at: number }>();
   for (const event of events) {
@@ -331,12 +342,16 @@ const recordProofs = async (
   }
   const paid = new Set<string>();
   for (const event of events) {
-    if (event.type === 'gateway.start' ? event.payment : event.payment_outcome) paid.add(event.id);
+    if (!(event.type === 'gateway.start' ? event.payment : event.payment_outcome)) continue;
+    const status = ends.get(event.id)?.payment_outcome?.status;
+    if (written.has(event.id) && status !== 'released' && status !== 'pending') continue;
+    paid.add(event.id);
   }
   if (paid.size > 0) await client.query(RELEASED_SQL, [[...paid]]);
   const settled: GatewayEndEvent[] = [];
   for (const end of ends.values()) {
     const outcome = end.payment_outcome;
+    if (written.has(end.id) && starts.get(end.id)?.payment?.rail !== 'x402-exact') continue;
     if (outcome?.status === 'settled' && outcome.tx) settled.push(end);
   }
   if (settled.length > 0) {
@@ -394,7 +409,7 @@ export const applyEvents = async (
   if (receipts.length > 0) {
     await client.query(RECEIPT_SQL, [receipts.map((e) => e.id), receipts.map((e) => e.receipt)]);
   }
-  await recordProofs(client, events, ends);
+  await recordProofs(client, events, starts, ends, written);
   // §3.5: the journals these events make due, in this same transaction (ledger/posting.ts).
   await postLedger(client, events, ledger);
 };
