@@ -318,7 +318,7 @@ const SETTLED_TX_SQL = `
  * The proofs these events consumed or gave back (DESIGN §2 durability rule). `written`: the requests this
  * transaction inserted whole from their start and end (MERGED_SQL), whose row is known without reading it: their
  * payment is the start's and their outcome the end's, so the statements that read the row skip them when it cannot
- * match (not given back; not an x402 payment).
+ * match (not given back; not an x402 payment). Returns the paid requests whose row may say their proofs were given back.
  */
 const recordProofs = async (
   client: PoolClient,
@@ -326,7 +326,7 @@ const recordProofs = async (
   starts: ReadonlyMap<string, GatewayStartEvent>,
   ends: ReadonlyMap<string, GatewayEndEvent>,
   written: ReadonlySet<string>,
-): Promise<void> => {
+): Promise<string[]> => {
   const consumed = new Map<string, { id: string; at: number }>();
   for (const event of events) {
     if (event.type !== 'gateway.start' || !event.payment) continue;
@@ -361,17 +361,20 @@ const recordProofs = async (
       settled.map((e) => e.at),
     ]);
   }
+  return [...paid];
 };
 
 /**
  * Applies events in two set-based statements. Within one statement a row may change only once, so events are
- * folded per request first: duplicate starts are identical, and of several ends the latest wins.
+ * folded per request first: duplicate starts are identical, and of several ends the latest wins. Returns the paid
+ * requests whose proofs may have been given back (for releaseInRedis): all those the events touch but the ones
+ * written whole here with an outcome that gives nothing back.
  */
 export const applyEvents = async (
   client: PoolClient,
   events: readonly GatewayEvent[],
   ledger: LedgerOptions = { feeBps: DEFAULT_FEE_BPS },
-): Promise<void> => {
+): Promise<string[]> => {
   const starts = new Map<string, GatewayStartEvent>();
   const ends = new Map<string, GatewayEndEvent>();
   for (const event of events) {
@@ -409,9 +412,10 @@ export const applyEvents = async (
   if (receipts.length > 0) {
     await client.query(RECEIPT_SQL, [receipts.map((e) => e.id), receipts.map((e) => e.receipt)]);
   }
-  await recordProofs(client, events, starts, ends, written);
+  const givenBack = await recordProofs(client, events, starts, ends, written);
   // §3.5: the journals these events make due, in this same transaction (ledger/posting.ts).
   await postLedger(client, events, ledger);
+  return givenBack;
 };
 
 // The parameter arrays of the statements above, in their column order: a start's fields and its payment, an end's
@@ -522,15 +526,6 @@ export const releaseInRedis = async (
     }
   }
 };
-
-/** The paid requests events touch: the ones whose proofs may need giving back (an end may come before its start). */
-const paidIds = (events: readonly GatewayEvent[]): string[] => [
-  ...new Set(
-    events
-      .filter((e) => (e.type === 'gateway.start' ? e.payment !== undefined : e.payment_outcome !== undefined))
-      .map((e) => e.id),
-  ),
-];
 
 /** The stream id just before `id` ("<ms>-<seq>"). */
 const streamIdBefore = (id: string): string => {
@@ -725,16 +720,16 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
     if (good.length > 0) {
       try {
         const events = good.map((g) => g.event);
-        await transaction(pool, (client) => applyEvents(client, events, ledger));
-        await releaseInRedis(pool, scripts, paidIds(events), log);
+        const givenBack = await transaction(pool, (client) => applyEvents(client, events, ledger));
+        await releaseInRedis(pool, scripts, givenBack, log);
         await ack(good.map((g) => g.id));
         stats.processed += good.length;
       } catch (error) {
         if (!isPoison(error)) throw error;
         for (const g of good) {
           try {
-            await transaction(pool, (client) => applyEvents(client, [g.event], ledger));
-            await releaseInRedis(pool, scripts, paidIds([g.event]), log);
+            const givenBack = await transaction(pool, (client) => applyEvents(client, [g.event], ledger));
+            await releaseInRedis(pool, scripts, givenBack, log);
             await ack([g.id]);
             stats.processed++;
           } catch (single) {

@@ -100,22 +100,28 @@ export const ACCOUNTS_SQL = `
   UNION ALL
   SELECT a.id::text, a.owner_id, a.role, a.currency FROM ledger_accounts a JOIN wanted w USING (owner_id, role, currency)`;
 
-// ON CONFLICT without a target covers the idempotency key and the settlement reference alike; what was not inserted
-// is examined afterwards.
+// The journals and, in the same statement, the entries of those inserted (by gateway request: one journal each here),
+// in the order given. ON CONFLICT without a target covers the idempotency key and the settlement reference alike;
+// what was not inserted gets no entries and is examined afterwards.
 const PAYMENTS_SQL = `
-  INSERT INTO ledger_journals (kind, gateway_request_id, idempotency_key, listing_id, buyer_id, seller_id, currency,
-                               amount_atomic, fee_atomic, fee_bps, network, tx)
-  SELECT p.kind, p.id, p.id || ':' || p.kind, p.listing_id, p.buyer_id, p.seller_id, p.currency, p.amount, p.fee,
-         p.fee_bps, p.network, p.tx
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::int[],
-                $9::text[], $10::text[], $11::text[])
-         AS p (id, listing_id, buyer_id, seller_id, currency, amount, fee, fee_bps, network, tx, kind)
-  ON CONFLICT DO NOTHING
-  RETURNING id::text, gateway_request_id`;
-
-const ENTRIES_SQL = `
-  INSERT INTO ledger_entries (journal_id, account_id, entry_type, amount_atomic)
-  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])`;
+  WITH inserted AS (
+    INSERT INTO ledger_journals (kind, gateway_request_id, idempotency_key, listing_id, buyer_id, seller_id, currency,
+                                 amount_atomic, fee_atomic, fee_bps, network, tx)
+    SELECT p.kind, p.id, p.id || ':' || p.kind, p.listing_id, p.buyer_id, p.seller_id, p.currency, p.amount, p.fee,
+           p.fee_bps, p.network, p.tx
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::int[],
+                  $9::text[], $10::text[], $11::text[])
+           AS p (id, listing_id, buyer_id, seller_id, currency, amount, fee, fee_bps, network, tx, kind)
+    ON CONFLICT DO NOTHING
+    RETURNING id, gateway_request_id),
+  entries AS (
+    INSERT INTO ledger_entries (journal_id, account_id, entry_type, amount_atomic)
+    SELECT i.id, e.account_id, e.entry_type, e.amount_atomic
+      FROM unnest($12::text[], $13::bigint[], $14::text[], $15::bigint[]) WITH ORDINALITY
+           AS e (gateway_request_id, account_id, entry_type, amount_atomic, n)
+      JOIN inserted i ON i.gateway_request_id = e.gateway_request_id
+     ORDER BY e.n)
+  SELECT id::text, gateway_request_id FROM inserted`;
 
 const EXISTING_SQL = `
   SELECT id::text, gateway_request_id, idempotency_key, currency, amount_atomic::text AS amount_atomic,
@@ -228,7 +234,24 @@ export const postLedger = async (
     return id;
   };
 
-  // --- payment journals and their entries ----------------------------------------------------------------------
+  // --- payment journals and their entries, in one statement --------------------------------------------------------
+  const entries: [request: string, account: string, type: string, amount: bigint][] = [];
+  for (const p of postings) {
+    const { id, buyer_id, seller_id, currency } = p.candidate;
+    const share = p.amountAtomic - p.feeAtomic;
+    const seller = account(seller_id, 'seller_payable', currency);
+    const fees = account('marketplace', 'marketplace_fee', currency);
+    if (p.kind === 'loss') {
+      // The buyer never paid: the marketplace pays the seller's share out of its fees.
+      entries.push([id, seller, 'seller_credit', share], [id, fees, 'marketplace_loss', -share]);
+      continue;
+    }
+    entries.push([id, account(buyer_id, 'buyer', currency), 'buyer_debit', -p.amountAtomic]);
+    entries.push([id, seller, 'seller_credit', share]);
+    if (p.feeAtomic > 0n) entries.push([id, fees, 'marketplace_fee', p.feeAtomic]);
+  }
+  // A 100 % fee leaves the seller nothing: a zero entry says nothing, so it is left out.
+  const nonZero = entries.filter((e) => e[3] !== 0n);
   const column = <T>(pick: (p: Posting) => T): T[] => postings.map(pick);
   const { rows: inserted } = await client.query<{ id: string; gateway_request_id: string }>(PAYMENTS_SQL, [
     column((p) => p.candidate.id),
@@ -242,36 +265,13 @@ export const postLedger = async (
     column((p) => p.network),
     column((p) => p.tx),
     column((p) => p.kind),
+    nonZero.map((e) => e[0]),
+    nonZero.map((e) => e[1]),
+    nonZero.map((e) => e[2]),
+    nonZero.map((e) => e[3].toString()),
   ]);
   const journalOf = new Map(inserted.map((r) => [r.gateway_request_id, r.id]));
   postingCounts.payment += inserted.length;
-  const entries: [journal: string, account: string, type: string, amount: bigint][] = [];
-  for (const p of postings) {
-    const journal = journalOf.get(p.candidate.id);
-    if (journal === undefined) continue;
-    const { buyer_id, seller_id, currency } = p.candidate;
-    const share = p.amountAtomic - p.feeAtomic;
-    const seller = account(seller_id, 'seller_payable', currency);
-    const fees = account('marketplace', 'marketplace_fee', currency);
-    if (p.kind === 'loss') {
-      // The buyer never paid: the marketplace pays the seller's share out of its fees.
-      entries.push([journal, seller, 'seller_credit', share], [journal, fees, 'marketplace_loss', -share]);
-      continue;
-    }
-    entries.push([journal, account(buyer_id, 'buyer', currency), 'buyer_debit', -p.amountAtomic]);
-    entries.push([journal, seller, 'seller_credit', share]);
-    if (p.feeAtomic > 0n) entries.push([journal, fees, 'marketplace_fee', p.feeAtomic]);
-  }
-  // A 100 % fee leaves the seller nothing: a zero entry says nothing, so it is left out.
-  const nonZero = entries.filter((e) => e[3] !== 0n);
-  if (nonZero.length > 0) {
-    await client.query(ENTRIES_SQL, [
-      nonZero.map((e) => e[0]),
-      nonZero.map((e) => e[1]),
-      nonZero.map((e) => e[2]),
-      nonZero.map((e) => e[3].toString()),
-    ]);
-  }
 
   // --- not inserted: a redelivery (nothing to do) or a conflict; a start of this batch with another price -------
   // The row keeps the first start's price, so a start that disagrees is only visible here, in its own event.
