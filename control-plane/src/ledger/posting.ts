@@ -100,11 +100,22 @@ export const ACCOUNTS_SQL = `
   UNION ALL
   SELECT a.id::text, a.owner_id, a.role, a.currency FROM ledger_accounts a JOIN wanted w USING (owner_id, role, currency)`;
 
-// The journals and, in the same statement, the entries of those inserted (by gateway request: one journal each here),
-// in the order given. ON CONFLICT without a target covers the idempotency key and the settlement reference alike;
-// what was not inserted gets no entries and is examined afterwards.
+// One statement for a batch's payments: the accounts they need (created when missing, as ACCOUNTS_SQL does, in the
+// order given), the journals, and the entries of the journals inserted (by gateway request: one journal each here,
+// and by account key), in the order given. ON CONFLICT without a target covers the idempotency key and the
+// settlement reference alike; what was not inserted gets no entries and is examined afterwards. Each row returned
+// carries the number of entries inserted, to be compared with the number due.
 const PAYMENTS_SQL = `
-  WITH inserted AS (
+  WITH wanted AS (
+    SELECT * FROM unnest($12::text[], $13::text[], $14::text[]) WITH ORDINALITY AS w (owner_id, role, currency, n)),
+  created AS (
+    INSERT INTO ledger_accounts (owner_id, role, currency) SELECT owner_id, role, currency FROM wanted ORDER BY n
+    ON CONFLICT DO NOTHING RETURNING id, owner_id, role, currency),
+  accounts AS (
+    SELECT id, owner_id, role, currency FROM created
+    UNION ALL
+    SELECT a.id, a.owner_id, a.role, a.currency FROM ledger_accounts a JOIN wanted w USING (owner_id, role, currency)),
+  inserted AS (
     INSERT INTO ledger_journals (kind, gateway_request_id, idempotency_key, listing_id, buyer_id, seller_id, currency,
                                  amount_atomic, fee_atomic, fee_bps, network, tx)
     SELECT p.kind, p.id, p.id || ':' || p.kind, p.listing_id, p.buyer_id, p.seller_id, p.currency, p.amount, p.fee,
@@ -116,12 +127,14 @@ const PAYMENTS_SQL = `
     RETURNING id, gateway_request_id),
   entries AS (
     INSERT INTO ledger_entries (journal_id, account_id, entry_type, amount_atomic)
-    SELECT i.id, e.account_id, e.entry_type, e.amount_atomic
-      FROM unnest($12::text[], $13::bigint[], $14::text[], $15::bigint[]) WITH ORDINALITY
-           AS e (gateway_request_id, account_id, entry_type, amount_atomic, n)
+    SELECT i.id, a.id, e.entry_type, e.amount_atomic
+      FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::bigint[]) WITH ORDINALITY
+           AS e (gateway_request_id, owner_id, role, currency, entry_type, amount_atomic, n)
       JOIN inserted i ON i.gateway_request_id = e.gateway_request_id
-     ORDER BY e.n)
-  SELECT id::text, gateway_request_id FROM inserted`;
+      JOIN accounts a ON a.owner_id = e.owner_id AND a.role = e.role AND a.currency = e.currency
+     ORDER BY e.n
+    RETURNING 1)
+  SELECT id::text, gateway_request_id, (SELECT count(*) FROM entries)::int AS entries FROM inserted`;
 
 const EXISTING_SQL = `
   SELECT id::text, gateway_request_id, idempotency_key, currency, amount_atomic::text AS amount_atomic,
@@ -223,54 +236,59 @@ export const postLedger = async (
     }
   }
   const sorted = [...wanted.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v);
-  const { rows: accountRows } = await client.query<{ id: string; owner_id: string; role: string; currency: string }>(
-    ACCOUNTS_SQL,
-    [sorted.map((a) => a[0]), sorted.map((a) => a[1]), sorted.map((a) => a[2])],
-  );
-  const accounts = new Map(accountRows.map((a) => [`${a.owner_id}\u0000${a.role}\u0000${a.currency}`, a.id]));
-  const account = (owner: string, role: string, currency: string): string => {
-    const id = accounts.get(`${owner}\u0000${role}\u0000${currency}`);
-    if (id === undefined) throw new Error(`ledger: account ${owner}/${role}/${currency} missing after upsert`);
-    return id;
-  };
 
-  // --- payment journals and their entries, in one statement --------------------------------------------------------
-  const entries: [request: string, account: string, type: string, amount: bigint][] = [];
+  // --- payment journals and their entries, with the accounts, in one statement -------------------------------------
+  type Account = [owner: string, role: string, currency: string];
+  const entries: [request: string, account: Account, type: string, amount: bigint][] = [];
   for (const p of postings) {
     const { id, buyer_id, seller_id, currency } = p.candidate;
     const share = p.amountAtomic - p.feeAtomic;
-    const seller = account(seller_id, 'seller_payable', currency);
-    const fees = account('marketplace', 'marketplace_fee', currency);
+    const seller: Account = [seller_id, 'seller_payable', currency];
+    const fees: Account = ['marketplace', 'marketplace_fee', currency];
     if (p.kind === 'loss') {
       // The buyer never paid: the marketplace pays the seller's share out of its fees.
       entries.push([id, seller, 'seller_credit', share], [id, fees, 'marketplace_loss', -share]);
       continue;
     }
-    entries.push([id, account(buyer_id, 'buyer', currency), 'buyer_debit', -p.amountAtomic]);
+    entries.push([id, [buyer_id, 'buyer', currency], 'buyer_debit', -p.amountAtomic]);
     entries.push([id, seller, 'seller_credit', share]);
     if (p.feeAtomic > 0n) entries.push([id, fees, 'marketplace_fee', p.feeAtomic]);
   }
   // A 100 % fee leaves the seller nothing: a zero entry says nothing, so it is left out.
   const nonZero = entries.filter((e) => e[3] !== 0n);
   const column = <T>(pick: (p: Posting) => T): T[] => postings.map(pick);
-  const { rows: inserted } = await client.query<{ id: string; gateway_request_id: string }>(PAYMENTS_SQL, [
-    column((p) => p.candidate.id),
-    column((p) => p.candidate.listing_id),
-    column((p) => p.candidate.buyer_id),
-    column((p) => p.candidate.seller_id),
-    column((p) => p.candidate.currency),
-    column((p) => p.amountAtomic.toString()),
-    column((p) => p.feeAtomic.toString()),
-    column((p) => p.feeBps),
-    column((p) => p.network),
-    column((p) => p.tx),
-    column((p) => p.kind),
-    nonZero.map((e) => e[0]),
-    nonZero.map((e) => e[1]),
-    nonZero.map((e) => e[2]),
-    nonZero.map((e) => e[3].toString()),
-  ]);
+  const { rows: inserted } = await client.query<{ id: string; gateway_request_id: string; entries: number }>(
+    PAYMENTS_SQL,
+    [
+      column((p) => p.candidate.id),
+      column((p) => p.candidate.listing_id),
+      column((p) => p.candidate.buyer_id),
+      column((p) => p.candidate.seller_id),
+      column((p) => p.candidate.currency),
+      column((p) => p.amountAtomic.toString()),
+      column((p) => p.feeAtomic.toString()),
+      column((p) => p.feeBps),
+      column((p) => p.network),
+      column((p) => p.tx),
+      column((p) => p.kind),
+      sorted.map((a) => a[0]),
+      sorted.map((a) => a[1]),
+      sorted.map((a) => a[2]),
+      nonZero.map((e) => e[0]),
+      nonZero.map((e) => e[1][0]),
+      nonZero.map((e) => e[1][1]),
+      nonZero.map((e) => e[1][2]),
+      nonZero.map((e) => e[2]),
+      nonZero.map((e) => e[3].toString()),
+    ],
+  );
   const journalOf = new Map(inserted.map((r) => [r.gateway_request_id, r.id]));
+  // An account another transaction created meanwhile is neither inserted nor visible to this statement: its entries
+  // are missing. Not the data's fault: the batch is retried (the journal would not balance anyway).
+  const due = nonZero.filter((e) => journalOf.has(e[0])).length;
+  if ((inserted[0]?.entries ?? 0) !== due) {
+    throw new Error(`ledger: ${due - (inserted[0]?.entries ?? 0)} entries' accounts missing after upsert`);
+  }
   postingCounts.payment += inserted.length;
 
   // --- not inserted: a redelivery (nothing to do) or a conflict; a start of this batch with another price -------
