@@ -289,6 +289,21 @@ const PROOFS_SQL = `
   ON CONFLICT (proof_id) DO UPDATE SET
     gateway_request_id = EXCLUDED.gateway_request_id, consumed_at = EXCLUDED.consumed_at, released_at = NULL
   WHERE p.consumed_at < EXCLUDED.consumed_at`;
+// MERGED_SQL and, in the same round trip, PROOFS_SQL for the requests it inserted (its parameters from $22). A
+// request's row is always written before its proofs, whichever transaction: the proofs of the requests MERGED_SQL
+// left alone wait for their START_SQL and END_SQL (recordProofs), or concurrent deliveries of one request would lock
+// the two in opposite orders.
+const MERGED_PROOFS_SQL = `
+  WITH written AS (${MERGED_SQL}),
+  proofs AS (
+    INSERT INTO payment_proofs AS p (proof_id, gateway_request_id, consumed_at)
+    SELECT c.proof_id, c.id, timestamptz 'epoch' + c.at * interval '1 ms'
+      FROM unnest($22::text[], $23::text[], $24::bigint[]) AS c (proof_id, id, at)
+      JOIN written w ON w.id = c.id
+    ON CONFLICT (proof_id) DO UPDATE SET
+      gateway_request_id = EXCLUDED.gateway_request_id, consumed_at = EXCLUDED.consumed_at, released_at = NULL
+    WHERE p.consumed_at < EXCLUDED.consumed_at)
+  SELECT id FROM written`;
 
 // A proof given back by its request (nothing charged, or settlement pending: the retry consumes it again), by what
 // the request's row says — so an end applied before its start (or a start redelivered after its end) still counts.
@@ -318,15 +333,10 @@ const SETTLED_TX_SQL = `
  * The proofs these events consumed or gave back (DESIGN §2 durability rule). `written`: the requests this
  * transaction inserted whole from their start and end (MERGED_SQL), whose row is known without reading it: their
  * payment is the start's and their outcome the end's, so the statements that read the row skip them when it cannot
- * match (not given back; not an x402 payment). Returns the paid requests whose row may say their proofs were given back.
+ * match (not given back; not an x402 payment). `consumed`: the proofs not recorded yet. Returns the paid requests whose row may say their proofs were given back.
  */
-const recordProofs = async (
-  client: PoolClient,
-  events: readonly GatewayEvent[],
-  starts: ReadonlyMap<string, GatewayStartEvent>,
-  ends: ReadonlyMap<string, GatewayEndEvent>,
-  written: ReadonlySet<string>,
-): Promise<string[]> => {
+/** The proofs these events consumed, by proof id: the request and time of the latest consumption. */
+const consumedProofs = (events: readonly GatewayEvent[]): Map<string, { id: string; at: number }> => {
   const consumed = new Map<string, { id: string; at: number }>();
   for (const event of events) {
     if (event.type !== 'gateway.start' || !event.payment) continue;
@@ -336,10 +346,25 @@ const recordProofs = async (
       if ((consumed.get(proofId)?.at ?? -1) < at) consumed.set(proofId, { id: event.id, at });
     }
   }
-  if (consumed.size > 0) {
-    const rows = [...consumed];
-    await client.query(PROOFS_SQL, [rows.map(([p]) => p), rows.map(([, c]) => c.id), rows.map(([, c]) => c.at)]);
-  }
+  return consumed;
+};
+
+/** The parameters of PROOFS_SQL (from its $1) for these proofs. */
+const proofArrays = (rows: readonly [string, { id: string; at: number }][]): unknown[][] => [
+  rows.map(([p]) => p),
+  rows.map(([, c]) => c.id),
+  rows.map(([, c]) => c.at),
+];
+
+const recordProofs = async (
+  client: PoolClient,
+  events: readonly GatewayEvent[],
+  starts: ReadonlyMap<string, GatewayStartEvent>,
+  ends: ReadonlyMap<string, GatewayEndEvent>,
+  written: ReadonlySet<string>,
+  consumed: readonly [string, { id: string; at: number }][],
+): Promise<string[]> => {
+  if (consumed.length > 0) await client.query(PROOFS_SQL, proofArrays(consumed));
   const paid = new Set<string>();
   for (const event of events) {
     if (!(event.type === 'gateway.start' ? event.payment : event.payment_outcome)) continue;
@@ -387,14 +412,19 @@ export const applyEvents = async (
   // Requests with both events here are inserted whole; the rest (and those whose row already exists) take the two
   // statements, which are the reference semantics.
   const written = new Set<string>();
+  const consumed = consumedProofs(events);
   const both = [...starts.values()].filter((s) => ends.has(s.id));
   if (both.length > 0) {
     const pairs = both.map((s) => [s, ends.get(s.id)!] as const);
-    const result = await client.query<{ id: string }>(MERGED_SQL, [
+    const merged = [
       ...startArrays(both),
       ...outcomeArrays(pairs.map(([, e]) => e)),
       pairs.map(([, e]) => e.receipt ?? null),
-    ]);
+    ];
+    const result = await client.query<{ id: string }>(
+      consumed.size === 0 ? MERGED_SQL : MERGED_PROOFS_SQL,
+      consumed.size === 0 ? merged : [...merged, ...proofArrays([...consumed])],
+    );
     for (const { id } of result.rows) written.add(id);
   }
   const startRows = [...starts.values()].filter((s) => !written.has(s.id));
@@ -412,7 +442,9 @@ export const applyEvents = async (
   if (receipts.length > 0) {
     await client.query(RECEIPT_SQL, [receipts.map((e) => e.id), receipts.map((e) => e.receipt)]);
   }
-  const givenBack = await recordProofs(client, events, starts, ends, written);
+  // The proofs of the requests not written whole above, now that their rows are.
+  const unwritten = [...consumed].filter(([, c]) => !written.has(c.id));
+  const givenBack = await recordProofs(client, events, starts, ends, written, unwritten);
   // §3.5: the journals these events make due, in this same transaction (ledger/posting.ts).
   await postLedger(client, events, ledger);
   return givenBack;
