@@ -101,8 +101,9 @@ export const ACCOUNTS_SQL = `
   SELECT a.id::text, a.owner_id, a.role, a.currency FROM ledger_accounts a JOIN wanted w USING (owner_id, role, currency)`;
 
 // One statement for a batch's payments: the accounts they need (created when missing, as ACCOUNTS_SQL does, in the
-// order given), the journals, and the entries of the journals inserted (by gateway request: one journal each here,
-// and by account key), in the order given. ON CONFLICT without a target covers the idempotency key and the
+// order given), the journals, the entries of the journals inserted (by gateway request: one journal each here, and
+// by account key) in the order given, and for those of the requests due a refund ($21) their reversal, as
+// REFUNDS_SQL makes it (which still reverses the payments posted before). ON CONFLICT without a target covers the idempotency key and the
 // settlement reference alike; what was not inserted gets no entries and is examined afterwards. Each row returned
 // carries the number of entries inserted, to be compared with the number due.
 const PAYMENTS_SQL = `
@@ -124,17 +125,44 @@ const PAYMENTS_SQL = `
                   $9::text[], $10::text[], $11::text[])
            AS p (id, listing_id, buyer_id, seller_id, currency, amount, fee, fee_bps, network, tx, kind)
     ON CONFLICT DO NOTHING
-    RETURNING id, gateway_request_id),
+    RETURNING id, gateway_request_id, kind, listing_id, buyer_id, seller_id, currency, amount_atomic, fee_atomic,
+              fee_bps, network, tx),
+  reversed AS (
+    INSERT INTO ledger_journals (kind, gateway_request_id, idempotency_key, listing_id, buyer_id, seller_id, currency,
+                                 amount_atomic, fee_atomic, fee_bps, network, tx, reverses_journal_id)
+    SELECT 'refund', i.gateway_request_id, i.gateway_request_id || ':refund', i.listing_id, i.buyer_id, i.seller_id,
+           i.currency, i.amount_atomic, i.fee_atomic, i.fee_bps, i.network, i.tx, i.id
+      FROM inserted i
+     WHERE i.kind = 'payment' AND i.gateway_request_id = ANY ($21::text[])
+     ORDER BY i.id
+    ON CONFLICT DO NOTHING
+    RETURNING id, gateway_request_id, buyer_id, currency),
+  given AS (
+    SELECT * FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::bigint[]) WITH ORDINALITY
+           AS e (gateway_request_id, owner_id, role, currency, entry_type, amount_atomic, n)),
   entries AS (
     INSERT INTO ledger_entries (journal_id, account_id, entry_type, amount_atomic)
-    SELECT i.id, a.id, e.entry_type, e.amount_atomic
-      FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::bigint[]) WITH ORDINALITY
-           AS e (gateway_request_id, owner_id, role, currency, entry_type, amount_atomic, n)
-      JOIN inserted i ON i.gateway_request_id = e.gateway_request_id
-      JOIN accounts a ON a.owner_id = e.owner_id AND a.role = e.role AND a.currency = e.currency
-     ORDER BY e.n
+    SELECT journal_id, account_id, entry_type, amount_atomic FROM (
+      SELECT i.id AS journal_id, a.id AS account_id, e.entry_type, e.amount_atomic, 0 AS part, e.n
+        FROM given e
+        JOIN inserted i ON i.gateway_request_id = e.gateway_request_id
+        JOIN accounts a ON a.owner_id = e.owner_id AND a.role = e.role AND a.currency = e.currency
+      UNION ALL
+      -- REFUNDS_SQL's reversal, of the entries just given: the buyer's debit becomes owed to the buyer.
+      SELECT r.id, a.id,
+             CASE WHEN e.entry_type = 'buyer_debit' THEN 'refund_owed' ELSE e.entry_type || '_reversal' END,
+             -e.amount_atomic, 1, e.n
+        FROM given e
+        JOIN reversed r ON r.gateway_request_id = e.gateway_request_id
+        JOIN accounts a ON (e.entry_type = 'buyer_debit' AND a.owner_id = r.buyer_id AND a.role = 'refund_payable'
+                            AND a.currency = r.currency)
+                        OR (e.entry_type <> 'buyer_debit' AND a.owner_id = e.owner_id AND a.role = e.role
+                            AND a.currency = e.currency)) t
+     ORDER BY part, n
     RETURNING 1)
-  SELECT id::text, gateway_request_id, (SELECT count(*) FROM entries)::int AS entries FROM inserted`;
+  SELECT id::text, gateway_request_id, (SELECT count(*) FROM entries)::int AS entries,
+         (SELECT count(*) FROM reversed)::int AS refunds
+    FROM inserted`;
 
 const EXISTING_SQL = `
   SELECT id::text, gateway_request_id, idempotency_key, currency, amount_atomic::text AS amount_atomic,
@@ -257,39 +285,47 @@ export const postLedger = async (
   // A 100 % fee leaves the seller nothing: a zero entry says nothing, so it is left out.
   const nonZero = entries.filter((e) => e[3] !== 0n);
   const column = <T>(pick: (p: Posting) => T): T[] => postings.map(pick);
-  const { rows: inserted } = await client.query<{ id: string; gateway_request_id: string; entries: number }>(
-    PAYMENTS_SQL,
-    [
-      column((p) => p.candidate.id),
-      column((p) => p.candidate.listing_id),
-      column((p) => p.candidate.buyer_id),
-      column((p) => p.candidate.seller_id),
-      column((p) => p.candidate.currency),
-      column((p) => p.amountAtomic.toString()),
-      column((p) => p.feeAtomic.toString()),
-      column((p) => p.feeBps),
-      column((p) => p.network),
-      column((p) => p.tx),
-      column((p) => p.kind),
-      sorted.map((a) => a[0]),
-      sorted.map((a) => a[1]),
-      sorted.map((a) => a[2]),
-      nonZero.map((e) => e[0]),
-      nonZero.map((e) => e[1][0]),
-      nonZero.map((e) => e[1][1]),
-      nonZero.map((e) => e[1][2]),
-      nonZero.map((e) => e[2]),
-      nonZero.map((e) => e[3].toString()),
-    ],
-  );
+  const refundDue = postings.filter((p) => p.candidate.outcome === 'refund_due');
+  const { rows: inserted } = await client.query<{
+    id: string;
+    gateway_request_id: string;
+    entries: number;
+    refunds: number;
+  }>(PAYMENTS_SQL, [
+    column((p) => p.candidate.id),
+    column((p) => p.candidate.listing_id),
+    column((p) => p.candidate.buyer_id),
+    column((p) => p.candidate.seller_id),
+    column((p) => p.candidate.currency),
+    column((p) => p.amountAtomic.toString()),
+    column((p) => p.feeAtomic.toString()),
+    column((p) => p.feeBps),
+    column((p) => p.network),
+    column((p) => p.tx),
+    column((p) => p.kind),
+    sorted.map((a) => a[0]),
+    sorted.map((a) => a[1]),
+    sorted.map((a) => a[2]),
+    nonZero.map((e) => e[0]),
+    nonZero.map((e) => e[1][0]),
+    nonZero.map((e) => e[1][1]),
+    nonZero.map((e) => e[1][2]),
+    nonZero.map((e) => e[2]),
+    nonZero.map((e) => e[3].toString()),
+    refundDue.map((p) => p.candidate.id),
+  ]);
   const journalOf = new Map(inserted.map((r) => [r.gateway_request_id, r.id]));
   // An account another transaction created meanwhile is neither inserted nor visible to this statement: its entries
   // are missing. Not the data's fault: the batch is retried (the journal would not balance anyway).
-  const due = nonZero.filter((e) => journalOf.has(e[0])).length;
+  const reversedHere = new Set(
+    refundDue.filter((p) => p.kind === 'payment' && journalOf.has(p.candidate.id)).map((p) => p.candidate.id),
+  );
+  const due = nonZero.filter((e) => journalOf.has(e[0])).length + nonZero.filter((e) => reversedHere.has(e[0])).length;
   if ((inserted[0]?.entries ?? 0) !== due) {
     throw new Error(`ledger: ${due - (inserted[0]?.entries ?? 0)} entries' accounts missing after upsert`);
   }
   postingCounts.payment += inserted.length;
+  postingCounts.refund += inserted[0]?.refunds ?? 0;
 
   // --- not inserted: a redelivery (nothing to do) or a conflict; a start of this batch with another price -------
   // The row keeps the first start's price, so a start that disagrees is only visible here, in its own event.
@@ -300,8 +336,8 @@ export const postLedger = async (
     .filter(({ p, receivedAtomic }) => !journalOf.has(p.candidate.id) || receivedAtomic !== p.amountAtomic);
   if (checks.length > 0) await raiseAlarms(client, checks, options.log);
 
-  // --- refunds: the reversal of the payment journal, whichever delivery posted it -------------------------------
-  const refunds = postings.filter((p) => p.candidate.outcome === 'refund_due').map((p) => p.key);
+  // --- refunds: the reversal of a payment journal an earlier delivery posted (those posted above are reversed) ----
+  const refunds = refundDue.filter((p) => !reversedHere.has(p.candidate.id)).map((p) => p.key);
   if (refunds.length > 0) postingCounts.refund += (await client.query(REFUNDS_SQL, [refunds])).rowCount ?? 0;
 };
 
