@@ -154,10 +154,10 @@ const PAYMENTS_SQL = `
              -e.amount_atomic, 1, e.n
         FROM given e
         JOIN reversed r ON r.gateway_request_id = e.gateway_request_id
-        JOIN accounts a ON (e.entry_type = 'buyer_debit' AND a.owner_id = r.buyer_id AND a.role = 'refund_payable'
-                            AND a.currency = r.currency)
-                        OR (e.entry_type <> 'buyer_debit' AND a.owner_id = e.owner_id AND a.role = e.role
-                            AND a.currency = e.currency)) t
+       CROSS JOIN LATERAL (
+             SELECT CASE WHEN e.entry_type = 'buyer_debit' THEN r.buyer_id ELSE e.owner_id END AS owner_id,
+                    CASE WHEN e.entry_type = 'buyer_debit' THEN 'refund_payable' ELSE e.role END AS role) k
+        JOIN accounts a ON a.owner_id = k.owner_id AND a.role = k.role AND a.currency = r.currency) t
      ORDER BY part, n
     RETURNING 1)
   SELECT id::text, gateway_request_id, (SELECT count(*) FROM entries)::int AS entries,
