@@ -289,14 +289,33 @@ const PROOFS_SQL = `
   ON CONFLICT (proof_id) DO UPDATE SET
     gateway_request_id = EXCLUDED.gateway_request_id, consumed_at = EXCLUDED.consumed_at, released_at = NULL
   WHERE p.consumed_at < EXCLUDED.consumed_at`;
+// MERGED_SQL and, in the same round trip, PROOFS_SQL for the requests it inserted (its parameters from $22). A
+// request's row is always written before its proofs, whichever transaction: the proofs of the requests MERGED_SQL
+// left alone wait for their START_SQL and END_SQL (recordProofs), or concurrent deliveries of one request would lock
+// the two in opposite orders.
+const MERGED_PROOFS_SQL = `
+  WITH written AS (${MERGED_SQL}),
+  proofs AS (
+    INSERT INTO payment_proofs AS p (proof_id, gateway_request_id, consumed_at)
+    SELECT c.proof_id, c.id, timestamptz 'epoch' + c.at * interval '1 ms'
+      FROM unnest($22::text[], $23::text[], $24::bigint[]) AS c (proof_id, id, at)
+      JOIN written w ON w.id = c.id
+    ON CONFLICT (proof_id) DO UPDATE SET
+      gateway_request_id = EXCLUDED.gateway_request_id, consumed_at = EXCLUDED.consumed_at, released_at = NULL
+    WHERE p.consumed_at < EXCLUDED.consumed_at)
+  SELECT id FROM written`;
 
 // A proof given back by its request (nothing charged, or settlement pending: the retry consumes it again), by what
 // the request's row says — so an end applied before its start (or a start redelivered after its end) still counts.
+// Each request is one primary-key lookup (OFFSET 0 keeps the planner from joining the whole table on stale
+// statistics), its proofs one lookup of payment_proofs_request_idx.
 const RELEASED_SQL = `
   UPDATE payment_proofs p SET released_at = now()
-    FROM gateway_requests g
-   WHERE p.gateway_request_id = g.id AND g.id = ANY ($1::text[]) AND p.released_at IS NULL
-     AND g.payment -> 'outcome' ->> 'status' IN ('released', 'pending')`;
+    FROM unnest($1::text[]) AS r (id)
+   CROSS JOIN LATERAL (SELECT g.id FROM gateway_requests g
+                        WHERE g.id = r.id AND g.payment -> 'outcome' ->> 'status' IN ('released', 'pending')
+                       OFFSET 0) g
+   WHERE p.gateway_request_id = g.id AND p.released_at IS NULL`;
 
 // The transaction that settled an x402 payment is consumed by the request it paid (it could otherwise be presented
 // as a direct transfer): the same id as plugins' txProofId — 'tx:<network>:<tx>', lowercase on EVM.
@@ -310,12 +329,14 @@ const SETTLED_TX_SQL = `
    WHERE g.payment ->> 'rail' = 'x402-exact'
   ON CONFLICT (proof_id) DO NOTHING`;
 
-/** The proofs these events consumed or gave back (DESIGN §2 durability rule). */
-const recordProofs = async (
-  client: PoolClient,
-  events: readonly GatewayEvent[],
-  ends: ReadonlyMap<string, GatewayEndEvent>,
-): Promise<void> => {
+/**
+ * The proofs these events consumed or gave back (DESIGN §2 durability rule). `written`: the requests this
+ * transaction inserted whole from their start and end (MERGED_SQL), whose row is known without reading it: their
+ * payment is the start's and their outcome the end's, so the statements that read the row skip them when it cannot
+ * match (not given back; not an x402 payment). `consumed`: the proofs not recorded yet. Returns the paid requests whose row may say their proofs were given back.
+ */
+/** The proofs these events consumed, by proof id: the request and time of the latest consumption. */
+const consumedProofs = (events: readonly GatewayEvent[]): Map<string, { id: string; at: number }> => {
   const consumed = new Map<string, { id: string; at: number }>();
   for (const event of events) {
     if (event.type !== 'gateway.start' || !event.payment) continue;
@@ -325,18 +346,37 @@ const recordProofs = async (
       if ((consumed.get(proofId)?.at ?? -1) < at) consumed.set(proofId, { id: event.id, at });
     }
   }
-  if (consumed.size > 0) {
-    const rows = [...consumed];
-    await client.query(PROOFS_SQL, [rows.map(([p]) => p), rows.map(([, c]) => c.id), rows.map(([, c]) => c.at)]);
-  }
+  return consumed;
+};
+
+/** The parameters of PROOFS_SQL (from its $1) for these proofs. */
+const proofArrays = (rows: readonly [string, { id: string; at: number }][]): unknown[][] => [
+  rows.map(([p]) => p),
+  rows.map(([, c]) => c.id),
+  rows.map(([, c]) => c.at),
+];
+
+const recordProofs = async (
+  client: PoolClient,
+  events: readonly GatewayEvent[],
+  starts: ReadonlyMap<string, GatewayStartEvent>,
+  ends: ReadonlyMap<string, GatewayEndEvent>,
+  written: ReadonlySet<string>,
+  consumed: readonly [string, { id: string; at: number }][],
+): Promise<string[]> => {
+  if (consumed.length > 0) await client.query(PROOFS_SQL, proofArrays(consumed));
   const paid = new Set<string>();
   for (const event of events) {
-    if (event.type === 'gateway.start' ? event.payment : event.payment_outcome) paid.add(event.id);
+    if (!(event.type === 'gateway.start' ? event.payment : event.payment_outcome)) continue;
+    const status = ends.get(event.id)?.payment_outcome?.status;
+    if (written.has(event.id) && status !== 'released' && status !== 'pending') continue;
+    paid.add(event.id);
   }
   if (paid.size > 0) await client.query(RELEASED_SQL, [[...paid]]);
   const settled: GatewayEndEvent[] = [];
   for (const end of ends.values()) {
     const outcome = end.payment_outcome;
+    if (written.has(end.id) && starts.get(end.id)?.payment?.rail !== 'x402-exact') continue;
     if (outcome?.status === 'settled' && outcome.tx) settled.push(end);
   }
   if (settled.length > 0) {
@@ -346,17 +386,20 @@ const recordProofs = async (
       settled.map((e) => e.at),
     ]);
   }
+  return [...paid];
 };
 
 /**
  * Applies events in two set-based statements. Within one statement a row may change only once, so events are
- * folded per request first: duplicate starts are identical, and of several ends the latest wins.
+ * folded per request first: duplicate starts are identical, and of several ends the latest wins. Returns the paid
+ * requests whose proofs may have been given back (for releaseInRedis): all those the events touch but the ones
+ * written whole here with an outcome that gives nothing back.
  */
 export const applyEvents = async (
   client: PoolClient,
   events: readonly GatewayEvent[],
   ledger: LedgerOptions = { feeBps: DEFAULT_FEE_BPS },
-): Promise<void> => {
+): Promise<string[]> => {
   const starts = new Map<string, GatewayStartEvent>();
   const ends = new Map<string, GatewayEndEvent>();
   for (const event of events) {
@@ -369,14 +412,19 @@ export const applyEvents = async (
   // Requests with both events here are inserted whole; the rest (and those whose row already exists) take the two
   // statements, which are the reference semantics.
   const written = new Set<string>();
+  const consumed = consumedProofs(events);
   const both = [...starts.values()].filter((s) => ends.has(s.id));
   if (both.length > 0) {
     const pairs = both.map((s) => [s, ends.get(s.id)!] as const);
-    const result = await client.query<{ id: string }>(MERGED_SQL, [
+    const merged = [
       ...startArrays(both),
       ...outcomeArrays(pairs.map(([, e]) => e)),
       pairs.map(([, e]) => e.receipt ?? null),
-    ]);
+    ];
+    const result = await client.query<{ id: string }>(
+      consumed.size === 0 ? MERGED_SQL : MERGED_PROOFS_SQL,
+      consumed.size === 0 ? merged : [...merged, ...proofArrays([...consumed])],
+    );
     for (const { id } of result.rows) written.add(id);
   }
   const startRows = [...starts.values()].filter((s) => !written.has(s.id));
@@ -394,9 +442,12 @@ export const applyEvents = async (
   if (receipts.length > 0) {
     await client.query(RECEIPT_SQL, [receipts.map((e) => e.id), receipts.map((e) => e.receipt)]);
   }
-  await recordProofs(client, events, ends);
+  // The proofs of the requests not written whole above, now that their rows are.
+  const unwritten = [...consumed].filter(([, c]) => !written.has(c.id));
+  const givenBack = await recordProofs(client, events, starts, ends, written, unwritten);
   // §3.5: the journals these events make due, in this same transaction (ledger/posting.ts).
   await postLedger(client, events, ledger);
+  return givenBack;
 };
 
 // The parameter arrays of the statements above, in their column order: a start's fields and its payment, an end's
@@ -507,15 +558,6 @@ export const releaseInRedis = async (
     }
   }
 };
-
-/** The paid requests events touch: the ones whose proofs may need giving back (an end may come before its start). */
-const paidIds = (events: readonly GatewayEvent[]): string[] => [
-  ...new Set(
-    events
-      .filter((e) => (e.type === 'gateway.start' ? e.payment !== undefined : e.payment_outcome !== undefined))
-      .map((e) => e.id),
-  ),
-];
 
 /** The stream id just before `id` ("<ms>-<seq>"). */
 const streamIdBefore = (id: string): string => {
@@ -710,16 +752,16 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
     if (good.length > 0) {
       try {
         const events = good.map((g) => g.event);
-        await transaction(pool, (client) => applyEvents(client, events, ledger));
-        await releaseInRedis(pool, scripts, paidIds(events), log);
+        const givenBack = await transaction(pool, (client) => applyEvents(client, events, ledger));
+        await releaseInRedis(pool, scripts, givenBack, log);
         await ack(good.map((g) => g.id));
         stats.processed += good.length;
       } catch (error) {
         if (!isPoison(error)) throw error;
         for (const g of good) {
           try {
-            await transaction(pool, (client) => applyEvents(client, [g.event], ledger));
-            await releaseInRedis(pool, scripts, paidIds([g.event]), log);
+            const givenBack = await transaction(pool, (client) => applyEvents(client, [g.event], ledger));
+            await releaseInRedis(pool, scripts, givenBack, log);
             await ack([g.id]);
             stats.processed++;
           } catch (single) {

@@ -86,6 +86,72 @@ describe('ledger schema and amounts', () => {
     ).rejects.toMatchObject({ code: '23514' });
   });
 
+  it('checks a transaction’s journals together at commit: one unbalanced among many balanced is refused', async () => {
+    // Many calls in one transaction (one statement per kind, as the consumer writes them), then one more journal whose
+    // entries do not sum to zero: the whole transaction is refused and nothing of it stays.
+    const calls = Array.from({ length: 40 }, call);
+    const events = calls.flatMap((c) => {
+      const start = paidStart(c);
+      return [start, paidEnd(start)];
+    });
+    const bad = newId('gatewayRequest');
+    await expect(
+      transaction(pool, async (client) => {
+        await applyEvents(client, events);
+        const { rows } = await client.query(
+          `INSERT INTO ledger_journals (kind, gateway_request_id, idempotency_key, listing_id, buyer_id, seller_id,
+                                        currency, amount_atomic, fee_atomic, fee_bps)
+           VALUES ('payment', $1, $1 || ':payment', 'lst_x', 'agt_b', 'agt_s', 'USDC', 100, 5, 500) RETURNING id`,
+          [bad],
+        );
+        // Two entries from a balanced journal of this transaction, with the amounts of the unbalanced one.
+        await client.query(
+          `INSERT INTO ledger_entries (journal_id, account_id, entry_type, amount_atomic)
+           SELECT $1, e.account_id, e.entry_type, CASE WHEN e.amount_atomic < 0 THEN -100 ELSE 99 END
+             FROM ledger_entries e JOIN ledger_journals j ON j.id = e.journal_id
+            WHERE j.gateway_request_id = $2 AND e.entry_type IN ('buyer_debit', 'seller_credit')`,
+          [rows[0].id, events[0]!.id],
+        );
+      }),
+    ).rejects.toMatchObject({ code: '23514', message: expect.stringMatching(/not balanced/) });
+    expect(await ledgerTotals(pool, [...events.map((e) => e.id), bad])).toMatchObject({ payments: 0 });
+    // The same calls alone commit.
+    await transaction(pool, (client) => applyEvents(client, events));
+    expect(
+      await ledgerTotals(
+        pool,
+        events.map((e) => e.id),
+      ),
+    ).toMatchObject({ payments: 40 });
+  });
+
+  it('refuses an entry whose journal or account does not exist, and the deletion of an account', async () => {
+    const c = call();
+    const start = paidStart(c);
+    await transaction(pool, (client) => applyEvents(client, [start, paidEnd(start)]));
+    const { rows } = await pool.query(
+      `SELECT e.journal_id, e.account_id FROM ledger_entries e JOIN ledger_journals j ON j.id = e.journal_id
+        WHERE j.gateway_request_id = $1 LIMIT 1`,
+      [start.id],
+    );
+    const { journal_id: journal, account_id: account } = rows[0];
+    const insert = `INSERT INTO ledger_entries (journal_id, account_id, entry_type, amount_atomic)
+                    VALUES ($1, $2, 'buyer_debit', -1), ($1, $2, 'seller_credit', 1)`;
+    await expect(pool.query(insert, [journal, 999_999_999])).rejects.toMatchObject({
+      code: '23503',
+      message: expect.stringMatching(/account 999999999 does not exist/),
+    });
+    await expect(pool.query(insert, [999_999_999, account])).rejects.toMatchObject({
+      code: '23503',
+      message: expect.stringMatching(/journal 999999999 does not exist/),
+    });
+    await expect(pool.query('DELETE FROM ledger_accounts WHERE id = $1', [account])).rejects.toThrow(/append-only/);
+    await expect(pool.query('TRUNCATE ledger_accounts CASCADE')).rejects.toThrow(/append-only/);
+    await expect(pool.query('UPDATE ledger_accounts SET id = DEFAULT WHERE id = $1', [account])).rejects.toThrow(
+      /append-only/,
+    );
+  });
+
   it('takes floor(price × fee_bps / 10000): the listing override, else the configured fee', () => {
     expect(feeAtomic(10_000n, 500)).toBe(500n);
     expect(feeAtomic(999n, 500)).toBe(49n); // 49.95
