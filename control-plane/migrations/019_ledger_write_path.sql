@@ -2,18 +2,17 @@
 -- call. What no query can use is dropped; the journal balance check runs once per transaction over all the journals
 -- it created instead of once per journal.
 
--- gateway_requests: indexes no query uses.
+-- gateway_requests: indexes no query uses. (listing_id, id DESC) stays: a seller's history of one listing reads it,
+-- not the whole of the seller's rows.
 --   payment ->> 'proof'   : the field was renamed proof_ids (migration 004); nothing reads it.
 --   payment -> 'proof_ids' (gin), payment ->> 'tx': the history's payment_proof filter is an OR that also tests the
 --                           outcome's tx, which has no index, so the planner can never combine these; it reads the
 --                           caller's (buyer_id | seller_id, id DESC) index and filters, as it does today.
---   listing_id, id DESC   : the history filters by listing only within a buyer's or a seller's rows (their index).
 --   payable               : its predicate (settled, refund_due) is narrower than reconciliation's bookable one (which
 --                           includes unpaid), so it never answers that query; reconciliation walks the primary key.
 DROP INDEX IF EXISTS gateway_requests_payment_proof_idx;
 DROP INDEX IF EXISTS gateway_requests_payment_proof_ids_idx;
 DROP INDEX IF EXISTS gateway_requests_payment_tx_idx;
-DROP INDEX IF EXISTS gateway_requests_listing_idx;
 DROP INDEX IF EXISTS gateway_requests_payable_idx;
 
 -- Balanced at commit, checked per transaction. Each statement that creates journals widens this transaction's

@@ -289,22 +289,6 @@ const PROOFS_SQL = `
   ON CONFLICT (proof_id) DO UPDATE SET
     gateway_request_id = EXCLUDED.gateway_request_id, consumed_at = EXCLUDED.consumed_at, released_at = NULL
   WHERE p.consumed_at < EXCLUDED.consumed_at`;
-// MERGED_SQL and, in the same round trip, PROOFS_SQL for the requests it inserted (its parameters from $22). A
-// request's row is always written before its proofs, whichever transaction: the proofs of the requests MERGED_SQL
-// left alone wait for their START_SQL and END_SQL (recordProofs), or concurrent deliveries of one request would lock
-// the two in opposite orders.
-const MERGED_PROOFS_SQL = `
-  WITH written AS (${MERGED_SQL}),
-  proofs AS (
-    INSERT INTO payment_proofs AS p (proof_id, gateway_request_id, consumed_at)
-    SELECT c.proof_id, c.id, timestamptz 'epoch' + c.at * interval '1 ms'
-      FROM unnest($22::text[], $23::text[], $24::bigint[]) AS c (proof_id, id, at)
-      JOIN written w ON w.id = c.id
-    ON CONFLICT (proof_id) DO UPDATE SET
-      gateway_request_id = EXCLUDED.gateway_request_id, consumed_at = EXCLUDED.consumed_at, released_at = NULL
-    WHERE p.consumed_at < EXCLUDED.consumed_at)
-  SELECT id FROM written`;
-
 // A proof given back by its request (nothing charged, or settlement pending: the retry consumes it again), by what
 // the request's row says — so an end applied before its start (or a start redelivered after its end) still counts.
 // Each request is one primary-key lookup (OFFSET 0 keeps the planner from joining the whole table on stale
@@ -421,10 +405,7 @@ export const applyEvents = async (
       ...outcomeArrays(pairs.map(([, e]) => e)),
       pairs.map(([, e]) => e.receipt ?? null),
     ];
-    const result = await client.query<{ id: string }>(
-      consumed.size === 0 ? MERGED_SQL : MERGED_PROOFS_SQL,
-      consumed.size === 0 ? merged : [...merged, ...proofArrays([...consumed])],
-    );
+    const result = await client.query<{ id: string }>(MERGED_SQL, merged);
     for (const { id } of result.rows) written.add(id);
   }
   const startRows = [...starts.values()].filter((s) => !written.has(s.id));
@@ -442,9 +423,10 @@ export const applyEvents = async (
   if (receipts.length > 0) {
     await client.query(RECEIPT_SQL, [receipts.map((e) => e.id), receipts.map((e) => e.receipt)]);
   }
-  // The proofs of the requests not written whole above, now that their rows are.
-  const unwritten = [...consumed].filter(([, c]) => !written.has(c.id));
-  const givenBack = await recordProofs(client, events, starts, ends, written, unwritten);
+  // The proofs, once every row of the batch is written (and locked): rows before proofs, in every transaction — a
+  // batch that locked a proof before another request's row would deadlock against one that holds that row and waits
+  // for the proof (a proof given back by one request and consumed again by the buyer's retry).
+  const givenBack = await recordProofs(client, events, starts, ends, written, [...consumed]);
   // §3.5: the journals these events make due, in this same transaction (ledger/posting.ts).
   await postLedger(client, events, ledger);
   return givenBack;

@@ -1,6 +1,6 @@
 import { newId } from '@crochet/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPool, migrate, type Pool, transaction } from '../src/db.js';
+import { createPool, migrate, type Pool, type PoolClient, transaction } from '../src/db.js';
 import { applyEvents } from '../src/events-consumer.js';
 import type { Call } from './events-support.js';
 import { createTestDatabase } from './helpers.js';
@@ -52,5 +52,56 @@ describe('ledger posting under concurrency', () => {
       [`${start.id}:payment`, `${start.id}:refund`],
     );
     expect(rows).toEqual([{ reverses: true }]);
+  });
+  it('two consumers — one with a request’s start, one with its end and a retry consuming its given-back proof — do not deadlock', async () => {
+    // B gives its proof back (released) and the buyer's retry A consumes it again: the stream holds B.start, B.end,
+    // A.start, A.end, read by two consumers. Each transaction locks rows before proofs, whichever requests they are.
+    const b = paidStart(call, 10_000n);
+    const bEnd = paidEnd(b, 'released', { at: b.at + 10 });
+    const a = paidStart(call, 10_000n, { at: b.at + 20 });
+    a.payment = { ...b.payment!, tx: a.payment!.tx };
+    const aEnd = paidEnd(a, 'settled', { at: b.at + 30 });
+
+    // The first consumer has written B's row and stops just before its proofs until the second one waits on a lock.
+    let reachedProofs!: () => void;
+    const atProofs = new Promise<void>((resolve) => {
+      reachedProofs = resolve;
+    });
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const first = transaction(pool, (client) => {
+      const query = client.query.bind(client) as (sql: unknown, params?: unknown) => Promise<unknown>;
+      const held = Object.create(client) as PoolClient;
+      held.query = (async (sql: unknown, params?: unknown) => {
+        if (typeof sql === 'string' && sql.includes('INSERT INTO payment_proofs')) {
+          reachedProofs();
+          await gate;
+        }
+        return query(sql, params);
+      }) as PoolClient['query'];
+      return applyEvents(held, [b]);
+    });
+    await atProofs;
+    const second = transaction(pool, (client) => applyEvents(client, [bEnd, a, aEnd]));
+    for (let i = 0; i < 100; i++) {
+      const { rows } = await pool.query(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+      );
+      if (rows[0].n > 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    release();
+    const outcomes = await Promise.allSettled([first, second]);
+    expect(
+      outcomes.filter((o) => o.status === 'rejected').map((o) => String((o as PromiseRejectedResult).reason)),
+    ).toEqual([]);
+    expect(await ledgerTotals(pool, [a.id])).toEqual({ payments: 1, refunds: 0, entries: 3, total: '0' });
+    const { rows: proofs } = await pool.query(
+      'SELECT gateway_request_id FROM payment_proofs WHERE proof_id = ANY ($1)',
+      [a.payment!.proof_ids],
+    );
+    expect(proofs.map((p) => p.gateway_request_id)).toEqual([a.id]);
   });
 });
