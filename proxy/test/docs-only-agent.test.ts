@@ -91,9 +91,11 @@ describe('a docs-only agent', () => {
   });
 
   it('paid with its direct transfer: the gateway request completed, paid on Solana by the agent’s wallet', async () => {
-    const res = await stack.plane.call('GET', `/api/v1/gateway-requests/${run.paid.requestId}`, {
-      key: run.buyerApiKey,
-    });
+    // The history is written from the event stream, moments after the answer (batched): read it once it is.
+    const read = () =>
+      stack.plane.call('GET', `/api/v1/gateway-requests/${run.paid.requestId}`, { key: run.buyerApiKey });
+    await expect.poll(async () => (await read()).body.data?.status, { timeout: 10_000 }).toBe('completed');
+    const res = await read();
     expect(res.status, res.text).toBe(200);
     expect(res.body.data).toMatchObject({ listing_id: run.listings.paid.id, status: 'completed' });
     expect(JSON.stringify(res.body.data)).toContain(run.paid.proof.split(':').at(-1));
