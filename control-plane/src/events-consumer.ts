@@ -313,12 +313,6 @@ const SETTLED_TX_SQL = `
    WHERE g.payment ->> 'rail' = 'x402-exact'
   ON CONFLICT (proof_id) DO NOTHING`;
 
-/**
- * The proofs these events consumed or gave back (DESIGN §2 durability rule). `written`: the requests this
- * transaction inserted whole from their start and end (MERGED_SQL), whose row is known without reading it: their
- * payment is the start's and their outcome the end's, so the statements that read the row skip them when it cannot
- * match (not given back; not an x402 payment). `consumed`: the proofs not recorded yet. Returns the paid requests whose row may say their proofs were given back.
- */
 /** The proofs these events consumed, by proof id: the request and time of the latest consumption. */
 const consumedProofs = (events: readonly GatewayEvent[]): Map<string, { id: string; at: number }> => {
   const consumed = new Map<string, { id: string; at: number }>();
@@ -340,6 +334,13 @@ const proofArrays = (rows: readonly [string, { id: string; at: number }][]): unk
   rows.map(([, c]) => c.at),
 ];
 
+/**
+ * The proofs these events consumed or gave back (DESIGN §2 durability rule). `written`: the requests this
+ * transaction inserted whole from their start and end (MERGED_SQL), whose row is known without reading it: their
+ * payment is the start's and their outcome the end's, so the statements that read the row skip them when it cannot
+ * match (not given back; not an x402 payment). `consumed`: every proof the batch consumed (written after every row
+ * of the batch, see applyEvents). Returns the paid requests whose row may say their proofs were given back.
+ */
 const recordProofs = async (
   client: PoolClient,
   events: readonly GatewayEvent[],
