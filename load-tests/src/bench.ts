@@ -443,27 +443,28 @@ const main = async () => {
       const gatewayB = `${proxyB}/api/v1/gateway/${created.listing.id}`;
       await load('warm-up', gatewayB, auth).catch(() => undefined);
       const rows: Record<'A' | 'B', Row[]> = { A: [], B: [] };
+      /** CPU µs per request of that proxy's process in a row. */
+      const cpuOf = (which: 'A' | 'B', r: Row) => r.cpuMicrosPerRequest[which === 'A' ? 'proxy' : 'proxy B'] ?? 0;
       for (let round = 0; round < COMPARE_ROUNDS; round++) {
         const order = round % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const);
         for (const which of order) {
           const r = await load(`proxy ${which}`, which === 'A' ? gateway : gatewayB, auth);
           rows[which].push(r);
-          const cpu = r.cpuMicrosPerRequest[which === 'A' ? 'proxy' : 'proxy B'];
+          const cpu = cpuOf(which, r);
           process.stdout.write(
             `  round ${round} proxy ${which}: ${r.requestsPerSecond} req/s, proxy CPU ${cpu} µs/request\n`,
           );
         }
       }
       const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-      const cpuA = mean(rows.A.map((r) => r.cpuMicrosPerRequest['proxy'] ?? 0));
-      const cpuB = mean(rows.B.map((r) => r.cpuMicrosPerRequest['proxy B'] ?? 0));
-      const rpsA = mean(rows.A.map((r) => r.requestsPerSecond));
-      const rpsB = mean(rows.B.map((r) => r.requestsPerSecond));
+      const cpus = (which: 'A' | 'B') => rows[which].map((r) => cpuOf(which, r));
+      const rps = (which: 'A' | 'B') => rows[which].map((r) => r.requestsPerSecond);
+      const [cpuA, cpuB, rpsA, rpsB] = [mean(cpus('A')), mean(cpus('B')), mean(rps('A')), mean(rps('B'))];
       process.stdout.write(
         `A (this checkout): ${Math.round(rpsA)} req/s, proxy CPU ${cpuA.toFixed(1)} µs/request\n` +
           `B (${COMPARE_ROOT}${COMPARE_NODE_OPTIONS.length ? ` ${COMPARE_NODE_OPTIONS.join(' ')}` : ''}): ${Math.round(rpsB)} req/s, proxy CPU ${cpuB.toFixed(1)} µs/request\n` +
           `A / B: requests/s ${(rpsA / rpsB).toFixed(3)}, CPU per request ${(cpuA / cpuB).toFixed(3)}; ` +
-          `best rounds (least disturbed by anything else on the machine): requests/s ${(Math.max(...rows.A.map((r) => r.requestsPerSecond)) / Math.max(...rows.B.map((r) => r.requestsPerSecond))).toFixed(3)}, CPU per request ${(Math.min(...rows.A.map((r) => r.cpuMicrosPerRequest['proxy'] ?? 0)) / Math.min(...rows.B.map((r) => r.cpuMicrosPerRequest['proxy B'] ?? 0))).toFixed(3)}\n`,
+          `best rounds (least disturbed by anything else on the machine): requests/s ${(Math.max(...rps('A')) / Math.max(...rps('B'))).toFixed(3)}, CPU per request ${(Math.min(...cpus('A')) / Math.min(...cpus('B'))).toFixed(3)}\n`,
       );
       return;
     }
