@@ -3,6 +3,8 @@ import {
   createMetricsRegistry,
   Gauge,
   Histogram,
+  HotCounter,
+  HotHistogram,
   LATENCY_BUCKETS,
   processGuardMetric,
   type Registry,
@@ -96,33 +98,33 @@ export const createProxyMetrics = (
   const registers = [register];
   const m = {
     register,
-    requests: new Counter({
+    requests: new HotCounter({
       name: 'crochet_gateway_requests_total',
       help: 'Gateway calls by listing, method, status class and outcome.',
       labelNames: labels('crochet_gateway_requests_total'),
       registers,
     }),
-    requestDuration: new Histogram({
+    requestDuration: new HotHistogram({
       name: 'crochet_gateway_request_duration_seconds',
       help: 'Total latency of a gateway call, arrival to last byte.',
       labelNames: labels('crochet_gateway_request_duration_seconds'),
       buckets: LATENCY_BUCKETS,
       registers,
     }),
-    upstreamDuration: new Histogram({
+    upstreamDuration: new HotHistogram({
       name: 'crochet_gateway_upstream_duration_seconds',
       help: 'Seller latency: forward to response headers.',
       labelNames: labels('crochet_gateway_upstream_duration_seconds'),
       buckets: LATENCY_BUCKETS,
       registers,
     }),
-    proxyAdded: new Histogram({
+    proxyAdded: new HotHistogram({
       name: 'crochet_gateway_proxy_added_seconds',
       help: 'Latency the gateway added: from arrival to the forward (the exchange with the seller is not counted).',
       buckets: LATENCY_BUCKETS,
       registers,
     }),
-    stepDuration: new Histogram({
+    stepDuration: new HotHistogram({
       name: 'crochet_gateway_step_duration_seconds',
       help: 'Time per pipeline step (resolve, authenticate, admit, settle, read_body, sign, upstream_headers).',
       labelNames: labels('crochet_gateway_step_duration_seconds'),
@@ -154,13 +156,13 @@ export const createProxyMetrics = (
       labelNames: labels('crochet_upstream_errors_total'),
       registers,
     }),
-    bytes: new Counter({
+    bytes: new HotCounter({
       name: 'crochet_gateway_bytes_total',
       help: 'Body bytes through the gateway: in (buyer to seller) and out (seller to buyer).',
       labelNames: labels('crochet_gateway_bytes_total'),
       registers,
     }),
-    redisDuration: new Histogram({
+    redisDuration: new HotHistogram({
       name: 'crochet_redis_command_duration_seconds',
       help: 'Latency of the hot-path Redis calls (admission scripts).',
       labelNames: labels('crochet_redis_command_duration_seconds'),
@@ -301,6 +303,7 @@ export const timedRedis = <A extends unknown[], R>(
 ) => {
   const labels = { command };
   metrics.redisErrors.inc(labels, 0);
+  const duration = metrics.redisDuration.series(labels);
   return async (...args: A): Promise<R> => {
     const startedAt = performance.now();
     try {
@@ -309,7 +312,7 @@ export const timedRedis = <A extends unknown[], R>(
       metrics.redisErrors.inc(labels);
       throw error;
     } finally {
-      metrics.redisDuration.observe(labels, (performance.now() - startedAt) / 1000);
+      duration.observe((performance.now() - startedAt) / 1000);
     }
   };
 };

@@ -4,6 +4,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { sendApiError } from '../http-common/reply.js';
 
 export { Counter, Gauge, Histogram, Registry } from 'prom-client';
+export { CounterSeries, HistogramSeries, HotCounter, HotHistogram } from './hot.js';
 
 /**
  * A registry of its own (never prom-client's global one: tests run several proxies and control planes in one process)

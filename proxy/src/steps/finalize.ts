@@ -142,17 +142,6 @@ export const fullReceipt = (call: Call, status: number, signer: ReceiptSigner): 
   return receipt.full;
 };
 
-/** The `step` label of each step name, made once (steps are a fixed, short list). */
-const STEP_LABELS = new Map<string, { step: string }>();
-const stepLabels = (step: string): { step: string } => {
-  let labels = STEP_LABELS.get(step);
-  if (!labels) {
-    labels = { step };
-    STEP_LABELS.set(step, labels);
-  }
-  return labels;
-};
-
 /** Every gateway answer into the metrics: one place, from what the call already holds. */
 const recordMetrics = (call: Call, state: GatewayState, status: number, endedAt: number, deps: FinalizeDeps) => {
   const { metrics, store } = deps;
@@ -164,7 +153,7 @@ const recordMetrics = (call: Call, state: GatewayState, status: number, endedAt:
   metrics.requests.inc(labels);
   metrics.requestDuration.observe(labels, total);
   if (call.errorCode) metrics.errors.inc({ code: call.errorCode, status: String(status) });
-  for (const [name, ms] of call.steps) metrics.stepDuration.observe(stepLabels(name), ms / 1000);
+  for (const [name, ms] of call.steps) metrics.stepDuration.series({ step: name }).observe(ms / 1000);
   // Proxy-added is what happened before the forward: from then on the seller sets the pace (a streamed body
   // arrives as fast as the seller writes it), so the whole exchange with the seller is not the gateway's time.
   let withSeller = 0;
@@ -175,7 +164,7 @@ const recordMetrics = (call: Call, state: GatewayState, status: number, endedAt:
     );
     withSeller = (endedAt - call.upstreamStartedAt) / 1000;
   }
-  metrics.proxyAdded.observe(Math.max(0, total - withSeller));
+  metrics.proxyAdded.observe({}, Math.max(0, total - withSeller));
   metrics.bytes.inc({ direction: 'in' }, call.bytesIn);
   metrics.bytes.inc({ direction: 'out' }, call.bytesOut);
 };
