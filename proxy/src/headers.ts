@@ -62,20 +62,26 @@ const RESPONSE_DROP = new Set([
 
 const isCrochet = (name: string): boolean => name.startsWith('x-crochet-');
 
+/**
+ * The header names a `Connection` header lists (dropped with it), or null when it lists none beyond the hop-by-hop
+ * ones (the usual `keep-alive` or `close`): no set made per message for those.
+ */
+const connectionListed = (value: string | string[] | undefined): ReadonlySet<string> | null => {
+  if (value === undefined) return null;
+  const lower = String(value).toLowerCase();
+  if (lower === 'keep-alive' || lower === 'close' || lower === '') return null;
+  return new Set(lower.split(',').map((h) => h.trim()));
+};
+
 /** The buyer's headers as the seller may see them (names are lowercase, as Node gives them). */
 export const sellerRequestHeaders = (
   incoming: IncomingHttpHeaders,
   own: Record<string, string>,
 ): IncomingHttpHeaders => {
-  const listed = new Set(
-    (incoming.connection ?? '')
-      .toLowerCase()
-      .split(',')
-      .map((h) => h.trim()),
-  );
+  const listed = connectionListed(incoming.connection);
   const out: IncomingHttpHeaders = {};
   for (const name in incoming) {
-    if (REQUEST_DROP.has(name) || isCrochet(name) || listed.has(name)) continue;
+    if (REQUEST_DROP.has(name) || isCrochet(name) || listed?.has(name)) continue;
     out[name] = incoming[name];
   }
   return Object.assign(out, own);
@@ -86,16 +92,11 @@ export const buyerResponseHeaders = (
   upstream: IncomingHttpHeaders,
   own: Record<string, string>,
 ): Record<string, string | string[]> => {
-  const listed = new Set(
-    String(upstream.connection ?? '')
-      .toLowerCase()
-      .split(',')
-      .map((h) => h.trim()),
-  );
+  const listed = connectionListed(upstream.connection);
   const out: Record<string, string | string[]> = {};
   for (const name in upstream) {
     const value = upstream[name];
-    if (value === undefined || RESPONSE_DROP.has(name) || isCrochet(name) || listed.has(name)) continue;
+    if (value === undefined || RESPONSE_DROP.has(name) || isCrochet(name) || listed?.has(name)) continue;
     out[name] = value;
   }
   return Object.assign(out, own);
