@@ -126,10 +126,13 @@ export interface AppliedMigration {
 
 /**
  * Applies the SQL files in `migrations/` that are not applied yet, in order, each in its own transaction, under an
- * advisory lock. Refuses to start when an applied file's checksum changed: migrations are append-only.
+ * advisory lock. Refuses to start when an applied file's checksum changed: migrations are append-only. `through`
+ * (tests of a migration) stops after that version.
  */
-export const migrate = async (pool: Pool): Promise<AppliedMigration[]> => {
-  const files = (await readdir(MIGRATIONS_DIR)).filter((f) => MIGRATION_FILE.test(f)).sort();
+export const migrate = async (pool: Pool, options: { through?: number } = {}): Promise<AppliedMigration[]> => {
+  const files = (await readdir(MIGRATIONS_DIR))
+    .filter((f) => MIGRATION_FILE.test(f) && Number(MIGRATION_FILE.exec(f)![1]) <= (options.through ?? Infinity))
+    .sort();
   const client = await pool.connect();
   const applied: AppliedMigration[] = [];
   try {
