@@ -82,13 +82,12 @@ CREATE TABLE gateway_requests_default PARTITION OF gateway_requests DEFAULT;
 -- MONTHS_AHEAD): the rows move into their months, and the job only has to keep adding months ahead.
 DO $$
 DECLARE
-  first_month timestamptz;
+  this_month timestamptz := date_trunc('month', now(), 'UTC');
   month timestamptz;
 BEGIN
-  SELECT greatest(date_trunc('month', min(created_at), 'UTC'), date_trunc('month', now(), 'UTC') - interval '120 months')
-    INTO first_month FROM gateway_requests_unpartitioned;
-  month := least(coalesce(first_month, date_trunc('month', now(), 'UTC')), date_trunc('month', now(), 'UTC'));
-  WHILE month <= date_trunc('month', now(), 'UTC') + interval '2 months' LOOP
+  SELECT date_trunc('month', min(created_at), 'UTC') INTO month FROM gateway_requests_unpartitioned;
+  month := greatest(least(coalesce(month, this_month), this_month), this_month - interval '120 months');
+  WHILE month <= this_month + interval '2 months' LOOP
     EXECUTE format('CREATE TABLE %I PARTITION OF gateway_requests FOR VALUES FROM (%L) TO (%L)',
                    'gateway_requests_p' || to_char(month AT TIME ZONE 'UTC', 'YYYY_MM'),
                    gateway_request_id_bound(month),

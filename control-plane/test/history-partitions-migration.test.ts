@@ -73,6 +73,7 @@ describe('gateway_requests partitioned by month (migration 020)', () => {
       expect(names.map((n) => n.name)).toContain(partitionName(monthStartMs(nowMs, months)));
     }
     expect(names.map((n) => n.name)).toContain('gateway_requests_default');
+    expect(names).toHaveLength(7); // from the oldest row's month on, no earlier
     expect(await ledgerTotals(pool)).toMatchObject({ payments: 2, refunds: 1, total: '0' });
   });
 
