@@ -156,7 +156,10 @@ export const migrate = async (pool: Pool, options: { through?: number } = {}): P
       await client.query('BEGIN');
       try {
         await client.query(`SET LOCAL statement_timeout = ${MIGRATION_TIMEOUT_MS}`);
-        await client.query({ text: sql, query_timeout: MIGRATION_TIMEOUT_MS + QUERY_TIMEOUT_MARGIN_MS } as pg.QueryConfig);
+        await client.query({
+          text: sql,
+          query_timeout: MIGRATION_TIMEOUT_MS + QUERY_TIMEOUT_MARGIN_MS,
+        } as pg.QueryConfig);
         await client.query('INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)', [
           version,
           name,

@@ -1,7 +1,7 @@
 import { isId, newId } from '@crochet/protocol';
 import { describe, expect, it } from 'vitest';
-import { idTimeMs } from './ledger/reconcile.js';
 import { minimumRetentionDays, monthStartMs, partitionBound, partitionName } from './history-partitions.js';
+import { idTimeMs } from './ledger/reconcile.js';
 
 describe('history partitions', () => {
   it('bound a month by the id of its first millisecond, as protocol ids are made', () => {

@@ -116,6 +116,10 @@ const partitions = async (pool: Pool): Promise<Partition[]> => {
 };
 
 const TRANSIENT_SQL = TRANSIENT_STATES.map((s) => `'${s}'`).join(', ');
+const REFUND_DUE = `g.payment -> 'outcome' ->> 'status' = 'refund_due'`;
+/** The request's journal of `kind` (an SQL expression) exists. */
+const journal = (kind: string): string =>
+  `SELECT 1 FROM ledger_journals j WHERE j.idempotency_key = g.id || ':' || ${kind}`;
 
 /**
  * The first row of a month (`g`) that a money path still reads: in flight (the end may still come and be booked);
@@ -123,21 +127,19 @@ const TRANSIENT_SQL = TRANSIENT_STATES.map((s) => `'${s}'`).join(', ');
  * with a refund journal and no confirmed refund transfer (the transfers job reads the payer from the row).
  */
 const heldSql = (partition: string): string => `
-  SELECT g.id, CASE WHEN g.status IN (${TRANSIENT_SQL}) THEN 'open'
-                    WHEN ${BOOKABLE_SQL} AND (NOT EXISTS (${journal(FIRST_JOURNAL_SQL)}) OR (${REFUND_DUE} AND NOT EXISTS (${journal("'refund'")})))
-                      THEN 'unposted'
-                    ELSE 'refund_unsent' END AS reason
-    FROM ${partition} g
-   WHERE g.status IN (${TRANSIENT_SQL})
-      OR (${BOOKABLE_SQL}
-          AND (NOT EXISTS (${journal(FIRST_JOURNAL_SQL)}) OR (${REFUND_DUE} AND NOT EXISTS (${journal("'refund'")}))))
-      OR (${REFUND_DUE} AND EXISTS (${journal("'refund'")})
-          AND NOT EXISTS (SELECT 1 FROM money_transfers t WHERE t.gateway_request_id = g.id AND t.status = 'confirmed'))
+  SELECT id, reason FROM (
+    SELECT g.id,
+           CASE WHEN g.status IN (${TRANSIENT_SQL}) THEN 'open'
+                WHEN ${BOOKABLE_SQL}
+                     AND (NOT EXISTS (${journal(FIRST_JOURNAL_SQL)})
+                          OR (${REFUND_DUE} AND NOT EXISTS (${journal("'refund'")}))) THEN 'unposted'
+                WHEN ${REFUND_DUE} AND EXISTS (${journal("'refund'")})
+                     AND NOT EXISTS (SELECT 1 FROM money_transfers t
+                                      WHERE t.gateway_request_id = g.id AND t.status = 'confirmed') THEN 'refund_unsent'
+           END AS reason
+      FROM ${partition} g) held
+   WHERE reason IS NOT NULL
    LIMIT 1`;
-const REFUND_DUE = `g.payment -> 'outcome' ->> 'status' = 'refund_due'`;
-function journal(kind: string): string {
-  return `SELECT 1 FROM ledger_journals j WHERE j.idempotency_key = g.id || ':' || ${kind}`;
-}
 
 const isLockTimeout = (error: unknown): boolean => (error as { code?: string })?.code === '55P03';
 

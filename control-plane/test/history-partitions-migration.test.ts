@@ -35,15 +35,7 @@ describe('gateway_requests partitioned by month (migration 020)', () => {
     await migrate(pool, { through: 19 });
     await insertListing(pool, call);
     await transaction(pool, (client) =>
-      applyEvents(client, [
-        open,
-        old,
-        paidEnd(old),
-        refunded,
-        paidEnd(refunded, 'refund_due'),
-        free,
-        endEvent(free),
-      ]),
+      applyEvents(client, [open, old, paidEnd(old), refunded, paidEnd(refunded, 'refund_due'), free, endEvent(free)]),
     );
     await pool.query(
       `INSERT INTO reviews (id, listing_id, reviewer_id, gateway_request_id, rating) VALUES ($1, $2, $3, $4, 5)`,

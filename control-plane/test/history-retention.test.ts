@@ -51,7 +51,10 @@ describe('history retention', () => {
   const recent = paidStart(call, 10_000n);
 
   beforeAll(async () => {
-    plane = await startTestControlPlane({ CROCHET_RECONCILE_INTERVAL_SECONDS: '0', CROCHET_SCORE_INTERVAL_SECONDS: '0' });
+    plane = await startTestControlPlane({
+      CROCHET_RECONCILE_INTERVAL_SECONDS: '0',
+      CROCHET_SCORE_INTERVAL_SECONDS: '0',
+    });
     await plane.historyJob.stop(); // its first run, at start, is over; the test runs the job itself from here
     pool = plane.deps.pool;
     await insertListing(pool, call);
