@@ -19,7 +19,9 @@ import { SCORE } from './score/formula.js';
  *    gateway_request_id as text (no foreign key) forever, and reviews outlive the calls they are about.
  *
  * DDL waits for its locks at most LOCK_TIMEOUT_MS: a month that cannot be added or dropped now (a long reader in the
- * way) is left for the next run rather than queueing every insert behind it.
+ * way) is left for the next run rather than queueing every insert behind it. Rows in the DEFAULT partition whose
+ * month has no partition move into it when it is added; those no month will ever hold (ids that are not ULIDs) stay
+ * there, outside the retention.
  */
 
 /** Months after the current one whose partitions always exist. */
@@ -147,9 +149,12 @@ const isLockTimeout = (error: unknown): boolean => (error as { code?: string })?
 const createPartition = (pool: Pool, name: string, from: string, to: string): Promise<void> =>
   transaction(pool, async (client) => {
     await client.query(`SET LOCAL lock_timeout = ${LOCK_TIMEOUT_MS}`);
+    // Taken first (ATTACH needs it anyway, to scan it): a row of the month inserted between the move and the ATTACH
+    // would make the ATTACH fail.
+    await client.query(`LOCK TABLE ${DEFAULT_PARTITION} IN ACCESS EXCLUSIVE MODE`);
     const table = client.escapeIdentifier(name);
     await client.query(`CREATE TABLE ${table} (LIKE gateway_requests INCLUDING DEFAULTS INCLUDING CONSTRAINTS)`);
-    // Empty unless ids of that month came before it had a partition; ATTACH scans the DEFAULT partition for them.
+    // Empty unless ids of that month came before it had a partition.
     await client.query(
       `WITH moved AS (DELETE FROM ${DEFAULT_PARTITION} WHERE id >= $1 AND id < $2 RETURNING *)
        INSERT INTO ${table} SELECT * FROM moved`,

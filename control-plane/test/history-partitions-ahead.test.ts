@@ -72,4 +72,20 @@ describe('history partitions ahead', () => {
     expect(many.flatMap((r) => r?.created ?? []).sort()).toEqual([month(6), month(7), month(8)]);
     expect(many.flatMap((r) => r?.deferred ?? [])).toEqual([]);
   });
+
+  it('leaves a month for the next run while a reader holds what it must lock, rather than queue inserts behind it', async () => {
+    const reader = await pools[1]!.connect();
+    try {
+      await reader.query('BEGIN');
+      await reader.query('SELECT count(*) FROM gateway_requests'); // a long read: every partition, the default one too
+      const started = Date.now();
+      const report = await run(pools[0]!, inMonth(9));
+      expect(report).toEqual({ created: [], dropped: [], held: [], deferred: [month(9), month(10), month(11)] });
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      await reader.query('COMMIT');
+      reader.release();
+    }
+    expect((await run(pools[0]!, inMonth(9)))?.created).toEqual([month(9), month(10), month(11)]);
+  });
 });
