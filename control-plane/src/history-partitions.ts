@@ -167,7 +167,11 @@ const createPartition = (pool: Pool, name: string, from: string, to: string): Pr
     );
   });
 
-/** Drops the month `name` unless a row of it is held; returns the held row. */
+/**
+ * Drops the month `name` unless a row of it is held; returns the held row. DROP locks the parent ACCESS EXCLUSIVE
+ * for a moment (DETACH … CONCURRENTLY would not, but PostgreSQL refuses it while a DEFAULT partition exists): hence
+ * the short lock timeout.
+ */
 const dropPartition = (pool: Pool, name: string): Promise<Omit<HeldMonth, 'partition'> | null> =>
   transaction(pool, async (client: PoolClient) => {
     await client.query(`SET LOCAL lock_timeout = ${LOCK_TIMEOUT_MS}`);
