@@ -70,7 +70,10 @@ export interface ControlPlaneConfig {
    * `minimumRetentionDays` (90: the Crochet Score's window).
    */
   historyRetentionDays: number;
-  /** `CROCHET_HISTORY_INTERVAL_SECONDS`: how often the history job adds months ahead and applies the retention. */
+  /**
+   * `CROCHET_HISTORY_INTERVAL_SECONDS`: how often the history job adds months ahead and applies the retention (it also
+   * runs once at start); 0 turns the timer off.
+   */
   historyIntervalSeconds: number;
   /**
    * `CROCHET_TRANSFERS_INTERVAL_MS`: how often the transfers job (§3.9) looks for payouts and refunds to send and
