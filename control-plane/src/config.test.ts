@@ -18,6 +18,22 @@ describe('control-plane configuration', () => {
     expect(config.limits).toMatchObject({ headersTimeoutMs: 10_000, maxConnectionsPerClient: 256 });
   });
 
+  it('keeps all history unless a retention at least as long as its readers need is set', () => {
+    const env = { DATABASE_URL: 'postgres://x@h/db', CROCHET_ENCRYPTION_KEY: KEY, CROCHET_DATA_PLANE_KEY: KEY };
+    expect(loadControlPlaneConfig(env)).toMatchObject({ historyRetentionDays: 0, historyIntervalSeconds: 3600 });
+    expect(loadControlPlaneConfig({ ...env, CROCHET_HISTORY_RETENTION_DAYS: '0' }).historyRetentionDays).toBe(0);
+    expect(loadControlPlaneConfig({ ...env, CROCHET_HISTORY_RETENTION_DAYS: '90' }).historyRetentionDays).toBe(90);
+    // The Crochet Score reads 90 days of calls.
+    expect(() => loadControlPlaneConfig({ ...env, CROCHET_HISTORY_RETENTION_DAYS: '30' })).toThrow(
+      /CROCHET_HISTORY_RETENTION_DAYS: must be 0 \(keep all history\) or at least 90 days, got 30: the Crochet Score/,
+    );
+    for (const bad of ['-1', 'ninety', '1.5', '40000']) {
+      expect(() => loadControlPlaneConfig({ ...env, CROCHET_HISTORY_RETENTION_DAYS: bad })).toThrow(
+        /CROCHET_HISTORY_RETENTION_DAYS: must be/,
+      );
+    }
+  });
+
   it('keeps metrics off the API port', () => {
     const env = { DATABASE_URL: 'postgres://x@h/db', CROCHET_ENCRYPTION_KEY: KEY, CROCHET_DATA_PLANE_KEY: KEY };
     expect(() => loadControlPlaneConfig({ ...env, CONTROL_PLANE_METRICS_PORT: '8081' })).toThrow(

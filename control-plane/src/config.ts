@@ -7,6 +7,8 @@ import {
   type ServerLimits,
 } from '@crochet/plugins';
 import { ConfigError, CryptoBox, DEFAULT_REDIS_PREFIX, EnvReader, toAtomic } from '@crochet/protocol';
+import { minimumRetentionDays } from './history-partitions.js';
+import { SCORE } from './score/formula.js';
 
 /** Everything the control plane reads from its environment, validated at start. */
 export interface ControlPlaneConfig {
@@ -62,6 +64,17 @@ export interface ControlPlaneConfig {
   reconcileStaleSeconds: number;
   /** `CROCHET_SCORE_INTERVAL_SECONDS`: how often the Crochet Score job runs (§3.6); 0 turns the timer off. */
   scoreIntervalSeconds: number;
+  /**
+   * `CROCHET_HISTORY_RETENTION_DAYS`: gateway-request history older than this many days is dropped a whole month at a
+   * time (history-partitions.ts), except rows a money path still needs; 0 (the default) keeps everything. At least
+   * `minimumRetentionDays` (90: the Crochet Score's window).
+   */
+  historyRetentionDays: number;
+  /**
+   * `CROCHET_HISTORY_INTERVAL_SECONDS`: how often the history job adds months ahead and applies the retention (it also
+   * runs once at start); 0 turns the timer off.
+   */
+  historyIntervalSeconds: number;
   /**
    * `CROCHET_TRANSFERS_INTERVAL_MS`: how often the transfers job (§3.9) looks for payouts and refunds to send and
    * sent ones to confirm; a payout asked for starts at once. 0: only when asked.
@@ -162,6 +175,8 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
     reconcileIntervalSeconds: r.int('CROCHET_RECONCILE_INTERVAL_SECONDS', 300, { min: 0, max: 86_400 }),
     reconcileStaleSeconds: r.int('CROCHET_RECONCILE_STALE_SECONDS', 600, { min: 1, max: 30 * 86_400 }),
     scoreIntervalSeconds: r.int('CROCHET_SCORE_INTERVAL_SECONDS', 300, { min: 0, max: 86_400 }),
+    historyRetentionDays: r.int('CROCHET_HISTORY_RETENTION_DAYS', 0, { min: 0, max: 36_500 }),
+    historyIntervalSeconds: r.int('CROCHET_HISTORY_INTERVAL_SECONDS', 3_600, { min: 0, max: 86_400 }),
     transfersIntervalMs: r.int('CROCHET_TRANSFERS_INTERVAL_MS', 5_000, { min: 0, max: 3_600_000 }),
     payoutMinimumAtomic: payoutMinimum(r),
     payments: { evm: undefined, solana: undefined, acceptWindowSeconds: 0, devFaucetUrl: undefined },
@@ -178,6 +193,18 @@ export const loadControlPlaneConfig = (env: NodeJS.ProcessEnv = process.env): Co
     acceptWindowSeconds: payments.acceptWindowSeconds,
     devFaucetUrl: payments.devFaucetUrl,
   };
+  const minimumDays = minimumRetentionDays({
+    reconcileStaleSeconds: config.reconcileStaleSeconds,
+    acceptWindowSeconds: config.payments.acceptWindowSeconds,
+  });
+  if (config.historyRetentionDays > 0 && config.historyRetentionDays < minimumDays) {
+    r.problem(
+      'CROCHET_HISTORY_RETENTION_DAYS',
+      `must be 0 (keep all history) or at least ${minimumDays} days, got ${config.historyRetentionDays}: the Crochet ` +
+        `Score reads ${SCORE.windowDays} days of gateway requests, reconciliation CROCHET_RECONCILE_STALE_SECONDS ` +
+        `and payment proofs CROCHET_PAYMENT_ACCEPT_WINDOW_SECONDS of them`,
+    );
+  }
   const receiptKeysText = r.string('CROCHET_RECEIPT_KEYS');
   if (receiptKeysText !== undefined) {
     const parsed = parseReceiptKeys(receiptKeysText);

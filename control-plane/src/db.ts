@@ -113,6 +113,11 @@ const MIGRATIONS_DIR = new URL('../migrations/', import.meta.url);
 const MIGRATION_FILE = /^(\d{3})_[a-z0-9_]+\.sql$/;
 // Any constant works; it only has to be the same for every control plane so that two starting at once serialize.
 const MIGRATION_LOCK = 7_312_004_117;
+/**
+ * A migration may move a whole table (020 copies the gateway-request history into its partitions): far longer than
+ * an ordinary statement, but still bounded, so that a database that answers nothing does not hold a start forever.
+ */
+const MIGRATION_TIMEOUT_MS = 30 * 60_000;
 
 export interface AppliedMigration {
   version: number;
@@ -121,10 +126,13 @@ export interface AppliedMigration {
 
 /**
  * Applies the SQL files in `migrations/` that are not applied yet, in order, each in its own transaction, under an
- * advisory lock. Refuses to start when an applied file's checksum changed: migrations are append-only.
+ * advisory lock. Refuses to start when an applied file's checksum changed: migrations are append-only. `through`
+ * (tests of a migration) stops after that version.
  */
-export const migrate = async (pool: Pool): Promise<AppliedMigration[]> => {
-  const files = (await readdir(MIGRATIONS_DIR)).filter((f) => MIGRATION_FILE.test(f)).sort();
+export const migrate = async (pool: Pool, options: { through?: number } = {}): Promise<AppliedMigration[]> => {
+  const files = (await readdir(MIGRATIONS_DIR))
+    .filter((f) => MIGRATION_FILE.test(f) && Number(MIGRATION_FILE.exec(f)![1]) <= (options.through ?? Infinity))
+    .sort();
   const client = await pool.connect();
   const applied: AppliedMigration[] = [];
   try {
@@ -147,7 +155,11 @@ export const migrate = async (pool: Pool): Promise<AppliedMigration[]> => {
       }
       await client.query('BEGIN');
       try {
-        await client.query(sql);
+        await client.query(`SET LOCAL statement_timeout = ${MIGRATION_TIMEOUT_MS}`);
+        await client.query({
+          text: sql,
+          query_timeout: MIGRATION_TIMEOUT_MS + QUERY_TIMEOUT_MARGIN_MS,
+        } as pg.QueryConfig);
         await client.query('INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)', [
           version,
           name,

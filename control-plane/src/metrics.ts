@@ -11,6 +11,7 @@ import {
 import { EVENTS_GROUP, redisKeys } from '@crochet/protocol';
 import type { App, Deps } from './app.js';
 import type { EventsConsumer } from './events-consumer.js';
+import { historyStats } from './history-partitions.js';
 import { ledgerPostingStats } from './ledger/posting.js';
 import { reconcileStats } from './ledger/reconcile.js';
 import type { Transfers } from './payouts/transfers.js';
@@ -37,6 +38,10 @@ export const CONTROL_PLANE_METRIC_LABELS = {
   crochet_score_failures_total: [],
   crochet_score_last_run_seconds: [],
   crochet_score_verified_listings: [],
+  crochet_history_runs_total: [],
+  crochet_history_failures_total: [],
+  crochet_history_dropped_partitions_total: [],
+  crochet_history_held_months: [],
   crochet_transfers_confirmed_total: [],
   crochet_transfers_failed_total: [],
   crochet_transfers_errors_total: [],
@@ -168,6 +173,18 @@ export const createControlPlaneMetrics = (deps: Pick<Deps, 'pool' | 'redis' | 'p
     'crochet_score_verified_listings',
     'Listings verified by the last Crochet Score run.',
     () => scoreStats().last?.verified,
+  );
+  mirror('crochet_history_runs_total', 'History partition runs in this process.', () => historyStats().runs);
+  mirror('crochet_history_failures_total', 'History partition runs that failed.', () => historyStats().failures);
+  mirror(
+    'crochet_history_dropped_partitions_total',
+    'Months of gateway-request history dropped past CROCHET_HISTORY_RETENTION_DAYS.',
+    () => historyStats().dropped,
+  );
+  gauge(
+    'crochet_history_held_months',
+    'Months past the retention the last history run kept because a money path still needs one of their rows.',
+    () => historyStats().held,
   );
   mirror('crochet_transfers_confirmed_total', 'Payouts and refunds this process confirmed and booked.', () =>
     transfers ? transfers.stats.confirmed : 0,

@@ -8,6 +8,7 @@ import { ConfigPublisher } from './config-publisher.js';
 import { createPool, migrate } from './db.js';
 import { EpochKeeper } from './epoch.js';
 import { type EventsConsumer, startEventsConsumer } from './events-consumer.js';
+import { type HistoryJob, startHistoryJob } from './history-partitions.js';
 import { type Reconciler, startReconciler } from './ledger/reconcile.js';
 import { type ControlPlaneMetrics, createControlPlaneMetrics } from './metrics.js';
 import { Transfers } from './payouts/transfers.js';
@@ -44,6 +45,8 @@ export interface ControlPlane {
   epoch: EpochKeeper;
   /** Sends payouts and refunds and books them (§3.9); `runOnce()` runs it now. */
   transfers: Transfers;
+  /** Keeps gateway_requests' monthly partitions and applies the history retention; `runOnce()` runs it now. */
+  historyJob: HistoryJob;
   close(): Promise<void>;
 }
 
@@ -126,6 +129,7 @@ export const startControlPlane = async (
   let eventsConsumer: EventsConsumer | undefined;
   let reconciler: Reconciler | undefined;
   let scoreJob: ScoreJob | undefined;
+  let historyJob: HistoryJob | undefined;
   let epoch: EpochKeeper | undefined;
   let metricsListener: Awaited<ReturnType<typeof startMetricsListener>> | undefined;
   const close = async (): Promise<void> => {
@@ -136,6 +140,7 @@ export const startControlPlane = async (
     await reconciler?.stop(); // waits for a run in progress: before the pool closes
     await transfers?.stop(); // likewise (a transfer half-way is finished by the next start: its row says where)
     await scoreJob?.stop(); // likewise
+    await historyJob?.stop(); // likewise
     await eventsConsumer?.stop(); // commits and acknowledges its batch in hand: before the pool closes
     await pool.end();
     redis.disconnect();
@@ -189,6 +194,16 @@ export const startControlPlane = async (
       intervalMs: config.scoreIntervalSeconds * 1000,
       log: app.log.child({ component: 'score' }),
     });
+    historyJob = startHistoryJob({
+      pool,
+      retentionDays: config.historyRetentionDays,
+      intervalMs: config.historyIntervalSeconds * 1000,
+      log: app.log.child({ component: 'history' }),
+    });
+    // The months ahead exist from the migration on; a first run now keeps them ahead after a long stop. A failure
+    // here is no reason not to start (inserts land in the DEFAULT partition meanwhile): the timer tries again.
+    const history = historyJob;
+    void history.runOnce().catch((error: unknown) => app.log.error({ err: error }, 'history maintenance failed'));
     const url = await app.listen({ host: config.host, port: config.port });
     metricsListener = await startMetricsListener(metrics.register, {
       host: config.metricsHost,
@@ -204,6 +219,7 @@ export const startControlPlane = async (
       scoreJob,
       epoch,
       transfers,
+      historyJob,
       close,
     };
   } catch (error) {
