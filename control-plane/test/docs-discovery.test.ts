@@ -6,7 +6,7 @@ import { startTestControlPlane, type TestPlane } from './helpers.js';
 let plane: TestPlane;
 beforeAll(async () => {
   // Not the default fee, so the documents are seen to state the server's setting.
-  plane = await startTestControlPlane({ CROCHET_FEE_BPS: '250' });
+  plane = await startTestControlPlane({ CROCHET_FEE_BPS: '250', CROCHET_HISTORY_RETENTION_DAYS: '120' });
 });
 afterAll(() => plane.stop());
 
@@ -113,6 +113,18 @@ describe('machine-readable documents', () => {
     const seller = (await plane.call('GET', '/seller-onboarding')).text;
     expect(seller).toContain('POST /api/v1/listings/:id/endpoint/rotate-secret');
     expect(seller).toContain('X-Crochet-Signature');
+  });
+
+  it('say how long this server keeps call history (and that the ledger stays)', async () => {
+    const llms = (await plane.call('GET', '/llms.txt')).text;
+    const skill = (await plane.call('GET', '/agent-skill')).text;
+    for (const text of [llms, skill]) {
+      expect(text).toContain('kept at least 120 days');
+      expect(text).toContain('never a call whose money is not settled');
+      expect(text).toContain('the ledger (GET /api/v1/ledger) is kept for good');
+    }
+    const protocol = (await plane.call('GET', '/.well-known/agent-protocol.json')).body;
+    expect(protocol.settings.history_retention_days).toBe(120);
   });
 
   it("explain the fee (this server's), payouts and on-chain refunds where agents and sellers read", async () => {

@@ -15,6 +15,8 @@ export interface ServerSettings {
   powHashesPerSecond: number;
   feeBps: number;
   allowPrivateEndpoints: boolean;
+  /** `CROCHET_HISTORY_RETENTION_DAYS`: how long gateway-request history is kept (0: all of it). */
+  historyRetentionDays: number;
   payments: Pick<PaymentsConfig, 'solana' | 'evm' | 'devFaucetUrl'>;
 }
 
@@ -46,6 +48,7 @@ export const serverSettings = (config: ControlPlaneConfig, powHashesPerSecond: n
   powHashesPerSecond,
   feeBps: config.feeBps,
   allowPrivateEndpoints: config.allowPrivateEndpoints,
+  historyRetentionDays: config.historyRetentionDays,
   payments: config.payments,
 });
 
@@ -76,6 +79,11 @@ export const settingsText = (s: ServerSettings): string[] => {
         '  accepted, e.g. private_endpoint_url "http://127.0.0.1:3000/run". In production only public https URLs are.'
       : '- Seller endpoints: private_endpoint_url must be https and resolve to a public address (no loopback,\n' +
         '  private, link-local or metadata addresses), checked when saved and at every connect.',
+    s.historyRetentionDays > 0
+      ? `- Call history (GET /api/v1/gateway-requests, receipts by id, reviews of a call): kept at least ${s.historyRetentionDays} days,\n` +
+        '  then dropped a whole month at a time (never a call whose money is not settled). Review a call before then;\n' +
+        '  the ledger (GET /api/v1/ledger) is kept for good.'
+      : '- Call history (GET /api/v1/gateway-requests): kept for good on this server, as is the ledger.',
   ];
 };
 
@@ -171,6 +179,8 @@ export const settingsJson = (s: ServerSettings) => {
     },
     fee_bps: s.feeBps,
     dev_endpoints_allowed: s.allowPrivateEndpoints,
+    /** Days of gateway-request history kept (whole months past it are dropped); null: kept for good. */
+    history_retention_days: s.historyRetentionDays > 0 ? s.historyRetentionDays : null,
     networks: [
       ...(s.payments.solana
         ? [
