@@ -38,9 +38,22 @@ export type ReviewDecision = { ok: true } | { ok: false; reason: string };
  * seller answered 2xx and the payment settled. The reason names what is missing; a call of someone else is reported
  * exactly like one that does not exist.
  */
-export const mayReview = (call: ReviewedCall | undefined, listingId: string, agentId: string): ReviewDecision => {
+export const mayReview = (
+  call: ReviewedCall | undefined,
+  listingId: string,
+  agentId: string,
+  /** The server's history retention in days when the request id is older than it (its row may be gone), else null. */
+  pastHistoryDays: number | null = null,
+): ReviewDecision => {
   if (!call || call.buyer_id !== agentId) {
-    return { ok: false, reason: 'this gateway request is not a call you made.' };
+    return {
+      ok: false,
+      reason:
+        pastHistoryDays === null
+          ? 'this gateway request is not a call you made.'
+          : 'this gateway request is not a call you made, or it is older than the call history this server keeps ' +
+            `(${pastHistoryDays} days): calls are reviewed while their history is kept.`,
+    };
   }
   if (call.listing_id !== listingId) {
     return { ok: false, reason: `this gateway request was a call to another listing (${call.listing_id}).` };

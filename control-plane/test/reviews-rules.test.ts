@@ -1,3 +1,4 @@
+import { ulid } from '@crochet/protocol';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Call, publish } from './events-support.js';
@@ -134,6 +135,25 @@ describe('who may review a listing', () => {
     // The stranger's own paid call is fine.
     const own = await review(stranger, listing, { gateway_request_id: calls['stranger_paid'], rating: 2 });
     expect(own.status, own.text).toBe(201);
+  });
+
+  it('says why an old call may not be found where history is kept for a while (CROCHET_HISTORY_RETENTION_DAYS)', async () => {
+    const old = `gr_${ulid(Date.now() - 200 * 86_400_000)}`;
+    const recent = `gr_${ulid(Date.now() - 86_400_000)}`;
+    // The route reads the setting per request: this server keeps 120 days for the length of this test.
+    plane.config.historyRetentionDays = 120;
+    try {
+      const gone = await review(buyer, listing, { gateway_request_id: old, rating: 3 });
+      expectError(gone, 403, 'REVIEW_NOT_ALLOWED');
+      expect(gone.body.error.message).toContain('or it is older than the call history this server keeps (120 days)');
+      // Within the kept history a missing call is just not the caller's.
+      const missing = await review(buyer, listing, { gateway_request_id: recent, rating: 3 });
+      expect(missing.body.error.message).toBe(
+        'You cannot review this call: this gateway request is not a call you made.',
+      );
+    } finally {
+      plane.config.historyRetentionDays = 0;
+    }
   });
 
   it.each([

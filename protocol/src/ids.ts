@@ -73,6 +73,13 @@ export const ulid = (timeMs: number = Date.now()): string => {
   return chars.toString('latin1', 0, 26);
 };
 
+/** The millisecond time a ULID (or the ULID part of an id, after its `<prefix>_`) was made at. */
+export const ulidTimeMs = (value: string): number => {
+  let time = 0;
+  for (let i = 0; i < 10; i++) time = time * 32 + CROCKFORD.indexOf(value[i]!.toUpperCase());
+  return time;
+};
+
 /** A new id of the given kind. */
 export const newId = <K extends IdKind>(kind: K): Id<(typeof ID_PREFIX)[K]> =>
   `${ID_PREFIX[kind]}_${ulid()}` as Id<(typeof ID_PREFIX)[K]>;

@@ -1,5 +1,5 @@
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
-import { ulid } from './ids.js';
+import { ulid, ulidTimeMs } from './ids.js';
 
 /**
  * Payment request ids (`pay_…`, the `payment_request_id` of a 402 and the memo of a Solana transfer) that prove
@@ -26,12 +26,6 @@ const base32 = (bytes: Buffer, chars: number): string => {
     }
   }
   return out;
-};
-
-const ulidTimeMs = (id: string): number => {
-  let time = 0;
-  for (let i = 0; i < 10; i++) time = time * 32 + CROCKFORD.indexOf(id[i]!);
-  return time;
 };
 
 export interface PaymentRequestClaims {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { apiKeyDisplayPrefix, bearerToken, generateApiKey, hashApiKey, isWellFormedApiKey } from './api-key.js';
 import { decodeCursor, encodeCursor } from './envelope.js';
-import { isId, newId, ulid } from './ids.js';
+import { isId, newId, ulid, ulidTimeMs } from './ids.js';
 import { fromAtomic, toAtomic } from './money.js';
 import { currentUtcDay, utcDay } from './redis-keys.js';
 import { canonicalString, signatureEntry, signatureHeader } from './signature.js';
@@ -51,6 +51,8 @@ describe('ids', () => {
       const id = ulid(at);
       expect(id).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/);
       expect(timeOf(id)).toBe(at);
+      expect(ulidTimeMs(id)).toBe(at);
+      expect(ulidTimeMs(id.toLowerCase())).toBe(at);
     }
     expect(ulid(0).slice(0, 10)).toBe('0000000000');
     // A time with a fraction of a millisecond is that millisecond.

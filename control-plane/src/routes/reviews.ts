@@ -1,4 +1,4 @@
-import { ApiError, encodeCursor, idPattern, isId, newId, PAGE_LIMIT_DEFAULT } from '@crochet/protocol';
+import { ApiError, encodeCursor, idPattern, isId, newId, PAGE_LIMIT_DEFAULT, ulidTimeMs } from '@crochet/protocol';
 import { Type } from 'typebox';
 import type { App, Deps } from '../app.js';
 import { isUniqueViolation, sqlParams, transaction } from '../db.js';
@@ -80,7 +80,9 @@ export const reviewRoutes = (app: App, { pool, config }: Deps): void => {
       const listing = await visibleListing(listingId, agentId);
       if (listing.seller_id === agentId) throw new ApiError('REVIEW_SELF_NOT_ALLOWED');
       const { rows: calls } = await pool.query<ReviewedCall>(REVIEWED_CALL_SQL, [body.gateway_request_id]);
-      const decision = mayReview(calls[0], listingId, agentId);
+      const days = config.historyRetentionDays;
+      const pastHistory = days > 0 && ulidTimeMs(body.gateway_request_id.slice(3)) < Date.now() - days * 86_400_000;
+      const decision = mayReview(calls[0], listingId, agentId, pastHistory ? days : null);
       if (!decision.ok) {
         throw new ApiError('REVIEW_NOT_ALLOWED', { message: `You cannot review this call: ${decision.reason}` });
       }
