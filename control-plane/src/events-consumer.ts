@@ -17,6 +17,7 @@ import {
 } from '@crochet/protocol';
 import type { Redis } from 'ioredis';
 import { type Pool, type PoolClient, transaction } from './db.js';
+import { droppedRanges } from './history-partitions.js';
 import { DEFAULT_FEE_BPS, type LedgerOptions, postLedger } from './ledger/posting.js';
 
 /**
@@ -275,10 +276,12 @@ const MERGED_SQL = `
   RETURNING g.id`;
 
 // A request gets at most one receipt (the proxy signs the full receipt once); the first one recorded stays.
+// `g.id = ANY ($1)` lets PostgreSQL open (and lock) only the months that hold these ids; the join alone would lock
+// every partition of gateway_requests for the update, and wait on the history job checking an old month.
 const RECEIPT_SQL = `
   UPDATE gateway_requests AS g SET receipt = r.receipt
     FROM unnest($1::text[], $2::text[]) AS r (id, receipt)
-   WHERE g.id = r.id AND g.receipt IS NULL`;
+   WHERE g.id = r.id AND g.id = ANY ($1::text[]) AND g.receipt IS NULL`;
 
 // A paid start's proofs are held by its request; a later start that consumed the same proof (after it was given back,
 // or the same request resumed) takes it over, and an older delivery never takes it back.
@@ -382,9 +385,20 @@ const recordProofs = async (
  */
 export const applyEvents = async (
   client: PoolClient,
-  events: readonly GatewayEvent[],
+  given: readonly GatewayEvent[],
   ledger: LedgerOptions = { feeBps: DEFAULT_FEE_BPS },
 ): Promise<string[]> => {
+  // Calls in a month the history retention dropped (history-partitions.ts) were recorded: an event of theirs now is
+  // a late duplicate, and written it would come back as a partial row outside every month. Read in this
+  // transaction, so a month dropped meanwhile waits for it or is seen dropped.
+  const dropped = await droppedRanges(client);
+  const events = dropped.empty ? given : given.filter((e) => !dropped.has(e.id));
+  if (events.length < given.length) {
+    ledger.log?.warn(
+      { ignored: given.length - events.length },
+      'gateway events of calls in months the history retention dropped ignored',
+    );
+  }
   const starts = new Map<string, GatewayStartEvent>();
   const ends = new Map<string, GatewayEndEvent>();
   for (const event of events) {

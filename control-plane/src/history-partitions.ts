@@ -37,6 +37,24 @@ const LOCK_TIMEOUT_MS = 500;
 const CHECK_TIMEOUT_MS = 300_000;
 const DAY_MS = 86_400_000;
 
+/** The id ranges of the months retention dropped (gateway_requests_dropped), read in a transaction of the caller's. */
+export const droppedRanges = async (client: Pick<PoolClient, 'query'>): Promise<DroppedRanges> =>
+  new DroppedRanges(
+    (await client.query<{ from_id: string; to_id: string }>('SELECT from_id, to_id FROM gateway_requests_dropped'))
+      .rows,
+  );
+
+export class DroppedRanges {
+  constructor(private readonly ranges: readonly { from_id: string; to_id: string }[]) {}
+  /** True when the request `id` was in a month retention dropped. */
+  has(id: string): boolean {
+    return this.ranges.some((r) => id >= r.from_id && id < r.to_id);
+  }
+  get empty(): boolean {
+    return this.ranges.length === 0;
+  }
+}
+
 /** The partition bound of a time: `gr_` and the ULID time part of its millisecond (the SQL gateway_request_id_bound). */
 export const partitionBound = (timeMs: number): string => `${ID_PREFIX.gatewayRequest}_${ulid(timeMs).slice(0, 10)}`;
 
@@ -83,8 +101,11 @@ export interface HistoryOptions {
 
 export interface HeldMonth {
   partition: string;
-  /** `open`: still forwarded; `unposted`: bookable with a journal missing; `refund_unsent`: refund not yet sent. */
-  reason: 'open' | 'unposted' | 'refund_unsent';
+  /**
+   * `open`: still forwarded; `unposted`: bookable with a journal missing; `refund_unsent`: refund not yet sent;
+   * `unbooked`: its end says money moved (or was lost) but its start never arrived, so it cannot be booked.
+   */
+  reason: 'open' | 'unposted' | 'refund_unsent' | 'unbooked';
   gateway_request_id: string;
 }
 
@@ -125,8 +146,10 @@ const journal = (kind: string): string =>
 
 /**
  * The first row of a month (`g`) that a money path still reads: in flight (the end may still come and be booked);
- * bookable with its first journal or its refund journal not posted (posting and reconciliation read the row); or
- * with a refund journal and no confirmed refund transfer (the transfers job reads the payer from the row).
+ * bookable with its first journal or its refund journal not posted (posting and reconciliation read the row); with
+ * a refund journal and no confirmed refund transfer (the transfers job reads the payer from the row); or whose end
+ * says the payment settled, is due a refund or was lost while its start (who paid whom) never arrived — not
+ * bookable, and the only record of that money.
  */
 const heldSql = (partition: string): string => `
   SELECT id, reason FROM (
@@ -138,9 +161,12 @@ const heldSql = (partition: string): string => `
                 WHEN ${REFUND_DUE} AND EXISTS (${journal("'refund'")})
                      AND NOT EXISTS (SELECT 1 FROM money_transfers t
                                       WHERE t.gateway_request_id = g.id AND t.status = 'confirmed') THEN 'refund_unsent'
+                WHEN g.payment -> 'outcome' ->> 'status' IN ('settled', 'refund_due', 'unpaid')
+                     AND g.buyer_id IS NULL THEN 'unbooked'
            END AS reason
       FROM ${partition} g) held
    WHERE reason IS NOT NULL
+   ORDER BY id
    LIMIT 1`;
 
 const isLockTimeout = (error: unknown): boolean => (error as { code?: string })?.code === '55P03';
@@ -154,36 +180,52 @@ const createPartition = (pool: Pool, name: string, from: string, to: string): Pr
     await client.query(`LOCK TABLE ${DEFAULT_PARTITION} IN ACCESS EXCLUSIVE MODE`);
     const table = client.escapeIdentifier(name);
     await client.query(`CREATE TABLE ${table} (LIKE gateway_requests INCLUDING DEFAULTS INCLUDING CONSTRAINTS)`);
-    // Empty unless ids of that month came before it had a partition.
-    await client.query(
+    // Empty unless ids of that month came before it had a partition (the job stopped for months, say): then a move
+    // and a scan of the whole DEFAULT partition, given the time a long check gets, not an ordinary statement's.
+    const query = await withStatementTimeout(client, CHECK_TIMEOUT_MS);
+    await query(
       `WITH moved AS (DELETE FROM ${DEFAULT_PARTITION} WHERE id >= $1 AND id < $2 RETURNING *)
        INSERT INTO ${table} SELECT * FROM moved`,
       [from, to],
     );
     // ATTACH locks the parent SHARE UPDATE EXCLUSIVE (inserts and reads go on), unlike CREATE TABLE … PARTITION OF.
-    await client.query(
+    await query(
       `ALTER TABLE gateway_requests ATTACH PARTITION ${table}
          FOR VALUES FROM (${client.escapeLiteral(from)}) TO (${client.escapeLiteral(to)})`,
     );
   });
 
+/** The first held row of the month `table` (an escaped identifier), read within the check's time. */
+const heldRow = async (client: PoolClient, table: string): Promise<Omit<HeldMonth, 'partition'> | null> => {
+  const query = await withStatementTimeout(client, CHECK_TIMEOUT_MS);
+  const { rows } = await query<{ id: string; reason: HeldMonth['reason'] }>(heldSql(table));
+  return rows[0] ? { reason: rows[0].reason, gateway_request_id: rows[0].id } : null;
+};
+
 /**
- * Drops the month `name` unless a row of it is held; returns the held row. DROP locks the parent ACCESS EXCLUSIVE
- * for a moment (DETACH … CONCURRENTLY would not, but PostgreSQL refuses it while a DEFAULT partition exists): hence
- * the short lock timeout.
+ * Drops the month `name` unless a row of it is held; returns the held row. The month is read once without a lock
+ * (a held month, the usual case for one kept, blocks nobody); only when nothing in it was held is it locked SHARE
+ * (its rows cannot change; writes to other months go on) and checked again before the DROP, which locks the parent
+ * ACCESS EXCLUSIVE for a moment (DETACH … CONCURRENTLY would not, but PostgreSQL refuses it while a DEFAULT partition
+ * exists): hence the short lock timeout. The month's id range is recorded as dropped in the same transaction.
  */
-const dropPartition = (pool: Pool, name: string): Promise<Omit<HeldMonth, 'partition'> | null> =>
-  transaction(pool, async (client: PoolClient) => {
+const dropPartition = async (pool: Pool, p: Partition): Promise<Omit<HeldMonth, 'partition'> | null> => {
+  const held = await transaction(pool, (client) => heldRow(client, client.escapeIdentifier(p.name)));
+  if (held) return held;
+  return transaction(pool, async (client: PoolClient) => {
     await client.query(`SET LOCAL lock_timeout = ${LOCK_TIMEOUT_MS}`);
-    const table = client.escapeIdentifier(name);
-    // No row of the month changes between the check and the drop.
+    const table = client.escapeIdentifier(p.name);
     await client.query(`LOCK TABLE ${table} IN SHARE MODE`);
-    const query = await withStatementTimeout(client, CHECK_TIMEOUT_MS);
-    const { rows } = await query<{ id: string; reason: HeldMonth['reason'] }>(heldSql(table));
-    if (rows[0]) return { reason: rows[0].reason, gateway_request_id: rows[0].id };
+    const still = await heldRow(client, table);
+    if (still) return still;
     await client.query(`DROP TABLE ${table}`);
+    await client.query(
+      'INSERT INTO gateway_requests_dropped (from_id, to_id) VALUES ($1, $2) ON CONFLICT (from_id) DO NOTHING',
+      [p.from, p.to],
+    );
     return null;
   });
+};
 
 /** One maintenance pass (the caller holds HISTORY_LOCK); see the module comment. */
 export const maintainHistory = async (options: HistoryOptions): Promise<HistoryReport> => {
@@ -216,7 +258,7 @@ export const maintainHistory = async (options: HistoryOptions): Promise<HistoryR
     const expired = existing.filter((p) => p.to <= cutoff).sort((a, b) => (a.from < b.from ? -1 : 1));
     for (const p of expired) {
       try {
-        const held = await dropPartition(pool, p.name);
+        const held = await dropPartition(pool, p);
         if (held) report.held.push({ partition: p.name, ...held });
         else report.dropped.push(p.name);
       } catch (error) {
@@ -225,6 +267,10 @@ export const maintainHistory = async (options: HistoryOptions): Promise<HistoryR
       }
     }
   }
+
+  // PostgreSQL never analyzes a partitioned table by itself: the parent's statistics (what plans over all months
+  // start from) would stay as the migration left them.
+  await pool.query('ANALYZE gateway_requests');
 
   if (report.created.length > 0 || report.dropped.length > 0) {
     log.info({ created: report.created, dropped: report.dropped }, 'history partitions maintained');

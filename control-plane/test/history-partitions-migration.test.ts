@@ -23,6 +23,10 @@ describe('gateway_requests partitioned by month (migration 020)', () => {
   const old = paidStart(call, 20_000n, { id: idAt(threeMonthsAgo), at: threeMonthsAgo });
   const refunded = paidStart(call, 7_000n);
   const free = startEvent(call, { price_atomic: '0' });
+  // Made by a proxy whose clock was a month behind the one that stamped its start: the oldest id is in a month before
+  // the oldest created_at, and still gets its month's partition.
+  const fourMonthsAgo = monthStartMs(nowMs, -4) + 5 * 86_400_000;
+  const skewed = startEvent(call, { id: idAt(fourMonthsAgo), at: threeMonthsAgo, price_atomic: '0' });
 
   const rows = async () =>
     (await pool.query('SELECT row_to_json(g)::text AS r FROM gateway_requests g ORDER BY id')).rows.map((r) => r.r);
@@ -34,15 +38,28 @@ describe('gateway_requests partitioned by month (migration 020)', () => {
     pool = createPool(db.url, 3);
     await migrate(pool, { through: 19 });
     await insertListing(pool, call);
+    // This release's consumer reads the months retention dropped (a table of 020): empty here, as before 020.
+    await pool.query('CREATE TABLE gateway_requests_dropped (from_id text, to_id text)');
     await transaction(pool, (client) =>
-      applyEvents(client, [open, old, paidEnd(old), refunded, paidEnd(refunded, 'refund_due'), free, endEvent(free)]),
+      applyEvents(client, [
+        open,
+        old,
+        paidEnd(old),
+        refunded,
+        paidEnd(refunded, 'refund_due'),
+        free,
+        endEvent(free),
+        skewed,
+        endEvent(skewed),
+      ]),
     );
+    await pool.query('DROP TABLE gateway_requests_dropped');
     await pool.query(
       `INSERT INTO reviews (id, listing_id, reviewer_id, gateway_request_id, rating) VALUES ($1, $2, $3, $4, 5)`,
       [newId('review'), call.listingId, call.buyerId, old.id],
     );
     before = await rows();
-    expect(before).toHaveLength(4);
+    expect(before).toHaveLength(5);
     expect(await migrate(pool)).toEqual([{ version: 20, name: '020_gateway_requests_partitions.sql' }]);
   });
   afterAll(async () => {
@@ -55,17 +72,18 @@ describe('gateway_requests partitioned by month (migration 020)', () => {
     const { rows: kind } = await pool.query("SELECT relkind FROM pg_class WHERE relname = 'gateway_requests'");
     expect(kind[0].relkind).toBe('p');
     expect(await where(old.id)).toBe(partitionName(monthStartMs(threeMonthsAgo)));
+    expect(await where(skewed.id)).toBe(partitionName(monthStartMs(fourMonthsAgo)));
     expect(await where(open.id)).toBe(partitionName(monthStartMs(nowMs)));
     // The months ahead exist already: inserts never wait for the job.
     const { rows: names } = await pool.query<{ name: string }>(
       `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
         WHERE i.inhparent = 'gateway_requests'::regclass`,
     );
-    for (const months of [-3, -2, -1, 0, 1, 2]) {
+    for (const months of [-4, -3, -2, -1, 0, 1, 2]) {
       expect(names.map((n) => n.name)).toContain(partitionName(monthStartMs(nowMs, months)));
     }
     expect(names.map((n) => n.name)).toContain('gateway_requests_default');
-    expect(names).toHaveLength(7); // from the oldest row's month on, no earlier
+    expect(names).toHaveLength(8); // from the oldest id's month on, no earlier
     expect(await ledgerTotals(pool)).toMatchObject({ payments: 2, refunds: 1, total: '0' });
   });
 

@@ -2,7 +2,13 @@ import { newId, redisKeys, ulid } from '@crochet/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Pool, transaction } from '../src/db.js';
 import { applyEvents } from '../src/events-consumer.js';
-import { type HistoryOptions, maintainHistory, monthStartMs, partitionName } from '../src/history-partitions.js';
+import {
+  type HistoryOptions,
+  maintainHistory,
+  monthStartMs,
+  partitionBound,
+  partitionName,
+} from '../src/history-partitions.js';
 import { reconcile } from '../src/ledger/reconcile.js';
 import { type Call, endEvent, startEvent } from './events-support.js';
 import { startTestControlPlane, type TestPlane } from './helpers.js';
@@ -45,6 +51,9 @@ describe('history retention', () => {
   const inFlight = paidStart(call, 10_000n, { id: idIn(-7), at: inMonth(-7) });
   // Six months ago: a paid call that ended settled, whose journal is not posted yet (reconciliation would post it).
   const unposted = paidStart(call, 10_000n, { id: idIn(-6), at: inMonth(-6) });
+  // Seven months ago too, just after it: a paid call whose end (settled) came and whose start never did — the only
+  // record of that payment, not bookable until the start arrives.
+  const startLost = paidStart(call, 7_000n, { id: `gr_${ulid(inMonth(-7) + 60_000)}`, at: inMonth(-7) + 60_000 });
   // Five months ago: a refund booked and not sent yet (the transfers job reads the payer from the row).
   const refundOwed = paidStart(call, 5_000n, { id: idIn(-5), at: inMonth(-5) });
   // This month.
@@ -66,6 +75,7 @@ describe('history retention', () => {
       refundSent,
       paidEnd(refundSent, 'refund_due'),
       inFlight,
+      paidEnd(startLost),
       refundOwed,
       paidEnd(refundOwed, 'refund_due'),
       recent,
@@ -146,6 +156,47 @@ describe('history retention', () => {
     );
   });
 
+  it('ignores late events of calls in a dropped month, and reconciliation expects no row for them', async () => {
+    const dropped = await pool.query('SELECT from_id, to_id FROM gateway_requests_dropped');
+    expect(dropped.rows).toEqual([
+      { from_id: partitionBound(monthStartMs(nowMs, -8)), to_id: partitionBound(monthStartMs(nowMs, -7)) },
+    ]);
+    // A late duplicate of a dropped call's start and end (an outbox replayed after Redis lost its data, say) would
+    // otherwise come back as a partial row in the default partition.
+    const ledgerBefore = await ledgerTotals(pool);
+    await apply(booked, paidEnd(booked), endEvent(free));
+    expect(await partitionOf(booked.id)).toBeUndefined();
+    expect(await partitionOf(free.id)).toBeUndefined();
+    expect(await ledgerTotals(pool)).toEqual(ledgerBefore);
+    // A used proof whose request's month is gone is not a lost start.
+    const keys = redisKeys(plane.config.redisPrefix);
+    await plane.deps.redis.set(keys.paymentUsed(booked.payment!.proof_ids[0]!), booked.id);
+    const report = await reconcile({ pool, redis: plane.deps.redis, keys, staleSeconds: 600, log: silent });
+    expect(report.incomplete.filter((i) => i.gateway_request_id === booked.id)).toEqual([]);
+  });
+
+  it('checks a month without holding up the consumer writing the receipts of other months', async () => {
+    const late = paidStart(call, 10_000n);
+    await apply(late);
+    const checking = await pool.connect();
+    try {
+      // What the job holds while it checks a month before dropping it.
+      await checking.query('BEGIN');
+      await checking.query(`LOCK TABLE ${month(-7)} IN SHARE MODE`);
+      const written = apply(paidEnd(late, 'settled', { receipt: 'aaa.bbb.ccc' }));
+      const waited = await Promise.race([
+        written.then(() => false),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 3_000)),
+      ]);
+      expect(waited).toBe(false);
+    } finally {
+      await checking.query('COMMIT');
+      checking.release();
+    }
+    const { rows } = await pool.query('SELECT receipt FROM gateway_requests WHERE id = $1', [late.id]);
+    expect(rows[0].receipt).toBe('aaa.bbb.ccc');
+  });
+
   it('drops the held months once their money is done, and then has nothing left to do', async () => {
     await apply(paidEnd(inFlight));
     const reconciled = await reconcile({
@@ -155,7 +206,9 @@ describe('history retention', () => {
       staleSeconds: 600,
       log: silent,
     });
-    expect(reconciled.reposted).toBe(1); // the unposted one's journal
+    expect(reconciled.mismatches).toEqual([]);
+    // The unposted one's journal (posted by this run or the one of the test before).
+    expect(await ledgerTotals(pool, [unposted.id])).toMatchObject({ payments: 1 });
     const { rows } = await pool.query("SELECT id FROM ledger_journals WHERE idempotency_key = $1 || ':refund'", [
       refundOwed.id,
     ]);
@@ -165,25 +218,33 @@ describe('history retention', () => {
        VALUES ($1, 'refund', $2, $3, 'eip155:8453', '0x01', 5000, 'USDC', 'confirmed', 'refund', $4)`,
       [newId('refund'), call.buyerId, refundOwed.id, rows[0].id],
     );
-    // While a long read holds the table, the drop waits for the next run instead of queueing writes behind it.
+    // While a long read holds the table, the drop waits for the next run instead of queueing writes behind it; a
+    // month still held is found so without waiting for any lock.
     const reader = await pool.connect();
     try {
       await reader.query('BEGIN');
       await reader.query('SELECT count(*) FROM gateway_requests');
       expect(await maintain({ retentionDays: 100 })).toMatchObject({
         dropped: [],
-        deferred: [month(-7), month(-6), month(-5)],
+        held: [{ partition: month(-7), reason: 'unbooked', gateway_request_id: startLost.id }],
+        deferred: [month(-6), month(-5)],
       });
     } finally {
       await reader.query('COMMIT');
       reader.release();
     }
-    const report = await maintain({ retentionDays: 100 });
+    let report = await maintain({ retentionDays: 100 });
+    expect(report.held).toEqual([{ partition: month(-7), reason: 'unbooked', gateway_request_id: startLost.id }]);
+    expect(report.dropped).toEqual([month(-6), month(-5)]);
+    // A month dropped above a held one: the held one's events are still written. The lost start arrives (a replay):
+    // the payment is booked, and its month can go.
+    await apply(startLost);
+    report = await maintain({ retentionDays: 100 });
     expect(report.held).toEqual([]);
-    expect(report.dropped).toEqual([month(-7), month(-6), month(-5)]);
+    expect(report.dropped).toEqual([month(-7)]);
     // Each posted once before its month went.
-    expect(await ledgerTotals(pool, [inFlight.id, unposted.id, refundOwed.id])).toMatchObject({
-      payments: 3,
+    expect(await ledgerTotals(pool, [inFlight.id, unposted.id, refundOwed.id, startLost.id])).toMatchObject({
+      payments: 4,
       refunds: 1,
     });
     expect(await maintain({ retentionDays: 100 })).toEqual({ created: [], dropped: [], held: [], deferred: [] });

@@ -5,6 +5,7 @@ import { createSolanaRpc, type Signature } from '@solana/kit';
 import type { Redis } from 'ioredis';
 import type { PublicClient } from 'viem';
 import { type Pool, type PoolClient, transaction, withAdvisoryLock } from '../db.js';
+import { droppedRanges } from '../history-partitions.js';
 import { type PeriodicJob, startPeriodic } from '../periodic.js';
 import { BOOKABLE_SQL, DEFAULT_FEE_BPS, FIRST_JOURNAL_SQL, LedgerDataError, postLedger } from './posting.js';
 
@@ -474,6 +475,8 @@ export const reconcile = async (options: ReconcileOptions): Promise<ReconcileRep
     const scanCount = options.scanCount ?? 1000;
     const maxScanCalls = options.maxScanCalls ?? 1000;
     const staleBefore = Date.now() - options.staleSeconds * 1000;
+    // Requests in a month the history retention dropped have no row, and none is expected.
+    const dropped = await droppedRanges(pool);
     let cursor = options.scanCursor ?? '0';
     let calls = 0;
     do {
@@ -489,7 +492,7 @@ export const reconcile = async (options: ReconcileOptions): Promise<ReconcileRep
         // Recent ones may still wait in the stream; only the old enough are reported.
         if (!id || !isId('gatewayRequest', id)) return;
         const at = idTimeMs(id);
-        if (at === null || at > staleBefore) return;
+        if (at === null || at > staleBefore || dropped.has(id)) return;
         byRequest.set(id, key.slice(match.length - 1));
       });
       if (byRequest.size === 0) continue;
