@@ -7,7 +7,8 @@
  *   crochet     the Crochet free route: key auth, rate limits + start record in Redis, signing, forwarding
  *
  * 1. Throughput: the same number of connections against each, requests/s and latency.
- * 2. Added latency at a fixed moderate rate: p50/p99 against direct.
+ * 2. Added latency at a fixed moderate rate (requests paced evenly, as k6's constant-arrival-rate): p50/p99 against
+ *    direct, in microseconds.
  * 3. Config propagation: a listing change until two proxies have applied it, once the history and ledger writes the
  *    load left behind are done (how long they took is printed).
  *
@@ -34,6 +35,7 @@ import { EVENTS_GROUP, redisKeys, solveChallenge } from '@crochet/protocol';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { Pool } from 'undici';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const args = new Map(
@@ -230,7 +232,6 @@ const load = async (
   name: string,
   url: string,
   headers: Record<string, string>,
-  rate?: number,
   perRequest?: () => Record<string, string>,
   durationS = DURATION_S,
 ): Promise<Row> => {
@@ -240,9 +241,8 @@ const load = async (
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: JSON.stringify({ input: 'hello' }),
-    connections: rate ? 16 : CONNECTIONS,
+    connections: CONNECTIONS,
     duration: durationS,
-    ...(rate ? { overallRate: rate } : {}),
     ...(perRequest
       ? { requests: [{ setupRequest: (req: any) => ({ ...req, headers: { ...req.headers, ...perRequest() } }) }] }
       : {}),
@@ -272,6 +272,83 @@ const load = async (
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
   };
+};
+
+/**
+ * A row at a constant arrival rate (k6's constant-arrival-rate executor): request i is sent at start + i / rate,
+ * whether or not earlier ones have answered, over as many keep-alive connections as are in flight. Latency is from
+ * the send to the last byte, in microseconds. autocannon's `overallRate` is not this: each connection sends its share
+ * of the second back to back and then waits for the next second, so it measures a burst at full concurrency.
+ */
+const paced = async (name: string, url: string, headers: Record<string, string>, rate: number, durationS: number) => {
+  const target = new URL(url);
+  const pool = new Pool(target.origin, { connections: 128, keepAliveTimeout: 30_000 });
+  const body = JSON.stringify({ input: 'hello' });
+  const path = target.pathname + target.search;
+  const send = async (): Promise<{ micros: number; status: number } | null> => {
+    const t0 = performance.now();
+    try {
+      const res = await pool.request({
+        method: 'POST',
+        path,
+        headers: { 'content-type': 'application/json', ...headers },
+        body,
+      });
+      await res.body.arrayBuffer();
+      return { micros: (performance.now() - t0) * 1000, status: res.statusCode };
+    } catch {
+      return null;
+    }
+  };
+  // Warm the connections (not measured).
+  await Promise.all(Array.from({ length: 32 }, send));
+  const before = cpuSnapshot();
+  const total = Math.round(rate * durationS);
+  const sent: Promise<{ micros: number; status: number } | null>[] = [];
+  let lateMs = 0;
+  const started = performance.now();
+  await new Promise<void>((done) => {
+    const tick = () => {
+      const now = performance.now();
+      const due = Math.min(total, Math.floor(((now - started) * rate) / 1000) + 1);
+      if (sent.length < due) lateMs = Math.max(lateMs, now - started - ((due - 1) * 1000) / rate);
+      while (sent.length < due) sent.push(send());
+      if (sent.length >= total) return done();
+      setTimeout(tick, Math.max(0, started + (sent.length * 1000) / rate - performance.now()));
+    };
+    tick();
+  });
+  const results = await Promise.all(sent);
+  const elapsedS = (performance.now() - started) / 1000;
+  const after = cpuSnapshot();
+  await pool.close();
+  const ok = results.filter((r): r is { micros: number; status: number } => r !== null);
+  const micros = ok.map((r) => r.micros);
+  const ms = (p: number) => Number((percentile(micros, p) / 1000).toFixed(2));
+  return {
+    name,
+    cpuMicrosPerRequest: Object.fromEntries(
+      Object.keys(after)
+        .map((group) => [group, Math.round(((after[group]! - (before[group] ?? 0)) * 1e6) / total)] as const)
+        .filter(([, cpu]) => cpu > 0),
+    ),
+    requests: total,
+    requestsPerSecond: Math.round(total / elapsedS),
+    p50Ms: ms(50),
+    p99Ms: ms(99),
+    latencyMs: {
+      average: Number((micros.reduce((a, b) => a + b, 0) / Math.max(1, micros.length) / 1000).toFixed(2)),
+      p50: ms(50),
+      p90: ms(90),
+      p99: ms(99),
+      p999: ms(99.9),
+      max: Number((Math.max(...micros) / 1000).toFixed(2)),
+    },
+    errors: results.length - ok.length,
+    non2xx: ok.filter((r) => r.status < 200 || r.status > 299).length,
+    /** The latest a request left after its time (the load generator's own delay; small when it kept up). */
+    sendLateMs: Number(lateMs.toFixed(2)),
+  } satisfies Row & { sendLateMs: number };
 };
 
 const solve = solveChallenge;
@@ -435,9 +512,9 @@ const main = async () => {
     const freshProof = () => ({ 'x-crochet-payment-tx': proofs[nextProof++ % proofs.length]! });
     // Warm-up: the key and listing reach the proxy's memory; connections open; every server's code is optimised.
     await load('warm-up', gateway, auth).catch(() => undefined);
-    await load('warm-up', workersGateway, auth, undefined, undefined, Math.min(DURATION_S, 3)).catch(() => undefined);
+    await load('warm-up', workersGateway, auth, undefined, Math.min(DURATION_S, 3)).catch(() => undefined);
     for (const url of [upstream, bare, ...(nginx ? [nginx] : [])])
-      await load('warm-up', `${url}/echo`, {}, undefined, undefined, Math.min(DURATION_S, 3)).catch(() => undefined);
+      await load('warm-up', `${url}/echo`, {}, undefined, Math.min(DURATION_S, 3)).catch(() => undefined);
 
     if (COMPARE) {
       const gatewayB = `${proxyB}/api/v1/gateway/${created.listing.id}`;
@@ -474,7 +551,7 @@ const main = async () => {
       await load('bare proxy', `${bare}/echo`, {}),
       ...(nginx ? [await load('nginx proxy_pass', `${nginx}/echo`, {})] : []),
       await load('crochet free route', gateway, auth),
-      ...(QUICK ? [] : [await load('crochet paid route', paidGateway, auth, undefined, freshProof)]),
+      ...(QUICK ? [] : [await load('crochet paid route', paidGateway, auth, freshProof)]),
     ];
     if (QUICK) {
       const bareRps = throughput.find((r) => r.name === 'bare proxy')!.requestsPerSecond;
@@ -504,7 +581,7 @@ const main = async () => {
         ['bare proxy', `${bare}/echo`, {}],
         ['crochet free route', gateway, auth],
       ] as const) {
-        const r = await load(name, url, headers, FIXED_RATE, undefined, 5);
+        const r = await paced(name, url, headers, FIXED_RATE, 5);
         process.stdout.write(`  at ${FIXED_RATE} req/s: ${name} p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms\n`);
       }
       await new Promise((r) => setTimeout(r, 1000));
@@ -516,10 +593,10 @@ const main = async () => {
     const workersRow = await load(`crochet free, ${WORKERS} workers`, workersGateway, auth);
     process.stdout.write(`fixed rate: ${FIXED_RATE} req/s, ${DURATION_S} s each\n`);
     const fixed = [
-      await load('direct', `${upstream}/echo`, {}, FIXED_RATE),
-      await load('bare proxy', `${bare}/echo`, {}, FIXED_RATE),
-      ...(nginx ? [await load('nginx proxy_pass', `${nginx}/echo`, {}, FIXED_RATE)] : []),
-      await load('crochet free route', gateway, auth, FIXED_RATE),
+      await paced('direct', `${upstream}/echo`, {}, FIXED_RATE, DURATION_S),
+      await paced('bare proxy', `${bare}/echo`, {}, FIXED_RATE, DURATION_S),
+      ...(nginx ? [await paced('nginx proxy_pass', `${nginx}/echo`, {}, FIXED_RATE, DURATION_S)] : []),
+      await paced('crochet free route', gateway, auth, FIXED_RATE, DURATION_S),
     ];
 
     // The history and ledger writes the load left behind (the control plane's events consumer catching up), timed:
