@@ -36,8 +36,9 @@ export interface Call {
   /** The gateway request id (`gr_…`), given at admission. */
   id: string;
   readonly startedAt: number;
-  /** Time per step, for the metrics. */
-  readonly steps: [string, number][];
+  /** Time per step, for the metrics: the names of the steps done and their milliseconds, side by side. */
+  readonly stepNames: string[];
+  readonly stepMs: number[];
   markAt: number;
   listing: GatewayListing | null;
   key: KeyConfig | null;
@@ -58,6 +59,8 @@ export interface Call {
   gone: boolean;
   /** A request went out to the seller. */
   forwarded: boolean;
+  /** The seller's answer started streaming to the buyer (counted in the open-streams gauge until the call ends). */
+  streaming: boolean;
   upstreamStartedAt: number | null;
   upstreamHeadersAt: number | null;
   /** The seller's status, once its answer headers arrived. */
@@ -110,7 +113,8 @@ export const openCall = (request: GatewayRequest, res: ServerResponse, startedAt
   res,
   id: '',
   startedAt,
-  steps: [],
+  stepNames: [],
+  stepMs: [],
   markAt: startedAt,
   listing: null,
   key: null,
@@ -123,6 +127,7 @@ export const openCall = (request: GatewayRequest, res: ServerResponse, startedAt
   signed: null,
   gone: false,
   forwarded: false,
+  streaming: false,
   upstreamStartedAt: null,
   upstreamHeadersAt: null,
   sellerStatus: null,
@@ -141,6 +146,7 @@ export const openCall = (request: GatewayRequest, res: ServerResponse, startedAt
 /** Records the time since the previous mark under a step name. */
 export const mark = (call: Call, step: string): void => {
   const now = performance.now();
-  call.steps.push([step, now - call.markAt]);
+  call.stepNames.push(step);
+  call.stepMs.push(now - call.markAt);
   call.markAt = now;
 };

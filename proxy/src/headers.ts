@@ -87,10 +87,11 @@ export const sellerRequestHeaders = (
   return Object.assign(out, own);
 };
 
-/** The seller's headers as the buyer may see them, plus the gateway's own. */
+/** The seller's headers as the buyer may see them, plus the gateway's own (`own`, then `more` over it). */
 export const buyerResponseHeaders = (
   upstream: IncomingHttpHeaders,
   own: Record<string, string>,
+  more: Record<string, string> = {},
 ): Record<string, string | string[]> => {
   const listed = connectionListed(upstream.connection);
   const out: Record<string, string | string[]> = {};
@@ -99,5 +100,5 @@ export const buyerResponseHeaders = (
     if (value === undefined || RESPONSE_DROP.has(name) || isCrochet(name) || listed?.has(name)) continue;
     out[name] = value;
   }
-  return Object.assign(out, own);
+  return Object.assign(out, own, more);
 };

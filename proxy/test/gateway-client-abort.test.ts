@@ -92,6 +92,12 @@ const abortingCall = (
     if (cue.ms !== undefined) setTimeout(done, cue.ms);
   });
 
+/** The proxy's open-streams gauge, read from its metrics listener. */
+const openStreams = async (): Promise<number> => {
+  const text = await (await fetch(`${stack.proxies[0]!.metricsUrl}/metrics`)).text();
+  return Number(/^crochet_open_streams (\S+)$/m.exec(text)?.[1]);
+};
+
 const row = async (where: string, param: string) => {
   await stack.plane.eventsConsumer.drain();
   const { rows } = await stack.plane.deps.pool.query(`SELECT * FROM gateway_requests WHERE ${where}`, [param]);
@@ -150,6 +156,26 @@ describe('a buyer that goes away', () => {
       });
       expect(await journals(requestId!)).toEqual(['payment']);
     }, 5_000);
+  });
+
+  it('mid-answer: the answer streaming counts as an open stream until the buyer leaves, then no longer', async () => {
+    expect(await openStreams()).toBe(0);
+    const streaming = new Promise<() => void>((resolve) => {
+      const req = httpRequest(`${stack.proxies[0]!.url}/api/v1/gateway/${free}/drip`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${buyerKey}`, 'content-type': 'application/json' },
+      });
+      req.on('error', () => {});
+      req.on('response', (res) => {
+        res.on('error', () => {});
+        res.once('data', () => resolve(() => req.destroy()));
+      });
+      req.end('{"q":1}');
+    });
+    const leave = await streaming;
+    expect(await openStreams()).toBe(1);
+    leave();
+    await eventually(async () => expect(await openStreams()).toBe(0), 5_000);
   });
 
   it('while sending its body to a paid listing: nothing forwarded, the proof given back, so the retry pays with it', async () => {

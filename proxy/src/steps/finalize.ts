@@ -46,6 +46,7 @@ export const finalize = (call: Call, exit: GatewayExit, deps: FinalizeDeps): voi
   if (call.finalized) return;
   call.finalized = true;
   call.exit = exit;
+  if (call.streaming) deps.metrics.openStreams.dec();
   const endedAt = performance.now();
   const state = finalState(exit);
   const res = call.res;
@@ -153,7 +154,9 @@ const recordMetrics = (call: Call, state: GatewayState, status: number, endedAt:
   metrics.requests.inc(labels);
   metrics.requestDuration.observe(labels, total);
   if (call.errorCode) metrics.errors.inc({ code: call.errorCode, status: String(status) });
-  for (const [name, ms] of call.steps) metrics.stepDuration.series({ step: name }).observe(ms / 1000);
+  for (let i = 0; i < call.stepNames.length; i++) {
+    metrics.stepDuration.series({ step: call.stepNames[i]! }).observe(call.stepMs[i]! / 1000);
+  }
   // Proxy-added is what happened before the forward: from then on the seller sets the pace (a streamed body
   // arrives as fast as the seller writes it), so the whole exchange with the seller is not the gateway's time.
   let withSeller = 0;

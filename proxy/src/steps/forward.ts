@@ -93,11 +93,8 @@ export const forward = (call: Call, deps: ForwardDeps): void => {
         call.upstreamHeadersAt = performance.now();
         mark(call, 'upstream_headers');
         call.sellerStatus = statusCode;
-        const out = buyerResponseHeaders(upstreamHeaders, {
-          ...call.limitHeaders,
-          ...call.responseHeaders,
-          'x-crochet-request-id': call.id,
-        });
+        const out = buyerResponseHeaders(upstreamHeaders, call.limitHeaders, call.responseHeaders);
+        out['x-crochet-request-id'] = call.id;
         const receipt = receiptDue(call, statusCode) ? call.receipt : null;
         if (receipt) {
           out['x-crochet-receipt'] = receipt.header;
@@ -118,8 +115,9 @@ export const forward = (call: Call, deps: ForwardDeps): void => {
           return;
         }
         streaming = true;
+        // Back down in the finalizer, which every way a streamed answer ends goes through once.
+        call.streaming = true;
         deps.metrics.openStreams.inc();
-        res.once('close', () => deps.metrics.openStreams.dec());
       },
       onResponseData(controller, chunk) {
         call.bytesOut += chunk.length;
