@@ -377,6 +377,64 @@ const recordProofs = async (
   return [...paid];
 };
 
+/** Whether an event may say money moved: a paid start, or an end with a payment outcome other than released. */
+const carriesMoney = (e: GatewayEvent): boolean =>
+  e.type === 'gateway.start'
+    ? e.payment !== undefined
+    : e.payment_outcome !== undefined && e.payment_outcome.status !== 'released';
+
+const BOOKED_SQL = `
+  SELECT DISTINCT gateway_request_id FROM ledger_journals WHERE idempotency_key = ANY ($1::text[])`;
+
+/**
+ * The events to write, without those of calls in a month the history retention dropped (history-partitions.ts):
+ * such a call was recorded, and an event of it now is a late duplicate (an outbox replayed after Redis lost its
+ * data, say) that would come back as a partial row outside every month. Unless it may carry money its call was never
+ * booked for (a proxy clock far behind, a dead letter replayed months later): then its events are written all the
+ * same, to the default partition, for posting and reconciliation — money is never dropped silently.
+ *
+ * The parent table is locked first (ACCESS SHARE: only a partition's DROP conflicts), so that a month cannot be
+ * dropped between the read of the dropped ranges and this transaction's writes: a drop waits for the transaction (and
+ * gives up after its lock timeout) or committed before the read and is seen.
+ */
+const withoutDroppedMonths = async (
+  client: PoolClient,
+  given: readonly GatewayEvent[],
+  log: LedgerOptions['log'],
+): Promise<readonly GatewayEvent[]> => {
+  await client.query('LOCK TABLE ONLY gateway_requests IN ACCESS SHARE MODE');
+  const dropped = await droppedRanges(client);
+  if (dropped.empty) return given;
+  const late = given.filter((e) => dropped.has(e.id));
+  if (late.length === 0) return given;
+  const paid = [...new Set(late.filter(carriesMoney).map((e) => e.id))];
+  const booked = new Set(
+    paid.length === 0
+      ? []
+      : (
+          await client.query<{ gateway_request_id: string }>(BOOKED_SQL, [
+            paid.flatMap((id) => [`${id}:payment`, `${id}:loss`]),
+          ])
+        ).rows.map((r) => r.gateway_request_id),
+  );
+  const unbooked = new Set(paid.filter((id) => !booked.has(id)));
+  const ignored = new Set(late.map((e) => e.id).filter((id) => !unbooked.has(id)));
+  if (ignored.size > 0) {
+    log?.warn(
+      { ignored: ignored.size, ids: [...ignored].slice(0, 20) },
+      'gateway events of calls in months the history retention dropped ignored (recorded before)',
+    );
+  }
+  if (unbooked.size > 0) {
+    log?.warn(
+      { ids: [...unbooked].slice(0, 20) },
+      'paid gateway events of calls in months the history retention dropped, never booked: written to the default ' +
+        'partition for posting and reconciliation',
+    );
+  }
+  return given.filter((e) => !ignored.has(e.id));
+};
+
 /**
  * Applies events in two set-based statements. Within one statement a row may change only once, so events are
  * folded per request first: duplicate starts are identical, and of several ends the latest wins. Returns the paid
@@ -388,17 +446,7 @@ export const applyEvents = async (
   given: readonly GatewayEvent[],
   ledger: LedgerOptions = { feeBps: DEFAULT_FEE_BPS },
 ): Promise<string[]> => {
-  // Calls in a month the history retention dropped (history-partitions.ts) were recorded: an event of theirs now is
-  // a late duplicate, and written it would come back as a partial row outside every month. Read in this
-  // transaction, so a month dropped meanwhile waits for it or is seen dropped.
-  const dropped = await droppedRanges(client);
-  const events = dropped.empty ? given : given.filter((e) => !dropped.has(e.id));
-  if (events.length < given.length) {
-    ledger.log?.warn(
-      { ignored: given.length - events.length },
-      'gateway events of calls in months the history retention dropped ignored',
-    );
-  }
+  const events = await withoutDroppedMonths(client, given, ledger.log);
   const starts = new Map<string, GatewayStartEvent>();
   const ends = new Map<string, GatewayEndEvent>();
   for (const event of events) {

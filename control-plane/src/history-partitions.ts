@@ -269,8 +269,16 @@ export const maintainHistory = async (options: HistoryOptions): Promise<HistoryR
   }
 
   // PostgreSQL never analyzes a partitioned table by itself: the parent's statistics (what plans over all months
-  // start from) would stay as the migration left them.
-  await pool.query('ANALYZE gateway_requests');
+  // start from) would stay as the migration left them. Only when the months changed (PostgreSQL 15 analyzes every
+  // partition with it), within the check's time; a failure costs the statistics, not this run's report.
+  if (report.created.length > 0 || report.dropped.length > 0) {
+    await transaction(pool, async (client) => {
+      const query = await withStatementTimeout(client, CHECK_TIMEOUT_MS);
+      await query('ANALYZE gateway_requests');
+    }).catch((error: unknown) =>
+      log.warn({ err: error }, 'gateway_requests not analyzed; tried again at the next change'),
+    );
+  }
 
   if (report.created.length > 0 || report.dropped.length > 0) {
     log.info({ created: report.created, dropped: report.dropped }, 'history partitions maintained');

@@ -168,6 +168,12 @@ describe('history retention', () => {
     expect(await partitionOf(booked.id)).toBeUndefined();
     expect(await partitionOf(free.id)).toBeUndefined();
     expect(await ledgerTotals(pool)).toEqual(ledgerBefore);
+    // A paid call of that month never booked (a proxy whose clock was months behind): its events are written all the
+    // same, to the default partition, and it is booked — money is never dropped silently.
+    const skewed = paidStart(call, 3_000n, { id: idIn(-8), at: Date.now() });
+    await apply(skewed, paidEnd(skewed));
+    expect(await partitionOf(skewed.id)).toBe('gateway_requests_default');
+    expect(await ledgerTotals(pool, [skewed.id])).toMatchObject({ payments: 1 });
     // A used proof whose request's month is gone is not a lost start.
     const keys = redisKeys(plane.config.redisPrefix);
     await plane.deps.redis.set(keys.paymentUsed(booked.payment!.proof_ids[0]!), booked.id);
