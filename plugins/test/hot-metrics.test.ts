@@ -13,20 +13,9 @@ describe('hot metrics', () => {
   it('expose exactly what prom-client exposes for the same observations', async () => {
     const register = new Registry();
     const registers = [register];
-    const reference = new Histogram({
-      name: 'ref_seconds',
-      help: 'h',
-      labelNames: ['step', 'kind'],
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
-    const hot = new HotHistogram({
-      name: 'hot_seconds',
-      help: 'h',
-      labelNames: ['step', 'kind'],
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
+    const both = { help: 'h', labelNames: ['step', 'kind'], buckets: LATENCY_BUCKETS, registers } as const;
+    const reference = new Histogram({ name: 'ref_seconds', ...both, labelNames: [...both.labelNames] });
+    const hot = new HotHistogram({ name: 'hot_seconds', ...both });
     const refCount = new Counter({ name: 'ref_total', help: 'h', labelNames: ['direction'], registers });
     const hotCount = new HotCounter({ name: 'hot_total', help: 'h', labelNames: ['direction'], registers });
     const refPlain = new Histogram({ name: 'refplain_seconds', help: 'h', buckets: [0.1, 1], registers });

@@ -65,9 +65,8 @@ abstract class HotMetric<L extends string, S> {
   }
 }
 
-const checked = (name: string, value: number): number => {
+const assertFinite = (name: string, value: number): void => {
   if (!Number.isFinite(value)) throw new TypeError(`${name}: value is not a finite number: ${value}`);
-  return value;
 };
 
 export class CounterSeries {
@@ -114,7 +113,7 @@ export class HistogramSeries {
     this.counts = new Float64Array(bounds.length + 1);
   }
   observe(value: number): void {
-    checked(this.name, value);
+    assertFinite(this.name, value);
     const bounds = this.bounds;
     let i = 0;
     while (i < bounds.length && value > bounds[i]!) i++;
