@@ -13,9 +13,10 @@ import { SCORE } from './score/formula.js';
  *    for the job to run at a month's boundary (and one that comes anyway lands in the DEFAULT partition, whose rows
  *    of that month move into the new partition when it is added);
  * 2. with CROCHET_HISTORY_RETENTION_DAYS set (> 0), drops each month that ended before now − retention — unless a
- *    money path still needs one of its rows (`HELD_SQL`): a request still in flight, a bookable one whose journals
- *    are not all posted, or one whose refund is booked and not yet confirmed sent. Such a month is kept, and the
- *    report names the row; the next run looks again. The ledger is never touched: journals keep their
+ *    money path still needs one of its rows (`heldSql`): a request still in flight, a bookable one whose journals
+ *    are not all posted, one whose refund is booked and not yet confirmed sent, or one whose end says money moved
+ *    while its start never arrived. Such a month is kept, and the report names the row; the next run looks again.
+ *    A dropped month's id range is recorded (gateway_requests_dropped) for the events consumer and reconciliation. The ledger is never touched: journals keep their
  *    gateway_request_id as text (no foreign key) forever, and reviews outlive the calls they are about.
  *
  * DDL waits for its locks at most LOCK_TIMEOUT_MS: a month that cannot be added or dropped now (a long reader in the
@@ -272,16 +273,13 @@ export const maintainHistory = async (options: HistoryOptions): Promise<HistoryR
   // start from) would stay as the migration left them. Only when the months changed (PostgreSQL 15 analyzes every
   // partition with it), within the check's time; a failure costs the statistics, not this run's report.
   if (report.created.length > 0 || report.dropped.length > 0) {
+    log.info({ created: report.created, dropped: report.dropped }, 'history partitions maintained');
     await transaction(pool, async (client) => {
       const query = await withStatementTimeout(client, CHECK_TIMEOUT_MS);
       await query('ANALYZE gateway_requests');
     }).catch((error: unknown) =>
       log.warn({ err: error }, 'gateway_requests not analyzed; tried again at the next change'),
     );
-  }
-
-  if (report.created.length > 0 || report.dropped.length > 0) {
-    log.info({ created: report.created, dropped: report.dropped }, 'history partitions maintained');
   }
   for (const held of report.held) {
     log.warn({ ...held }, 'history month past the retention kept: a money path still needs one of its rows');
