@@ -836,7 +836,10 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
   /**
    * Publishes the stream id up to which every entry is committed to PostgreSQL (acknowledged, by any consumer of the
    * group): the proxies keep what they wrote until then, to append it again should Redis lose the stream (DESIGN §2).
-   * At most every 100 ms: two reads and a write.
+   * The entries before it are then trimmed from the stream: they are in PostgreSQL, and kept they would grow Redis by
+   * two entries per gateway call forever (approximate trimming: whole stream nodes, so a few committed ones may stay
+   * a while; never one at or after the watermark, so nothing pending or not yet delivered). At most every 100 ms: two
+   * reads, a write and a trim.
    */
   let committedAt = 0;
   const publishCommitted = async (): Promise<void> => {
@@ -854,7 +857,9 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
     const group = (groups as unknown[][]).map(flat).find((g) => g['name'] === EVENTS_GROUP);
     const delivered = group ? String(group['last-delivered-id']) : null;
     const committed = Number(count) > 0 && oldest ? streamIdBefore(oldest) : delivered;
-    if (committed && committed !== '0-0') await redis.set(keys.eventsCommitted, committed);
+    if (!committed || committed === '0-0') return;
+    await redis.set(keys.eventsCommitted, committed);
+    await redis.xtrim(stream, 'MINID', '~', committed);
   };
 
   const run = async (): Promise<void> => {

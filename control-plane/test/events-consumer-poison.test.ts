@@ -94,10 +94,13 @@ describe('events consumer with poison entries', () => {
       ),
     );
 
-    // Nothing is left pending and the stream itself is untouched (never trimmed).
+    // Nothing is left pending, and nothing was added to the stream (the dead letters are copies in their own stream;
+    // committed entries may be trimmed from this one).
     const pending = (await redis.xpending(redisKeys(prefix).events, EVENTS_GROUP)) as [number, ...unknown[]];
     expect(pending[0]).toBe(0);
-    expect(await redis.xlen(redisKeys(prefix).events)).toBe(ids.before.length + poison.length + ids.after.length + 1);
+    expect(await redis.xlen(redisKeys(prefix).events)).toBeLessThanOrEqual(
+      ids.before.length + poison.length + ids.after.length + 1,
+    );
     expect(consumer.stats()).toMatchObject({ processed: 12, deadLettered: 6 });
     expect(warnings).toHaveLength(6);
     expect(JSON.stringify(warnings)).not.toContain('/nul');
