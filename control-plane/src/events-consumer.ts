@@ -605,6 +605,41 @@ export const releaseInRedis = async (
 };
 
 /** The stream id just before `id` ("<ms>-<seq>"). */
+/**
+ * KEYS[1] the events stream, ARGV[1] the group. Trims the stream before the oldest entry still pending (or, with
+ * none pending, before the last one delivered): everything before it is acknowledged, i.e. committed. Nothing
+ * undelivered is touched (it comes after the last delivered). `~`: whole stream nodes only, cheap. Returns {pending
+ * count, oldest pending id or false, last delivered id or false}.
+ */
+const TRIM_COMMITTED_LUA = `
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1])
+local delivered = false
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local name, last
+  for i = 1, #group, 2 do
+    if group[i] == 'name' then name = group[i + 1] elseif group[i] == 'last-delivered-id' then last = group[i + 1] end
+  end
+  if name == ARGV[1] then delivered = last end
+end
+if not delivered then return {pending[1], false, false} end
+local threshold = delivered
+if pending[1] > 0 then threshold = pending[2] end
+if threshold ~= '0-0' then redis.call('XTRIM', KEYS[1], 'MINID', '~', threshold) end
+return {pending[1], pending[2] or false, delivered}
+`;
+
+/** An entry that could not be applied: its fields as read (null when the entry is gone) and why. */
+interface Failure {
+  id: string;
+  raw: string | null;
+  fields: string[] | null;
+  error: string;
+}
+
+/** A dead letter's copy of the entry's fields (at least the event field, even when the entry had none). */
+const deadFields = (f: Failure): string[] =>
+  f.fields && fieldOf(f.fields, EVENT_FIELD) !== null ? f.fields : [EVENT_FIELD, f.raw ?? '', ...(f.fields ?? [])];
+
 const streamIdBefore = (id: string): string => {
   const [ms, seq] = id.split('-').map(BigInt) as [bigint, bigint];
   return seq > 0n ? `${ms}-${seq - 1n}` : `${ms - 1n}-18446744073709551615`;
@@ -641,6 +676,10 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
   });
 
   const ensureGroup = async (): Promise<void> => {
+    // A group that exists needs nothing: a Redis out of memory refuses XGROUP CREATE even then, and the consumer is
+    // what frees it (it trims what it committed).
+    const groups = (await redis.xinfo('GROUPS', stream).catch(() => null)) as unknown[] | null;
+    if (groups?.map(flat).some((g) => g['name'] === EVENTS_GROUP)) return;
     try {
       // At 0, not $: entries the proxies wrote before the first control plane ever started are consumed too.
       await redis.xgroup('CREATE', stream, EVENTS_GROUP, '0', 'MKSTREAM');
@@ -651,6 +690,10 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
   await ensureGroup();
 
   const scripts = createGatewayScripts(redis, keys);
+  redis.defineCommand('crochetTrimCommitted', { lua: TRIM_COMMITTED_LUA, numberOfKeys: 1 });
+  const trimCommitted = (redis as unknown as Record<string, (key: string, group: string) => Promise<unknown>>)[
+    'crochetTrimCommitted'
+  ]!.bind(redis);
   const blocking = redis.duplicate();
   blocking.on('error', () => {}); // reconnects by itself; failures surface as rejected reads
 
@@ -695,7 +738,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
    * Entries that failed stay pending (to be read again) until their delivery count reaches maxDeliveries; then they
    * go to the dead-letter stream with their error, in one MULTI with the XACK. Returns true when some stay pending.
    */
-  const failed = async (failures: { id: string; raw: string | null; error: string }[]): Promise<boolean> => {
+  const failed = async (failures: Failure[]): Promise<boolean> => {
     const pipeline = redis.pipeline();
     for (const f of failures) pipeline.xpending(stream, EVENTS_GROUP, f.id, f.id, 1);
     const replies = (await pipeline.exec()) ?? [];
@@ -716,8 +759,9 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
         .xadd(
           keys.eventsDead,
           '*',
-          EVENT_FIELD,
-          f.raw ?? '',
+          // The whole entry (a paid start's payment and consumed time too): once acknowledged it is trimmed from the
+          // stream, and this copy is all that is left of it.
+          ...deadFields(f),
           'id',
           f.id,
           'error',
@@ -742,7 +786,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
    * Free calls' starts read without their end, by entry id: kept unacknowledged (so a crash loses nothing: the entry
    * is delivered again) for up to holdStartsMs, to be written together with their end in one insert.
    */
-  const held = new Map<string, { id: string; raw: string; event: GatewayEvent; heldAt: number }>();
+  const held = new Map<string, { id: string; raw: string; fields: string[]; event: GatewayEvent; heldAt: number }>();
 
   /** How long the next read of new entries may block: not past the time a held start is due. */
   const blockFor = (): number => {
@@ -757,8 +801,8 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
    * Held starts come back when their end is in the batch, when they have waited holdStartsMs, or on stop.
    */
   const handle = async (entries: StreamEntry[]): Promise<boolean> => {
-    const good: { id: string; raw: string; event: GatewayEvent }[] = [];
-    const bad: { id: string; raw: string | null; error: string }[] = [];
+    const good: { id: string; raw: string; fields: string[]; event: GatewayEvent }[] = [];
+    const bad: Failure[] = [];
     const gone: string[] = [];
     for (const [id, fields] of entries) {
       if (held.has(id)) continue; // read again from the pending list: it is held here already
@@ -769,10 +813,15 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
       const raw = fieldOf(fields, EVENT_FIELD);
       try {
         const event = parseEvent(raw, fieldOf(fields, EVENT_PAYMENT_FIELD), fieldOf(fields, EVENT_TIME_FIELD));
-        good.push({ id, raw: raw ?? '', event });
+        good.push({ id, raw: raw ?? '', fields, event });
       } catch (error) {
-        bad.push({ id, raw, error: messageOf(error) });
+        bad.push({ id, raw, fields, error: messageOf(error) });
       }
+    }
+    if (gone.length > 0) {
+      // Only what is committed is ever trimmed: a pending entry that is gone was deleted by hand (or the stream
+      // replaced); nothing is left to apply, and it is said.
+      log.error({ entries: gone.slice(0, 20), count: gone.length }, 'pending gateway events gone from the stream');
     }
     await ack(gone);
     const now = Date.now();
@@ -811,7 +860,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
             stats.processed++;
           } catch (single) {
             if (!isPoison(single)) throw single;
-            bad.push({ id: g.id, raw: g.raw, error: messageOf(single) });
+            bad.push({ id: g.id, raw: g.raw, fields: g.fields, error: messageOf(single) });
           }
         }
       }
@@ -826,8 +875,17 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
       const reply = (await redis.xautoclaim(stream, EVENTS_GROUP, name, claimIdleMs, cursor, 'COUNT', batchSize)) as [
         string,
         StreamEntry[],
+        string[]?,
       ];
       cursor = reply[0];
+      // Pending entries no longer in the stream (Redis drops them from the pending list): only what is committed is
+      // ever trimmed, so these were deleted by hand; said, as for a read of the pending list.
+      if (reply[2]?.length) {
+        log.error(
+          { entries: reply[2].slice(0, 20), count: reply[2].length },
+          'pending gateway events gone from the stream',
+        );
+      }
       if (reply[1].length > 0 && (await handle(reply[1]))) waiting = true;
     } while (cursor !== '0-0' && !stopped);
     return waiting;
@@ -836,30 +894,29 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
   /**
    * Publishes the stream id up to which every entry is committed to PostgreSQL (acknowledged, by any consumer of the
    * group): the proxies keep what they wrote until then, to append it again should Redis lose the stream (DESIGN §2).
-   * The entries before it are then trimmed from the stream: they are in PostgreSQL, and kept they would grow Redis by
-   * two entries per gateway call forever (approximate trimming: whole stream nodes, so a few committed ones may stay
-   * a while; never one at or after the watermark, so nothing pending or not yet delivered). At most every 100 ms: two
-   * reads, a write and a trim.
+   * The entries before it are trimmed from the stream: they are in PostgreSQL (dead letters keep whole copies), and
+   * kept they would grow Redis by two entries per gateway call forever. The watermark is read and the stream trimmed
+   * in one script (TRIM_COMMITTED_LUA), on one server at one moment: never with a watermark from another Redis, and
+   * even when Redis is out of memory (the trim is what frees it; the SET after it may then fail, and is retried).
+   * At most every 100 ms; a failure here is logged, never taken for a batch that failed.
    */
   let committedAt = 0;
   const publishCommitted = async (): Promise<void> => {
     if (Date.now() - committedAt < 100) return;
     committedAt = Date.now();
-    // One MULTI: another consumer's read between the two would move last-delivered-id past entries still pending.
-    const results = await redis.multi().xpending(stream, EVENTS_GROUP).xinfo('GROUPS', stream).exec();
-    if (!results) return;
-    const [[pendingError, summary], [groupsError, groups]] = results as [
-      [Error | null, unknown],
-      [Error | null, unknown],
-    ];
-    if (pendingError || groupsError) return;
-    const [count, oldest] = summary as [number, string | null];
-    const group = (groups as unknown[][]).map(flat).find((g) => g['name'] === EVENTS_GROUP);
-    const delivered = group ? String(group['last-delivered-id']) : null;
-    const committed = Number(count) > 0 && oldest ? streamIdBefore(oldest) : delivered;
-    if (!committed || committed === '0-0') return;
-    await redis.set(keys.eventsCommitted, committed);
-    await redis.xtrim(stream, 'MINID', '~', committed);
+    try {
+      const [count, oldest, delivered] = (await trimCommitted(stream, EVENTS_GROUP)) as [
+        number,
+        string | null,
+        string | null,
+      ];
+      if (delivered === null) return;
+      const committed = Number(count) > 0 && oldest ? streamIdBefore(oldest) : delivered;
+      if (committed !== '0-0') await redis.set(keys.eventsCommitted, committed);
+    } catch (error) {
+      stats.lastError = messageOf(error);
+      log.warn({ err: error }, 'events consumer: committed position not published (retried)');
+    }
   };
 
   const run = async (): Promise<void> => {

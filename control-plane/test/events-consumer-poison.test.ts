@@ -89,7 +89,15 @@ describe('events consumer with poison entries', () => {
       Object.fromEntries(
         [...ids.poison, fieldless].map((id, i) => [
           id,
-          { [EVENT_FIELD]: poison[i] ?? '', id, error: errors[i], deliveries: '3', consumer: 'cp' },
+          {
+            [EVENT_FIELD]: poison[i] ?? '',
+            // The whole entry is copied: the fieldless one's own field too.
+            ...(id === fieldless ? { other: 'x' } : {}),
+            id,
+            error: errors[i],
+            deliveries: '3',
+            consumer: 'cp',
+          },
         ]),
       ),
     );

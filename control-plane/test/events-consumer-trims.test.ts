@@ -1,9 +1,10 @@
-import { EVENTS_GROUP, newId, redisKeys } from '@crochet/protocol';
+import { EVENT_FIELD, EVENT_PAYMENT_FIELD, EVENT_TIME_FIELD, EVENTS_GROUP, newId, redisKeys } from '@crochet/protocol';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPool, migrate, type Pool } from '../src/db.js';
 import { type EventsConsumer, startEventsConsumer } from '../src/events-consumer.js';
 import { type Call, endEvent, publish, startEvent } from './events-support.js';
+import { startRedisProcess } from './fault-services.js';
 import { createTestDatabase, deleteRedisPrefix, TEST_REDIS_URL, testRedisPrefix } from './helpers.js';
 
 /**
@@ -51,8 +52,50 @@ describe('the events consumer trims what it committed', () => {
   const recorded = async (ids: string[]): Promise<number> =>
     Number((await pool.query('SELECT count(*) FROM gateway_requests WHERE id = ANY ($1)', [ids])).rows[0].count);
 
+  it('keeps the whole of an entry it dead-letters, since the original is trimmed once acknowledged', async () => {
+    const dead = redisKeys(prefix).eventsDead;
+    const start = startEvent(call);
+    // A paid start whose payment record is malformed: refused, dead-lettered at its first delivery.
+    const fields = [
+      EVENT_FIELD,
+      JSON.stringify(start),
+      EVENT_PAYMENT_FIELD,
+      '{"rail":',
+      EVENT_TIME_FIELD,
+      '1733300000000',
+    ];
+    const id = (await redis.xadd(stream, '*', ...fields))!;
+    const running = await startEventsConsumer({
+      pool,
+      redis,
+      prefix,
+      consumerName: 'd',
+      blockMs: 50,
+      holdStartsMs: 0,
+      maxDeliveries: 1,
+      log: silent,
+    });
+    await expect.poll(() => redis.xlen(dead), { timeout: 5_000 }).toBe(1);
+    await calls(200);
+    await running.drain();
+    await expect.poll(async () => (await redis.xrange(stream, id, id)).length, { timeout: 5_000 }).toBe(0);
+    await running.stop();
+    const letters = await redis.xrange(dead, '-', '+');
+    expect(letters).toHaveLength(1);
+    const copy = letters[0]![1];
+    expect(copy.slice(0, fields.length)).toEqual(fields);
+    expect(
+      Object.fromEntries(Array.from({ length: copy.length / 2 }, (_, i) => [copy[2 * i], copy[2 * i + 1]])),
+    ).toMatchObject({
+      id,
+      error: expect.stringContaining('payment'),
+      deliveries: '1',
+      consumer: 'd',
+    });
+  });
+
   it('trims the committed entries, never the pending ones, and loses nothing', async () => {
-    // Committed: trimmed (whole stream nodes of 100 entries, so some may stay).
+    // Committed: trimmed (whole stream nodes only — at most 100 entries or 4 kB each — so some may stay).
     const first = await consumer('b', pool);
     const early = await calls(1_000);
     await first.drain();
@@ -89,5 +132,47 @@ describe('the events consumer trims what it committed', () => {
     await expect.poll(() => redis.xlen(stream), { timeout: 5_000 }).toBeLessThan(200);
     await back.stop();
     expect(await recorded([...early, ...late])).toBe(2_000);
+  });
+
+  it('frees a Redis that filled up while PostgreSQL was away: the trim runs even out of memory', async () => {
+    const full = await startRedisProcess();
+    const own = new Redis(full.url);
+    try {
+      const fullPrefix = testRedisPrefix();
+      const events = redisKeys(fullPrefix).events;
+      await own.xgroup('CREATE', events, EVENTS_GROUP, '0', 'MKSTREAM');
+      await own.config('SET', 'maxmemory', '4mb');
+      await own.config('SET', 'maxmemory-policy', 'noeviction');
+      // The proxies' events pile up until Redis refuses more (what a long PostgreSQL outage leaves).
+      const ids: string[] = [];
+      for (;;) {
+        const batch = Array.from({ length: 200 }, () => startEvent(call, { price_atomic: '0' }));
+        const pipeline = own.pipeline();
+        for (const start of batch) pipeline.xadd(events, '*', EVENT_FIELD, JSON.stringify(start));
+        const results = (await pipeline.exec()) ?? [];
+        const written = results.filter(([error]) => !error).length;
+        ids.push(...batch.slice(0, written).map((start) => start.id));
+        if (written < batch.length) break;
+      }
+      await expect(own.set('probe', '1')).rejects.toThrow(/OOM/);
+      // PostgreSQL is back: a consumer commits everything, and its trims give Redis its memory back.
+      const running = await startEventsConsumer({
+        pool,
+        redis: own,
+        prefix: fullPrefix,
+        consumerName: 'oom',
+        blockMs: 50,
+        holdStartsMs: 0,
+        log: silent,
+      });
+      await running.drain();
+      expect(await recorded(ids)).toBe(ids.length);
+      await expect.poll(() => own.xlen(events), { timeout: 5_000 }).toBeLessThan(ids.length / 10);
+      expect(await own.set('probe', '1')).toBe('OK');
+      await running.stop();
+    } finally {
+      own.disconnect();
+      await full.stop();
+    }
   });
 });
