@@ -689,6 +689,29 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
   };
   await ensureGroup();
 
+  /**
+   * Dead letters of an earlier release kept only the event field; their originals stayed in the stream, which nothing
+   * trimmed. Now that committed entries are trimmed, each such letter whose original is still there gets the whole
+   * entry (a paid start's payment and consumed time) before this consumer trims anything: a new letter with every
+   * field, and the old one removed. Idempotent; several control planes starting at once may copy one twice.
+   */
+  const completeDeadLetters = async (): Promise<void> => {
+    for (const [letterId, fields] of await redis.xrange(keys.eventsDead, '-', '+', 'COUNT', 10_000)) {
+      const original = fieldOf(fields, 'id');
+      if (original === null || fields[0] !== EVENT_FIELD || fields[2] !== 'id') continue; // whole already
+      const [entry] = await redis.xrange(stream, original, original);
+      if (!entry || entry[1].length <= 2) continue; // gone, or it had only its event field
+      await redis
+        .multi()
+        .xadd(keys.eventsDead, '*', ...entry[1], ...fields.slice(2))
+        .xdel(keys.eventsDead, letterId)
+        .exec();
+    }
+  };
+  await completeDeadLetters().catch((error: unknown) =>
+    log.warn({ err: error }, 'events consumer: earlier dead letters not completed (tried again at the next start)'),
+  );
+
   const scripts = createGatewayScripts(redis, keys);
   redis.defineCommand('crochetTrimCommitted', { lua: TRIM_COMMITTED_LUA, numberOfKeys: 1 });
   const trimCommitted = (redis as unknown as Record<string, (key: string, group: string) => Promise<unknown>>)[

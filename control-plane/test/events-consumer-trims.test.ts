@@ -94,6 +94,26 @@ describe('the events consumer trims what it committed', () => {
     });
   });
 
+  it("completes an earlier release's dead letters (the event field alone) from their originals before trimming", async () => {
+    const dead = redisKeys(prefix).eventsDead;
+    const start = startEvent(call);
+    const fields = [EVENT_FIELD, JSON.stringify(start), EVENT_PAYMENT_FIELD, '{"rail":', EVENT_TIME_FIELD, '17'];
+    const id = (await redis.xadd(stream, '*', ...fields))!;
+    const letter = ['id', id, 'error', 'payment is malformed', 'deliveries', '5', 'consumer', 'old'];
+    await redis.del(dead);
+    await redis.xadd(dead, '*', EVENT_FIELD, JSON.stringify(start), ...letter);
+    // Acknowledged by that release, as it dead-lettered it.
+    await redis.xreadgroup('GROUP', EVENTS_GROUP, 'old', 'STREAMS', stream, '>');
+    await redis.xack(stream, EVENTS_GROUP, id);
+    const running = await consumer('c', pool);
+    await calls(200);
+    await running.drain();
+    await expect.poll(async () => (await redis.xrange(stream, id, id)).length, { timeout: 5_000 }).toBe(0);
+    await running.stop();
+    const letters = await redis.xrange(dead, '-', '+');
+    expect(letters.map(([, f]) => f)).toEqual([[...fields, ...letter]]);
+  });
+
   it('trims the committed entries, never the pending ones, and loses nothing', async () => {
     // Committed: trimmed (whole stream nodes only — at most 100 entries or 4 kB each — so some may stay).
     const first = await consumer('b', pool);
