@@ -628,17 +628,16 @@ if threshold ~= '0-0' then redis.call('XTRIM', KEYS[1], 'MINID', '~', threshold)
 return {pending[1], pending[2] or false, delivered}
 `;
 
-/** An entry that could not be applied: its fields as read (null when the entry is gone) and why. */
+/** An entry that could not be applied: its fields as read, and why. */
 interface Failure {
   id: string;
-  raw: string | null;
-  fields: string[] | null;
+  fields: string[];
   error: string;
 }
 
-/** A dead letter's copy of the entry's fields (at least the event field, even when the entry had none). */
+/** A dead letter's copy of the entry's fields (with an empty event field when the entry had none). */
 const deadFields = (f: Failure): string[] =>
-  f.fields && fieldOf(f.fields, EVENT_FIELD) !== null ? f.fields : [EVENT_FIELD, f.raw ?? '', ...(f.fields ?? [])];
+  fieldOf(f.fields, EVENT_FIELD) !== null ? f.fields : [EVENT_FIELD, '', ...f.fields];
 
 const streamIdBefore = (id: string): string => {
   const [ms, seq] = id.split('-').map(BigInt) as [bigint, bigint];
@@ -806,10 +805,20 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
   };
 
   /**
+   * Pending entries no longer in the stream: only what is committed is ever trimmed, so these were deleted by hand (or
+   * the stream replaced); nothing is left to apply, and it is said.
+   */
+  const reportGone = (ids: readonly string[]): void => {
+    if (ids.length > 0) {
+      log.error({ entries: ids.slice(0, 20), count: ids.length }, 'pending gateway events gone from the stream');
+    }
+  };
+
+  /**
    * Free calls' starts read without their end, by entry id: kept unacknowledged (so a crash loses nothing: the entry
    * is delivered again) for up to holdStartsMs, to be written together with their end in one insert.
    */
-  const held = new Map<string, { id: string; raw: string; fields: string[]; event: GatewayEvent; heldAt: number }>();
+  const held = new Map<string, { id: string; fields: string[]; event: GatewayEvent; heldAt: number }>();
 
   /** How long the next read of new entries may block: not past the time a held start is due. */
   const blockFor = (): number => {
@@ -824,7 +833,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
    * Held starts come back when their end is in the batch, when they have waited holdStartsMs, or on stop.
    */
   const handle = async (entries: StreamEntry[]): Promise<boolean> => {
-    const good: { id: string; raw: string; fields: string[]; event: GatewayEvent }[] = [];
+    const good: { id: string; fields: string[]; event: GatewayEvent }[] = [];
     const bad: Failure[] = [];
     const gone: string[] = [];
     for (const [id, fields] of entries) {
@@ -836,16 +845,12 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
       const raw = fieldOf(fields, EVENT_FIELD);
       try {
         const event = parseEvent(raw, fieldOf(fields, EVENT_PAYMENT_FIELD), fieldOf(fields, EVENT_TIME_FIELD));
-        good.push({ id, raw: raw ?? '', fields, event });
+        good.push({ id, fields, event });
       } catch (error) {
-        bad.push({ id, raw, fields, error: messageOf(error) });
+        bad.push({ id, fields, error: messageOf(error) });
       }
     }
-    if (gone.length > 0) {
-      // Only what is committed is ever trimmed: a pending entry that is gone was deleted by hand (or the stream
-      // replaced); nothing is left to apply, and it is said.
-      log.error({ entries: gone.slice(0, 20), count: gone.length }, 'pending gateway events gone from the stream');
-    }
+    reportGone(gone);
     await ack(gone);
     const now = Date.now();
     const endsHere = new Set<string>();
@@ -883,7 +888,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
             stats.processed++;
           } catch (single) {
             if (!isPoison(single)) throw single;
-            bad.push({ id: g.id, raw: g.raw, fields: g.fields, error: messageOf(single) });
+            bad.push({ id: g.id, fields: g.fields, error: messageOf(single) });
           }
         }
       }
@@ -901,14 +906,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
         string[]?,
       ];
       cursor = reply[0];
-      // Pending entries no longer in the stream (Redis drops them from the pending list): only what is committed is
-      // ever trimmed, so these were deleted by hand; said, as for a read of the pending list.
-      if (reply[2]?.length) {
-        log.error(
-          { entries: reply[2].slice(0, 20), count: reply[2].length },
-          'pending gateway events gone from the stream',
-        );
-      }
+      reportGone(reply[2] ?? []); // Redis drops them from the pending list
       if (reply[1].length > 0 && (await handle(reply[1]))) waiting = true;
     } while (cursor !== '0-0' && !stopped);
     return waiting;
