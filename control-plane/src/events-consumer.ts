@@ -63,6 +63,11 @@ export interface EventsConsumerOptions {
    * PostgreSQL and a read and an acknowledgement in Redis).
    */
   gatherMs?: number;
+  /**
+   * Batches of new entries applied at once (default 2; 1: one after the other). With 2 the next batch is read and
+   * prepared while PostgreSQL writes the one before.
+   */
+  applyDepth?: number;
   log: EventsConsumerLog;
 }
 
@@ -659,6 +664,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
   const maxDeliveries = options.maxDeliveries ?? 5;
   const holdStartsMs = options.holdStartsMs ?? 250;
   const gatherMs = options.gatherMs ?? 50;
+  const applyDepth = Math.max(1, options.applyDepth ?? 2);
   const ledger: LedgerOptions = { feeBps: options.feeBps ?? DEFAULT_FEE_BPS, log };
   const keys = redisKeys(options.prefix);
   const stream = keys.events;
@@ -851,7 +857,6 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
       }
     }
     reportGone(gone);
-    await ack(gone);
     const now = Date.now();
     const endsHere = new Set<string>();
     for (const g of good) if (g.event.type === 'gateway.end') endsHere.add(g.event.id);
@@ -871,6 +876,9 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
         good.splice(i, 1);
       }
     }
+    // Everything above runs before this call first waits: the next batch may be read (and its held starts sorted)
+    // while this one is being applied (see `run`).
+    await ack(gone);
     if (good.length > 0) {
       try {
         const events = good.map((g) => g.event);
@@ -940,6 +948,39 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
     }
   };
 
+  /**
+   * Batches of new entries being applied. Up to `applyDepth` at once: the next batch is read and parsed (and its held
+   * starts sorted, synchronously in `handle`) while PostgreSQL writes the one before, instead of the two taking turns.
+   * They are transactions like those of two control planes side by side (rows written in id order, postings
+   * idempotent); acknowledged in any order, the committed watermark is still the oldest entry pending. Reading the
+   * pending list, claiming and stopping wait for all of them first: those read entries that may be in hand here.
+   */
+  const inFlight = new Set<Promise<void>>();
+  let batchesLeftPending = false;
+  let batchError: { error: unknown } | null = null;
+  const track = (batch: Promise<boolean>): void => {
+    const tracked: Promise<void> = batch
+      .then(
+        (waiting) => {
+          if (waiting) batchesLeftPending = true;
+        },
+        (error: unknown) => {
+          batchError ??= { error };
+        },
+      )
+      .finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
+  };
+  /** Waits until at most `upTo` batches are in hand; a batch that failed throws here, once none is left in hand. */
+  const settle = async (upTo: number): Promise<void> => {
+    while (inFlight.size > upTo || (batchError && inFlight.size > 0)) await Promise.race(inFlight);
+    if (batchError) {
+      const { error } = batchError;
+      batchError = null;
+      throw error;
+    }
+  };
+
   const run = async (): Promise<void> => {
     // null: reading new entries; otherwise the position in this consumer's own pending entries.
     let backlogFrom: string | null = '0';
@@ -949,10 +990,12 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
     while (!stopped) {
       try {
         if (Date.now() - lastClaimAt >= claimEveryMs) {
+          await settle(0);
           lastClaimAt = Date.now();
           if (await claimIdle()) revisit = true;
         }
         if (backlogFrom !== null) {
+          await settle(0);
           const entries = await read(backlogFrom);
           if (entries.length === 0) {
             // End of the pending list: once more from its start when something failed in this pass.
@@ -965,7 +1008,10 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
         } else {
           const readAt = Date.now();
           const entries = await read('>');
-          if ((await handle(entries)) || revisit) backlogFrom = '0';
+          track(handle(entries));
+          await settle(applyDepth - 1);
+          if (batchesLeftPending || revisit) backlogFrom = '0';
+          batchesLeftPending = false;
           revisit = false;
           await publishCommitted();
           // A batch that did not fill: let the next one gather (stop() wakes the wait).
@@ -989,6 +1035,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
         await sleep(backoffMs);
       }
     }
+    await settle(0).catch(() => {}); // a batch that failed stays pending for the next run
     // Starts held for their end are written now (unacknowledged if that fails: delivered again after a restart).
     if (held.size > 0) await handle([]).catch(() => {});
   };

@@ -28,6 +28,7 @@ const RATE = Number(args.get('rate') ?? 5_000);
 const LAG_SECONDS = Number(args.get('lag-seconds') ?? 10);
 const BATCH = Number(args.get('batch') ?? 500);
 const CONSUMERS = Number(args.get('consumers') ?? 1);
+const APPLY_DEPTH = args.has('apply-depth') ? Number(args.get('apply-depth')) : undefined;
 const DATABASE_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const silent = { info: () => {}, warn: () => {}, error: () => {} };
@@ -114,7 +115,15 @@ const main = async (): Promise<void> => {
     const t0 = performance.now();
     const consumers = await Promise.all(
       Array.from({ length: CONSUMERS }, (_, i) =>
-        startEventsConsumer({ pool, redis, prefix, consumerName: `bench-${i}`, batchSize: BATCH, log: silent }),
+        startEventsConsumer({
+          pool,
+          redis,
+          prefix,
+          consumerName: `bench-${i}`,
+          batchSize: BATCH,
+          applyDepth: APPLY_DEPTH,
+          log: silent,
+        }),
       ),
     );
     await Promise.all(consumers.map((c) => c.drain({ timeoutMs: 600_000 })));
