@@ -145,6 +145,20 @@ describe('ledger schema and amounts', () => {
       code: '23503',
       message: expect.stringMatching(/journal 999999999 does not exist/),
     });
+    // A refund reverses a journal that exists, and a journal is reversed at most once (whatever the key).
+    const refund = `INSERT INTO ledger_journals (kind, gateway_request_id, idempotency_key, listing_id, buyer_id,
+        seller_id, currency, amount_atomic, fee_atomic, fee_bps, reverses_journal_id)
+      VALUES ('refund', $1, $1 || ':refund', 'lst_x', 'agt_b', 'agt_s', 'USDC', 100, 5, 500, $2)`;
+    await expect(pool.query(refund, [newId('gatewayRequest'), 999_999_999])).rejects.toMatchObject({
+      code: '23503',
+      message: expect.stringMatching(/journal 999999999 reversed does not exist/),
+    });
+    await expect(
+      transaction(pool, async (client) => {
+        await client.query(refund, [newId('gatewayRequest'), journal]);
+        await client.query(refund, [newId('gatewayRequest'), journal]);
+      }),
+    ).rejects.toMatchObject({ code: '23505', constraint: 'ledger_journals_reverses_idx' });
     await expect(pool.query('DELETE FROM ledger_accounts WHERE id = $1', [account])).rejects.toThrow(/append-only/);
     await expect(pool.query('TRUNCATE ledger_accounts CASCADE')).rejects.toThrow(/append-only/);
     await expect(pool.query('UPDATE ledger_accounts SET id = DEFAULT WHERE id = $1', [account])).rejects.toThrow(
