@@ -241,10 +241,11 @@ const END_SQL = `
          e.bytes_in, e.bytes_out, timestamptz 'epoch' + (e.at - e.latency_ms) * interval '1 ms',
          timestamptz 'epoch' + e.at * interval '1 ms', e.payment
     FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::int[], $8::bigint[],
-                $9::bigint[], $10::bigint[], $11::jsonb[])
+                $9::bigint[], $10::bigint[], $11::jsonb[]) WITH ORDINALITY
          AS e (id, listing_id, status, http_status, error_code, latency_ms, upstream_latency_ms, bytes_in, bytes_out, at,
-               payment)
+               payment, n)
     LEFT JOIN listings l ON l.id = e.listing_id
+   ORDER BY e.n -- the order given (applyEvents), whatever the join does
   ON CONFLICT (id) DO UPDATE SET
     payment             = CASE WHEN EXCLUDED.payment IS NULL THEN g.payment
                                ELSE coalesce(g.payment, '{}'::jsonb) || EXCLUDED.payment END,
@@ -316,9 +317,10 @@ const SETTLED_TX_SQL = `
   SELECT 'tx:' || (g.payment ->> 'network') || ':' ||
          CASE WHEN g.payment ->> 'network' LIKE 'eip155:%' THEN lower(s.tx) ELSE s.tx END,
          g.id, timestamptz 'epoch' + s.at * interval '1 ms'
-    FROM unnest($1::text[], $2::text[], $3::bigint[]) AS s (id, tx, at)
+    FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS s (id, tx, at, n)
     JOIN gateway_requests g ON g.id = s.id
    WHERE g.payment ->> 'rail' = 'x402-exact'
+   ORDER BY s.n
   ON CONFLICT (proof_id) DO NOTHING`;
 
 /** The proofs these events consumed, by proof id: the request and time of the latest consumption. */
@@ -365,9 +367,9 @@ const recordProofs = async (
     if (written.has(event.id) && status !== 'released' && status !== 'pending') continue;
     paid.add(event.id);
   }
-  if (paid.size > 0) await client.query(RELEASED_SQL, [[...paid]]);
+  if (paid.size > 0) await client.query(RELEASED_SQL, [[...paid].sort(compareIds)]);
   const settled: GatewayEndEvent[] = [];
-  for (const end of ends.values()) {
+  for (const end of [...ends.values()].sort(byId)) {
     const outcome = end.payment_outcome;
     if (written.has(end.id) && starts.get(end.id)?.payment?.rail !== 'x402-exact') continue;
     if (outcome?.status === 'settled' && outcome.tx) settled.push(end);
@@ -381,6 +383,9 @@ const recordProofs = async (
   }
   return [...paid];
 };
+
+const compareIds = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+const byId = (a: { id: string }, b: { id: string }): number => compareIds(a.id, b.id);
 
 /** Whether an event may say money moved: a paid start, or an end with a payment outcome other than released. */
 const carriesMoney = (e: GatewayEvent): boolean =>
@@ -463,9 +468,12 @@ export const applyEvents = async (
   }
   // Requests with both events here are inserted whole; the rest (and those whose row already exists) take the two
   // statements, which are the reference semantics.
+  // Every statement writes its rows in id order (proofs in proof id order): two transactions writing some of the same
+  // rows (a call's start in one batch and its end in the next, applied at once) then wait for each other in one
+  // direction only, instead of deadlocking.
   const written = new Set<string>();
-  const consumed = consumedProofs(events);
-  const both = [...starts.values()].filter((s) => ends.has(s.id));
+  const consumed = [...consumedProofs(events)].sort(([a], [b]) => compareIds(a, b));
+  const both = [...starts.values()].filter((s) => ends.has(s.id)).sort(byId);
   if (both.length > 0) {
     const pairs = both.map((s) => [s, ends.get(s.id)!] as const);
     const merged = [
@@ -476,8 +484,8 @@ export const applyEvents = async (
     const result = await client.query<{ id: string }>(MERGED_SQL, merged);
     for (const { id } of result.rows) written.add(id);
   }
-  const startRows = [...starts.values()].filter((s) => !written.has(s.id));
-  const endRows = [...ends.values()].filter((e) => !written.has(e.id));
+  const startRows = [...starts.values()].filter((s) => !written.has(s.id)).sort(byId);
+  const endRows = [...ends.values()].filter((e) => !written.has(e.id)).sort(byId);
   if (startRows.length > 0) await client.query(START_SQL, startArrays(startRows));
   if (endRows.length > 0) {
     await client.query(END_SQL, [
@@ -494,7 +502,7 @@ export const applyEvents = async (
   // The proofs, once every row of the batch is written (and locked): rows before proofs, in every transaction — a
   // batch that locked a proof before another request's row would deadlock against one that holds that row and waits
   // for the proof (a proof given back by one request and consumed again by the buyer's retry).
-  const givenBack = await recordProofs(client, events, starts, ends, written, [...consumed]);
+  const givenBack = await recordProofs(client, events, starts, ends, written, consumed);
   // §3.5: the journals these events make due, in this same transaction (ledger/posting.ts).
   await postLedger(client, events, ledger);
   return givenBack;
@@ -556,6 +564,17 @@ const isPoison = (error: unknown): boolean => {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code);
 };
+
+/**
+ * Two transactions writing the same rows (two batches in hand, or two control planes): a deadlock PostgreSQL broke, a
+ * serialization failure, or an account the other created after this one's snapshot (LedgerAccountRaceError). Such a
+ * batch is applied again at once (CONTENTION_ATTEMPTS in all), before the usual retry.
+ */
+const isContention = (error: unknown): boolean => {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '40P01' || code === '40001';
+};
+const CONTENTION_ATTEMPTS = 3;
 
 const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
@@ -834,6 +853,18 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
     return Math.max(1, Math.min(base, oldest + holdStartsMs - Date.now()));
   };
 
+  /** One transaction for `events`, applied again at once after contention (isContention). */
+  const apply = async (events: GatewayEvent[]): Promise<string[]> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await transaction(pool, (client) => applyEvents(client, events, ledger));
+      } catch (error) {
+        if (attempt >= CONTENTION_ATTEMPTS || !isContention(error)) throw error;
+        log.warn({ err: error, attempt }, 'events consumer: batch met another writer; applied again');
+      }
+    }
+  };
+
   /**
    * Applies a batch in one transaction; on a poison failure, entry by entry. Returns true when some stay pending.
    * Held starts come back when their end is in the batch, when they have waited holdStartsMs, or on stop.
@@ -881,8 +912,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
     await ack(gone);
     if (good.length > 0) {
       try {
-        const events = good.map((g) => g.event);
-        const givenBack = await transaction(pool, (client) => applyEvents(client, events, ledger));
+        const givenBack = await apply(good.map((g) => g.event));
         await releaseInRedis(pool, scripts, givenBack, log);
         await ack(good.map((g) => g.id));
         stats.processed += good.length;
@@ -890,7 +920,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
         if (!isPoison(error)) throw error;
         for (const g of good) {
           try {
-            const givenBack = await transaction(pool, (client) => applyEvents(client, [g.event], ledger));
+            const givenBack = await apply([g.event]);
             await releaseInRedis(pool, scripts, givenBack, log);
             await ack([g.id]);
             stats.processed++;
@@ -952,8 +982,9 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
    * Batches of new entries being applied. Up to `applyDepth` at once: the next batch is read and parsed (and its held
    * starts sorted, synchronously in `handle`) while PostgreSQL writes the one before, instead of the two taking turns.
    * They are transactions like those of two control planes side by side (rows written in id order, postings
-   * idempotent); acknowledged in any order, the committed watermark is still the oldest entry pending. Reading the
-   * pending list, claiming and stopping wait for all of them first: those read entries that may be in hand here.
+   * idempotent, contention applied again: `apply`); acknowledged in any order, the committed watermark is still the
+   * oldest entry pending. Reading the pending list, claiming and stopping wait for all of them first: those read
+   * entries that may be in hand here.
    */
   const inFlight = new Set<Promise<void>>();
   let batchesLeftPending = false;
@@ -1035,7 +1066,11 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
         await sleep(backoffMs);
       }
     }
-    await settle(0).catch(() => {}); // a batch that failed stays pending for the next run
+    // A batch that failed stays pending, for the next run.
+    await settle(0).catch((error: unknown) => {
+      stats.lastError = messageOf(error);
+      log.warn({ err: error }, 'events consumer: a batch in hand at stop not applied; it stays in the stream');
+    });
     // Starts held for their end are written now (unacknowledged if that fails: delivered again after a restart).
     if (held.size > 0) await handle([]).catch(() => {});
   };

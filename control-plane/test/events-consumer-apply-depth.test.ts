@@ -2,8 +2,8 @@ import { newId } from '@crochet/protocol';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPool, migrate, type Pool } from '../src/db.js';
-import { startEventsConsumer } from '../src/events-consumer.js';
+import { createPool, migrate, type Pool, transaction } from '../src/db.js';
+import { applyEvents, startEventsConsumer } from '../src/events-consumer.js';
 import { type Call, publish } from './events-support.js';
 import { createTestDatabase, deleteRedisPrefix, TEST_REDIS_URL, testRedisPrefix } from './helpers.js';
 import { insertListing, ledgerTotals, paidEnd, paidStart, unbalancedJournals } from './ledger-support.js';
@@ -109,6 +109,49 @@ describe('events consumer: two batches in hand', () => {
       expect(rows[0].n).toBe(ids.length);
     });
   }
+
+  it('two batches writing the same calls (starts in one, ends in the other, in any order) never deadlock', async () => {
+    const failures: unknown[] = [];
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const starts = Array.from({ length: 300 }, () => paidStart(call));
+      const ends = [...starts].reverse().map((s) => paidEnd(s));
+      const results = await Promise.allSettled([
+        transaction(pool, (client) => applyEvents(client, starts)),
+        new Promise((resolve) => setTimeout(resolve, 2)).then(() =>
+          transaction(pool, (client) => applyEvents(client, ends)),
+        ),
+      ]);
+      for (const r of results) if (r.status === 'rejected') failures.push(r.reason);
+      expect(
+        await ledgerTotals(
+          pool,
+          starts.map((s) => s.id),
+        ),
+      ).toMatchObject({ payments: 300, total: '0' });
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('an account the other batch created meanwhile: a retryable conflict (40001), booked once when applied again', async () => {
+    const fresh: Call = { ...call, buyerId: newId('agent') };
+    const [a, b] = [paidStart(fresh), paidStart(fresh)];
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const first = transaction(pool, async (client) => {
+      await applyEvents(client, [a, paidEnd(a)]);
+      await gate; // not committed yet while the second runs
+    });
+    const second = transaction(pool, (client) => applyEvents(client, [b, paidEnd(b)]));
+    second.catch(() => {});
+    await waiterOf();
+    release();
+    await first;
+    await expect(second).rejects.toMatchObject({ code: '40001' });
+    await transaction(pool, (client) => applyEvents(client, [b, paidEnd(b)]));
+    expect(await ledgerTotals(pool, [a.id, b.id])).toMatchObject({ payments: 2, total: '0' });
+  });
 
   it('books every call once across both faults, and every journal balances', async () => {
     const totals = await ledgerTotals(pool);

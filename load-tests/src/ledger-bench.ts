@@ -31,7 +31,14 @@ const CONSUMERS = Number(args.get('consumers') ?? 1);
 const APPLY_DEPTH = args.has('apply-depth') ? Number(args.get('apply-depth')) : undefined;
 const DATABASE_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
-const silent = { info: () => {}, warn: () => {}, error: () => {} };
+/** What the consumers said, counted (a batch that met another writer and was applied again is a warning). */
+const said = new Map<string, number>();
+const count = (level: string) => (obj: object, msg: string) => {
+  const code = (obj as { err?: { code?: unknown } }).err?.code;
+  const key = `${level}: ${msg}${code === undefined ? '' : ` [${String(code)}]`}`;
+  said.set(key, (said.get(key) ?? 0) + 1);
+};
+const silent = { info: () => {}, warn: count('warn'), error: count('error') };
 
 const agents = Array.from({ length: 200 }, () => newId('agent'));
 const listings = Array.from({ length: 100 }, () => newId('listing'));
@@ -138,6 +145,8 @@ const main = async (): Promise<void> => {
       `  ${Math.round(EVENTS / seconds)} events/s, ${Math.round(journals / seconds)} journals/s ` +
         `(${journals} journals; sum of all entries ${sums[0].total})`,
     );
+    for (const [msg, n] of said) console.log(`  consumer ${msg} (${n}×)`);
+    said.clear();
 
     // --- 2. lag at a fixed rate -------------------------------------------------------------------------------------
     const sentAt = new Map<string, number>();
@@ -187,6 +196,7 @@ const main = async (): Promise<void> => {
         `p50 ${percentile(lags, 50)} ms, p99 ${percentile(lags, 99)} ms, max ${lags[lags.length - 1]} ms ` +
         `(end XADD → journal visible, polled every 5 ms)`,
     );
+    for (const [msg, n] of said) console.log(`  consumer ${msg} (${n}×)`);
   } finally {
     await pool.end();
     await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);

@@ -33,6 +33,14 @@ export class LedgerDataError extends Error {
   readonly code = '22023';
 }
 
+/**
+ * An account another transaction created after this statement's snapshot: not the data's fault, and gone when the
+ * batch is applied again (SQLSTATE 40001, as a serialization failure, so that the consumer retries it at once).
+ */
+export class LedgerAccountRaceError extends Error {
+  readonly code = '40001';
+}
+
 /** `floor(price × fee_bps / 10000)`, in integer atomic units. */
 export const feeAtomic = (priceAtomic: bigint, feeBps: number): bigint => (priceAtomic * BigInt(feeBps)) / 10_000n;
 
@@ -322,7 +330,9 @@ export const postLedger = async (
   );
   const due = nonZero.filter((e) => journalOf.has(e[0])).length + nonZero.filter((e) => reversedHere.has(e[0])).length;
   if ((inserted[0]?.entries ?? 0) !== due) {
-    throw new Error(`ledger: ${due - (inserted[0]?.entries ?? 0)} entries' accounts missing after upsert`);
+    throw new LedgerAccountRaceError(
+      `ledger: ${due - (inserted[0]?.entries ?? 0)} entries' accounts missing after upsert`,
+    );
   }
   postingCounts.payment += inserted.length;
   postingCounts.refund += inserted[0]?.refunds ?? 0;
