@@ -75,10 +75,3 @@ BEGIN
   RETURN NULL;
 END $$;
 
--- Entries by account: one index instead of two. Statements page by (account_id, id DESC); balances and the operator
--- dashboard's totals sum an account's amounts (index-only, from INCLUDE); "spent today" filters those by created_at
--- (also in INCLUDE) — within a query that already reads the account's whole history for its total. Each entry
--- inserted updates three indexes instead of four.
-CREATE INDEX ledger_entries_account_id_idx ON ledger_entries (account_id, id DESC) INCLUDE (created_at, amount_atomic);
-DROP INDEX ledger_entries_account_idx;
-DROP INDEX ledger_entries_account_time_idx;

@@ -470,7 +470,8 @@ export const applyEvents = async (
   // statements, which are the reference semantics.
   // Every statement writes its rows in id order (proofs in proof id order): two transactions writing some of the same
   // rows (a call's start in one batch and its end in the next, applied at once) then wait for each other in one
-  // direction only, instead of deadlocking.
+  // direction only. Across statements a cycle is still possible (an end read before its start, a proof given back
+  // and consumed again in the other batch): rare, and PostgreSQL's deadlock error is applied again (`apply`).
   const written = new Set<string>();
   const consumed = [...consumedProofs(events)].sort(([a], [b]) => compareIds(a, b));
   const both = [...starts.values()].filter((s) => ends.has(s.id)).sort(byId);
@@ -859,7 +860,12 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
       try {
         return await transaction(pool, (client) => applyEvents(client, events, ledger));
       } catch (error) {
-        if (attempt >= CONTENTION_ATTEMPTS || !isContention(error)) throw error;
+        if (!isContention(error)) throw error;
+        if (attempt >= CONTENTION_ATTEMPTS) {
+          // Three times in a row is no longer a race to wait out: said loudly, and left to the usual retry.
+          log.error({ err: error, attempts: attempt }, 'events consumer: batch still meets another writer');
+          throw error;
+        }
         log.warn({ err: error, attempt }, 'events consumer: batch met another writer; applied again');
       }
     }

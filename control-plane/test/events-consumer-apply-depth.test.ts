@@ -139,10 +139,16 @@ describe('events consumer: two batches in hand', () => {
     const gate = new Promise<void>((resolve) => {
       release = resolve;
     });
+    let applied!: () => void;
+    const firstApplied = new Promise<void>((resolve) => {
+      applied = resolve;
+    });
     const first = transaction(pool, async (client) => {
       await applyEvents(client, [a, paidEnd(a)]);
+      applied();
       await gate; // not committed yet while the second runs
     });
+    await Promise.race([firstApplied, first]);
     const second = transaction(pool, (client) => applyEvents(client, [b, paidEnd(b)]));
     second.catch(() => {});
     await waiterOf();
