@@ -2,7 +2,8 @@
  * `npm run bench:ledger`: ledger postings through the real events consumer (DESIGN §3.5; never a test assertion).
  *
  * 1. Throughput: 100 000 events (50 000 paid calls, start + end, 10 % refunded) already in the stream; one consumer
- *    drains them (--consumers=<n> consumers of the group side by side, as n control planes would). Prints events/s
+ *    drains them (--consumers=<n> consumers of the group side by side, as n control planes would; --apply-depth=<n>
+ *    batches each keeps in hand, default the consumer's own, 2). Prints events/s
  *    and journals/s (a refunded call posts two).
  * 2. Lag at a fixed rate: calls published at 5 000 events/s for `--lag-seconds`; the lag of a posting is the time
  *    from the end event's XADD to its journal's commit, sampled by polling. Prints p50/p99/max.
