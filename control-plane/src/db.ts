@@ -77,12 +77,19 @@ export const isDatabaseUnavailable = (error: unknown): boolean => {
  * Runs `work` in a transaction; rolls back on any throw. A connection that failed is not sent a ROLLBACK (it would
  * only wait out the same failure): it is discarded, which ends its transaction on the server. So is one whose
  * ROLLBACK failed, so that no pooled connection is ever left inside a transaction.
+ *
+ * `opening` replaces the bare BEGIN: `BEGIN; <statements without parameters>` runs them inside the transaction in the
+ * same round trip, and `work` gets their results (BEGIN's first).
  */
-export const transaction = async <T>(pool: Pool, work: (client: PoolClient) => Promise<T>): Promise<T> => {
+export const transaction = async <T>(
+  pool: Pool,
+  work: (client: PoolClient, opened: pg.QueryResult[]) => Promise<T>,
+  opening = 'BEGIN',
+): Promise<T> => {
   const client = await pool.connect();
   try {
-    await client.query('BEGIN');
-    const result = await work(client);
+    const begun = (await client.query(opening)) as pg.QueryResult | pg.QueryResult[];
+    const result = await work(client, Array.isArray(begun) ? begun : [begun]);
     await client.query('COMMIT');
     client.release();
     return result;

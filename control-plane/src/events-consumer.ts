@@ -16,8 +16,9 @@ import {
   utcDay,
 } from '@crochet/protocol';
 import type { Redis } from 'ioredis';
+import type { QueryResult } from 'pg';
 import { type Pool, type PoolClient, transaction } from './db.js';
-import { droppedRanges } from './history-partitions.js';
+import { DROPPED_RANGES_SQL, DroppedRanges, droppedRanges } from './history-partitions.js';
 import { DEFAULT_FEE_BPS, type LedgerOptions, postLedger } from './ledger/posting.js';
 
 /**
@@ -407,13 +408,26 @@ const BOOKED_SQL = `
  * dropped between the read of the dropped ranges and this transaction's writes: a drop waits for the transaction (and
  * gives up after its lock timeout) or committed before the read and is seen.
  */
+const LOCK_HISTORY_SQL = 'LOCK TABLE ONLY gateway_requests IN ACCESS SHARE MODE';
+/**
+ * A batch's transaction opened, the history locked and the dropped months read, in one round trip (the consumer's
+ * `apply`): its third result is what `applyEvents` takes as `dropped`.
+ */
+export const OPEN_BATCH_SQL = `BEGIN; ${LOCK_HISTORY_SQL}; ${DROPPED_RANGES_SQL}`;
+export const openedDropped = (opened: readonly QueryResult[]): DroppedRanges =>
+  new DroppedRanges(opened[2]!.rows as { from_id: string; to_id: string }[]);
+
 const withoutDroppedMonths = async (
   client: PoolClient,
   given: readonly GatewayEvent[],
   log: LedgerOptions['log'],
+  read?: DroppedRanges,
 ): Promise<readonly GatewayEvent[]> => {
-  await client.query('LOCK TABLE ONLY gateway_requests IN ACCESS SHARE MODE');
-  const dropped = await droppedRanges(client);
+  let dropped = read;
+  if (!dropped) {
+    await client.query(LOCK_HISTORY_SQL);
+    dropped = await droppedRanges(client);
+  }
   if (dropped.empty) return given;
   const late = given.filter((e) => dropped.has(e.id));
   if (late.length === 0) return given;
@@ -455,8 +469,10 @@ export const applyEvents = async (
   client: PoolClient,
   given: readonly GatewayEvent[],
   ledger: LedgerOptions = { feeBps: DEFAULT_FEE_BPS },
+  /** The dropped months, read after the history was locked in this transaction (OPEN_BATCH_SQL); else done here. */
+  dropped?: DroppedRanges,
 ): Promise<string[]> => {
-  const events = await withoutDroppedMonths(client, given, ledger.log);
+  const events = await withoutDroppedMonths(client, given, ledger.log, dropped);
   const starts = new Map<string, GatewayStartEvent>();
   const ends = new Map<string, GatewayEndEvent>();
   for (const event of events) {
@@ -858,7 +874,11 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
   const apply = async (events: GatewayEvent[]): Promise<string[]> => {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await transaction(pool, (client) => applyEvents(client, events, ledger));
+        return await transaction(
+          pool,
+          (client, opened) => applyEvents(client, events, ledger, openedDropped(opened)),
+          OPEN_BATCH_SQL,
+        );
       } catch (error) {
         if (!isContention(error)) throw error;
         if (attempt >= CONTENTION_ATTEMPTS) {

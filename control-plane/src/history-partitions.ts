@@ -39,11 +39,9 @@ const CHECK_TIMEOUT_MS = 300_000;
 const DAY_MS = 86_400_000;
 
 /** The id ranges of the months retention dropped (gateway_requests_dropped), read in a transaction of the caller's. */
+export const DROPPED_RANGES_SQL = 'SELECT from_id, to_id FROM gateway_requests_dropped';
 export const droppedRanges = async (client: Pick<PoolClient, 'query'>): Promise<DroppedRanges> =>
-  new DroppedRanges(
-    (await client.query<{ from_id: string; to_id: string }>('SELECT from_id, to_id FROM gateway_requests_dropped'))
-      .rows,
-  );
+  new DroppedRanges((await client.query<{ from_id: string; to_id: string }>(DROPPED_RANGES_SQL)).rows);
 
 export class DroppedRanges {
   constructor(private readonly ranges: readonly { from_id: string; to_id: string }[]) {}
