@@ -811,8 +811,12 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
       const [error, reply] = replies[i] ?? [null, []];
       if (error) throw error;
       const entry = (reply as [string, string, number, number][])[0];
-      if (!entry) continue; // acknowledged or dead-lettered meanwhile by another consumer
-      const deliveries = Number(entry[3]);
+      if (!entry) {
+        rereads.delete(f.id);
+        continue; // acknowledged or dead-lettered meanwhile by another consumer
+      }
+      // Deliveries that were only re-reads of a start held here are not failed deliveries (see `rereads`).
+      const deliveries = Number(entry[3]) - (rereads.get(f.id) ?? 0);
       stats.lastError = f.error;
       if (deliveries < maxDeliveries) {
         waiting = true;
@@ -839,6 +843,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
         .exec();
       const refused = results?.find(([error]) => error)?.[0];
       if (!results || refused) throw refused ?? new Error('dead-letter transaction aborted');
+      rereads.delete(f.id);
       stats.deadLettered++;
       // The event itself is not logged: its path may carry a buyer's query string.
       log.warn({ entry: f.id, deliveries, error: f.error }, 'gateway event dead-lettered');
@@ -861,6 +866,12 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
    * is delivered again) for up to holdStartsMs, to be written together with their end in one insert.
    */
   const held = new Map<string, { id: string; fields: string[]; event: GatewayEvent; heldAt: number }>();
+  /**
+   * By entry id: how many times a read of the pending list delivered a start again while it was held here (skipped,
+   * not applied). Redis counts those as deliveries; they are taken off its count until the entry is acknowledged, so
+   * that a held start refused later still gets maxDeliveries attempts and its dead letter says how many it had.
+   */
+  const rereads = new Map<string, number>();
 
   /** How long the next read of new entries may block: not past the time a held start is due. */
   const blockFor = (): number => {
@@ -900,7 +911,10 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
     const bad: Failure[] = [];
     const gone: string[] = [];
     for (const [id, fields] of entries) {
-      if (held.has(id)) continue; // read again from the pending list: it is held here already
+      if (held.has(id)) {
+        rereads.set(id, (rereads.get(id) ?? 0) + 1); // read again from the pending list: it is held here already
+        continue;
+      }
       if (fields === null) {
         gone.push(id); // deleted from the stream after it was read: nothing left to apply
         continue;
@@ -941,6 +955,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
         const givenBack = await apply(good.map((g) => g.event));
         await releaseInRedis(pool, scripts, givenBack, log);
         await ack(good.map((g) => g.id));
+        for (const g of good) rereads.delete(g.id);
         stats.processed += good.length;
       } catch (error) {
         if (!isPoison(error)) throw error;
@@ -949,6 +964,7 @@ export const startEventsConsumer = async (options: EventsConsumerOptions): Promi
             const givenBack = await apply([g.event]);
             await releaseInRedis(pool, scripts, givenBack, log);
             await ack([g.id]);
+            rereads.delete(g.id);
             stats.processed++;
           } catch (single) {
             if (!isPoison(single)) throw single;
