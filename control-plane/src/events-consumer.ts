@@ -397,6 +397,15 @@ const carriesMoney = (e: GatewayEvent): boolean =>
 const BOOKED_SQL = `
   SELECT DISTINCT gateway_request_id FROM ledger_journals WHERE idempotency_key = ANY ($1::text[])`;
 
+const LOCK_HISTORY_SQL = 'LOCK TABLE ONLY gateway_requests IN ACCESS SHARE MODE';
+/**
+ * A batch's transaction opened, the history locked and the dropped months read, in one round trip (the consumer's
+ * `apply`): its third result is what `applyEvents` takes as `dropped`.
+ */
+export const OPEN_BATCH_SQL = `BEGIN; ${LOCK_HISTORY_SQL}; ${DROPPED_RANGES_SQL}`;
+export const openedDropped = (opened: readonly QueryResult[]): DroppedRanges =>
+  new DroppedRanges(opened[2]!.rows as { from_id: string; to_id: string }[]);
+
 /**
  * The events to write, without those of calls in a month the history retention dropped (history-partitions.ts):
  * such a call was recorded, and an event of it now is a late duplicate (an outbox replayed after Redis lost its
@@ -408,15 +417,6 @@ const BOOKED_SQL = `
  * dropped between the read of the dropped ranges and this transaction's writes: a drop waits for the transaction (and
  * gives up after its lock timeout) or committed before the read and is seen.
  */
-const LOCK_HISTORY_SQL = 'LOCK TABLE ONLY gateway_requests IN ACCESS SHARE MODE';
-/**
- * A batch's transaction opened, the history locked and the dropped months read, in one round trip (the consumer's
- * `apply`): its third result is what `applyEvents` takes as `dropped`.
- */
-export const OPEN_BATCH_SQL = `BEGIN; ${LOCK_HISTORY_SQL}; ${DROPPED_RANGES_SQL}`;
-export const openedDropped = (opened: readonly QueryResult[]): DroppedRanges =>
-  new DroppedRanges(opened[2]!.rows as { from_id: string; to_id: string }[]);
-
 const withoutDroppedMonths = async (
   client: PoolClient,
   given: readonly GatewayEvent[],
