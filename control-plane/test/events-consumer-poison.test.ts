@@ -44,6 +44,17 @@ describe('events consumer with poison entries', () => {
     await db?.drop();
   });
 
+  /** The dead letters under `of`, keyed by the original entry id (their order depends on how batches fell). */
+  const deadLetters = async (of: string): Promise<Map<string, Record<string, string>>> => {
+    const dead = new Map<string, Record<string, string>>();
+    for (const [, fields] of await redis.xrange(redisKeys(of).eventsDead, '-', '+')) {
+      const entry: Record<string, string> = {};
+      for (let i = 0; i + 1 < fields.length; i += 2) entry[fields[i]!] = fields[i + 1]!;
+      dead.set(entry['id']!, entry);
+    }
+    return dead;
+  };
+
   it('dead-letters each poison entry after maxDeliveries and records the good ones around it', async () => {
     const good = Array.from({ length: 6 }, (_, i) => startEvent(call, { path: `/good/${i}` }));
     const ends = good.map((start) => endEvent(start));
@@ -70,13 +81,7 @@ describe('events consumer with poison entries', () => {
     const { rows } = await pool.query(`SELECT ${ROW_COLUMNS} FROM gateway_requests ORDER BY id`);
     expect(rows).toEqual(good.map((start, i) => expectedRow(start, ends[i]!)).sort((a, b) => (a.id < b.id ? -1 : 1)));
 
-    // Keyed by the original entry id: their order in the dead-letter stream depends on how batches fell.
-    const dead = new Map<string, Record<string, string>>();
-    for (const [, fields] of await redis.xrange(redisKeys(prefix).eventsDead, '-', '+')) {
-      const entry: Record<string, string> = {};
-      for (let i = 0; i + 1 < fields.length; i += 2) entry[fields[i]!] = fields[i + 1]!;
-      dead.set(entry['id']!, entry);
-    }
+    const dead = await deadLetters(prefix);
     const errors = [
       'event is not JSON',
       'unknown event type "gateway.teleport"',
@@ -112,5 +117,43 @@ describe('events consumer with poison entries', () => {
     expect(consumer.stats()).toMatchObject({ processed: 12, deadLettered: 6 });
     expect(warnings).toHaveLength(6);
     expect(JSON.stringify(warnings)).not.toContain('/nul');
+  });
+  // A free start the database refuses is first held (unacknowledged) for its end; every pass over the pending list
+  // while it is held delivers it again, which Redis counts. Those re-reads are not attempts (under load this test's
+  // first case once saw 'deliveries 4').
+  it('gives a held start the database refuses maxDeliveries attempts, its re-reads while held not counted', async () => {
+    const own = testRedisPrefix();
+    const said: object[] = [];
+    const held = await startEventsConsumer({
+      pool,
+      redis,
+      prefix: own,
+      consumerName: 'cp',
+      maxDeliveries: 3,
+      blockMs: 50,
+      log: { info: () => {}, warn: (details: object) => void said.push(details), error: () => {} },
+    });
+    try {
+      const [, refused] = await publishRaw(
+        redis,
+        own,
+        'not json {',
+        JSON.stringify(startEvent(call, { path: '/n\u0000' })),
+      );
+      // Another poison entry read in a later batch, while the refused start is still held (< 250 ms).
+      await new Promise((resolve) => setTimeout(resolve, 120));
+      await redis.xadd(redisKeys(own).events, '*', 'other', 'x');
+      await held.drain();
+      const letter = (await deadLetters(own)).get(refused!);
+      expect(letter).toMatchObject({
+        deliveries: '3',
+        error: expect.stringMatching(/0x00|null character|invalid byte/i),
+      });
+      expect(held.stats()).toMatchObject({ processed: 0, deadLettered: 3 });
+      expect(said).toHaveLength(3);
+    } finally {
+      await held.stop();
+      await deleteRedisPrefix(own);
+    }
   });
 });
