@@ -38,8 +38,8 @@ const LOCK_TIMEOUT_MS = 500;
 const CHECK_TIMEOUT_MS = 300_000;
 const DAY_MS = 86_400_000;
 
-/** The id ranges of the months retention dropped (gateway_requests_dropped), read in a transaction of the caller's. */
 export const DROPPED_RANGES_SQL = 'SELECT from_id, to_id FROM gateway_requests_dropped';
+/** The id ranges of the months retention dropped (gateway_requests_dropped), read in a transaction of the caller's. */
 export const droppedRanges = async (client: Pick<PoolClient, 'query'>): Promise<DroppedRanges> =>
   new DroppedRanges((await client.query<{ from_id: string; to_id: string }>(DROPPED_RANGES_SQL)).rows);
 

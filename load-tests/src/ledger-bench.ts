@@ -39,7 +39,7 @@ const count = (level: string) => (obj: object, msg: string) => {
   const key = `${level}: ${msg}${code === undefined ? '' : ` [${String(code)}]`}`;
   said.set(key, (said.get(key) ?? 0) + 1);
 };
-const silent = { info: () => {}, warn: count('warn'), error: count('error') };
+const counted = { info: () => {}, warn: count('warn'), error: count('error') };
 
 const agents = Array.from({ length: 200 }, () => newId('agent'));
 const listings = Array.from({ length: 100 }, () => newId('listing'));
@@ -130,7 +130,7 @@ const main = async (): Promise<void> => {
           consumerName: `bench-${i}`,
           batchSize: BATCH,
           applyDepth: APPLY_DEPTH,
-          log: silent,
+          log: counted,
         }),
       ),
     );
