@@ -65,8 +65,8 @@ export interface Call {
   upstreamHeadersAt: number | null;
   /** The seller's status, once its answer headers arrived. */
   sellerStatus: number | null;
-  /** Stops the request to the seller (the buyer left). */
-  abortUpstream: ((reason: Error) => void) | null;
+  /** The request to the seller, once it is being written: aborted when the buyer leaves. */
+  upstream: { abort(reason: Error): void } | null;
   bytesIn: number;
   bytesOut: number;
   /** The registry code the gateway answered with, if it answered with an error. */
@@ -131,7 +131,7 @@ export const openCall = (request: GatewayRequest, res: ServerResponse, startedAt
   upstreamStartedAt: null,
   upstreamHeadersAt: null,
   sellerStatus: null,
-  abortUpstream: null,
+  upstream: null,
   bytesIn: 0,
   bytesOut: 0,
   errorCode: null,

@@ -46,6 +46,10 @@ export interface GatewayDeps {
   metrics?: ProxyMetrics;
 }
 
+/** The call a buyer's response belongs to, for the response's 'close' listener. */
+const CALL = Symbol('crochet.call');
+type CallResponse = ServerResponse & { [CALL]?: Call };
+
 type Step = readonly [name: string, run: (call: Call) => ApiError | null | Promise<ApiError | null>];
 
 /** The methods the gateway forwards; any other method is Fastify's (405-style errors in the envelope). */
@@ -93,17 +97,20 @@ export const createGateway = (deps: GatewayDeps): GatewayHandler => {
    * The buyer's connection closed before the answer was out. While the seller is being called, the call ends here
    * (and the seller request is aborted); between steps, the pipeline ends it when the step in hand returns.
    */
-  const onClose = (call: Call) => {
+  function onClose(this: CallResponse): void {
+    const call = this[CALL]!;
     if (call.finalized || call.res.writableFinished) return;
     call.gone = true;
     if (call.upstreamStartedAt === null) return;
     finalize(call, { kind: 'client_gone' }, ends);
-    call.abortUpstream?.(new Error('the buyer closed the connection'));
-  };
+    call.upstream?.abort(new Error('the buyer closed the connection'));
+  }
 
   return async (request, res) => {
     const call = openCall(request, res, performance.now());
-    res.once('close', () => onClose(call));
+    // One listener function for every call (no closure per call); 'close' is emitted once.
+    (res as CallResponse)[CALL] = call;
+    res.on('close', onClose);
     let refusal: ApiError | null;
     try {
       refusal = await pipeline(call);

@@ -1,4 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import { isSsrfBlockedError } from '@crochet/plugins';
 import { ApiError, type ErrorCode } from '@crochet/protocol';
 import type { Dispatcher } from 'undici';
@@ -46,30 +47,134 @@ const wantsTrailers = (call: Call, status: number): boolean =>
   status !== 204 &&
   status !== 304;
 
+/**
+ * One forward in flight, as undici's handler: the seller's answer streamed to the buyer. A class, so that a call costs
+ * one object here rather than a closure per callback.
+ */
+class Forwarding implements Dispatcher.DispatchHandler {
+  /** SHA-256 of the answer as streamed, for a paid call's full receipt. */
+  hash: Hash | null = null;
+  /** The receipt goes in a trailer (the buyer accepts trailers). */
+  trailers = false;
+  /** The seller's headers went out to the buyer: from here a failure can only cut the answer. */
+  streaming = false;
+
+  constructor(
+    readonly call: Call,
+    readonly deps: ForwardDeps,
+  ) {}
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    const call = this.call;
+    // Connected, about to write the request: only now has the seller been reached. A buyer who left while the
+    // connection was being made is not forwarded at all.
+    if (call.finalized) {
+      controller.abort(new Error('the buyer left'));
+      return;
+    }
+    call.forwarded = true;
+    call.upstream = controller;
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    upstreamHeaders: IncomingHttpHeaders,
+  ): void {
+    const call = this.call;
+    if (call.finalized) {
+      controller.abort(new Error('the buyer left'));
+      return;
+    }
+    call.upstreamHeadersAt = performance.now();
+    mark(call, 'upstream_headers');
+    call.sellerStatus = statusCode;
+    const out = buyerResponseHeaders(upstreamHeaders, call.limitHeaders, call.responseHeaders);
+    out['x-crochet-request-id'] = call.id;
+    const receipt = receiptDue(call, statusCode) ? call.receipt : null;
+    if (receipt) {
+      out['x-crochet-receipt'] = receipt.header;
+      this.hash = createHash('sha256');
+      if (wantsTrailers(call, statusCode)) {
+        // The trailer is computed after the last chunk, when the body's hash is final. A Content-Length may not
+        // go with trailers (RFC 9112 §6.3): Node switches to chunked coding without it.
+        delete out['content-length'];
+        out['trailer'] = 'x-crochet-receipt';
+        this.trailers = true;
+      }
+    }
+    try {
+      call.res.writeHead(statusCode, out);
+    } catch (error) {
+      // A header value Node refuses to send (the seller's answer is malformed): nothing has gone out yet.
+      controller.abort(error as Error);
+      return;
+    }
+    this.streaming = true;
+    // Back down in the finalizer, which every way a streamed answer ends goes through once.
+    call.streaming = true;
+    this.deps.metrics.openStreams.inc();
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const call = this.call;
+    call.bytesOut += chunk.length;
+    this.hash?.update(chunk);
+    if (!call.res.write(chunk)) {
+      controller.pause();
+      call.res.once('drain', () => controller.resume());
+    }
+  }
+
+  onResponseEnd(): void {
+    const { call, deps } = this;
+    if (call.finalized) return;
+    if (call.receipt && this.hash) call.receipt.responseSha256 = this.hash.digest('hex');
+    if (!this.trailers) {
+      this.end();
+      return;
+    }
+    fullReceipt(call, call.sellerStatus!, deps.receipts!.signer).then(
+      (jws) => {
+        call.res.addTrailers({ 'x-crochet-receipt': jws });
+        this.end();
+      },
+      (error: unknown) => {
+        call.request.log.error({ err: error }, 'full receipt not signed');
+        this.end();
+      },
+    );
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error & { code?: string; cause?: unknown }): void {
+    const { call, deps } = this;
+    if (call.finalized) return; // the buyer left first: already ended as client_aborted
+    const code = this.streaming ? 'UPSTREAM_UNAVAILABLE' : upstreamErrorCode(error);
+    deps.metrics.upstreamErrors.inc({ kind: upstreamErrorKind(error, code === 'UPSTREAM_FORBIDDEN') });
+    call.request.log.warn({ code, listing: call.listing!.id, err: error.cause ?? error }, 'upstream failed');
+    if (!this.streaming) {
+      refuse(call, new ApiError(code), deps, { kind: 'seller_failed', code });
+      return;
+    }
+    // The seller's answer broke off after its headers went out: the buyer's response can only be cut as well.
+    finalize(call, { kind: 'stream_aborted' }, deps);
+    call.res.destroy();
+  }
+
+  private end(): void {
+    this.call.res.end();
+    finalize(this.call, { kind: 'answered' }, this.deps);
+  }
+}
+
 export const forward = (call: Call, deps: ForwardDeps): void => {
   const { request, listing } = call;
-  const res = call.res;
   const method = request.method;
   const hasBody = method !== 'GET' && method !== 'HEAD';
   const headers = sellerRequestHeaders(request.headers, call.signed!);
   if (hasBody) headers['content-type'] = request.headers['content-type'] ?? 'application/octet-stream';
   const timeoutMs = listing!.timeoutMs;
-  let hash: Hash | null = null;
-  let trailers = false;
-  let streaming = false;
   call.upstreamStartedAt = performance.now();
-
-  const failed = (error: Error & { code?: string; cause?: unknown }) => {
-    if (call.finalized) return; // the buyer left first: already ended as client_aborted
-    const code = streaming ? 'UPSTREAM_UNAVAILABLE' : upstreamErrorCode(error);
-    deps.metrics.upstreamErrors.inc({ kind: upstreamErrorKind(error, code === 'UPSTREAM_FORBIDDEN') });
-    request.log.warn({ code, listing: listing!.id, err: error.cause ?? error }, 'upstream failed');
-    if (!streaming) return refuse(call, new ApiError(code), deps, { kind: 'seller_failed', code });
-    // The seller's answer broke off after its headers went out: the buyer's response can only be cut as well.
-    finalize(call, { kind: 'stream_aborted' }, deps);
-    res.destroy();
-  };
-
   deps.upstream.dispatch(
     {
       origin: listing!.upstreamOrigin,
@@ -80,75 +185,6 @@ export const forward = (call: Call, deps: ForwardDeps): void => {
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
     },
-    {
-      onRequestStart(controller) {
-        // Connected, about to write the request: only now has the seller been reached. A buyer who left while the
-        // connection was being made is not forwarded at all.
-        if (call.finalized) return controller.abort(new Error('the buyer left'));
-        call.forwarded = true;
-        call.abortUpstream = (reason) => controller.abort(reason);
-      },
-      onResponseStart(controller, statusCode, upstreamHeaders) {
-        if (call.finalized) return controller.abort(new Error('the buyer left'));
-        call.upstreamHeadersAt = performance.now();
-        mark(call, 'upstream_headers');
-        call.sellerStatus = statusCode;
-        const out = buyerResponseHeaders(upstreamHeaders, call.limitHeaders, call.responseHeaders);
-        out['x-crochet-request-id'] = call.id;
-        const receipt = receiptDue(call, statusCode) ? call.receipt : null;
-        if (receipt) {
-          out['x-crochet-receipt'] = receipt.header;
-          hash = createHash('sha256');
-          if (wantsTrailers(call, statusCode)) {
-            // The trailer is computed after the last chunk, when the body's hash is final. A Content-Length may not
-            // go with trailers (RFC 9112 §6.3): Node switches to chunked coding without it.
-            delete out['content-length'];
-            out['trailer'] = 'x-crochet-receipt';
-            trailers = true;
-          }
-        }
-        try {
-          res.writeHead(statusCode, out);
-        } catch (error) {
-          // A header value Node refuses to send (the seller's answer is malformed): nothing has gone out yet.
-          controller.abort(error as Error);
-          return;
-        }
-        streaming = true;
-        // Back down in the finalizer, which every way a streamed answer ends goes through once.
-        call.streaming = true;
-        deps.metrics.openStreams.inc();
-      },
-      onResponseData(controller, chunk) {
-        call.bytesOut += chunk.length;
-        hash?.update(chunk);
-        if (!res.write(chunk)) {
-          controller.pause();
-          res.once('drain', () => controller.resume());
-        }
-      },
-      onResponseEnd() {
-        if (call.finalized) return;
-        if (call.receipt && hash) call.receipt.responseSha256 = hash.digest('hex');
-        const end = () => {
-          res.end();
-          finalize(call, { kind: 'answered' }, deps);
-        };
-        if (!trailers) return end();
-        fullReceipt(call, call.sellerStatus!, deps.receipts!.signer).then(
-          (jws) => {
-            res.addTrailers({ 'x-crochet-receipt': jws });
-            end();
-          },
-          (error: unknown) => {
-            request.log.error({ err: error }, 'full receipt not signed');
-            end();
-          },
-        );
-      },
-      onResponseError(_controller, error) {
-        failed(error);
-      },
-    },
+    new Forwarding(call, deps),
   );
 };
