@@ -16,6 +16,16 @@ export const readBody = (call: Call): ApiError | null | Promise<ApiError | null>
     return null;
   }
   const limitBytes = call.listing!.bodyLimitBytes;
+  // The usual case: the whole body arrived with the headers (or while the call was being admitted) and waits in the
+  // stream's buffer — taken at once, with no listeners and no promise.
+  if (stream.complete && stream.readableLength > 0 && stream.readableLength <= limitBytes && !stream.readableFlowing) {
+    const body = stream.read() as Buffer | null;
+    if (body !== null) {
+      call.body = body;
+      call.bytesIn = body.length;
+      return null;
+    }
+  }
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
