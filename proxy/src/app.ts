@@ -1,4 +1,4 @@
-import { createServer } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import {
   closeServer,
   connectionRefused,
@@ -29,6 +29,7 @@ import httpProxy from '@fastify/http-proxy';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import { Redis } from 'ioredis';
 import { privateKeyToAccount } from 'viem/accounts';
+import type { GatewayRequest } from './call.js';
 import type { ProxyConfig } from './config.js';
 import { ConfigStore } from './config-store.js';
 import { createGateway, GATEWAY_METHODS, type GatewayDeps, gatewayRoutes } from './gateway.js';
@@ -44,6 +45,32 @@ import { RedisHealth, RedisState } from './redis-state.js';
  */
 const GATEWAY_TARGET = /^\/api\/v1\/gateway\/([0-9A-Za-z_-]{1,64})(?:\/([^?%#]*))?(?:\?.*)?$/;
 const GATEWAY_METHOD: ReadonlySet<string> = new Set(GATEWAY_METHODS);
+
+/** A gateway request as Node parsed it, with a logger made only when something is logged. */
+class DirectRequest implements GatewayRequest {
+  readonly id: string;
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  #log: FastifyBaseLogger | undefined;
+
+  constructor(
+    readonly raw: IncomingMessage,
+    readonly listingId: string,
+    readonly subPath: string,
+    private readonly parentLog: FastifyBaseLogger,
+  ) {
+    this.id = requestIdOf(raw.headers);
+    this.method = raw.method!;
+    this.url = raw.url!;
+    this.headers = raw.headers;
+  }
+
+  get log(): FastifyBaseLogger {
+    this.#log ??= this.parentLog.child({ reqId: this.id });
+    return this.#log;
+  }
+}
 
 /** How long a client should wait before retrying when the control plane does not answer. */
 const CONTROL_PLANE_RETRY_AFTER_SECONDS = 5;
@@ -70,29 +97,7 @@ export const buildProxy = (config: ProxyConfig, gateway?: GatewayDeps & { state:
         const target =
           handle && !closing && GATEWAY_METHOD.has(req.method ?? '') ? GATEWAY_TARGET.exec(req.url ?? '') : null;
         if (!target || connectionRefused(req.socket)) return fastifyHandler(req, res);
-        const id = requestIdOf(req.headers);
-        let log: FastifyBaseLogger | undefined;
-        handle!(
-          {
-            id,
-            method: req.method!,
-            url: req.url!,
-            headers: req.headers,
-            listingId: target[1]!,
-            subPath: target[2] ?? '',
-            raw: req,
-            get log() {
-              log ??= app.log.child({ reqId: id });
-              return log;
-            },
-          },
-          res,
-        ).catch((error: unknown) => {
-          // A bug past the pipeline's own catch (the finalizer or the forward threw): logged, the connection cut —
-          // as Fastify does for a hijacked route — never an unhandled rejection.
-          app.log.error({ err: error, reqId: id }, 'gateway call failed');
-          res.destroy();
-        });
+        void handle!(new DirectRequest(req, target[1]!, target[2] ?? '', app.log), res);
       });
       // What Fastify sets on the server it makes itself (serverOptions: the same limits).
       server.keepAliveTimeout = config.limits.keepAliveTimeoutMs;

@@ -55,7 +55,7 @@ type Step = readonly [name: string, run: (call: Call) => ApiError | null | Promi
 /** The methods the gateway forwards; any other method is Fastify's (405-style errors in the envelope). */
 export const GATEWAY_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'] as const;
 
-/** Runs one gateway call to its end; it writes `res` itself and never throws. */
+/** Runs one gateway call to its end; it writes `res` itself and never rejects. */
 export type GatewayHandler = (request: GatewayRequest, res: ServerResponse) => Promise<void>;
 
 export const createGateway = (deps: GatewayDeps): GatewayHandler => {
@@ -118,9 +118,16 @@ export const createGateway = (deps: GatewayDeps): GatewayHandler => {
       request.log.error({ err: error }, 'gateway step failed');
       refusal = new ApiError('INTERNAL_ERROR');
     }
-    if (call.gone) return finalize(call, { kind: 'client_gone' }, ends);
-    if (refusal) return refuse(call, refusal, ends);
-    forward(call, ends);
+    try {
+      if (call.gone) return finalize(call, { kind: 'client_gone' }, ends);
+      if (refusal) return refuse(call, refusal, ends);
+      forward(call, ends);
+    } catch (error) {
+      // A bug past the steps (the finalizer or the forward threw): logged, the connection cut — as Fastify does for
+      // a hijacked route — never an unhandled rejection.
+      request.log.error({ err: error }, 'gateway call failed');
+      res.destroy();
+    }
   };
 };
 

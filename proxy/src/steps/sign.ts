@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { HeaderReceiptClaims, ReceiptSigner } from '@crochet/plugins';
 import { canonicalString, SIGNATURE_HEADERS, signatureHeader } from '@crochet/protocol';
 import type { Call } from '../call.js';
@@ -17,7 +17,7 @@ export const sign = (
   const secrets: string[] = [];
   for (const s of listing.secrets) if (s.expiresAtMs === null || s.expiresAtMs > now) secrets.push(s.secret);
   const timestamp = Math.floor(now / 1000);
-  const bodySha256 = createHash('sha256').update(call.body!).digest('hex');
+  const bodySha256 = hash('sha256', call.body!, 'hex');
   call.signed = {
     [SIGNATURE_HEADERS.requestId]: call.id,
     [SIGNATURE_HEADERS.listingId]: listing.id,
