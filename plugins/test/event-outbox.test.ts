@@ -70,6 +70,25 @@ describe('the event outbox', () => {
     await outbox.close();
   });
 
+  it('keeps the entries Redis refuses, and writes them once it accepts them', async () => {
+    const refusing = `${stream}:refusing`;
+    await redis.set(refusing, 'not a stream'); // every XADD to it is refused (WRONGTYPE), the call itself answers
+    const outbox = new EventOutbox({ redis, streamKey: refusing });
+    for (let i = 0; i < 3; i++) outbox.pushJson(event(i));
+    await outbox.flush();
+    expect(outbox.failedWrites).toBe(1);
+    expect(outbox.unsent).toBe(3);
+    expect(outbox.uncommitted).toBe(0);
+    await redis.del(refusing);
+    await outbox.flush();
+    expect(outbox.unsent).toBe(0);
+    expect(outbox.appended).toBe(3);
+    const written = await redis.xrange(refusing, '-', '+');
+    expect(written.map(([, fields]) => fields)).toEqual([0, 1, 2].map((i) => [EVENT_FIELD, event(i)]));
+    await outbox.close();
+    await redis.del(refusing);
+  });
+
   it('backs off while Redis is unreachable instead of writing on every push, and bounds what it keeps', async () => {
     // A port that answers nothing: listen, note it, close.
     const probe = createServer();

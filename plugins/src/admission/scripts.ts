@@ -328,3 +328,20 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[1])
 return 1
 `;
+
+/**
+ * The event outbox's write (usage-events): many stream entries in one call. KEYS: the events stream. ARGV: for each
+ * entry its field count, then its fields. Returns each entry's id in order, or '' for one Redis refused (out of
+ * memory, say): as a pipeline of XADDs would, each entry is appended or refused on its own.
+ */
+export const APPEND_EVENTS = `
+local ids = {}
+local i = 1
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local id = redis.pcall('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + n))
+  if type(id) == 'string' then ids[#ids + 1] = id else ids[#ids + 1] = '' end
+  i = i + n + 1
+end
+return ids
+`;

@@ -1,5 +1,6 @@
 import { EVENT_FIELD, type GatewayEvent } from '@crochet/protocol';
 import type { Redis } from 'ioredis';
+import { APPEND_EVENTS } from '../admission/scripts.js';
 
 /**
  * The proxy's outbox of gateway events (DESIGN §2 durability rule). An event is in one of two queues until the
@@ -33,6 +34,9 @@ export interface EventOutboxOptions {
 
 /** One stream entry's fields, as appended: `e` and the event JSON, then for a paid start `p` and its payment JSON. */
 export type EventFields = readonly string[];
+
+/** APPEND_EVENTS: the stream, then each entry's field count and fields; each entry's id, or '' if refused. */
+type AppendEvents = (stream: string, ...args: string[]) => Promise<string[]>;
 
 interface Sent {
   fields: EventFields;
@@ -69,7 +73,12 @@ export class EventOutbox {
 
   constructor(options: EventOutboxOptions) {
     this.#o = { batchSize: 256, flushIntervalMs: 10, maxEvents: 200_000, retryMaxMs: 5_000, ...options };
+    const { redis } = this.#o;
+    redis.defineCommand('crochetAppendEvents', { lua: APPEND_EVENTS, numberOfKeys: 1 });
+    this.#append = (redis as unknown as Record<string, AppendEvents>)['crochetAppendEvents']!.bind(redis);
   }
+
+  readonly #append: AppendEvents;
 
   /** Events not in Redis yet, including those promised (`promise`) and not pushed yet. */
   get unsent(): number {
@@ -156,15 +165,16 @@ export class EventOutbox {
     this.#timer = undefined;
     if (this.#unsent.length === 0) return Promise.resolve();
     const batch = this.#unsent.splice(0, this.#o.batchSize * 4);
-    const pipeline = this.#o.redis.pipeline();
-    for (const fields of batch) pipeline.xadd(this.#o.streamKey, '*', ...fields);
-    this.#flushing = pipeline
-      .exec()
-      .then((results) => {
+    // One script call for the batch (APPEND_EVENTS): one command for the Redis client to build and answer, not one
+    // per event.
+    const args: string[] = [];
+    for (const fields of batch) args.push(String(fields.length), ...fields);
+    this.#flushing = this.#append(this.#o.streamKey, ...args)
+      .then((ids) => {
         const failed: EventFields[] = [];
         for (const [i, fields] of batch.entries()) {
-          const [error, id] = results?.[i] ?? [new Error('no reply'), null];
-          if (error || typeof id !== 'string') failed.push(fields);
+          const id = ids[i];
+          if (typeof id !== 'string' || id === '') failed.push(fields);
           else {
             this.appended++;
             this.#sent.push({ fields, id });
