@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { EventOutbox, GatewayScripts, LocalAdmission, ReceiptSigner } from '@crochet/plugins';
-import { ApiError } from '@crochet/protocol';
+import { ApiError, type GatewayExit } from '@crochet/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { type Call, type GatewayRequest, mark, openCall } from './call.js';
@@ -123,12 +123,26 @@ export const createGateway = (deps: GatewayDeps): GatewayHandler => {
       if (refusal) return refuse(call, refusal, ends);
       forward(call, ends);
     } catch (error) {
-      // A bug past the steps (the finalizer or the forward threw): logged, the connection cut — as Fastify does for
-      // a hijacked route — never an unhandled rejection.
+      // A bug past the steps (the refusal or the forward threw): logged, the call still ended once (the finalizer
+      // does nothing for a call that already ended), the connection cut — as Fastify does for a hijacked route —
+      // never an unhandled rejection.
       request.log.error({ err: error }, 'gateway call failed');
-      res.destroy();
+      try {
+        finalize(call, brokenExit(call), ends);
+      } finally {
+        res.destroy();
+      }
     }
   };
+};
+
+/** How a call ends when the gateway itself failed past its steps: by how far it got. */
+const brokenExit = (call: Call): GatewayExit => {
+  if (call.streaming) return { kind: 'stream_aborted' };
+  call.errorCode = 'INTERNAL_ERROR';
+  return call.upstreamStartedAt === null
+    ? { kind: 'refused', code: 'INTERNAL_ERROR' }
+    : { kind: 'seller_failed', code: 'INTERNAL_ERROR' };
 };
 
 /**

@@ -51,12 +51,18 @@ export const finalize = (call: Call, exit: GatewayExit, deps: FinalizeDeps): voi
   const state = finalState(exit);
   const res = call.res;
   const status = res.headersSent ? res.statusCode : CLIENT_CLOSED;
-  recordMetrics(call, state, status, endedAt, deps);
-  if (!call.admitted) return;
-  const push = deps.outbox.promise();
-  record(call, state, status, endedAt, deps, push).catch((error: unknown) =>
-    call.request.log.error({ err: error, id: call.id }, 'completion not recorded'),
-  );
+  if (call.admitted) {
+    const push = deps.outbox.promise();
+    record(call, state, status, endedAt, deps, push).catch((error: unknown) =>
+      call.request.log.error({ err: error, id: call.id }, 'completion not recorded'),
+    );
+  }
+  // After the record is on its way: a fault in the metrics never costs a call its completion event.
+  try {
+    recordMetrics(call, state, status, endedAt, deps);
+  } catch (error) {
+    call.request.log.error({ err: error, id: call.id }, 'call metrics not recorded');
+  }
 };
 
 /** Answers a registry error (the envelope, DESIGN §3) and ends the call with it. */
