@@ -43,8 +43,14 @@ abstract class HotMetric<L extends string, S> {
 
   /** The series of these label values (made on first use); record into it as often as needed. */
   series(labels: LabelValues<L>): S {
-    let key = '';
-    for (const name of this.labelNames) key += `${labels[name]}\u0000`;
+    const names = this.labelNames;
+    // One label: its value is the key (no string made per call; a value's hash is kept with the string).
+    let key: string;
+    if (names.length === 1) key = labels[names[0]!];
+    else {
+      key = '';
+      for (const name of names) key += `${labels[name]}\u0000`;
+    }
     let entry = this.series$.get(key);
     if (!entry) {
       for (const name of this.labelNames) {
