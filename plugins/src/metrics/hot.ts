@@ -41,33 +41,55 @@ abstract class HotMetric<L extends string, S> {
 
   protected abstract make(): S;
 
+  /**
+   * The series by label values, one level per label (the last level holds the series): found with a lookup per
+   * label on the values as given, no key string made and hashed per observation.
+   */
+  #byValues = new Map<string, unknown>();
+
   /** The series of these label values (made on first use); record into it as often as needed. */
   series(labels: LabelValues<L>): S {
     const names = this.labelNames;
-    // One label: its value is the key (no string made per call; a value's hash is kept with the string).
-    let key: string;
-    if (names.length === 1) key = labels[names[0]!];
-    else {
-      key = '';
-      for (const name of names) key += `${labels[name]}\u0000`;
+    let level = this.#byValues;
+    const last = names.length - 1;
+    for (let i = 0; i < last; i++) {
+      const next = level.get(labels[names[i]!]) as Map<string, unknown> | undefined;
+      if (next === undefined) return this.#add(labels);
+      level = next;
     }
-    let entry = this.series$.get(key);
-    if (!entry) {
-      for (const name of this.labelNames) {
-        if (typeof labels[name] !== 'string') throw new TypeError(`${this.name}: label ${name} must be a string`);
+    const found = level.get(last < 0 ? '' : labels[names[last]!]) as S | undefined;
+    return found ?? this.#add(labels);
+  }
+
+  /** A new series: its labels checked, kept for exposition and in the lookup. */
+  #add(labels: LabelValues<L>): S {
+    const names = this.labelNames;
+    for (const name of names) {
+      if (typeof labels[name] !== 'string') throw new TypeError(`${this.name}: label ${name} must be a string`);
+    }
+    const extra = Object.keys(labels).find((name) => !names.includes(name as L));
+    if (extra !== undefined) throw new TypeError(`${this.name}: unknown label ${extra}`);
+    const own = {} as Record<L, string>;
+    for (const name of names) own[name] = labels[name];
+    const series = this.make();
+    this.series$.set(names.map((name) => `${labels[name]}\u0000`).join(''), { labels: own, series });
+    let level = this.#byValues;
+    for (let i = 0; i < names.length - 1; i++) {
+      const value = labels[names[i]!];
+      let next = level.get(value) as Map<string, unknown> | undefined;
+      if (next === undefined) {
+        next = new Map();
+        level.set(value, next);
       }
-      const extra = Object.keys(labels).find((name) => !this.labelNames.includes(name as L));
-      if (extra !== undefined) throw new TypeError(`${this.name}: unknown label ${extra}`);
-      const own = {} as Record<L, string>;
-      for (const name of this.labelNames) own[name] = labels[name];
-      entry = { labels: own, series: this.make() };
-      this.series$.set(key, entry);
+      level = next;
     }
-    return entry.series;
+    level.set(names.length === 0 ? '' : labels[names[names.length - 1]!], series);
+    return series;
   }
 
   reset(): void {
     this.series$.clear();
+    this.#byValues.clear();
   }
 }
 
