@@ -128,7 +128,13 @@ export const createGateway = (deps: GatewayDeps): GatewayHandler => {
       // never an unhandled rejection.
       request.log.error({ err: error }, 'gateway call failed');
       try {
-        finalize(call, brokenExit(call), ends);
+        if (!call.finalized) {
+          if (!call.streaming) call.errorCode = 'INTERNAL_ERROR';
+          finalize(call, brokenExit(call), ends);
+        }
+        call.upstream?.abort(new Error('the gateway failed'));
+      } catch (again) {
+        request.log.error({ err: again }, 'gateway call not ended');
       } finally {
         res.destroy();
       }
@@ -136,13 +142,15 @@ export const createGateway = (deps: GatewayDeps): GatewayHandler => {
   };
 };
 
-/** How a call ends when the gateway itself failed past its steps: by how far it got. */
+/**
+ * How a call ends when the gateway itself failed past its steps, by how far it got: a seller that never received
+ * the request did not fail (refused, whatever the forward had begun), and an answer already streaming is cut.
+ */
 const brokenExit = (call: Call): GatewayExit => {
   if (call.streaming) return { kind: 'stream_aborted' };
-  call.errorCode = 'INTERNAL_ERROR';
-  return call.upstreamStartedAt === null
-    ? { kind: 'refused', code: 'INTERNAL_ERROR' }
-    : { kind: 'seller_failed', code: 'INTERNAL_ERROR' };
+  return call.forwarded
+    ? { kind: 'seller_failed', code: 'INTERNAL_ERROR' }
+    : { kind: 'refused', code: 'INTERNAL_ERROR' };
 };
 
 /**
