@@ -30,7 +30,8 @@ abstract class HotMetric<L extends string, S> {
   readonly name: string;
   readonly help: string;
   readonly labelNames: readonly L[];
-  protected readonly series$ = new Map<string, { labels: LabelValues<L>; series: S }>();
+  /** Every series with its labels, in the order made (for exposition; found through `#byValues`). */
+  protected readonly series$: { labels: LabelValues<L>; series: S }[] = [];
 
   constructor(o: HotOptions<L>) {
     this.name = o.name;
@@ -72,7 +73,7 @@ abstract class HotMetric<L extends string, S> {
     const own = {} as Record<L, string>;
     for (const name of names) own[name] = labels[name];
     const series = this.make();
-    this.series$.set(names.map((name) => `${labels[name]}\u0000`).join(''), { labels: own, series });
+    this.series$.push({ labels: own, series });
     let level = this.#byValues;
     for (let i = 0; i < names.length - 1; i++) {
       const value = labels[names[i]!];
@@ -88,7 +89,7 @@ abstract class HotMetric<L extends string, S> {
   }
 
   reset(): void {
-    this.series$.clear();
+    this.series$.length = 0;
     this.#byValues.clear();
   }
 }
@@ -124,7 +125,7 @@ export class HotCounter<L extends string = never> extends HotMetric<L, CounterSe
       help: this.help,
       type: 'counter',
       aggregator: 'sum',
-      values: [...this.series$.values()].map(({ labels, series }) => ({ labels, value: series.value })),
+      values: this.series$.map(({ labels, series }) => ({ labels, value: series.value })),
     };
   }
 }
@@ -178,7 +179,7 @@ export class HotHistogram<L extends string = never> extends HotMetric<L, Histogr
 
   async get(): Promise<ExposedMetric<L | 'le'>> {
     const values: MetricValueWithName<L | 'le'>[] = [];
-    for (const { labels, series } of this.series$.values()) {
+    for (const { labels, series } of this.series$) {
       let cumulative = 0;
       this.bounds.forEach((le, i) => {
         cumulative += series.counts[i]!;
