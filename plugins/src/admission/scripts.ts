@@ -1,7 +1,8 @@
 /**
  * Every Lua script the gateway runs in Redis, in one place (DESIGN §2): admission of free, unpaid and paid calls
  * (rate limits, exactly-once proof consumption, spend caps and the start record in one round trip), and giving a
- * proof back. `index.ts` wraps each in a typed function; nothing else sends Lua.
+ * proof back; and the event outbox's batched write. `index.ts` wraps each in a typed function (the outbox's in
+ * usage-events); nothing else sends Lua.
  *
  * Rules every script keeps:
  * - The start record is appended as stream fields (`e`: the event JSON the proxy built; `p`: the verified payment's

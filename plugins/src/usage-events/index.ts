@@ -7,8 +7,8 @@ import { APPEND_EVENTS } from '../admission/scripts.js';
  * control plane has committed it to PostgreSQL:
  *
  *   unsent   not in Redis yet: completion events (batched, so a request's answer never waits on Redis) and start
- *            records kept while Redis was unreachable. Written in pipelines, on a timer that backs off while Redis
- *            fails — never once per push.
+ *            records kept while Redis was unreachable. Written in batches (one APPEND_EVENTS script call each),
+ *            on a timer that backs off while Redis fails — never once per push.
  *   sent     in the events stream, with its entry id, waiting for the control plane's committed watermark
  *            (`events:committed`) to pass it. Start records the admission scripts append are added here directly.
  *
@@ -22,7 +22,7 @@ import { APPEND_EVENTS } from '../admission/scripts.js';
 export interface EventOutboxOptions {
   redis: Redis;
   streamKey: string;
-  /** Most events in one pipeline. */
+  /** A flush writes up to four times this many events in one call; this many pending start one at once. */
   batchSize?: number;
   /** Flush unsent events this often while there are some (and Redis answers). */
   flushIntervalMs?: number;
@@ -71,14 +71,14 @@ export class EventOutbox {
   /** Writes to Redis that failed (each is followed by a backoff, never by a write per push). */
   failedWrites = 0;
 
+  readonly #append: AppendEvents;
+
   constructor(options: EventOutboxOptions) {
     this.#o = { batchSize: 256, flushIntervalMs: 10, maxEvents: 200_000, retryMaxMs: 5_000, ...options };
     const { redis } = this.#o;
     redis.defineCommand('crochetAppendEvents', { lua: APPEND_EVENTS, numberOfKeys: 1 });
     this.#append = (redis as unknown as Record<string, AppendEvents>)['crochetAppendEvents']!.bind(redis);
   }
-
-  readonly #append: AppendEvents;
 
   /** Events not in Redis yet, including those promised (`promise`) and not pushed yet. */
   get unsent(): number {
