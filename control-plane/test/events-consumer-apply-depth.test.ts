@@ -1,11 +1,11 @@
 import { newId } from '@crochet/protocol';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPool, migrate, type Pool, transaction } from '../src/db.js';
+import { type Pool, transaction } from '../src/db.js';
 import { applyEvents, startEventsConsumer } from '../src/events-consumer.js';
 import { type Call, publish } from './events-support.js';
-import { createTestDatabase, deleteRedisPrefix, TEST_REDIS_URL, testRedisPrefix } from './helpers.js';
+import { type ConsumerServices, closeConsumerServices, openConsumerServices } from './helpers.js';
 import { insertListing, ledgerTotals, paidEnd, paidStart, unbalancedJournals } from './ledger-support.js';
 
 /**
@@ -16,24 +16,18 @@ import { insertListing, ledgerTotals, paidEnd, paidStart, unbalancedJournals } f
 describe('events consumer: two batches in hand', () => {
   const silent = { info: () => {}, warn: () => {}, error: () => {} };
   const call: Call = { listingId: newId('listing'), sellerId: newId('agent'), buyerId: newId('agent') };
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let services: ConsumerServices | undefined;
   let pool: Pool;
   let redis: Redis;
   let prefix: string;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    pool = createPool(db.url);
-    await migrate(pool);
+    services = await openConsumerServices();
+    ({ pool, redis, prefix } = services);
     await insertListing(pool, call);
-    redis = new Redis(TEST_REDIS_URL);
-    prefix = testRedisPrefix();
   });
   afterAll(async () => {
-    redis?.disconnect();
-    await pool?.end();
-    await deleteRedisPrefix(prefix);
-    await db?.drop();
+    await closeConsumerServices(services);
   });
 
   const recorded = async (ids: string[]): Promise<number> =>
@@ -70,7 +64,7 @@ describe('events consumer: two batches in hand', () => {
       const before = await consume();
       await before.drain();
       await before.stop();
-      const holder = new pg.Client({ connectionString: db.url });
+      const holder = new pg.Client({ connectionString: services!.db.url });
       await holder.connect();
       await holder.query('BEGIN');
       await holder.query('SELECT 1 FROM gateway_requests WHERE id = $1 FOR UPDATE', [blocked.id]);

@@ -1,10 +1,10 @@
 import { EVENTS_GROUP, type GatewayEndEvent, type GatewayStartEvent, newId, redisKeys } from '@crochet/protocol';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createPool, migrate, type Pool, transaction } from '../src/db.js';
+import { type Pool, transaction } from '../src/db.js';
 import { applyEvents, type EventsConsumer, startEventsConsumer } from '../src/events-consumer.js';
 import { type Call, endEvent, expectedRow, publish, ROW_COLUMNS, startEvent } from './events-support.js';
-import { createTestDatabase, deleteRedisPrefix, TEST_REDIS_URL, testRedisPrefix } from './helpers.js';
+import { type ConsumerServices, closeConsumerServices, openConsumerServices } from './helpers.js';
 
 /**
  * §3.5: "Nothing is lost when either side crashes; nothing is posted twice." Entries a consumer read but never
@@ -14,7 +14,7 @@ import { createTestDatabase, deleteRedisPrefix, TEST_REDIS_URL, testRedisPrefix 
 describe('events consumer after a crash', () => {
   const silent = { info: () => {}, warn: () => {}, error: () => {} };
   const call: Call = { listingId: newId('listing'), sellerId: newId('agent'), buyerId: newId('agent') };
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let services: ConsumerServices | undefined;
   let pool: Pool;
   let redis: Redis;
   let prefix: string;
@@ -22,11 +22,8 @@ describe('events consumer after a crash', () => {
   const running: EventsConsumer[] = [];
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    pool = createPool(db.url);
-    await migrate(pool);
-    redis = new Redis(TEST_REDIS_URL);
-    prefix = testRedisPrefix();
+    services = await openConsumerServices();
+    ({ pool, redis, prefix } = services);
     stream = redisKeys(prefix).events;
     // The group as the control plane creates it, so that the "crashed" consumers below can read before any starts.
     await redis.xgroup('CREATE', stream, EVENTS_GROUP, '0', 'MKSTREAM');
@@ -35,10 +32,7 @@ describe('events consumer after a crash', () => {
     await Promise.all(running.splice(0).map((consumer) => consumer.stop()));
   });
   afterAll(async () => {
-    redis?.disconnect();
-    await pool?.end();
-    await deleteRedisPrefix(prefix);
-    await db?.drop();
+    await closeConsumerServices(services);
   });
 
   const consumer = async (

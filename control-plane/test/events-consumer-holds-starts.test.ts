@@ -1,10 +1,10 @@
 import { EVENTS_GROUP, newId, redisKeys } from '@crochet/protocol';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPool, migrate, type Pool } from '../src/db.js';
+import type { Pool } from '../src/db.js';
 import { type EventsConsumer, startEventsConsumer } from '../src/events-consumer.js';
 import { type Call, endEvent, expectedRow, publish, ROW_COLUMNS, startEvent } from './events-support.js';
-import { createTestDatabase, deleteRedisPrefix, TEST_REDIS_URL, testRedisPrefix } from './helpers.js';
+import { type ConsumerServices, closeConsumerServices, openConsumerServices } from './helpers.js';
 
 /**
  * A free call's start waits (unacknowledged) for its end, so that the two make one insert instead of an insert and
@@ -14,29 +14,23 @@ import { createTestDatabase, deleteRedisPrefix, TEST_REDIS_URL, testRedisPrefix 
 describe('the events consumer holds free starts for their end', () => {
   const silent = { info: () => {}, warn: () => {}, error: () => {} };
   const call: Call = { listingId: newId('listing'), sellerId: newId('agent'), buyerId: newId('agent') };
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let services: ConsumerServices | undefined;
   let pool: Pool;
   let redis: Redis;
   let prefix: string;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    pool = createPool(db.url);
-    await migrate(pool);
+    services = await openConsumerServices();
+    ({ pool, redis, prefix } = services);
     await pool.query(`
       CREATE TABLE row_updates (id text);
       CREATE FUNCTION note_update() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN INSERT INTO row_updates VALUES (NEW.id); RETURN NEW; END $$;
       CREATE TRIGGER note_update AFTER UPDATE ON gateway_requests FOR EACH ROW EXECUTE FUNCTION note_update();`);
-    redis = new Redis(TEST_REDIS_URL);
-    prefix = testRedisPrefix();
     await redis.xgroup('CREATE', redisKeys(prefix).events, EVENTS_GROUP, '0', 'MKSTREAM');
   });
   afterAll(async () => {
-    redis?.disconnect();
-    await pool?.end();
-    await deleteRedisPrefix(prefix);
-    await db?.drop();
+    await closeConsumerServices(services);
   });
 
   const consumer = (holdStartsMs: number): Promise<EventsConsumer> =>

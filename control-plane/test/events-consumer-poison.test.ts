@@ -1,10 +1,16 @@
 import { EVENT_FIELD, EVENTS_GROUP, newId, redisKeys } from '@crochet/protocol';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPool, migrate, type Pool } from '../src/db.js';
+import type { Pool } from '../src/db.js';
 import { type EventsConsumer, startEventsConsumer } from '../src/events-consumer.js';
 import { type Call, endEvent, expectedRow, publish, publishRaw, ROW_COLUMNS, startEvent } from './events-support.js';
-import { createTestDatabase, deleteRedisPrefix, TEST_REDIS_URL, testRedisPrefix } from './helpers.js';
+import {
+  type ConsumerServices,
+  closeConsumerServices,
+  deleteRedisPrefix,
+  openConsumerServices,
+  testRedisPrefix,
+} from './helpers.js';
 
 /**
  * An entry that can never be applied must not block the stream behind it: after maxDeliveries failed deliveries it
@@ -14,18 +20,15 @@ describe('events consumer with poison entries', () => {
   const warnings: object[] = [];
   const log = { info: () => {}, warn: (details: object) => void warnings.push(details), error: () => {} };
   const call: Call = { listingId: newId('listing'), sellerId: newId('agent'), buyerId: newId('agent') };
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let services: ConsumerServices | undefined;
   let pool: Pool;
   let redis: Redis;
   let prefix: string;
   let consumer: EventsConsumer;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    pool = createPool(db.url);
-    await migrate(pool);
-    redis = new Redis(TEST_REDIS_URL);
-    prefix = testRedisPrefix();
+    services = await openConsumerServices();
+    ({ pool, redis, prefix } = services);
     consumer = await startEventsConsumer({
       pool,
       redis,
@@ -38,10 +41,7 @@ describe('events consumer with poison entries', () => {
   });
   afterAll(async () => {
     await consumer?.stop();
-    redis?.disconnect();
-    await pool?.end();
-    await deleteRedisPrefix(prefix);
-    await db?.drop();
+    await closeConsumerServices(services);
   });
 
   /** The dead letters under `of`, keyed by the original entry id (their order depends on how batches fell). */

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { type ControlPlaneConfig, loadControlPlaneConfig } from '../src/config.js';
+import { createPool, migrate, type Pool } from '../src/db.js';
 import { solveChallenge } from '../src/pow.js';
 import { type ControlPlane, startControlPlane } from '../src/server.js';
 
@@ -61,6 +62,32 @@ export const createTestDatabase = async (
 };
 
 /** The API as a test client uses it: plain HTTP against a control plane (or a proxy in front of one). */
+/**
+ * What an events-consumer test file works against: a migrated database of its own with a pool on it, a Redis
+ * connection and a key prefix of its own. Opened in `beforeAll`; `closeConsumerServices` in `afterAll` removes it all
+ * (whatever part was opened).
+ */
+export interface ConsumerServices {
+  db: Awaited<ReturnType<typeof createTestDatabase>>;
+  pool: Pool;
+  redis: Redis;
+  prefix: string;
+}
+
+export const openConsumerServices = async (poolSize?: number): Promise<ConsumerServices> => {
+  const db = await createTestDatabase();
+  const pool = createPool(db.url, poolSize);
+  await migrate(pool);
+  return { db, pool, redis: new Redis(TEST_REDIS_URL), prefix: testRedisPrefix() };
+};
+
+export const closeConsumerServices = async (services: Partial<ConsumerServices> | undefined): Promise<void> => {
+  services?.redis?.disconnect();
+  await services?.pool?.end();
+  if (services?.prefix) await deleteRedisPrefix(services.prefix);
+  await services?.db?.drop();
+};
+
 export interface ApiClient {
   /** JSON request against the running control plane. */
   call(

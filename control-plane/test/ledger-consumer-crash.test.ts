@@ -1,10 +1,10 @@
 import { EVENTS_GROUP, newId, redisKeys } from '@crochet/protocol';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createPool, migrate, type Pool, transaction } from '../src/db.js';
+import { type Pool, transaction } from '../src/db.js';
 import { applyEvents, type EventsConsumer, startEventsConsumer } from '../src/events-consumer.js';
 import { type Call, publish, publishRaw } from './events-support.js';
-import { createTestDatabase, deleteRedisPrefix, TEST_REDIS_URL, testRedisPrefix } from './helpers.js';
+import { type ConsumerServices, closeConsumerServices, openConsumerServices } from './helpers.js';
 import { ledgerTotals, paidEnd, paidStart, unbalancedJournals } from './ledger-support.js';
 
 /**
@@ -15,7 +15,7 @@ import { ledgerTotals, paidEnd, paidStart, unbalancedJournals } from './ledger-s
 describe('ledger postings through the events consumer', () => {
   const silent = { info: () => {}, warn: () => {}, error: () => {} };
   const call: Call = { listingId: newId('listing'), sellerId: newId('agent'), buyerId: newId('agent') };
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let services: ConsumerServices | undefined;
   let pool: Pool;
   let redis: Redis;
   let prefix: string;
@@ -23,11 +23,8 @@ describe('ledger postings through the events consumer', () => {
   const running: EventsConsumer[] = [];
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    pool = createPool(db.url);
-    await migrate(pool);
-    redis = new Redis(TEST_REDIS_URL);
-    prefix = testRedisPrefix();
+    services = await openConsumerServices();
+    ({ pool, redis, prefix } = services);
     stream = redisKeys(prefix).events;
     await redis.xgroup('CREATE', stream, EVENTS_GROUP, '0', 'MKSTREAM');
   });
@@ -35,10 +32,7 @@ describe('ledger postings through the events consumer', () => {
     await Promise.all(running.splice(0).map((consumer) => consumer.stop()));
   });
   afterAll(async () => {
-    redis?.disconnect();
-    await pool?.end();
-    await deleteRedisPrefix(prefix);
-    await db?.drop();
+    await closeConsumerServices(services);
   });
 
   const consumer = async (name: string, options: { claimIdleMs?: number; maxDeliveries?: number } = {}) => {

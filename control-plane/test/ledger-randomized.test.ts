@@ -1,12 +1,12 @@
 import type { GatewayEvent } from '@crochet/protocol';
 import { newId } from '@crochet/protocol';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPool, migrate, type Pool } from '../src/db.js';
+import type { Pool } from '../src/db.js';
 import { type EventsConsumer, startEventsConsumer } from '../src/events-consumer.js';
 import { feeAtomic } from '../src/ledger/posting.js';
 import { type Call, publish } from './events-support.js';
-import { createTestDatabase, deleteRedisPrefix, TEST_REDIS_URL, testRedisPrefix } from './helpers.js';
+import { type ConsumerServices, closeConsumerServices, openConsumerServices } from './helpers.js';
 import { ledgerTotals, paidEnd, paidStart, unbalancedJournals } from './ledger-support.js';
 
 /**
@@ -16,25 +16,19 @@ import { ledgerTotals, paidEnd, paidStart, unbalancedJournals } from './ledger-s
  */
 describe('ledger after a randomized run', () => {
   const silent = { info: () => {}, warn: () => {}, error: () => {} };
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let services: ConsumerServices | undefined;
   let pool: Pool;
   let redis: Redis;
   let prefix: string;
   const consumers: EventsConsumer[] = [];
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    pool = createPool(db.url);
-    await migrate(pool);
-    redis = new Redis(TEST_REDIS_URL);
-    prefix = testRedisPrefix();
+    services = await openConsumerServices();
+    ({ pool, redis, prefix } = services);
   });
   afterAll(async () => {
     await Promise.all(consumers.map((c) => c.stop()));
-    redis?.disconnect();
-    await pool?.end();
-    await deleteRedisPrefix(prefix);
-    await db?.drop();
+    await closeConsumerServices(services);
   });
 
   it('balances every journal and posts exactly what is due', async () => {
