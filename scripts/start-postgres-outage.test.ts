@@ -32,9 +32,7 @@ describe('npm start through a PostgreSQL stop and start', () => {
     [postgres, redis, seller] = await Promise.all([startPostgresProcess(), startRedisProcess(), startSeller()]);
     stack = await startStack({ databaseUrl: postgres.url, redisUrl: redis.url });
     proxyUrl = stack.proxyUrl;
-    // A fresh PostgreSQL (initdb), a Redis and the whole stack: ~25 s alone, over 60 s once beside the rest of the
-    // suite on a 2-core machine.
-  }, 120_000);
+  });
   afterAll(async () => {
     await stack?.stop(15_000);
     await Promise.all([seller?.close(), postgres?.destroy(), redis?.stop()]);
