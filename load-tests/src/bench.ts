@@ -23,7 +23,7 @@
  * under a scratch prefix; both are removed at the end. The result file holds every row (requests/s, latencies, CPU
  * per request by process) and the machine it ran on.
  */
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -36,6 +36,7 @@ import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { Pool } from 'undici';
+import { cpuOf, cpuSeconds, ownCpu, pgrep } from './cpu.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const args = new Map(
@@ -65,23 +66,6 @@ const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const children: ChildProcess[] = [];
 const roles = new Map<ChildProcess, string>();
 
-/** CPU seconds (user + system) a process has used, from /proc; 0 where /proc is not there. */
-const cpuSeconds = (pid: number): number => {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
-  }
-};
-const pgrep = (...args: string[]): number[] => {
-  try {
-    return execFileSync('pgrep', args, { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-};
-const pidsOf = (name: string): number[] => pgrep('-x', name);
 /** A process and everything it started (nginx's workers under its master). */
 const withDescendants = (pid: number): number[] => [pid, ...pgrep('-P', String(pid)).flatMap(withDescendants)];
 /** CPU used so far by each group of processes a request touches, the load generator (this process) included. */
@@ -89,10 +73,9 @@ const cpuSnapshot = (): Record<string, number> => {
   const groups: Record<string, number> = {};
   for (const [child, role] of roles)
     groups[role] = (groups[role] ?? 0) + withDescendants(child.pid!).reduce((sum, pid) => sum + cpuSeconds(pid), 0);
-  groups['redis'] = pidsOf('redis-server').reduce((sum, pid) => sum + cpuSeconds(pid), 0);
-  groups['postgres'] = pidsOf('postgres').reduce((sum, pid) => sum + cpuSeconds(pid), 0);
-  const own = process.cpuUsage();
-  groups['load generator'] = (own.user + own.system) / 1e6;
+  groups['redis'] = cpuOf('redis-server');
+  groups['postgres'] = cpuOf('postgres');
+  groups['load generator'] = ownCpu();
   return groups;
 };
 const start = (

@@ -5,8 +5,10 @@
  *    drains them (--consumers=<n> consumers of the group side by side, as n control planes would; --apply-depth=<n>
  *    batches each keeps in hand, default the consumer's own, 2). Prints events/s
  *    and journals/s (a refunded call posts two).
+ *    Also prints the CPU each call cost the consumer (this process), PostgreSQL and Redis while draining.
+ *    `--kind=free`: free calls instead (the history write path alone: no payment, no journal).
  * 2. Lag at a fixed rate: calls published at 5 000 events/s for `--lag-seconds`; the lag of a posting is the time
- *    from the end event's XADD to its journal's commit, sampled by polling. Prints p50/p99/max.
+ *    from the end event's XADD to its journal's commit, sampled by polling. Prints p50/p99/max. Paid calls only.
  *
  * Uses DATABASE_URL's server (default: the local test server) for a scratch database and REDIS_URL under a scratch
  * prefix; both are removed at the end.
@@ -17,6 +19,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { createPool, migrate } from '../../control-plane/src/db.js';
 import { startEventsConsumer } from '../../control-plane/src/events-consumer.js';
+import { cpuOf, ownCpu } from './cpu.js';
 
 const args = new Map(
   process.argv.slice(2).map((a) => {
@@ -30,6 +33,8 @@ const LAG_SECONDS = Number(args.get('lag-seconds') ?? 10);
 const BATCH = Number(args.get('batch') ?? 500);
 const CONSUMERS = Number(args.get('consumers') ?? 1);
 const APPLY_DEPTH = args.has('apply-depth') ? Number(args.get('apply-depth')) : undefined;
+const KIND = args.get('kind') ?? 'paid';
+if (KIND !== 'paid' && KIND !== 'free') throw new Error(`--kind=${KIND}: paid or free`);
 const DATABASE_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 /** What the consumers said, counted (a batch that met another writer and was applied again is a warning). */
@@ -94,6 +99,15 @@ const paidCall = (): [GatewayEvent, GatewayEvent] => {
   ];
 };
 
+/** One free call: its start and its end, stamped now. */
+const freeCall = (): [GatewayEvent, GatewayEvent] => {
+  const [start, end] = paidCall();
+  const { payment: _none, ...free } = start as GatewayEvent & { payment?: unknown };
+  const { payment_outcome: _no, ...freeEnd } = end as GatewayEvent & { payment_outcome?: unknown };
+  return [{ ...free, price_atomic: '0' } as GatewayEvent, freeEnd as GatewayEvent];
+};
+const call = KIND === 'free' ? freeCall : paidCall;
+
 const percentile = (sorted: number[], p: number): number =>
   sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
@@ -118,8 +132,9 @@ const main = async (): Promise<void> => {
 
     // --- 1. throughput --------------------------------------------------------------------------------------------
     for (let i = 0; i < EVENTS; i += 10_000) {
-      await publish(Array.from({ length: Math.min(10_000, EVENTS - i) / 2 }, paidCall).flat());
+      await publish(Array.from({ length: Math.min(10_000, EVENTS - i) / 2 }, call).flat());
     }
+    const cpu0 = { consumer: ownCpu(), postgres: cpuOf('postgres'), redis: cpuOf('redis-server') };
     const t0 = performance.now();
     const consumers = await Promise.all(
       Array.from({ length: CONSUMERS }, (_, i) =>
@@ -136,19 +151,30 @@ const main = async (): Promise<void> => {
     );
     await Promise.all(consumers.map((c) => c.drain({ timeoutMs: 600_000 })));
     const seconds = (performance.now() - t0) / 1000;
+    const perCall = (used: number): string => `${Math.round((used * 1e6) / (EVENTS / 2))} µs`;
+    const cpu = [
+      `consumer ${perCall(ownCpu() - cpu0.consumer)}`,
+      `postgres ${perCall(cpuOf('postgres') - cpu0.postgres)}`,
+      `redis ${perCall(cpuOf('redis-server') - cpu0.redis)}`,
+    ];
     const { rows } = await pool.query('SELECT count(*)::int AS journals FROM ledger_journals');
     const { rows: sums } = await pool.query(
       'SELECT coalesce(sum(amount_atomic), 0)::text AS total FROM ledger_entries',
     );
     const journals = rows[0].journals as number;
-    console.log(`throughput: ${EVENTS} events in ${seconds.toFixed(2)} s (batch ${BATCH})`);
+    console.log(`throughput: ${EVENTS} events of ${KIND} calls in ${seconds.toFixed(2)} s (batch ${BATCH})`);
     console.log(
       `  ${Math.round(EVENTS / seconds)} events/s, ${Math.round(journals / seconds)} journals/s ` +
         `(${journals} journals; sum of all entries ${sums[0].total})`,
     );
+    console.log(`  CPU per call: ${cpu.join(', ')}`);
     for (const [msg, n] of said) console.log(`  consumer ${msg} (${n}×)`);
     said.clear();
 
+    if (KIND === 'free') {
+      await Promise.all(consumers.map((c) => c.stop()));
+      return;
+    }
     // --- 2. lag at a fixed rate -------------------------------------------------------------------------------------
     const sentAt = new Map<string, number>();
     const lags: number[] = [];
