@@ -182,6 +182,10 @@ export const parseEvent = (
     check(typeof e['key_id'] === 'string' && isId('key', e['key_id']), 'key_id');
     check(isText(e['method'], 16), 'method');
     check(typeof e['path'] === 'string', 'path');
+    // The path is the buyer's: a lone UTF-16 surrogate in it (which UTF-8 cannot carry) is recorded as U+FFFD, as
+    // before rows went to PostgreSQL as JSON, which refuses one outright.
+    const path = e['path'] as string & { toWellFormed(): string };
+    e['path'] = path.toWellFormed();
     check(typeof e['price_atomic'] === 'string' && ATOMIC.test(e['price_atomic']), 'price_atomic');
     check(typeof e['currency'] === 'string' && isCurrency(e['currency']), 'currency');
     const start = e as unknown as GatewayStartEvent;
@@ -208,6 +212,10 @@ export const parseEvent = (
   return e as unknown as GatewayEndEvent;
 };
 
+// The three statements below take their rows as one JSON array of objects ($1, made by startRows, endRows and
+// mergedRows), read by json_to_recordset in the array's order: one parameter instead of an array per column, which
+// the driver would escape element by element. What a row object lacks (or has as null) is NULL.
+
 // A start fills only what is still NULL: when its end came first, the outcome is already there and stays. The one
 // exception is created_at, which belongs to the start (a row an end created carries an estimate until then).
 const START_SQL = `
@@ -216,9 +224,9 @@ const START_SQL = `
           payment)
   SELECT s.id, s.listing_id, s.seller_id, s.buyer_id, s.key_id, s.method, s.path, 'forwarded', s.price_atomic,
          s.currency, timestamptz 'epoch' + s.at * interval '1 ms', s.payment
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[],
-                $9::text[], $10::bigint[], $11::jsonb[])
-         AS s (id, listing_id, seller_id, buyer_id, key_id, method, path, price_atomic, currency, at, payment)
+    FROM json_to_recordset($1::json)
+         AS s (id text, listing_id text, seller_id text, buyer_id text, key_id text, method text, path text,
+               price_atomic bigint, currency text, at bigint, payment jsonb)
   ON CONFLICT (id) DO UPDATE SET
     payment      = CASE WHEN EXCLUDED.payment IS NULL THEN g.payment
                         ELSE EXCLUDED.payment || coalesce(g.payment, '{}'::jsonb) END,
@@ -241,8 +249,10 @@ const END_SQL = `
   SELECT e.id, e.listing_id, l.seller_id, e.status, e.http_status, e.error_code, e.latency_ms, e.upstream_latency_ms,
          e.bytes_in, e.bytes_out, timestamptz 'epoch' + (e.at - e.latency_ms) * interval '1 ms',
          timestamptz 'epoch' + e.at * interval '1 ms', e.payment
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::int[], $8::bigint[],
-                $9::bigint[], $10::bigint[], $11::jsonb[]) WITH ORDINALITY
+    FROM ROWS FROM (json_to_recordset($1::json)
+                    AS (id text, listing_id text, status text, http_status int, error_code text, latency_ms int,
+                        upstream_latency_ms int, bytes_in bigint, bytes_out bigint, at bigint, payment jsonb))
+         WITH ORDINALITY
          AS e (id, listing_id, status, http_status, error_code, latency_ms, upstream_latency_ms, bytes_in, bytes_out, at,
                payment, n)
     LEFT JOIN listings l ON l.id = e.listing_id
@@ -273,12 +283,11 @@ const MERGED_SQL = `
          CASE WHEN m.end_payment IS NULL THEN m.payment ELSE coalesce(m.payment, '{}'::jsonb) || m.end_payment END,
          m.http_status, m.error_code, m.latency_ms, m.upstream_latency_ms, m.bytes_in, m.bytes_out,
          timestamptz 'epoch' + m.end_at * interval '1 ms', m.receipt
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[],
-                $9::text[], $10::bigint[], $11::jsonb[], $12::text[], $13::int[], $14::text[], $15::int[], $16::int[],
-                $17::bigint[], $18::bigint[], $19::bigint[], $20::jsonb[], $21::text[])
-         AS m (id, listing_id, seller_id, buyer_id, key_id, method, path, price_atomic, currency, at, payment, status,
-               http_status, error_code, latency_ms, upstream_latency_ms, bytes_in, bytes_out, end_at, end_payment,
-               receipt)
+    FROM json_to_recordset($1::json)
+         AS m (id text, listing_id text, seller_id text, buyer_id text, key_id text, method text, path text,
+               price_atomic bigint, currency text, at bigint, payment jsonb, status text, http_status int,
+               error_code text, latency_ms int, upstream_latency_ms int, bytes_in bigint, bytes_out bigint,
+               end_at bigint, end_payment jsonb, receipt text)
   ON CONFLICT (id) DO NOTHING
   RETURNING g.id`;
 
@@ -492,25 +501,13 @@ export const applyEvents = async (
   const consumed = [...consumedProofs(events)].sort(([a], [b]) => compareIds(a, b));
   const both = [...starts.values()].filter((s) => ends.has(s.id)).sort(byId);
   if (both.length > 0) {
-    const pairs = both.map((s) => [s, ends.get(s.id)!] as const);
-    const merged = [
-      ...startArrays(both),
-      ...outcomeArrays(pairs.map(([, e]) => e)),
-      pairs.map(([, e]) => e.receipt ?? null),
-    ];
-    const result = await client.query<{ id: string }>(MERGED_SQL, merged);
+    const result = await client.query<{ id: string }>(MERGED_SQL, [mergedRows(both, ends)]);
     for (const { id } of result.rows) written.add(id);
   }
   const startRows = [...starts.values()].filter((s) => !written.has(s.id)).sort(byId);
   const endRows = [...ends.values()].filter((e) => !written.has(e.id)).sort(byId);
-  if (startRows.length > 0) await client.query(START_SQL, startArrays(startRows));
-  if (endRows.length > 0) {
-    await client.query(END_SQL, [
-      endRows.map((e) => e.id),
-      endRows.map((e) => e.listing_id),
-      ...outcomeArrays(endRows),
-    ]);
-  }
+  if (startRows.length > 0) await client.query(START_SQL, [startsJson(startRows)]);
+  if (endRows.length > 0) await client.query(END_SQL, [endsJson(endRows)]);
   // Receipts (§3.4): after the end's row exists; a row written whole above already has its receipt.
   const receipts = endRows.filter((e) => e.receipt !== undefined);
   if (receipts.length > 0) {
@@ -525,49 +522,64 @@ export const applyEvents = async (
   return givenBack;
 };
 
-// The parameter arrays of the statements above, in their column order: a start's fields and its payment, an end's
-// outcome fields and its payment outcome.
-const START_FIELDS = [
-  'id',
-  'listing_id',
-  'seller_id',
-  'buyer_id',
-  'key_id',
-  'method',
-  'path',
-  'price_atomic',
-  'currency',
-  'at',
-] as const;
-const OUTCOME_FIELDS = [
-  'status',
-  'http_status',
-  'error_code',
-  'latency_ms',
-  'upstream_latency_ms',
-  'bytes_in',
-  'bytes_out',
-  'at',
-] as const;
-
-const startArrays = (rows: readonly GatewayStartEvent[]): unknown[][] => [
-  ...START_FIELDS.map((key) => rows.map((r) => r[key])),
-  rows.map((r) => (r.payment ? JSON.stringify(r.payment) : null)),
-];
+// The JSON parameter of the statements above. A start event is its own row (json_to_recordset reads the columns it
+// names and ignores the other keys: type, v, consumed_at).
+const startsJson = (rows: readonly GatewayStartEvent[]): string => JSON.stringify(rows);
 
 // What an end adds to the request's payment record: the payment's outcome, or the payment request a 402 issued.
-const endPayment = (r: GatewayEndEvent): string | null =>
+const endPayment = (r: GatewayEndEvent): { outcome?: unknown; request_id?: string } | null =>
   r.payment_outcome || r.payment_request_id
-    ? JSON.stringify({
+    ? {
         ...(r.payment_outcome ? { outcome: r.payment_outcome } : {}),
         ...(r.payment_request_id ? { request_id: r.payment_request_id } : {}),
-      })
+      }
     : null;
 
-const outcomeArrays = (rows: readonly GatewayEndEvent[]): unknown[][] => [
-  ...OUTCOME_FIELDS.map((key) => rows.map((r) => r[key])),
-  rows.map(endPayment),
-];
+/** An end's outcome columns. */
+const outcomeOf = (e: GatewayEndEvent) => ({
+  status: e.status,
+  http_status: e.http_status,
+  error_code: e.error_code,
+  latency_ms: e.latency_ms,
+  upstream_latency_ms: e.upstream_latency_ms,
+  bytes_in: e.bytes_in,
+  bytes_out: e.bytes_out,
+});
+
+const endsJson = (rows: readonly GatewayEndEvent[]): string =>
+  JSON.stringify(
+    rows.map((e) => ({
+      id: e.id,
+      listing_id: e.listing_id,
+      ...outcomeOf(e),
+      at: e.at,
+      payment: endPayment(e),
+    })),
+  );
+
+const mergedRows = (starts: readonly GatewayStartEvent[], ends: ReadonlyMap<string, GatewayEndEvent>): string =>
+  JSON.stringify(
+    starts.map((s) => {
+      const e = ends.get(s.id)!;
+      return {
+        id: s.id,
+        listing_id: s.listing_id,
+        seller_id: s.seller_id,
+        buyer_id: s.buyer_id,
+        key_id: s.key_id,
+        method: s.method,
+        path: s.path,
+        price_atomic: s.price_atomic,
+        currency: s.currency,
+        at: s.at,
+        payment: s.payment ?? null,
+        ...outcomeOf(e),
+        end_at: e.at,
+        end_payment: endPayment(e),
+        receipt: e.receipt ?? null,
+      };
+    }),
+  );
 
 /**
  * True when retrying cannot help the event itself: it is malformed, or PostgreSQL refused its data (SQLSTATE
@@ -593,7 +605,12 @@ const isContention = (error: unknown): boolean => {
 };
 const CONTENTION_ATTEMPTS = 3;
 
-const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+/** An error's message, with PostgreSQL's detail where it gives one (what a dead letter's `error` says). */
+const messageOf = (error: unknown): string => {
+  if (!(error instanceof Error)) return String(error);
+  const detail = (error as { detail?: unknown }).detail;
+  return typeof detail === 'string' && detail !== '' ? `${error.message}: ${detail}` : error.message;
+};
 
 /** Reads a flat `[name, value, …]` reply (XINFO) into an object. */
 const flat = (reply: unknown): Record<string, unknown> => {

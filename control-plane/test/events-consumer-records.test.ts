@@ -80,4 +80,22 @@ describe('events consumer records gateway requests', () => {
     expect(recorded).toEqual(expected.sort((a, b) => (a.id < b.id ? -1 : 1)));
     expect(plane.eventsConsumer.stats()).toMatchObject({ deadLettered: 0, lastError: null });
   });
+
+  it('records a path as sent, any character UTF-8 carries; a lone surrogate as U+FFFD', async () => {
+    const paths = ['/q?x="a,b"&y={1}\\\'z\'', '/é/😀/\t', '/half\ud800/x'];
+    const starts = paths.map((path) => startEvent(call, { path }));
+    // Together (one row written whole each) and apart (the start's and the end's own statements).
+    await publishEvents(...starts.flatMap((s) => [s, endEvent(s)]));
+    await plane.eventsConsumer.drain();
+    const apart = startEvent(call, { path: '/apart\udfff' });
+    await publishEvents(apart);
+    await plane.eventsConsumer.drain();
+    await publishEvents(endEvent(apart));
+    await plane.eventsConsumer.drain();
+    const recorded = await rows([...starts.map((s) => s.id), apart.id]);
+    const byId = new Map(recorded.map((r) => [r.id, r.path]));
+    expect(starts.map((s) => byId.get(s.id))).toEqual([paths[0], paths[1], '/half\ufffd/x']);
+    expect(byId.get(apart.id)).toBe('/apart\ufffd');
+    expect(plane.eventsConsumer.stats()).toMatchObject({ deadLettered: 0, lastError: null });
+  });
 });
