@@ -110,13 +110,15 @@ export const ACCOUNTS_SQL = `
 
 // One statement for a batch's payments: the accounts they need (created when missing, as ACCOUNTS_SQL does, in the
 // order given), the journals, the entries of the journals inserted (by gateway request: one journal each here, and
-// by account key) in the order given, and for those of the requests due a refund ($21) their reversal, as
-// REFUNDS_SQL makes it (which still reverses the payments posted before). ON CONFLICT without a target covers the idempotency key and the
-// settlement reference alike; what was not inserted gets no entries and is examined afterwards. Each row returned
-// carries the number of entries inserted, to be compared with the number due.
+// by account key) in the order given, and for those of the requests due a refund ($4) their reversal, as
+// REFUNDS_SQL makes it (which still reverses the payments posted before). ON CONFLICT without a target covers the
+// idempotency key and the settlement reference alike; what was not inserted gets no entries and is examined
+// afterwards. Each row returned carries the number of entries inserted, to be compared with the number due. The
+// journals ($1), accounts ($2) and entries ($3) come as JSON arrays of objects, read in their order.
 const PAYMENTS_SQL = `
   WITH wanted AS (
-    SELECT * FROM unnest($12::text[], $13::text[], $14::text[]) WITH ORDINALITY AS w (owner_id, role, currency, n)),
+    SELECT * FROM ROWS FROM (json_to_recordset($2::json) AS (owner_id text, role text, currency text))
+           WITH ORDINALITY AS w (owner_id, role, currency, n)),
   created AS (
     INSERT INTO ledger_accounts (owner_id, role, currency) SELECT owner_id, role, currency FROM wanted ORDER BY n
     ON CONFLICT DO NOTHING RETURNING id, owner_id, role, currency),
@@ -129,9 +131,9 @@ const PAYMENTS_SQL = `
                                  amount_atomic, fee_atomic, fee_bps, network, tx)
     SELECT p.kind, p.id, p.id || ':' || p.kind, p.listing_id, p.buyer_id, p.seller_id, p.currency, p.amount, p.fee,
            p.fee_bps, p.network, p.tx
-      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::int[],
-                  $9::text[], $10::text[], $11::text[])
-           AS p (id, listing_id, buyer_id, seller_id, currency, amount, fee, fee_bps, network, tx, kind)
+      FROM json_to_recordset($1::json)
+           AS p (id text, listing_id text, buyer_id text, seller_id text, currency text, amount bigint, fee bigint,
+                 fee_bps int, network text, tx text, kind text)
     ON CONFLICT DO NOTHING
     RETURNING id, gateway_request_id, kind, listing_id, buyer_id, seller_id, currency, amount_atomic, fee_atomic,
               fee_bps, network, tx),
@@ -141,13 +143,15 @@ const PAYMENTS_SQL = `
     SELECT 'refund', i.gateway_request_id, i.gateway_request_id || ':refund', i.listing_id, i.buyer_id, i.seller_id,
            i.currency, i.amount_atomic, i.fee_atomic, i.fee_bps, i.network, i.tx, i.id
       FROM inserted i
-     WHERE i.kind = 'payment' AND i.gateway_request_id = ANY ($21::text[])
+     WHERE i.kind = 'payment' AND i.gateway_request_id = ANY ($4::text[])
      ORDER BY i.id
     ON CONFLICT DO NOTHING
     RETURNING id, gateway_request_id, buyer_id, currency),
   given AS (
-    SELECT * FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::bigint[]) WITH ORDINALITY
-           AS e (gateway_request_id, owner_id, role, currency, entry_type, amount_atomic, n)),
+    SELECT * FROM ROWS FROM (json_to_recordset($3::json)
+                             AS (gateway_request_id text, owner_id text, role text, currency text, entry_type text,
+                                 amount_atomic bigint))
+           WITH ORDINALITY AS e (gateway_request_id, owner_id, role, currency, entry_type, amount_atomic, n)),
   entries AS (
     INSERT INTO ledger_entries (journal_id, account_id, entry_type, amount_atomic)
     SELECT journal_id, account_id, entry_type, amount_atomic FROM (
@@ -292,7 +296,6 @@ export const postLedger = async (
   }
   // A 100 % fee leaves the seller nothing: a zero entry says nothing, so it is left out.
   const nonZero = entries.filter((e) => e[3] !== 0n);
-  const column = <T>(pick: (p: Posting) => T): T[] => postings.map(pick);
   const refundDue = postings.filter((p) => p.candidate.outcome === 'refund_due');
   const { rows: inserted } = await client.query<{
     id: string;
@@ -300,26 +303,32 @@ export const postLedger = async (
     entries: number;
     refunds: number;
   }>(PAYMENTS_SQL, [
-    column((p) => p.candidate.id),
-    column((p) => p.candidate.listing_id),
-    column((p) => p.candidate.buyer_id),
-    column((p) => p.candidate.seller_id),
-    column((p) => p.candidate.currency),
-    column((p) => p.amountAtomic.toString()),
-    column((p) => p.feeAtomic.toString()),
-    column((p) => p.feeBps),
-    column((p) => p.network),
-    column((p) => p.tx),
-    column((p) => p.kind),
-    sorted.map((a) => a[0]),
-    sorted.map((a) => a[1]),
-    sorted.map((a) => a[2]),
-    nonZero.map((e) => e[0]),
-    nonZero.map((e) => e[1][0]),
-    nonZero.map((e) => e[1][1]),
-    nonZero.map((e) => e[1][2]),
-    nonZero.map((e) => e[2]),
-    nonZero.map((e) => e[3].toString()),
+    JSON.stringify(
+      postings.map((p) => ({
+        id: p.candidate.id,
+        listing_id: p.candidate.listing_id,
+        buyer_id: p.candidate.buyer_id,
+        seller_id: p.candidate.seller_id,
+        currency: p.candidate.currency,
+        amount: p.amountAtomic.toString(),
+        fee: p.feeAtomic.toString(),
+        fee_bps: p.feeBps,
+        network: p.network,
+        tx: p.tx,
+        kind: p.kind,
+      })),
+    ),
+    JSON.stringify(sorted.map(([owner_id, role, currency]) => ({ owner_id, role, currency }))),
+    JSON.stringify(
+      nonZero.map(([gateway_request_id, [owner_id, role, currency], entry_type, amount]) => ({
+        gateway_request_id,
+        owner_id,
+        role,
+        currency,
+        entry_type,
+        amount_atomic: amount.toString(),
+      })),
+    ),
     refundDue.map((p) => p.candidate.id),
   ]);
   const journalOf = new Map(inserted.map((r) => [r.gateway_request_id, r.id]));
