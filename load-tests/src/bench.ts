@@ -15,6 +15,9 @@
  * 4. CROCHET_PROXY_WORKERS: the free route on one proxy host running --workers processes, reported apart.
  *
  * Flags: --duration=<s per row> (10), --connections=<n> (32), --rate=<req/s of the fixed-rate rows> (1000),
+ * --throughput-rounds=<n> (2; 1 with --quick): the throughput rows run in n interleaved rounds of duration/n seconds
+ * each (direct, bare, nginx, free, paid, then again), so that a machine whose speed drifts over minutes weighs on
+ * every row alike; a row's figures are over all its rounds, and each ratio is also printed per round,
  * --samples=<propagation changes> (100), --profile=<role>, --nginx=<path to nginx> (found on the usual paths),
  * --json=<result file> (load-tests/results/bench-<time>.json), --quick (only the direct, bare proxy and free route
  * throughput rows and their CPU: for trying a change; the targets need the full run).
@@ -60,6 +63,7 @@ const COMPARE = args.has('compare') || args.has('compare-node-options');
 const COMPARE_ROOT = args.get('compare') && args.get('compare') !== 'true' ? resolve(args.get('compare')!) : root;
 const COMPARE_NODE_OPTIONS = (args.get('compare-node-options') ?? '').split(' ').filter(Boolean);
 const COMPARE_ROUNDS = Number(args.get('rounds') ?? 4);
+const THROUGHPUT_ROUNDS = Math.max(1, Number(args.get('throughput-rounds') ?? (QUICK ? 1 : 2)));
 const DATABASE_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 
@@ -209,7 +213,44 @@ interface Row {
   non2xx: number;
   /** CPU microseconds per request, per process group, during this row. */
   cpuMicrosPerRequest: Record<string, number>;
+  /** Requests/s of each interleaved round, in order (throughput rows). */
+  roundsRequestsPerSecond?: number[];
 }
+
+/**
+ * One row from its interleaved rounds (of equal length): requests and errors summed, requests/s and the usual
+ * latencies averaged, the worst round's p99 and beyond, and the CPU per request over every round's requests.
+ */
+const mergeRounds = (rounds: Row[]): Row => {
+  const first = rounds[0]!;
+  if (rounds.length === 1) return { ...first, roundsRequestsPerSecond: [first.requestsPerSecond] };
+  const sum = (pick: (r: Row) => number) => rounds.reduce((total, r) => total + pick(r), 0);
+  const mean = (pick: (r: Row) => number) => Number((sum(pick) / rounds.length).toFixed(2));
+  const worst = (pick: (r: Row) => number) => Math.max(...rounds.map(pick));
+  const requests = sum((r) => r.requests);
+  const groups = new Set(rounds.flatMap((r) => Object.keys(r.cpuMicrosPerRequest)));
+  return {
+    name: first.name,
+    requests,
+    requestsPerSecond: Math.round(mean((r) => r.requestsPerSecond)),
+    p50Ms: mean((r) => r.p50Ms),
+    p99Ms: worst((r) => r.p99Ms),
+    latencyMs: {
+      average: mean((r) => r.latencyMs.average),
+      p50: mean((r) => r.latencyMs.p50),
+      p90: mean((r) => r.latencyMs.p90),
+      p99: worst((r) => r.latencyMs.p99),
+      p999: worst((r) => r.latencyMs.p999),
+      max: worst((r) => r.latencyMs.max),
+    },
+    errors: sum((r) => r.errors),
+    non2xx: sum((r) => r.non2xx),
+    cpuMicrosPerRequest: Object.fromEntries(
+      [...groups].map((g) => [g, Math.round(sum((r) => (r.cpuMicrosPerRequest[g] ?? 0) * r.requests) / requests)]),
+    ),
+    roundsRequestsPerSecond: rounds.map((r) => r.requestsPerSecond),
+  };
+};
 
 const load = async (
   name: string,
@@ -463,8 +504,9 @@ const main = async () => {
     // Pre-verified proofs, as a retry after a verification finds them: the paid hot path is then one script.
     const verifier = new Redis(REDIS_URL);
     const proofs: string[] = [];
-    // More than the paid row can use (a proof pays once); fewer for short rows, as each one is a Redis hash.
-    const PROOFS = Math.min(400_000, Math.max(40_000, DURATION_S * 40_000));
+    // More than the paid row can use (a proof pays once); fewer for short rows, as each one is a Redis hash; none
+    // when there is no paid row (--quick).
+    const PROOFS = QUICK ? 0 : Math.min(400_000, Math.max(40_000, DURATION_S * 40_000));
     const alphabet = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
     for (let batch = 0; batch < PROOFS / 10_000; batch++) {
       const pipeline = verifier.pipeline();
@@ -528,14 +570,24 @@ const main = async () => {
       );
       return;
     }
-    process.stdout.write(`throughput: ${CONNECTIONS} connections, ${DURATION_S} s each\n`);
-    const throughput = [
-      await load('direct', `${upstream}/echo`, {}),
-      await load('bare proxy', `${bare}/echo`, {}),
-      ...(nginx ? [await load('nginx proxy_pass', `${nginx}/echo`, {})] : []),
-      await load('crochet free route', gateway, auth),
-      ...(QUICK ? [] : [await load('crochet paid route', paidGateway, auth, freshProof)]),
+    const roundS = Math.max(1, Math.round(DURATION_S / THROUGHPUT_ROUNDS));
+    process.stdout.write(
+      `throughput: ${CONNECTIONS} connections, ${THROUGHPUT_ROUNDS} interleaved round(s) of ${roundS} s per row\n`,
+    );
+    const throughputRows: [string, string, Record<string, string>, (() => Record<string, string>)?][] = [
+      ['direct', `${upstream}/echo`, {}],
+      ['bare proxy', `${bare}/echo`, {}],
+      ...(nginx ? [['nginx proxy_pass', `${nginx}/echo`, {}] as [string, string, Record<string, string>]] : []),
+      ['crochet free route', gateway, auth],
+      ...(QUICK ? [] : [['crochet paid route', paidGateway, auth, freshProof] as (typeof throughputRows)[number]]),
     ];
+    const rounds: Row[][] = throughputRows.map(() => []);
+    for (let round = 0; round < THROUGHPUT_ROUNDS; round++) {
+      for (const [i, [name, url, headers, perRequest]] of throughputRows.entries()) {
+        rounds[i]!.push(await load(name, url, headers, perRequest, roundS));
+      }
+    }
+    const throughput = rounds.map(mergeRounds);
     if (QUICK) {
       const bareRps = throughput.find((r) => r.name === 'bare proxy')!.requestsPerSecond;
       for (const r of throughput) {
@@ -683,8 +735,17 @@ const main = async () => {
       process.stdout.write(`  ${row.name.padEnd(20)} ${parts.join('   ')}\n`);
     }
     process.stdout.write('\n');
-    process.stdout.write(`crochet / bare proxy requests/s: ${summary.ratio_crochet_to_bare_rps} (target ≥ 1.0)\n`);
-    process.stdout.write(`crochet paid / crochet free requests/s: ${summary.ratio_paid_to_free_rps} (target ≥ 0.9)\n`);
+    /** The ratio of two rows' requests/s in each round, when there was more than one. */
+    const perRound = (a: Row, b: Row): string =>
+      (a.roundsRequestsPerSecond?.length ?? 0) > 1
+        ? ` (rounds: ${a.roundsRequestsPerSecond!.map((rps, i) => (rps / b.roundsRequestsPerSecond![i]!).toFixed(3)).join(', ')})`
+        : '';
+    process.stdout.write(
+      `crochet / bare proxy requests/s: ${summary.ratio_crochet_to_bare_rps} (target ≥ 1.0)${perRound(crochetRow, bareRow)}\n`,
+    );
+    process.stdout.write(
+      `crochet paid / crochet free requests/s: ${summary.ratio_paid_to_free_rps} (target ≥ 0.9)${perRound(paidRow, crochetRow)}\n`,
+    );
     process.stdout.write(`crochet paid / bare proxy requests/s: ${summary.ratio_paid_to_bare_rps}\n`);
     process.stdout.write(
       `crochet free with ${WORKERS} proxy workers / bare proxy requests/s: ${summary.ratio_workers_to_bare_rps} (reported apart)\n`,
