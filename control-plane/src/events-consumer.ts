@@ -118,6 +118,9 @@ const isCount = (value: unknown, max = Number.MAX_SAFE_INTEGER): value is number
 const isText = (value: unknown, max: number): value is string =>
   typeof value === 'string' && value.length > 0 && value.length <= max;
 
+/** A string with each lone UTF-16 surrogate replaced by U+FFFD (what UTF-8 text can hold). */
+const wellFormed = (s: string): string => (s as string & { toWellFormed(): string }).toWellFormed();
+
 const RAILS = new Set<string>(['solana-transfer', 'evm-transfer', 'relay', 'x402-exact']);
 
 /** Parses and checks a paid start's payment record (the entry's `p` field). */
@@ -182,10 +185,10 @@ export const parseEvent = (
     check(typeof e['key_id'] === 'string' && isId('key', e['key_id']), 'key_id');
     check(isText(e['method'], 16), 'method');
     check(typeof e['path'] === 'string', 'path');
-    // The path is the buyer's: a lone UTF-16 surrogate in it (which UTF-8 cannot carry) is recorded as U+FFFD, as
-    // before rows went to PostgreSQL as JSON, which refuses one outright.
-    const path = e['path'] as string & { toWellFormed(): string };
-    e['path'] = path.toWellFormed();
+    // Free text (the path is the buyer's): a lone UTF-16 surrogate in it (which UTF-8 cannot carry) is recorded as
+    // U+FFFD, as before rows went to PostgreSQL as JSON, which refuses one outright.
+    e['method'] = wellFormed(e['method'] as string);
+    e['path'] = wellFormed(e['path'] as string);
     check(typeof e['price_atomic'] === 'string' && ATOMIC.test(e['price_atomic']), 'price_atomic');
     check(typeof e['currency'] === 'string' && isCurrency(e['currency']), 'currency');
     const start = e as unknown as GatewayStartEvent;
@@ -203,6 +206,7 @@ export const parseEvent = (
   check(typeof e['status'] === 'string' && Object.hasOwn(STATUSES, e['status']), 'status');
   check(isCount(e['http_status'], 999), 'http_status');
   check(e['error_code'] === null || isText(e['error_code'], 64), 'error_code');
+  if (e['error_code'] !== null) e['error_code'] = wellFormed(e['error_code'] as string);
   check(isCount(e['latency_ms'], INT32_MAX), 'latency_ms');
   check(e['upstream_latency_ms'] === null || isCount(e['upstream_latency_ms'], INT32_MAX), 'upstream_latency_ms');
   check(isCount(e['bytes_in']), 'bytes_in');
@@ -212,7 +216,7 @@ export const parseEvent = (
   return e as unknown as GatewayEndEvent;
 };
 
-// The three statements below take their rows as one JSON array of objects ($1, made by startRows, endRows and
+// The three statements below take their rows as one JSON array of objects ($1, made by startsJson, endsJson and
 // mergedRows), read by json_to_recordset in the array's order: one parameter instead of an array per column, which
 // the driver would escape element by element. What a row object lacks (or has as null) is NULL.
 
@@ -522,9 +526,23 @@ export const applyEvents = async (
   return givenBack;
 };
 
-// The JSON parameter of the statements above. A start event is its own row (json_to_recordset reads the columns it
-// names and ignores the other keys: type, v, consumed_at).
-const startsJson = (rows: readonly GatewayStartEvent[]): string => JSON.stringify(rows);
+// The JSON parameter of the statements above. Each row names only the columns its statement reads:
+// json_to_recordset parses (and de-escapes) every key of an object, so a key it does not read — a field a newer
+// proxy adds — would otherwise make the whole start poison with a lone surrogate or a \u0000 in it.
+const startRow = (s: GatewayStartEvent) => ({
+  id: s.id,
+  listing_id: s.listing_id,
+  seller_id: s.seller_id,
+  buyer_id: s.buyer_id,
+  key_id: s.key_id,
+  method: s.method,
+  path: s.path,
+  price_atomic: s.price_atomic,
+  currency: s.currency,
+  at: s.at,
+  payment: s.payment ?? null,
+});
+const startsJson = (rows: readonly GatewayStartEvent[]): string => JSON.stringify(rows.map(startRow));
 
 // What an end adds to the request's payment record: the payment's outcome, or the payment request a 402 issued.
 const endPayment = (r: GatewayEndEvent): { outcome?: unknown; request_id?: string } | null =>
@@ -562,17 +580,7 @@ const mergedRows = (starts: readonly GatewayStartEvent[], ends: ReadonlyMap<stri
     starts.map((s) => {
       const e = ends.get(s.id)!;
       return {
-        id: s.id,
-        listing_id: s.listing_id,
-        seller_id: s.seller_id,
-        buyer_id: s.buyer_id,
-        key_id: s.key_id,
-        method: s.method,
-        path: s.path,
-        price_atomic: s.price_atomic,
-        currency: s.currency,
-        at: s.at,
-        payment: s.payment ?? null,
+        ...startRow(s),
         ...outcomeOf(e),
         end_at: e.at,
         end_payment: endPayment(e),

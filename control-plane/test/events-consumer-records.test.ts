@@ -98,4 +98,19 @@ describe('events consumer records gateway requests', () => {
     expect(byId.get(apart.id)).toBe('/apart\ufffd');
     expect(plane.eventsConsumer.stats()).toMatchObject({ deadLettered: 0, lastError: null });
   });
+
+  it("records free text with a lone surrogate as U+FFFD, and ignores a start's fields it has no column for", async () => {
+    // A start written alone (its end comes later) with a field a newer proxy might add, holding what PostgreSQL's
+    // JSON refuses: only the columns are sent, so the start is recorded, not dead-lettered.
+    const start = { ...startEvent(call, { method: 'G\ud800' }), future: ['\udfff', '\u0000'] } as GatewayStartEvent;
+    await publishEvents(start);
+    await plane.eventsConsumer.drain();
+    const end = endEvent(start, { status: 'upstream_error', http_status: 502, error_code: 'E\ud800' });
+    await publishEvents(end);
+    await plane.eventsConsumer.drain();
+    expect(await rows([start.id])).toMatchObject([
+      { method: 'G\ufffd', error_code: 'E\ufffd', status: 'upstream_error', buyer_id: call.buyerId },
+    ]);
+    expect(plane.eventsConsumer.stats()).toMatchObject({ deadLettered: 0, lastError: null });
+  });
 });
