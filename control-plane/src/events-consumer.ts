@@ -579,13 +579,13 @@ const mergedRows = (starts: readonly GatewayStartEvent[], ends: ReadonlyMap<stri
   JSON.stringify(
     starts.map((s) => {
       const e = ends.get(s.id)!;
-      return {
-        ...startRow(s),
-        ...outcomeOf(e),
+      // Not `{ ...a, ...b }`: a literal with two spreads gets slow (dictionary) properties, which made JSON.stringify
+      // ten times slower per row.
+      return Object.assign(startRow(s), outcomeOf(e), {
         end_at: e.at,
         end_payment: endPayment(e),
         receipt: e.receipt ?? null,
-      };
+      });
     }),
   );
 
