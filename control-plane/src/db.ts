@@ -74,17 +74,9 @@ export const isDatabaseUnavailable = (error: unknown): boolean => {
 };
 
 /**
- * A named statement this connection prepared no longer fits: a column it returns changed under it (0A000, "cached plan
- * must not change result type", after a migration) or the statement is gone (26000). PostgreSQL keeps answering so on
- * that connection; a fresh one prepares the statement again.
- */
-const STALE_STATEMENT = new Set(['0A000', '26000']);
-
-/**
  * Runs `work` in a transaction; rolls back on any throw. A connection that failed is not sent a ROLLBACK (it would
  * only wait out the same failure): it is discarded, which ends its transaction on the server. So is one whose
- * ROLLBACK failed, so that no pooled connection is ever left inside a transaction, and one holding a stale named
- * statement (STALE_STATEMENT).
+ * ROLLBACK failed, so that no pooled connection is ever left inside a transaction.
  *
  * `opening` replaces the bare BEGIN: `BEGIN; <statements without parameters>` runs them inside the transaction in the
  * same round trip, and `work` gets their results (BEGIN's first).
@@ -104,7 +96,6 @@ export const transaction = async <T>(
   } catch (error) {
     const discard =
       isDatabaseUnavailable(error) ||
-      STALE_STATEMENT.has(String((error as { code?: unknown } | null)?.code)) ||
       !(await client.query('ROLLBACK').then(
         () => true,
         () => false,

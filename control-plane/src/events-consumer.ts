@@ -218,9 +218,7 @@ export const parseEvent = (
 
 // The three statements below take their rows as one JSON array of objects ($1, made by startsJson, endsJson and
 // mergedRows), read by json_to_recordset in the array's order: one parameter instead of an array per column, which
-// the driver would escape element by element. What a row object lacks (or has as null) is NULL. Like every statement
-// a batch runs, they are named (prepared once per connection), so PostgreSQL parses and plans them once, not per
-// batch; a partition created or dropped meanwhile makes PostgreSQL plan them again by itself.
+// the driver would escape element by element. What a row object lacks (or has as null) is NULL.
 
 // A start fills only what is still NULL: when its end came first, the outcome is already there and stays. The one
 // exception is created_at, which belongs to the start (a row an end created carries an estimate until then).
@@ -375,8 +373,7 @@ const recordProofs = async (
   written: ReadonlySet<string>,
   consumed: readonly [string, { id: string; at: number }][],
 ): Promise<string[]> => {
-  if (consumed.length > 0)
-    await client.query({ name: 'crochet_proofs', text: PROOFS_SQL, values: proofArrays(consumed) });
+  if (consumed.length > 0) await client.query(PROOFS_SQL, proofArrays(consumed));
   const paid = new Set<string>();
   for (const event of events) {
     if (!(event.type === 'gateway.start' ? event.payment : event.payment_outcome)) continue;
@@ -384,9 +381,7 @@ const recordProofs = async (
     if (written.has(event.id) && status !== 'released' && status !== 'pending') continue;
     paid.add(event.id);
   }
-  if (paid.size > 0) {
-    await client.query({ name: 'crochet_released', text: RELEASED_SQL, values: [[...paid].sort(compareIds)] });
-  }
+  if (paid.size > 0) await client.query(RELEASED_SQL, [[...paid].sort(compareIds)]);
   const settled: GatewayEndEvent[] = [];
   for (const end of [...ends.values()].sort(byId)) {
     const outcome = end.payment_outcome;
@@ -510,18 +505,13 @@ export const applyEvents = async (
   const consumed = [...consumedProofs(events)].sort(([a], [b]) => compareIds(a, b));
   const both = [...starts.values()].filter((s) => ends.has(s.id)).sort(byId);
   if (both.length > 0) {
-    const result = await client.query<{ id: string }>({
-      name: 'crochet_merged',
-      text: MERGED_SQL,
-      values: [mergedRows(both, ends)],
-    });
+    const result = await client.query<{ id: string }>(MERGED_SQL, [mergedRows(both, ends)]);
     for (const { id } of result.rows) written.add(id);
   }
   const startRows = [...starts.values()].filter((s) => !written.has(s.id)).sort(byId);
   const endRows = [...ends.values()].filter((e) => !written.has(e.id)).sort(byId);
-  if (startRows.length > 0)
-    await client.query({ name: 'crochet_start', text: START_SQL, values: [startsJson(startRows)] });
-  if (endRows.length > 0) await client.query({ name: 'crochet_end', text: END_SQL, values: [endsJson(endRows)] });
+  if (startRows.length > 0) await client.query(START_SQL, [startsJson(startRows)]);
+  if (endRows.length > 0) await client.query(END_SQL, [endsJson(endRows)]);
   // Receipts (§3.4): after the end's row exists; a row written whole above already has its receipt.
   const receipts = endRows.filter((e) => e.receipt !== undefined);
   if (receipts.length > 0) {

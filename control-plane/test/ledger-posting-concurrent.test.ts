@@ -75,9 +75,7 @@ describe('ledger posting under concurrency', () => {
       const query = client.query.bind(client) as (sql: unknown, params?: unknown) => Promise<unknown>;
       const held = Object.create(client) as PoolClient;
       held.query = (async (sql: unknown, params?: unknown) => {
-        // A statement comes as its text or as a named statement's config ({ name, text, values }).
-        const text = typeof sql === 'string' ? sql : (sql as { text?: string } | null)?.text;
-        if (text?.includes('INSERT INTO payment_proofs')) {
+        if (typeof sql === 'string' && sql.includes('INSERT INTO payment_proofs')) {
           reachedProofs();
           await gate;
         }

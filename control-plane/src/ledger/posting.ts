@@ -240,11 +240,7 @@ export const postLedger = async (
     ),
   ];
   if (ids.length === 0) return;
-  const { rows: candidates } = await client.query<Candidate>({
-    name: 'crochet_candidates',
-    text: CANDIDATES_SQL,
-    values: [ids],
-  });
+  const { rows: candidates } = await client.query<Candidate>(CANDIDATES_SQL, [ids]);
   if (candidates.length === 0) return;
 
   // --- amounts ---------------------------------------------------------------------------------------------------
@@ -306,39 +302,35 @@ export const postLedger = async (
     gateway_request_id: string;
     entries: number;
     refunds: number;
-  }>({
-    name: 'crochet_payments',
-    text: PAYMENTS_SQL,
-    values: [
-      JSON.stringify(
-        postings.map((p) => ({
-          id: p.candidate.id,
-          listing_id: p.candidate.listing_id,
-          buyer_id: p.candidate.buyer_id,
-          seller_id: p.candidate.seller_id,
-          currency: p.candidate.currency,
-          amount: p.amountAtomic.toString(),
-          fee: p.feeAtomic.toString(),
-          fee_bps: p.feeBps,
-          network: p.network,
-          tx: p.tx,
-          kind: p.kind,
-        })),
-      ),
-      JSON.stringify(sorted.map(([owner_id, role, currency]) => ({ owner_id, role, currency }))),
-      JSON.stringify(
-        nonZero.map(([gateway_request_id, [owner_id, role, currency], entry_type, amount]) => ({
-          gateway_request_id,
-          owner_id,
-          role,
-          currency,
-          entry_type,
-          amount_atomic: amount.toString(),
-        })),
-      ),
-      refundDue.map((p) => p.candidate.id),
-    ],
-  });
+  }>(PAYMENTS_SQL, [
+    JSON.stringify(
+      postings.map((p) => ({
+        id: p.candidate.id,
+        listing_id: p.candidate.listing_id,
+        buyer_id: p.candidate.buyer_id,
+        seller_id: p.candidate.seller_id,
+        currency: p.candidate.currency,
+        amount: p.amountAtomic.toString(),
+        fee: p.feeAtomic.toString(),
+        fee_bps: p.feeBps,
+        network: p.network,
+        tx: p.tx,
+        kind: p.kind,
+      })),
+    ),
+    JSON.stringify(sorted.map(([owner_id, role, currency]) => ({ owner_id, role, currency }))),
+    JSON.stringify(
+      nonZero.map(([gateway_request_id, [owner_id, role, currency], entry_type, amount]) => ({
+        gateway_request_id,
+        owner_id,
+        role,
+        currency,
+        entry_type,
+        amount_atomic: amount.toString(),
+      })),
+    ),
+    refundDue.map((p) => p.candidate.id),
+  ]);
   const journalOf = new Map(inserted.map((r) => [r.gateway_request_id, r.id]));
   // An account another transaction created meanwhile is neither inserted nor visible to this statement: its entries
   // are missing. Not the data's fault: the batch is retried (the journal would not balance anyway).
