@@ -238,7 +238,8 @@ export const x402Rail = (schemes: X402Schemes, options: { evmMinPriceAtomic: big
     const base = requirementsFor(call.priceAtomic);
     // A memo the client copied from our 402 (the payment_request_id) is part of what it signed; keep it.
     const memo = (payload.accepted.extra as Record<string, unknown> | undefined)?.['memo'];
-    const requirements = typeof memo === 'string' ? { ...base, extra: { ...base.extra, memo } } : base;
+    const requirements =
+      typeof memo === 'string' ? Object.assign({}, base, { extra: Object.assign({}, base.extra, { memo }) }) : base;
     // The payment step bounds this call (past its deadline the buyer is told to retry with the same payment).
     const scope: { failure?: VerifierUnavailableError } = {};
     let result: Awaited<ReturnType<x402Facilitator['verify']>>;
