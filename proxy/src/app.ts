@@ -270,8 +270,10 @@ const buildPayments = async (
 };
 
 /**
- * TCP keepalive probes on the Redis connections after this long idle: a connection whose peer vanished without
- * closing it (a host gone, a partition) is found dead and replaced in under a minute, not after the system's two hours.
+ * TCP keepalive probes on the Redis connections after this long idle: an idle connection (the subscriber, a quiet
+ * command connection) whose peer vanished without closing it — a host gone, a partition — is found dead and replaced
+ * in about 40 s, not after the system's two hours. A connection with commands unanswered is covered by the command
+ * timeout instead (each command fails; the socket goes when TCP's retransmissions give up).
  */
 const REDIS_KEEPALIVE_MS = 30_000;
 
