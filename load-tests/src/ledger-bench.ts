@@ -20,6 +20,7 @@ import pg from 'pg';
 import { createPool, migrate } from '../../control-plane/src/db.js';
 import { startEventsConsumer } from '../../control-plane/src/events-consumer.js';
 import { cpuOf, ownCpu } from './cpu.js';
+import { percentile } from './stats.js';
 
 const args = new Map(
   process.argv.slice(2).map((a) => {
@@ -107,9 +108,6 @@ const freeCall = (): [GatewayEvent, GatewayEvent] => {
   return [{ ...free, price_atomic: '0' } as GatewayEvent, freeEnd as GatewayEvent];
 };
 const call = KIND === 'free' ? freeCall : paidCall;
-
-const percentile = (sorted: number[], p: number): number =>
-  sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
 const main = async (): Promise<void> => {
   const name = `crochet_ledger_bench_${randomBytes(4).toString('hex')}`;

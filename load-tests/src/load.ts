@@ -19,6 +19,7 @@ import type { AddressInfo } from 'node:net';
 import { solveChallenge } from '@crochet/protocol';
 import autocannon from 'autocannon';
 import { type CallKind, EXPECTED_STATUS, kindPicker, loadScenario, type Scenario, scenarioNames } from './scenario.js';
+import { percentile } from './stats.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -28,9 +29,6 @@ export const isLoopback = (url: URL): boolean => {
 };
 
 const solve = solveChallenge;
-
-const percentile = (sorted: number[], p: number): number =>
-  sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 
 interface Prepared {
   buyers: string[];
