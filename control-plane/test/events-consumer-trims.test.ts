@@ -175,8 +175,10 @@ describe('the events consumer trims what it committed', () => {
         if (written < batch.length) break;
       }
       // A pipeline's own buffers count until it is read, and Redis shrinks an idle client's query buffer on its own
-      // schedule: once freed, Redis may have room again. One event at a time until one is refused, and then until even
-      // a small write is refused, leaves it full with nothing of the kind to free.
+      // schedule: once freed, Redis may have room again. Redis also counts a command's own arguments when it decides
+      // OOM, so a few hundred bytes below the limit refuse every event and take every small write. So: one event at a
+      // time until one is refused, then a small write of a new key each time (which takes memory, so the loop moves
+      // on) until even that is refused. Redis may still free a little later; what follows needs only that it was full.
       let refused = false;
       for (let tries = 0; !refused && tries < 10_000; tries++) {
         const start = startEvent(call, { price_atomic: '0' });
@@ -185,7 +187,7 @@ describe('the events consumer trims what it committed', () => {
           ids.push(start.id);
           continue;
         }
-        const probe = await own.set('probe', '1').catch((error: Error) => error);
+        const probe = await own.set(`probe:${tries}`, '1').catch((error: Error) => error);
         refused = probe instanceof Error && /OOM/.test(probe.message);
       }
       expect(refused).toBe(true);
