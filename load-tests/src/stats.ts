@@ -6,7 +6,7 @@
 export const percentile = (sorted: readonly number[], p: number): number =>
   sorted.length === 0
     ? Number.NaN
-    : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+    : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p * sorted.length) / 100) - 1))]!;
 
 /** The same of values in any order (a sorted copy). */
 export const percentileOf = (values: readonly number[], p: number): number =>

@@ -18,6 +18,12 @@ describe('percentile (nearest rank)', () => {
     expect(percentile([], 50)).toBeNaN();
   });
 
+  it('counts the rank exactly for integer and decimal p (no float rounding up past it)', () => {
+    const big = Array.from({ length: 100_000 }, (_, i) => i + 1);
+    expect(percentile(hundred, 7)).toBe(7);
+    expect(percentile(big, 99.9)).toBe(99_900);
+  });
+
   it('sorts a copy of values in any order, leaving them as they were', () => {
     const shuffled = [5, 1, 4, 2, 3];
     expect(percentileOf(shuffled, 50)).toBe(3);
