@@ -18,9 +18,10 @@
  * --throughput-rounds=<n> (2; 1 with --quick): the throughput rows run in n interleaved rounds of duration/n seconds
  * each (direct, bare, nginx, free, paid, then again), so that a machine whose speed drifts over minutes weighs on
  * every row alike; a row's figures are over all its rounds, and each ratio is also printed per round,
- * --samples=<propagation changes> (1000; p99 by nearest rank is then the 990th), --profile=<role>, --nginx=<path to nginx> (found on the usual paths),
- * --json=<result file> (load-tests/results/bench-<time>.json), --quick (only the direct, bare proxy and free route
- * throughput rows and their CPU: for trying a change; the targets need the full run).
+ * --samples=<propagation changes> (1000; p99 by nearest rank is then the 990th), --profile=<role>,
+ * --nginx=<path to nginx> (found on the usual paths), --json=<result file> (load-tests/results/bench-<time>.json),
+ * --quick (only the direct, bare proxy and free route throughput rows and their CPU: for trying a change; the targets
+ * need the full run).
  *
  * Uses DATABASE_URL's server (default: the local test server) for a scratch database and REDIS_URL (default local)
  * under a scratch prefix; both are removed at the end. The result file holds every row (requests/s, latencies, CPU
@@ -268,15 +269,16 @@ const load = async (
     body: JSON.stringify({ input: 'hello' }),
     connections: CONNECTIONS,
     duration: durationS,
-    // autocannon hands setupRequest a fresh request with its own copy of the headers, so they are added in place: a
-    // literal that starts with a spread (V8's slow path on Node 20) cost the load generator microseconds per request,
-    // on the same two cores as the rows it measures.
+    // The headers object is new each request (autocannon keeps the one returned as the template of the next build, so
+    // adding to it in place would carry one request's headers into the next). Object.assign, not a literal that starts
+    // with a spread: that is V8's slow path on Node 20 and cost the load generator microseconds per request, on the
+    // same two cores as the rows it measures.
     ...(perRequest
       ? {
           requests: [
             {
               setupRequest: (req) => {
-                req.headers = Object.assign(req.headers ?? {}, perRequest());
+                req.headers = Object.assign({}, req.headers, perRequest());
                 return req;
               },
             },
