@@ -1,13 +1,14 @@
 /**
  * The processes a benchmark measures, one role per process so that each has a core's worth of event loop like in
  * production: `upstream` (a seller answering a small JSON), `bare-proxy` (@fastify/http-proxy, no checks),
- * `control-plane` and `proxy` (Crochet). Each prints one JSON line `{"url": …}` when it listens.
+ * `passthrough` (the least a Node proxy hop can do, for reference), `control-plane` and `proxy` (Crochet). Each prints one JSON line `{"url": …}` when it listens.
  */
 import cluster from 'node:cluster';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import httpProxy from '@fastify/http-proxy';
 import Fastify from 'fastify';
+import { type Dispatcher, Pool } from 'undici';
 
 const role = process.argv[2];
 // Exit normally on SIGTERM so that a --cpu-prof profile is written (a proxy worker stops its own way).
@@ -30,6 +31,47 @@ if (role === 'upstream') {
   const app = Fastify({ logger: { level: 'warn' } });
   app.register(httpProxy, { upstream: process.env['UPSTREAM_URL']!, prefix: '/', undici: { connections: 256 } });
   ready(await app.listen({ host: '127.0.0.1', port: 0 }));
+} else if (role === 'passthrough') {
+  // The floor of a Node proxy hop: node:http in, one keep-alive undici.Pool out, both bodies streamed, hop-by-hop
+  // headers dropped; no routing, no checks, no logging, no hooks. What any proxy written in Node pays per request.
+  const pool = new Pool(process.env['UPSTREAM_URL']!, { connections: 256 });
+  const HOP = new Set([
+    'connection',
+    'keep-alive',
+    'proxy-connection',
+    'transfer-encoding',
+    'te',
+    'trailer',
+    'upgrade',
+  ]);
+  const endToEnd = (headers: Record<string, string | string[] | undefined>) => {
+    const kept: Record<string, string | string[]> = {};
+    for (const name in headers) {
+      const value = headers[name];
+      if (value !== undefined && !HOP.has(name) && name !== 'host') kept[name] = value;
+    }
+    return kept;
+  };
+  const server = createServer((req, res) => {
+    const method = req.method as Dispatcher.HttpMethod;
+    pool
+      .request({
+        path: req.url!,
+        method,
+        headers: endToEnd(req.headers),
+        body: method === 'GET' || method === 'HEAD' ? null : req,
+      })
+      .then(({ statusCode, headers, body }) => {
+        res.writeHead(statusCode, endToEnd(headers));
+        body.pipe(res);
+      })
+      .catch(() => {
+        if (!res.headersSent) res.writeHead(502);
+        res.end();
+      });
+  });
+  server.keepAliveTimeout = 60_000;
+  server.listen(0, '127.0.0.1', () => ready(`http://127.0.0.1:${(server.address() as AddressInfo).port}`));
 } else if (role === 'control-plane') {
   const { loadControlPlaneConfig, startControlPlane } = await import('@crochet/control-plane');
   const plane = await startControlPlane(loadControlPlaneConfig());

@@ -3,6 +3,7 @@
  *
  *   direct      the seller reached directly
  *   bare proxy  @fastify/http-proxy with no checks
+ *   passthrough node:http + one keep-alive undici.Pool, bodies streamed, nothing else: the floor of a Node proxy hop
  *   nginx       nginx proxy_pass with upstream keepalive, one worker: a reference row, skipped when nginx is absent
  *   crochet     the Crochet free route: key auth, rate limits + start record in Redis, signing, forwarding
  *
@@ -13,14 +14,17 @@
  *    load left behind are done (how long they took is printed).
  *
  * 4. CROCHET_PROXY_WORKERS: the free route on one proxy host running --workers processes, reported apart.
+ * 5. The CPU budget of the throughput targets: every process shares this machine's cores, so a row's requests/s
+ *    follows everything its requests cost (seller and load generator included), and the ratio targets become budgets
+ *    in µs per request, printed beside what each part costs.
  *
  * Flags: --duration=<s per row> (10), --connections=<n> (32), --rate=<req/s of the fixed-rate rows> (1000),
  * --throughput-rounds=<n> (2; 1 with --quick): the throughput rows run in n interleaved rounds of duration/n seconds
- * each (direct, bare, nginx, free, paid, then again), so that a machine whose speed drifts over minutes weighs on
+ * each (direct, bare, passthrough, nginx, free, paid, then again), so that a machine whose speed drifts over minutes weighs on
  * every row alike; a row's figures are over all its rounds, and each ratio is also printed per round,
  * --samples=<propagation changes> (1000; p99 by nearest rank is then the 990th), --profile=<role>,
  * --nginx=<path to nginx> (found on the usual paths), --json=<result file> (load-tests/results/bench-<time>.json),
- * --quick (only the direct, bare proxy and free route throughput rows and their CPU: for trying a change; the targets
+ * --quick (only the direct, bare proxy, passthrough and free route throughput rows and their CPU: for trying a change; the targets
  * need the full run).
  *
  * Uses DATABASE_URL's server (default: the local test server) for a scratch database and REDIS_URL (default local)
@@ -40,6 +44,7 @@ import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { Pool } from 'undici';
+import { cpuBudget, formatCpuBudget } from './budget.js';
 import { cpuOf, cpuSeconds, ownCpu, pgrep } from './cpu.js';
 import { percentileOf } from './stats.js';
 
@@ -424,6 +429,7 @@ const main = async () => {
   try {
     const upstream = await start('upstream', {});
     const bare = await start('bare-proxy', { UPSTREAM_URL: upstream });
+    const passthrough = await start('passthrough', { UPSTREAM_URL: upstream });
     const nginxPath = findNginx();
     let nginx: string | undefined;
     if (nginxPath) {
@@ -550,7 +556,7 @@ const main = async () => {
     // Warm-up: the key and listing reach the proxy's memory; connections open; every server's code is optimised.
     await load('warm-up', gateway, auth).catch(() => undefined);
     await load('warm-up', workersGateway, auth, undefined, Math.min(DURATION_S, 3)).catch(() => undefined);
-    for (const url of [upstream, bare, ...(nginx ? [nginx] : [])])
+    for (const url of [upstream, bare, passthrough, ...(nginx ? [nginx] : [])])
       await load('warm-up', `${url}/echo`, {}, undefined, Math.min(DURATION_S, 3)).catch(() => undefined);
 
     if (COMPARE) {
@@ -589,6 +595,7 @@ const main = async () => {
     const throughputRows: [string, string, Record<string, string>, (() => Record<string, string>)?][] = [
       ['direct', `${upstream}/echo`, {}],
       ['bare proxy', `${bare}/echo`, {}],
+      ['node passthrough', `${passthrough}/echo`, {}],
       ...(nginx ? [['nginx proxy_pass', `${nginx}/echo`, {}] as [string, string, Record<string, string>]] : []),
       ['crochet free route', gateway, auth],
       ...(QUICK ? [] : [['crochet paid route', paidGateway, auth, freshProof] as (typeof throughputRows)[number]]),
@@ -702,6 +709,7 @@ const main = async () => {
         )
         .join('\n');
     const paidRow = row(throughput, 'crochet paid route')!;
+    const passthroughRow = row(throughput, 'node passthrough')!;
     /**
      * CPU µs per request of the processes that serve the row: the bare proxy alone for the bare row; the proxy, Redis,
      * PostgreSQL and the control plane for Crochet's. Not the load generator or the seller (every row pays them alike),
@@ -719,6 +727,13 @@ const main = async () => {
         : null,
       ratio_paid_to_free_rps: Number((paidRow.requestsPerSecond / crochetRow.requestsPerSecond).toFixed(3)),
       ratio_workers_to_bare_rps: Number((workersRow.requestsPerSecond / bareRow.requestsPerSecond).toFixed(3)),
+      ratio_passthrough_to_bare_rps: Number((passthroughRow.requestsPerSecond / bareRow.requestsPerSecond).toFixed(3)),
+      cpu_budget: cpuBudget({
+        bare: bareRow.cpuMicrosPerRequest,
+        passthrough: passthroughRow.cpuMicrosPerRequest,
+        free: crochetRow.cpuMicrosPerRequest,
+        paid: paidRow.cpuMicrosPerRequest,
+      }),
       // Everything one free call costs (proxy, Redis, PostgreSQL, control plane) against what the bare proxy costs.
       system_cpu_us_per_free_call: systemCpu(crochetRow),
       bare_proxy_cpu_us_per_call: systemCpu(bareRow, ['bare-proxy']),
@@ -769,6 +784,9 @@ const main = async () => {
       `crochet free with ${WORKERS} proxy workers / bare proxy requests/s: ${summary.ratio_workers_to_bare_rps} (reported apart)\n`,
     );
     process.stdout.write(
+      `node passthrough / bare proxy requests/s: ${summary.ratio_passthrough_to_bare_rps} (reference: the floor of a Node proxy hop)\n`,
+    );
+    process.stdout.write(
       `whole-system CPU per free call: ${summary.system_cpu_us_per_free_call} µs (proxy + Redis + PostgreSQL + control plane) vs bare proxy ${summary.bare_proxy_cpu_us_per_call} µs: ${summary.ratio_system_cpu_free_to_bare}× (target ≤ 1.5)\n`,
     );
     process.stdout.write(
@@ -784,6 +802,7 @@ const main = async () => {
     process.stdout.write(
       `config propagation to two proxies over ${PROPAGATION_SAMPLES} changes: p50 ${summary.propagation_ms.p50} ms, p99 ${summary.propagation_ms.p99} ms (target ≤ 100 ms), max ${summary.propagation_ms.max} ms; of which the PATCH call itself p50 ${summary.propagation_ms.api_call_p50} ms, p99 ${summary.propagation_ms.api_call_p99} ms\n`,
     );
+    process.stdout.write(`\n${formatCpuBudget(summary.cpu_budget)}\n`);
     process.stdout.write(
       `history and ledger writes left by the load written within ${summary.history_backlog_drained_ms} ms after it (propagation measured after)\n`,
     );
