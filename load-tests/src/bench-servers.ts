@@ -6,6 +6,7 @@
 import cluster from 'node:cluster';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { pipeline } from 'node:stream';
 import httpProxy from '@fastify/http-proxy';
 import Fastify from 'fastify';
 import { type Dispatcher, Pool } from 'undici';
@@ -33,7 +34,8 @@ if (role === 'upstream') {
   ready(await app.listen({ host: '127.0.0.1', port: 0 }));
 } else if (role === 'passthrough') {
   // The floor of a Node proxy hop: node:http in, one keep-alive undici.Pool out, both bodies streamed, hop-by-hop
-  // headers dropped; no routing, no checks, no logging, no hooks. What any proxy written in Node pays per request.
+  // headers dropped (and `expect`: node:http answers a 100-continue itself); no routing, no checks, no logging, no
+  // hooks. What any proxy written in Node pays per request.
   const pool = new Pool(process.env['UPSTREAM_URL']!, { connections: 256 });
   const HOP = new Set([
     'connection',
@@ -43,12 +45,14 @@ if (role === 'upstream') {
     'te',
     'trailer',
     'upgrade',
+    'expect',
+    'host',
   ]);
   const endToEnd = (headers: Record<string, string | string[] | undefined>) => {
     const kept: Record<string, string | string[]> = {};
     for (const name in headers) {
       const value = headers[name];
-      if (value !== undefined && !HOP.has(name) && name !== 'host') kept[name] = value;
+      if (value !== undefined && !HOP.has(name)) kept[name] = value;
     }
     return kept;
   };
@@ -63,7 +67,8 @@ if (role === 'upstream') {
       })
       .then(({ statusCode, headers, body }) => {
         res.writeHead(statusCode, endToEnd(headers));
-        body.pipe(res);
+        // A seller that breaks off mid-body cuts the buyer's answer, never the process.
+        pipeline(body, res, () => {});
       })
       .catch(() => {
         if (!res.headersSent) res.writeHead(502);

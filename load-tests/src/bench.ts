@@ -14,9 +14,9 @@
  *    load left behind are done (how long they took is printed).
  *
  * 4. CROCHET_PROXY_WORKERS: the free route on one proxy host running --workers processes, reported apart.
- * 5. The CPU budget of the throughput targets: every process shares this machine's cores, so a row's requests/s
- *    follows everything its requests cost (seller and load generator included), and the ratio targets become budgets
- *    in µs per request, printed beside what each part costs.
+ * 5. What the throughput targets ask of the machine: every process shares its cores, so each row prints the cores it
+ *    used, and each target the cores its calls (every process, seller and load generator included, as measured per
+ *    call) would use at the rate it asks, and the most a call could cost to fit in the machine at all (budget.ts).
  *
  * Flags: --duration=<s per row> (10), --connections=<n> (32), --rate=<req/s of the fixed-rate rows> (1000),
  * --throughput-rounds=<n> (2; 1 with --quick): the throughput rows run in n interleaved rounds of duration/n seconds
@@ -712,8 +712,9 @@ const main = async () => {
     const passthroughRow = row(throughput, 'node passthrough')!;
     /**
      * CPU µs per request of the processes that serve the row: the bare proxy alone for the bare row; the proxy, Redis,
-     * PostgreSQL and the control plane for Crochet's. Not the load generator or the seller (every row pays them alike),
-     * nor the processes that only idle beside the row (the second proxy and the worker fleet, there for the
+     * PostgreSQL and the control plane for Crochet's. Not the load generator or the seller (the target is the gateway's
+     * own cost; theirs varies a little with a row's rate, and the paid row's load generator makes a proof per request:
+     * budget.ts counts them), nor the processes that only idle beside the row (the second proxy and the worker fleet, there for the
      * propagation and workers rows): the CPU table above still shows them.
      */
     const SYSTEM_GROUPS = ['proxy', 'redis', 'postgres', 'control-plane'];
@@ -728,12 +729,10 @@ const main = async () => {
       ratio_paid_to_free_rps: Number((paidRow.requestsPerSecond / crochetRow.requestsPerSecond).toFixed(3)),
       ratio_workers_to_bare_rps: Number((workersRow.requestsPerSecond / bareRow.requestsPerSecond).toFixed(3)),
       ratio_passthrough_to_bare_rps: Number((passthroughRow.requestsPerSecond / bareRow.requestsPerSecond).toFixed(3)),
-      cpu_budget: cpuBudget({
-        bare: bareRow.cpuMicrosPerRequest,
-        passthrough: passthroughRow.cpuMicrosPerRequest,
-        free: crochetRow.cpuMicrosPerRequest,
-        paid: paidRow.cpuMicrosPerRequest,
-      }),
+      cpu_budget: cpuBudget(
+        { bare: bareRow, passthrough: passthroughRow, free: crochetRow, paid: paidRow },
+        cpus().length,
+      ),
       // Everything one free call costs (proxy, Redis, PostgreSQL, control plane) against what the bare proxy costs.
       system_cpu_us_per_free_call: systemCpu(crochetRow),
       bare_proxy_cpu_us_per_call: systemCpu(bareRow, ['bare-proxy']),

@@ -1,84 +1,120 @@
 /**
- * The throughput targets as CPU budgets. In `npm run bench` every process (seller, proxies, Redis, PostgreSQL,
- * control plane and the load generator itself) shares the machine's cores, so when a row saturates them its
- * requests/s follows what one request costs all of them together. A ratio target between two rows is then a bound
- * on that total: this says what the bound leaves to each part, beside what each part costs.
+ * What the throughput targets ask of the machine. In `npm run bench` every process (seller, proxies, Redis,
+ * PostgreSQL, control plane and the load generator itself) shares the machine's cores. A row that is to serve a rate
+ * needs, at that rate, its calls' CPU (all processes, as measured per call) in cores, and its proxy's CPU in one
+ * event loop's worth of a core. Neither bounds a row alone: a row also waits on hops between processes, and no row
+ * here keeps every core busy (each prints the cores it used). But a target whose calls would need more cores than the
+ * machine has cannot be met by any such waiting: its calls must cost less.
  */
 
 /** CPU µs per request by process group, as a bench row holds them. */
 export type CpuByGroup = Readonly<Record<string, number>>;
 
-/** The free row's groups that record a call (the start record, the end event, the history row). */
-export const RECORDING_GROUPS = ['redis', 'postgres', 'control-plane'] as const;
+export interface BudgetRow {
+  requestsPerSecond: number;
+  cpuMicrosPerRequest: CpuByGroup;
+}
+
+/** The proxy process of each row (the one that served it). */
+const PROXY_OF = { bare: 'bare-proxy', passthrough: 'passthrough', free: 'proxy', paid: 'proxy' } as const;
+
+export interface RowUse {
+  /** CPU µs per call of every measured process, seller and load generator included. */
+  call_us: number;
+  /** Cores the row used as measured (call_us × requests/s). */
+  cores: number;
+  /** Cores its proxy process used. */
+  proxy_cores: number;
+}
+
+export interface TargetNeed {
+  /** target × the reference row's requests/s. */
+  needed_rps: number;
+  /** Cores the row's calls (as measured per call) would use at that rate. */
+  cores: number;
+  /** Cores its proxy process would use at that rate. */
+  proxy_cores: number;
+  /** The most a call could cost (µs, every process) for the rate to fit in the machine's cores at all. */
+  call_us_at_most: number;
+}
 
 export interface CpuBudget {
-  /** µs per request of every measured process (seller and load generator included), by row. */
-  bare_call_us: number;
-  passthrough_call_us: number;
-  free_call_us: number;
-  paid_call_us: number;
-  /** The requests/s ratios the totals alone predict (the inverse ratio of the totals). */
-  predicted_free_to_bare: number;
-  predicted_paid_to_free: number;
-  /** The proxy process of each row. */
-  bare_proxy_us: number;
-  passthrough_us: number;
-  free_proxy_us: number;
-  /** Redis + PostgreSQL + control plane per free call. */
-  free_recording_us: number;
-  /** The most the free row's proxy could cost for free ≥ 1.0× bare, everything else as measured. */
-  free_proxy_budget_us: number;
-  /** The most a paid call could cost over a free one for paid ≥ 0.9× free. */
-  paid_added_budget_us: number;
-  /** What a paid call costs over a free one, by group, largest first (groups that differ by nothing left out). */
-  paid_added_us: Record<string, number>;
+  cores: number;
+  rows: Record<keyof typeof PROXY_OF, RowUse>;
+  free_to_bare: TargetNeed & { target: number };
+  paid_to_free: TargetNeed & {
+    target: number;
+    /** What a paid call costs over a free one, by group, largest first (groups that differ by nothing left out). */
+    added_us: Record<string, number>;
+  };
 }
 
 const total = (cpu: CpuByGroup): number => Object.values(cpu).reduce((sum, micros) => sum + micros, 0);
-const of = (cpu: CpuByGroup, group: string): number => cpu[group] ?? 0;
-const ratio = (a: number, b: number): number => (b > 0 ? Number((a / b).toFixed(3)) : 0);
+const round2 = (x: number): number => Math.round(x * 100) / 100;
+
+const use = (row: BudgetRow, proxy: string): RowUse => ({
+  call_us: total(row.cpuMicrosPerRequest),
+  cores: round2((total(row.cpuMicrosPerRequest) * row.requestsPerSecond) / 1e6),
+  proxy_cores: round2(((row.cpuMicrosPerRequest[proxy] ?? 0) * row.requestsPerSecond) / 1e6),
+});
+
+const need = (row: BudgetRow, proxy: string, neededRps: number, cores: number): TargetNeed => ({
+  needed_rps: Math.round(neededRps),
+  cores: round2((total(row.cpuMicrosPerRequest) * neededRps) / 1e6),
+  proxy_cores: round2(((row.cpuMicrosPerRequest[proxy] ?? 0) * neededRps) / 1e6),
+  // An upper bound: floor, so that a call of this cost still fits.
+  call_us_at_most: neededRps > 0 ? Math.floor((cores * 1e6) / neededRps) : 0,
+});
 
 export const cpuBudget = (
-  rows: { bare: CpuByGroup; passthrough: CpuByGroup; free: CpuByGroup; paid: CpuByGroup },
+  rows: Record<keyof typeof PROXY_OF, BudgetRow>,
+  cores: number,
   targets: { freeToBare: number; paidToFree: number } = { freeToBare: 1.0, paidToFree: 0.9 },
 ): CpuBudget => {
-  const { bare, passthrough, free, paid } = rows;
-  const [bareCall, freeCall, paidCall] = [total(bare), total(free), total(paid)];
-  const added = [...new Set([...Object.keys(free), ...Object.keys(paid)])]
-    .map((group) => [group, of(paid, group) - of(free, group)] as const)
+  const { bare, free, paid } = rows;
+  const added = [...new Set([...Object.keys(free.cpuMicrosPerRequest), ...Object.keys(paid.cpuMicrosPerRequest)])]
+    .map((group) => [group, (paid.cpuMicrosPerRequest[group] ?? 0) - (free.cpuMicrosPerRequest[group] ?? 0)] as const)
     .filter(([, micros]) => micros !== 0)
     .sort((a, b) => b[1] - a[1]);
   return {
-    bare_call_us: bareCall,
-    passthrough_call_us: total(passthrough),
-    free_call_us: freeCall,
-    paid_call_us: paidCall,
-    predicted_free_to_bare: ratio(bareCall, freeCall),
-    predicted_paid_to_free: ratio(freeCall, paidCall),
-    bare_proxy_us: of(bare, 'bare-proxy'),
-    passthrough_us: of(passthrough, 'passthrough'),
-    free_proxy_us: of(free, 'proxy'),
-    free_recording_us: RECORDING_GROUPS.reduce((sum, group) => sum + of(free, group), 0),
-    // Free at the target ratio may cost bareCall / target in all; what the proxy may take is that less the rest.
-    free_proxy_budget_us: Math.round(bareCall / targets.freeToBare - (freeCall - of(free, 'proxy'))),
-    paid_added_budget_us: Math.round(freeCall / targets.paidToFree - freeCall),
-    paid_added_us: Object.fromEntries(added),
+    cores,
+    rows: {
+      bare: use(bare, PROXY_OF.bare),
+      passthrough: use(rows.passthrough, PROXY_OF.passthrough),
+      free: use(free, PROXY_OF.free),
+      paid: use(paid, PROXY_OF.paid),
+    },
+    free_to_bare: Object.assign(need(free, 'proxy', targets.freeToBare * bare.requestsPerSecond, cores), {
+      target: targets.freeToBare,
+    }),
+    paid_to_free: Object.assign(need(paid, 'proxy', targets.paidToFree * free.requestsPerSecond, cores), {
+      target: targets.paidToFree,
+      added_us: Object.fromEntries(added),
+    }),
   };
 };
 
+/** A ratio as the targets are written (1.0, 0.9). */
+const ratioText = (x: number): string => (Number.isInteger(x) ? x.toFixed(1) : String(x));
+
 /** The budget as the bench prints it. */
 export const formatCpuBudget = (b: CpuBudget): string => {
-  const added = Object.entries(b.paid_added_us)
+  const { bare, passthrough, free, paid } = b.rows;
+  const row = (name: string, r: RowUse, proxy: string) =>
+    `${name} ${r.call_us} µs/call, ${r.cores} cores (${proxy} ${r.proxy_cores})`;
+  const f = b.free_to_bare;
+  const p = b.paid_to_free;
+  const added = Object.entries(p.added_us)
     .map(([group, micros]) => `${group} ${micros > 0 ? '+' : ''}${micros}`)
     .join(', ');
-  const addedTotal = b.paid_call_us - b.free_call_us;
   return (
-    'CPU budget of the throughput targets (µs per request, every process on these cores; requests/s follows the totals)\n' +
-    `  bare call ${b.bare_call_us} (bare proxy ${b.bare_proxy_us}); passthrough call ${b.passthrough_call_us} (passthrough ${b.passthrough_us}); ` +
-    `free call ${b.free_call_us} (proxy ${b.free_proxy_us}, recording ${b.free_recording_us}); paid call ${b.paid_call_us}\n` +
-    `  free ≥ 1.0× bare: the totals predict ${b.predicted_free_to_bare}; the proxy may cost at most ${b.free_proxy_budget_us} µs ` +
-    `with all else as measured (it costs ${b.free_proxy_us}; the passthrough, which checks nothing, ${b.passthrough_us})\n` +
-    `  paid ≥ 0.9× free: the totals predict ${b.predicted_paid_to_free}; a paid call may add at most ${b.paid_added_budget_us} µs ` +
-    `over a free one and adds ${addedTotal}: ${added}\n`
+    `what the throughput targets ask of these ${b.cores} cores (CPU per call of every process, seller and load generator included)\n` +
+    `  used: ${row('bare', bare, 'bare proxy')}; ${row('passthrough', passthrough, 'passthrough')}; ` +
+    `${row('free', free, 'proxy')}; ${row('paid', paid, 'proxy')}\n` +
+    `  free ≥ ${ratioText(f.target)}× bare = ${f.needed_rps} req/s: its calls as measured would use ${f.cores} of ${b.cores} cores ` +
+    `(its proxy ${f.proxy_cores}); a call may cost at most ${f.call_us_at_most} µs to fit at all\n` +
+    `  paid ≥ ${ratioText(p.target)}× free = ${p.needed_rps} req/s: its calls as measured would use ${p.cores} of ${b.cores} cores ` +
+    `(its proxy ${p.proxy_cores}); a call may cost at most ${p.call_us_at_most} µs to fit at all, and costs ${paid.call_us}: ` +
+    `${paid.call_us - free.call_us} over a free one (${added})\n`
   );
 };
