@@ -4,7 +4,7 @@ import { verifyWallet } from '../../control-plane/test/helpers.js';
 import { solanaWallet } from '../../control-plane/test/wallets-support.js';
 import { createPaidListing, type PaymentStack, paySolana, startPaymentStack } from './payment-stack.js';
 import { eventually, expectApiError, gatewayCall, startSeller, type TestSeller } from './stack.js';
-import { runTransferWorker, transferRow } from './transfer-support.js';
+import { runTransfersOnce, runTransferWorker, transferRow } from './transfer-support.js';
 
 /**
  * Second reading of money out (DESIGN §3.9): cases a review found where a payout was sent twice or the API answered
@@ -83,9 +83,10 @@ describe('review: a payout judged "dropped" while it had landed', () => {
     stack.solana.advanceSlots(400);
     (stack.solana.engine as unknown as { records: Map<string, unknown> }).records.delete(left.tx);
 
-    await stack.plane.transfers.runOnce();
-    await stack.plane.transfers.runOnce();
-    await stack.plane.transfers.runOnce();
+    // Runs that took the job's lock: the killed worker's session may hold it a moment longer.
+    await runTransfersOnce(stack);
+    await runTransfersOnce(stack);
+    await runTransfersOnce(stack);
 
     // Exactly once: the wallet holds 1.5 USDC, not 3.
     expect(await usdcBalanceOf(stack.solana, earner.wallet.address)).toBe(1_500_000n);
@@ -113,7 +114,7 @@ describe('review: a payout that really was dropped', () => {
 
     // Its blockhash expires before anyone sends it: it can never land.
     stack.solana.advanceSlots(200);
-    await stack.plane.transfers.runOnce(); // judged dropped
+    await runTransfersOnce(stack); // judged dropped (a run that took the lock the killed worker held)
     // Signed anew and sent, then confirmed — by the next runs, or on a slow machine (a confirmation wait that ran out)
     // by a later one: every run may come again, and the balance below shows it was sent once.
     await expect
