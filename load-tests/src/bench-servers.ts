@@ -66,7 +66,12 @@ if (role === 'upstream') {
         body: method === 'GET' || method === 'HEAD' ? null : req,
       })
       .then(({ statusCode, headers, body }) => {
-        res.writeHead(statusCode, endToEnd(headers));
+        try {
+          res.writeHead(statusCode, endToEnd(headers));
+        } catch (error) {
+          body.destroy();
+          throw error;
+        }
         // A seller that breaks off mid-body cuts the buyer's answer, never the process.
         pipeline(body, res, () => {});
       })

@@ -713,8 +713,8 @@ const main = async () => {
     /**
      * CPU µs per request of the processes that serve the row: the bare proxy alone for the bare row; the proxy, Redis,
      * PostgreSQL and the control plane for Crochet's. Not the load generator or the seller (the target is the gateway's
-     * own cost; theirs varies a little with a row's rate, and the paid row's load generator makes a proof per request:
-     * budget.ts counts them), nor the processes that only idle beside the row (the second proxy and the worker fleet, there for the
+     * own cost; theirs varies with a row's rate, and the paid row's load generator makes a proof per request: budget.ts
+     * counts them), nor the processes that only idle beside the row (the second proxy and the worker fleet, there for the
      * propagation and workers rows): the CPU table above still shows them.
      */
     const SYSTEM_GROUPS = ['proxy', 'redis', 'postgres', 'control-plane'];
