@@ -1,7 +1,8 @@
 /**
  * The processes a benchmark measures, one role per process so that each has a core's worth of event loop like in
  * production: `upstream` (a seller answering a small JSON), `bare-proxy` (@fastify/http-proxy, no checks),
- * `passthrough` (the least a Node proxy hop can do, for reference), `control-plane` and `proxy` (Crochet). Each prints one JSON line `{"url": …}` when it listens.
+ * `passthrough` (the least a Node proxy hop can do, for reference), `control-plane` and `proxy` (Crochet). Each
+ * prints one JSON line `{"url": …}` when it listens.
  */
 import cluster from 'node:cluster';
 import { createServer } from 'node:http';

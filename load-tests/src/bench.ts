@@ -20,12 +20,12 @@
  *
  * Flags: --duration=<s per row> (10), --connections=<n> (32), --rate=<req/s of the fixed-rate rows> (1000),
  * --throughput-rounds=<n> (2; 1 with --quick): the throughput rows run in n interleaved rounds of duration/n seconds
- * each (direct, bare, passthrough, nginx, free, paid, then again), so that a machine whose speed drifts over minutes weighs on
- * every row alike; a row's figures are over all its rounds, and each ratio is also printed per round,
+ * each (direct, bare, passthrough, nginx, free, paid, then again), so that a machine whose speed drifts over minutes
+ * weighs on every row alike; a row's figures are over all its rounds, and each ratio is also printed per round,
  * --samples=<propagation changes> (1000; p99 by nearest rank is then the 990th), --profile=<role>,
  * --nginx=<path to nginx> (found on the usual paths), --json=<result file> (load-tests/results/bench-<time>.json),
- * --quick (only the direct, bare proxy, passthrough and free route throughput rows and their CPU: for trying a change; the targets
- * need the full run).
+ * --quick (only the direct, bare proxy, passthrough and free route throughput rows and their CPU: for trying a
+ * change; the targets need the full run).
  *
  * Uses DATABASE_URL's server (default: the local test server) for a scratch database and REDIS_URL (default local)
  * under a scratch prefix; both are removed at the end. The result file holds every row (requests/s, latencies, CPU
@@ -714,8 +714,8 @@ const main = async () => {
      * CPU µs per request of the processes that serve the row: the bare proxy alone for the bare row; the proxy, Redis,
      * PostgreSQL and the control plane for Crochet's. Not the load generator or the seller (the target is the gateway's
      * own cost; theirs varies with a row's rate, and the paid row's load generator makes a proof per request: budget.ts
-     * counts them), nor the processes that only idle beside the row (the second proxy and the worker fleet, there for the
-     * propagation and workers rows): the CPU table above still shows them.
+     * counts them), nor the processes that only idle beside the row (the second proxy and the worker fleet, there for
+     * the propagation and workers rows): the CPU table above still shows them.
      */
     const SYSTEM_GROUPS = ['proxy', 'redis', 'postgres', 'control-plane'];
     const systemCpu = (r: Row, groups = SYSTEM_GROUPS): number =>
