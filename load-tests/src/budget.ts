@@ -122,7 +122,7 @@ export const formatCpuBudget = (b: CpuBudget): string => {
     `(its proxy ${f.proxy_cores}); a call may cost at most ${f.call_us_at_most} µs to fit at all\n` +
     `  paid ≥ ${ratioText(p.target)}× free = ${p.needed_rps} req/s: its calls as measured would use ${p.cores} of ${b.cores} cores ` +
     `(its proxy ${p.proxy_cores}); a call may cost at most ${p.call_us_at_most} µs to fit at all, and costs ${paid.call_us}: ` +
-    `${Object.values(p.added_us).reduce((sum, micros) => sum + micros, 0)} more than a free one in the processes ` +
+    `${total(p.added_us)} more than a free one in the processes ` +
     `that serve it (${added})\n`
   );
 };

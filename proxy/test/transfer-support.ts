@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import type { PaymentStack } from './payment-stack.js';
+import { eventually } from './stack.js';
 
 /**
  * Runs the transfers job in a process of its own (control-plane/test/transfer-worker.ts), which kills itself
@@ -43,15 +44,14 @@ export const runTransferWorker = (
  * anything; this tries again until a run took the lock (at most 15 s), and fails on a run that met an error.
  */
 export const runTransfersOnce = async (stack: PaymentStack) => {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const report = await stack.plane.transfers.runOnce();
-    // A run that met an error left its transfer where it was: whatever the test asserts next would test nothing.
-    if (report && report.errors > 0) throw new Error(`the transfers run met errors: ${JSON.stringify(report)}`);
-    if (report) return report;
-    if (Date.now() > deadline) throw new Error('no run of the transfers job took its lock within 15 s');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  const report = await eventually(async () => {
+    const ran = await stack.plane.transfers.runOnce();
+    if (!ran) throw new Error('no run of the transfers job took its lock within 15 s');
+    return ran;
+  }, 15_000);
+  // A run that met an error left its transfer where it was: whatever the test asserts next would test nothing.
+  if (report.errors > 0) throw new Error(`the transfers run met errors: ${JSON.stringify(report)}`);
+  return report;
 };
 
 /** A transfer's row as the tests look at it. */
